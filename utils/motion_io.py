@@ -1,0 +1,446 @@
+"""Read and write OpenSim motion files: ``.mot`` / ``.sto`` (coordinates,
+activations) and ``.trc`` (marker trajectories).
+
+Every file becomes one :class:`Motion`: times (T,), column labels, values
+(T, C) as float64, plus units and header metadata. Columns are addressed by
+label, never by position. Writing is atomic and the files load in OpenSim
+(``opensim.TimeSeriesTable`` / ``opensim.Storage`` / ``TimeSeriesTableVec3``).
+
+Bad input raises :class:`MotionFileError` naming the file and line.
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from utils.constants import COORDINATES, FRAME_RATE, TRANSLATIONS
+from utils.fileio import atomic_write_text
+
+
+class MotionFileError(ValueError):
+    """A motion file could not be read; the message names the file and line."""
+
+    def __init__(self, path: str | os.PathLike | None, message: str, line: int | None = None):
+        where = str(path) if path is not None else "<motion>"
+        if line is not None:
+            where = f"{where}:{line}"
+        super().__init__(f"{where}: {message}")
+        self.path = None if path is None else Path(path)
+        self.line = line
+
+
+_JOINTSET_VALUE = re.compile(r"^/jointset/[^/]+/([^/]+)/value$")
+_FORCESET_ACTIVATION = re.compile(r"^/forceset/([^/]+)/activation$")
+
+
+def canonical_label(label: str) -> str:
+    """Short name of an OpenSim column label.
+
+    ``/jointset/knee_r/knee_angle_r/value`` -> ``knee_angle_r``;
+    ``/forceset/vasmed_r/activation`` -> ``vasmed_r``; other labels unchanged.
+    """
+    for pattern in (_JOINTSET_VALUE, _FORCESET_ACTIVATION):
+        match = pattern.match(label)
+        if match:
+            return match.group(1)
+    return label
+
+
+def is_rotation(label: str) -> bool:
+    """True if ``label`` names one of the 33 coordinates and it is an angle."""
+    name = canonical_label(label)
+    return name in COORDINATES and name not in TRANSLATIONS
+
+
+@dataclass
+class Motion:
+    """A table of samples over time, as read from or written to a motion file.
+
+    ``values`` has shape (T, C) with one column per entry of ``labels``.
+    ``in_degrees`` tells the unit of rotational coordinate columns (``None`` for
+    marker data); ``units`` is the length unit of marker data (``m`` / ``mm``).
+    For ``.trc`` data the labels are ``<marker>_X``, ``<marker>_Y``, ``<marker>_Z``.
+    """
+
+    times: np.ndarray
+    labels: tuple[str, ...]
+    values: np.ndarray
+    in_degrees: bool | None = True
+    units: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    name: str = "motion"
+    source: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.times = np.asarray(self.times, dtype=np.float64)
+        self.values = np.asarray(self.values, dtype=np.float64)
+        self.labels = tuple(self.labels)
+        if self.values.ndim != 2 or self.values.shape != (len(self.times), len(self.labels)):
+            raise MotionFileError(
+                self.source,
+                f"values of shape {self.values.shape} do not match {len(self.times)} times "
+                f"x {len(self.labels)} labels",
+            )
+        self._index = {canonical_label(lab): i for i, lab in enumerate(self.labels)}
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.times)
+
+    @property
+    def frame_rate(self) -> float:
+        """Sampling rate from the time column (Hz); ``FRAME_RATE`` for one frame."""
+        if self.n_frames < 2:
+            return FRAME_RATE
+        return float((self.n_frames - 1) / (self.times[-1] - self.times[0]))
+
+    def has(self, label: str) -> bool:
+        return canonical_label(label) in self._index
+
+    def column(self, label: str) -> np.ndarray:
+        """One column by label (full OpenSim path or short name). (T,)"""
+        try:
+            return self.values[:, self._index[canonical_label(label)]]
+        except KeyError:
+            raise MotionFileError(self.source, f"no column named {label!r}") from None
+
+    def columns(self, labels: Sequence[str]) -> np.ndarray:
+        """Several columns by label, in the order asked. (T, len(labels))"""
+        missing = [lab for lab in labels if canonical_label(lab) not in self._index]
+        if missing:
+            raise MotionFileError(self.source, f"missing columns: {', '.join(missing)}")
+        return self.values[:, [self._index[canonical_label(lab)] for lab in labels]]
+
+    def coordinates(self, names: Sequence[str] = COORDINATES, degrees: bool = True) -> np.ndarray:
+        """The named coordinates in the given order, rotations in degrees (or
+        radians with ``degrees=False``), translations in metres. (T, len(names))
+
+        Raises :class:`MotionFileError` listing every missing coordinate.
+        """
+        missing = [n for n in names if n not in self._index]
+        if missing:
+            raise MotionFileError(
+                self.source, f"missing required coordinates ({len(missing)}): {', '.join(missing)}"
+            )
+        out = self.values[:, [self._index[n] for n in names]].copy()
+        rot = np.array([n not in TRANSLATIONS for n in names])
+        file_deg = True if self.in_degrees is None else self.in_degrees
+        if file_deg and not degrees:
+            out[:, rot] = np.deg2rad(out[:, rot])
+        elif degrees and not file_deg:
+            out[:, rot] = np.rad2deg(out[:, rot])
+        return out
+
+    def markers(self) -> tuple[tuple[str, ...], np.ndarray]:
+        """Marker names and positions (T, M, 3) of ``.trc`` data, in metres."""
+        names = tuple(lab[:-2] for lab in self.labels[::3])
+        scale = 0.001 if (self.units or "m").lower() == "mm" else 1.0
+        return names, self.values.reshape(self.n_frames, -1, 3) * scale
+
+
+def convert_angles(values: np.ndarray, labels: Sequence[str], to_degrees: bool) -> np.ndarray:
+    """Convert the rotational-coordinate columns of ``values`` (..., C) between
+    radians and degrees; translations and non-coordinate columns are unchanged."""
+    out = np.array(values, dtype=np.float64, copy=True)
+    mask = np.array([is_rotation(lab) for lab in labels], dtype=bool)
+    out[..., mask] = np.rad2deg(out[..., mask]) if to_degrees else np.deg2rad(out[..., mask])
+    return out
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_motion(path: str | os.PathLike) -> Motion:
+    """Read a ``.mot``, ``.sto`` or ``.trc`` file by its extension."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".mot", ".sto"):
+        return read_storage(path)
+    if suffix == ".trc":
+        return read_trc(path)
+    raise MotionFileError(path, f"unknown motion file type {suffix!r}; expected .mot, .sto or .trc")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        raise MotionFileError(path, "file does not exist") from None
+    except IsADirectoryError:
+        raise MotionFileError(path, "is a folder, expected a motion file") from None
+    if not text.strip():
+        raise MotionFileError(path, "file is empty", line=1)
+    return text
+
+
+def read_storage(path: str | os.PathLike) -> Motion:
+    """Read an OpenSim storage file (``.mot`` / ``.sto``)."""
+    path = Path(path)
+    text = _read_text(path)
+    lines = text.splitlines()
+    metadata: dict[str, str] = {}
+    name = path.stem
+    end = None
+    for i, raw in enumerate(lines):
+        line = raw.strip()
+        if line.lower() == "endheader":
+            end = i
+            break
+        if "=" in line:
+            key, _, value = line.partition("=")
+            metadata[key.strip()] = value.strip()
+        elif i == 0 and line:
+            name = line
+    if end is None:
+        raise MotionFileError(path, "no 'endheader' line: not an OpenSim storage file", line=len(lines))
+
+    label_no = end + 1
+    while label_no < len(lines) and not lines[label_no].strip():
+        label_no += 1
+    if label_no >= len(lines):
+        raise MotionFileError(path, "no column labels after 'endheader'", line=end + 1)
+    sep = "\t" if "\t" in lines[label_no] else None
+    labels = [lab.strip() for lab in lines[label_no].split(sep) if lab.strip()]
+    if not labels or labels[0].lower() != "time":
+        raise MotionFileError(path, f"first column must be 'time', found {labels[:1]}", line=label_no + 1)
+    _check_duplicates(path, labels, label_no + 1)
+
+    body_start = label_no + 1
+    data = _parse_body(path, lines, body_start, len(labels), sep)
+    _check_counts(path, metadata, data.shape, label_no + 1)
+
+    in_degrees = _parse_bool(metadata.get("inDegrees", "yes"))
+    motion = Motion(
+        times=data[:, 0], labels=tuple(labels[1:]), values=data[:, 1:],
+        in_degrees=in_degrees, metadata=metadata, name=name, source=path,
+    )
+    _check_time(path, motion.times, body_start)
+    return motion
+
+
+def read_trc(path: str | os.PathLike) -> Motion:
+    """Read an OpenSim ``.trc`` marker file. Values are in the file's units."""
+    path = Path(path)
+    text = _read_text(path)
+    lines = text.splitlines()
+    if len(lines) < 5:
+        raise MotionFileError(path, f"a .trc file needs 5 header lines, found {len(lines)}", line=len(lines))
+    keys = lines[1].split("\t") if "\t" in lines[1] else lines[1].split()
+    vals = lines[2].split("\t") if "\t" in lines[2] else lines[2].split()
+    header = {k.strip(): v.strip() for k, v in zip(keys, vals)}
+    for required in ("DataRate", "NumFrames", "NumMarkers", "Units"):
+        if required not in header:
+            raise MotionFileError(path, f"header lacks {required!r}", line=2)
+    try:
+        n_markers = int(header["NumMarkers"])
+        n_frames = int(header["NumFrames"])
+        rate = float(header["DataRate"])
+    except ValueError:
+        raise MotionFileError(path, "NumMarkers/NumFrames/DataRate must be numbers", line=3) from None
+    names = [n.strip() for n in lines[3].split("\t")[2:] if n.strip()]
+    if len(names) != n_markers:
+        raise MotionFileError(path, f"NumMarkers={n_markers} but {len(names)} marker names", line=4)
+    _check_duplicates(path, names, 4)
+    body_start = 5
+    while body_start < len(lines) and not lines[body_start].strip():
+        body_start += 1
+    data = _parse_body(path, lines, body_start, 2 + 3 * n_markers, "\t")
+    if data.shape[0] != n_frames:
+        raise MotionFileError(path, f"NumFrames={n_frames} but the body has {data.shape[0]} rows", line=3)
+    labels = tuple(f"{m}_{axis}" for m in names for axis in "XYZ")
+    motion = Motion(
+        times=data[:, 1], labels=labels, values=data[:, 2:], in_degrees=None,
+        units=header["Units"], metadata=header, name=path.stem, source=path,
+    )
+    _check_time(path, motion.times, body_start)
+    if abs(motion.frame_rate - rate) > 1e-3 * rate and motion.n_frames > 1:
+        raise MotionFileError(path, f"DataRate={rate} but the time column runs at {motion.frame_rate:.3f} Hz", line=3)
+    return motion
+
+
+def _parse_bool(value: str) -> bool:
+    return value.strip().lower() in ("yes", "true", "1")
+
+
+def _check_duplicates(path: Path, labels: Sequence[str], line: int) -> None:
+    seen: set[str] = set()
+    for lab in labels:
+        if lab in seen:
+            raise MotionFileError(path, f"duplicate column label {lab!r}", line=line)
+        seen.add(lab)
+
+
+def _parse_body(path: Path, lines: list[str], start: int, n_cols: int, sep: str | None) -> np.ndarray:
+    """Parse the numeric rows ``lines[start:]`` into (rows, n_cols) float64."""
+    body = lines[start:]
+    while body and not body[-1].strip():
+        body.pop()
+    if not body:
+        raise MotionFileError(path, "no data rows", line=start + 1)
+    try:
+        data = np.loadtxt(body, delimiter=sep, dtype=np.float64, ndmin=2)
+    except ValueError:
+        data = None
+    if data is None or data.shape[1] != n_cols:
+        _diagnose_rows(path, body, start, n_cols, sep)
+        raise MotionFileError(path, f"could not parse the data rows as {n_cols} numbers each", line=start + 1)
+    if not np.isfinite(data).all():
+        row, col = np.argwhere(~np.isfinite(data))[0]
+        raise MotionFileError(
+            path, f"non-finite value {data[row, col]} in column {col + 1}", line=start + row + 1
+        )
+    return data
+
+
+def _diagnose_rows(path: Path, body: list[str], start: int, n_cols: int, sep: str | None) -> None:
+    """Find the first bad row and raise an error that names it."""
+    for k, raw in enumerate(body):
+        line_no = start + k + 1
+        fields = [f for f in (raw.split(sep) if sep else raw.split())]
+        if sep:
+            fields = [f for f in fields if f.strip() != ""] if raw.strip() else []
+        if len(fields) != n_cols:
+            raise MotionFileError(path, f"expected {n_cols} numbers, found {len(fields)}", line=line_no)
+        for col, text in enumerate(fields):
+            try:
+                float(text)
+            except ValueError:
+                raise MotionFileError(
+                    path, f"column {col + 1}: {text.strip()!r} is not a number", line=line_no
+                ) from None
+
+
+def _check_counts(path: Path, metadata: dict[str, str], shape: tuple[int, int], line: int) -> None:
+    for key, actual in (("nRows", shape[0]), ("nColumns", shape[1])):
+        if key in metadata:
+            try:
+                declared = int(metadata[key])
+            except ValueError:
+                raise MotionFileError(path, f"{key}={metadata[key]!r} is not an integer") from None
+            if declared != actual:
+                raise MotionFileError(
+                    path, f"header says {key}={declared} but the body has {actual}", line=line
+                )
+
+
+def _check_time(path: Path, times: np.ndarray, body_start: int) -> None:
+    if len(times) > 1:
+        steps = np.diff(times)
+        bad = np.flatnonzero(steps <= 0)
+        if bad.size:
+            k = int(bad[0]) + 1
+            raise MotionFileError(
+                path, f"time is not increasing ({times[k - 1]} then {times[k]})", line=body_start + k + 1
+            )
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def write_mot(
+    path: str | os.PathLike,
+    times: np.ndarray,
+    labels: Sequence[str],
+    values: np.ndarray,
+    in_degrees: bool = True,
+    name: str | None = None,
+) -> Path:
+    """Write an OpenSim ``.mot`` / ``.sto`` file atomically.
+
+    ``values`` (T, C) must already be in the unit ``in_degrees`` declares for
+    rotational coordinates. Returns the path written.
+    """
+    path = Path(path)
+    times = np.asarray(times, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    labels = list(labels)
+    if values.shape != (len(times), len(labels)):
+        raise ValueError(f"values {values.shape} do not match {len(times)} times x {len(labels)} labels")
+    if not np.isfinite(values).all() or not np.isfinite(times).all():
+        raise ValueError(f"refusing to write non-finite values to {path}")
+    _check_duplicates(path, ["time", *labels], 0)
+    buf = io.StringIO()
+    buf.write(f"{name or path.stem}\n")
+    buf.write("version=1\n")
+    buf.write(f"nRows={len(times)}\n")
+    buf.write(f"nColumns={len(labels) + 1}\n")
+    buf.write(f"inDegrees={'yes' if in_degrees else 'no'}\n")
+    buf.write("endheader\n")
+    buf.write("\t".join(["time", *labels]) + "\n")
+    np.savetxt(buf, np.column_stack([times, values]), fmt="%.10g", delimiter="\t")
+    return atomic_write_text(path, buf.getvalue())
+
+
+def write_motion(path: str | os.PathLike, motion: Motion) -> Path:
+    """Write a :class:`Motion` back to disk in the format of ``path``'s extension."""
+    if Path(path).suffix.lower() == ".trc":
+        names, positions = motion.markers()
+        return write_trc(path, motion.times, names, positions)
+    return write_mot(path, motion.times, motion.labels, motion.values,
+                     in_degrees=bool(motion.in_degrees), name=motion.name)
+
+
+def write_coordinates(
+    path: str | os.PathLike,
+    coords_deg: np.ndarray,
+    frame_rate: float = FRAME_RATE,
+    extra: dict[str, np.ndarray] | None = None,
+    names: Sequence[str] = COORDINATES,
+) -> Path:
+    """Write a (T, 33) canonical-order coordinate array (degrees / metres) as a
+    ``.mot`` at ``frame_rate``; ``extra`` adds columns (e.g. activations)."""
+    coords_deg = np.asarray(coords_deg, dtype=np.float64)
+    times = np.arange(coords_deg.shape[0]) / frame_rate
+    labels = list(names)
+    values = [coords_deg]
+    for label, column in (extra or {}).items():
+        labels.append(label)
+        values.append(np.asarray(column, dtype=np.float64).reshape(-1, 1))
+    return write_mot(path, times, labels, np.hstack(values), in_degrees=True)
+
+
+def write_trc(
+    path: str | os.PathLike,
+    times: np.ndarray,
+    marker_names: Sequence[str],
+    positions: np.ndarray,
+    units: str = "m",
+) -> Path:
+    """Write marker trajectories (T, M, 3), in ``units``, as an OpenSim ``.trc``."""
+    path = Path(path)
+    times = np.asarray(times, dtype=np.float64)
+    positions = np.asarray(positions, dtype=np.float64)
+    n_frames, n_markers = len(times), len(marker_names)
+    if positions.shape != (n_frames, n_markers, 3):
+        raise ValueError(f"positions {positions.shape} do not match ({n_frames}, {n_markers}, 3)")
+    if not np.isfinite(positions).all():
+        raise ValueError(f"refusing to write non-finite marker positions to {path}")
+    rate = FRAME_RATE if n_frames < 2 else (n_frames - 1) / (times[-1] - times[0])
+    buf = io.StringIO()
+    buf.write(f"PathFileType\t4\t(X/Y/Z)\t{path.name}\n")
+    buf.write("DataRate\tCameraRate\tNumFrames\tNumMarkers\tUnits\tOrigDataRate\tOrigDataStartFrame\tOrigNumFrames\n")
+    buf.write(f"{rate:.6g}\t{rate:.6g}\t{n_frames}\t{n_markers}\t{units}\t{rate:.6g}\t1\t{n_frames}\n")
+    buf.write("Frame#\tTime\t" + "\t".join(f"{m}\t\t" for m in marker_names).rstrip("\t") + "\n")
+    buf.write("\t\t" + "\t".join(f"X{k}\tY{k}\tZ{k}" for k in range(1, n_markers + 1)) + "\n")
+    buf.write("\n")
+    table = np.column_stack([np.arange(1, n_frames + 1), times, positions.reshape(n_frames, -1)])
+    fmt = ["%d", "%.10g"] + ["%.10g"] * (3 * n_markers)
+    np.savetxt(buf, table, fmt=fmt, delimiter="\t")
+    return atomic_write_text(path, buf.getvalue())
+
+
+def read_many(paths: Iterable[str | os.PathLike], workers: int = 1) -> list[Motion]:
+    """Read many motion files, optionally in ``workers`` processes, in order."""
+    paths = [Path(p) for p in paths]
+    if workers <= 1 or len(paths) < 2 * workers:
+        return [read_motion(p) for p in paths]
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(read_motion, paths, chunksize=max(1, len(paths) // (4 * workers))))
