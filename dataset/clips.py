@@ -1,0 +1,30 @@
+"""Bring a repetition of any length to a fixed number of frames."""
+from __future__ import annotations
+
+import numpy as np
+
+from utils.constants import CLIP_LENGTH
+
+CLIP_MODES = ("resample", "tile")
+
+
+def fit_length(x: np.ndarray, length: int = CLIP_LENGTH, mode: str = "resample") -> np.ndarray:
+    """(T, C) -> (length, C).
+
+    ``resample``: linear time normalisation, first and last frames kept.
+    ``tile``: the original BIGE behaviour; a short clip is repeated end to end
+    and cut at ``length``, a long one is cut.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"expected a (T>=2, C) clip, got shape {x.shape}")
+    if mode == "resample":
+        src = np.linspace(0.0, 1.0, x.shape[0])
+        dst = np.linspace(0.0, 1.0, length)
+        idx = np.clip(np.searchsorted(src, dst, side="right") - 1, 0, x.shape[0] - 2)
+        w = ((dst - src[idx]) / (src[idx + 1] - src[idx]))[:, None]
+        return (1.0 - w) * x[idx] + w * x[idx + 1]
+    if mode == "tile":
+        reps = -(-length // x.shape[0])
+        return np.tile(x, (reps, 1))[:length]
+    raise ValueError(f"unknown clip mode {mode!r}; expected one of {CLIP_MODES}")

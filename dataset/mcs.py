@@ -1,0 +1,169 @@
+"""Discovery of an MCS-layout dataset root: sessions, squat trials, the
+segmentation of trials into repetitions, muscle-driven Dynamics files and
+marker files.
+
+Layout (``root`` may be the dataset root or its ``Data`` folder)::
+
+    <root>/Data/<session>/OpenSimData/Kinematics/<trial>.mot
+    <root>/Data/<session>/OpenSimData/Dynamics/<trial>_segment_<k>/kinematics_activations_<trial>_segment_<k>_muscle_driven.mot
+    <root>/Data/<session>/OpenSimData/Model/*.osim
+    <root>/Data/<session>/MarkerData/<trial>.trc
+    <root>/squat-segmentation-data/<session>.npy
+
+The session id is the name of the session folder (never derived by counting
+path separators).
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+class DatasetError(ValueError):
+    """The dataset root is not usable; the message names the path."""
+
+
+_DYNAMICS_DIR = re.compile(r"^(?P<trial>.+)_segment_(?P<k>\d+)$")
+
+
+@dataclass(frozen=True)
+class Repetition:
+    """One squat repetition: frames ``[start, end)`` of a trial (``start``/``end``
+    are ``None`` when only a Dynamics file is known); ``index`` is 1-based."""
+
+    session: str
+    trial: str
+    index: int
+    start: int | None
+    end: int | None
+    dynamics: Path | None
+
+
+@dataclass
+class Session:
+    """Everything found for one session folder."""
+
+    id: str
+    path: Path
+    trials: dict[str, Path] = field(default_factory=dict)
+    markers: dict[str, Path] = field(default_factory=dict)
+    segments: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    dynamics: dict[tuple[str, int], Path] = field(default_factory=dict)
+    models: list[Path] = field(default_factory=list)
+
+    def repetitions(self) -> list[Repetition]:
+        """All squat repetitions, from segmentation and/or Dynamics files."""
+        reps: dict[tuple[str, int], Repetition] = {}
+        for trial, bounds in self.segments.items():
+            for k, (start, end) in enumerate(bounds, start=1):
+                reps[(trial, k)] = Repetition(self.id, trial, k, int(start), int(end),
+                                              self.dynamics.get((trial, k)))
+        for (trial, k), path in self.dynamics.items():
+            reps.setdefault((trial, k), Repetition(self.id, trial, k, None, None, path))
+        return [reps[key] for key in sorted(reps)]
+
+    @property
+    def model(self) -> Path | None:
+        """The subject's scaled model, if any."""
+        return self.models[0] if self.models else None
+
+
+def is_squat(trial: str) -> bool:
+    """Squat trials contain ``sqt`` in any case."""
+    return "sqt" in trial.lower()
+
+
+def data_dir(root: str | os.PathLike) -> Path:
+    """The folder holding session folders: ``root/Data`` or ``root`` itself."""
+    root = Path(root)
+    if not root.exists():
+        raise DatasetError(f"{root}: dataset root does not exist")
+    if (root / "Data").is_dir():
+        return root / "Data"
+    if root.name == "Data" and root.is_dir():
+        return root
+    raise DatasetError(f"{root}: no 'Data' folder; expected <root>/Data/<session>/OpenSimData/...")
+
+
+def dataset_root(root: str | os.PathLike) -> Path:
+    """The dataset root (the parent of ``Data``)."""
+    return data_dir(root).parent
+
+
+def load_segmentation(path: str | os.PathLike) -> dict[str, list[tuple[int, int]]]:
+    """Read a segmentation ``.npy`` (pickled dict: trial -> [(start, end), ...])."""
+    path = Path(path)
+    try:
+        obj = np.load(path, allow_pickle=True)
+    except (OSError, ValueError) as err:
+        raise DatasetError(f"{path}: cannot read segmentation file ({err})") from None
+    if isinstance(obj, np.ndarray) and obj.dtype == object and obj.shape == ():
+        obj = obj.item()
+    if not isinstance(obj, dict):
+        raise DatasetError(f"{path}: expected a dict trial -> [(start, end), ...], found {type(obj).__name__}")
+    out: dict[str, list[tuple[int, int]]] = {}
+    for trial, bounds in obj.items():
+        pairs = []
+        for j, pair in enumerate(bounds):
+            try:
+                start, end = (int(v) for v in pair)
+            except (TypeError, ValueError):
+                raise DatasetError(f"{path}: {trial}[{j}] = {pair!r}, expected (start, end)") from None
+            if end <= start or start < 0:
+                raise DatasetError(f"{path}: {trial}[{j}] = ({start}, {end}) is not a frame range")
+            pairs.append((start, end))
+        out[str(trial)] = pairs
+    return out
+
+
+def find_session(path: str | os.PathLike) -> Session:
+    """Scan one session folder."""
+    path = Path(path)
+    if not path.is_dir():
+        raise DatasetError(f"{path}: session folder does not exist")
+    session = Session(id=path.name, path=path)
+    kin = path / "OpenSimData" / "Kinematics"
+    if kin.is_dir():
+        for f in sorted(kin.iterdir()):
+            if f.suffix.lower() == ".mot" and is_squat(f.stem):
+                session.trials[f.stem] = f
+    dyn = path / "OpenSimData" / "Dynamics"
+    if dyn.is_dir():
+        for d in sorted(dyn.iterdir()):
+            match = _DYNAMICS_DIR.match(d.name)
+            if not (d.is_dir() and match and is_squat(match["trial"])):
+                continue
+            files = sorted(d.glob("*muscle_driven*.mot")) or sorted(d.glob("*.mot"))
+            if files:
+                session.dynamics[(match["trial"], int(match["k"]))] = files[0]
+    markers = path / "MarkerData"
+    if markers.is_dir():
+        for f in sorted(markers.iterdir()):
+            if f.suffix.lower() == ".trc" and is_squat(f.stem):
+                session.markers[f.stem] = f
+    model_dir = path / "OpenSimData" / "Model"
+    if model_dir.is_dir():
+        session.models = sorted(model_dir.glob("*.osim"))
+    seg_file = path.parent.parent / "squat-segmentation-data" / f"{session.id}.npy"
+    if seg_file.is_file():
+        session.segments = {t: b for t, b in load_segmentation(seg_file).items() if is_squat(t)}
+    return session
+
+
+def discover(root: str | os.PathLike) -> list[Session]:
+    """All sessions under ``root`` that have at least one squat repetition,
+    sorted by id."""
+    base = data_dir(root)
+    sessions = []
+    for d in sorted(base.iterdir()):
+        if d.is_dir() and not d.name.startswith("."):
+            session = find_session(d)
+            if session.repetitions():
+                sessions.append(session)
+    if not sessions:
+        raise DatasetError(f"{base}: no session with squat repetitions found")
+    return sessions

@@ -1,0 +1,222 @@
+"""Extract fixed-length squat repetitions from an MCS-layout root into arrays.
+
+Kinematics come either from the whole-trial inverse-kinematics files cut by the
+segmentation (``source="kinematics"``) or from the muscle-driven Dynamics
+files, which also carry activations (``source="dynamics"``). Parsed results are
+cached as ``.npz`` keyed by every input file's path, size and mtime, so a
+second run does not re-parse text.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from dataset.clips import fit_length
+from dataset.mcs import DatasetError, Repetition, Session, dataset_root, discover
+from dataset.split import split_sessions
+from utils.constants import CLIP_LENGTH, COORDINATES, MUSCLES
+from utils.fileio import atomic_save_npz
+from utils.motion_io import Motion, MotionFileError, read_motion
+
+SOURCES = ("kinematics", "dynamics")
+SPLITS = ("train", "test", "all")
+_CACHE_VERSION = 1
+
+
+@dataclass
+class RepetitionSet:
+    """Repetitions as arrays.
+
+    ``motions`` (N, T, 33) float32, canonical coordinate order, rotations in
+    degrees, translations in metres. ``activations`` (N, T, M) float32 in
+    [0, 1] for ``muscles`` (only with ``source="dynamics"``).
+    """
+
+    motions: np.ndarray
+    sessions: list[str]
+    trials: list[str]
+    indices: list[int]
+    activations: np.ndarray | None = None
+    muscles: tuple[str, ...] = ()
+    coordinates: tuple[str, ...] = COORDINATES
+    files: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.motions)
+
+    def select(self, mask: np.ndarray | Sequence[bool]) -> "RepetitionSet":
+        """The repetitions where ``mask`` is true."""
+        keep = np.flatnonzero(np.asarray(mask, dtype=bool))
+        return RepetitionSet(
+            motions=self.motions[keep],
+            sessions=[self.sessions[i] for i in keep],
+            trials=[self.trials[i] for i in keep],
+            indices=[self.indices[i] for i in keep],
+            activations=None if self.activations is None else self.activations[keep],
+            muscles=self.muscles, coordinates=self.coordinates,
+            files=[self.files[i] for i in keep] if self.files else [],
+        )
+
+    def of_sessions(self, session_ids: Sequence[str]) -> "RepetitionSet":
+        wanted = set(session_ids)
+        return self.select([s in wanted for s in self.sessions])
+
+
+def cache_dir(root: str | os.PathLike) -> Path:
+    """``$BIGE_CACHE_DIR``, else ``<root>/.bige_cache`` if writable, else ``~/.cache/bige``."""
+    env = os.environ.get("BIGE_CACHE_DIR")
+    if env:
+        return Path(env)
+    local = dataset_root(root) / ".bige_cache"
+    if os.access(local.parent, os.W_OK):
+        return local
+    return Path.home() / ".cache" / "bige"
+
+
+def select_sessions(
+    sessions: list[Session], split: str, root: str | os.PathLike,
+    split_file: str | os.PathLike | None = None, seed: int = 0,
+) -> list[Session]:
+    """The sessions of ``split`` (train/test/all)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    if split == "all":
+        return sessions
+    train, test = split_sessions([s.id for s in sessions], root=dataset_root(root),
+                                 split_file=split_file, seed=seed)
+    wanted = set(train if split == "train" else test)
+    return [s for s in sessions if s.id in wanted]
+
+
+def load_repetitions(
+    root: str | os.PathLike,
+    split: str = "train",
+    source: str = "kinematics",
+    length: int = CLIP_LENGTH,
+    clip_mode: str = "resample",
+    split_file: str | os.PathLike | None = None,
+    seed: int = 0,
+    sessions: Sequence[str] | None = None,
+    use_cache: bool = True,
+) -> RepetitionSet:
+    """Load every squat repetition of ``split`` (or of the named ``sessions``)."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}; expected one of {SOURCES}")
+    found = discover(root)
+    if sessions is not None:
+        wanted = set(sessions)
+        unknown = wanted - {s.id for s in found}
+        if unknown:
+            raise DatasetError(f"{root}: no squat data for session(s) {', '.join(sorted(unknown))}")
+        chosen = [s for s in found if s.id in wanted]
+    else:
+        chosen = select_sessions(found, split, root, split_file, seed)
+    reps = [r for s in chosen for r in s.repetitions()]
+    if source == "dynamics":
+        reps = [r for r in reps if r.dynamics is not None]
+    if not reps:
+        raise DatasetError(f"{root}: no {source} repetitions in split {split!r}")
+    by_id = {s.id: s for s in chosen}
+    inputs = sorted({str(p) for p in _input_files(reps, by_id, source)})
+    key = _cache_key(inputs, source, length, clip_mode)
+    cache_path = cache_dir(root) / f"reps_{key}.npz"
+    if use_cache and cache_path.is_file():
+        try:
+            return _load_cached(cache_path)
+        except (OSError, ValueError, KeyError):
+            pass
+    result = _extract(reps, by_id, source, length, clip_mode)
+    if use_cache:
+        try:
+            _save_cached(cache_path, result)
+        except OSError:
+            pass
+    return result
+
+
+def _input_files(reps: list[Repetition], by_id: dict[str, Session], source: str) -> list[Path]:
+    if source == "dynamics":
+        return [r.dynamics for r in reps]
+    files = []
+    for r in reps:
+        trial_file = by_id[r.session].trials.get(r.trial)
+        files.append(trial_file if (trial_file is not None and r.start is not None) else r.dynamics)
+    return files
+
+
+def _extract(reps: list[Repetition], by_id: dict[str, Session], source: str,
+             length: int, clip_mode: str) -> RepetitionSet:
+    motions, acts, files = [], [], []
+    parsed: dict[Path, Motion] = {}
+
+    def get(path: Path) -> Motion:
+        if path not in parsed:
+            parsed[path] = read_motion(path)
+        return parsed[path]
+
+    muscles: tuple[str, ...] = ()
+    if source == "dynamics":
+        present = [set(m for m in MUSCLES if get(r.dynamics).has(m)) for r in reps]
+        common = set.intersection(*present)
+        muscles = tuple(m for m in MUSCLES if m in common)
+        if not muscles:
+            raise DatasetError(f"{reps[0].dynamics}: no muscle activation columns found")
+    for r, path in zip(reps, _input_files(reps, by_id, source)):
+        motion = get(path)
+        coords = motion.coordinates(COORDINATES, degrees=True)
+        if source == "kinematics" and r.start is not None and path != r.dynamics:
+            if r.end > motion.n_frames:
+                raise DatasetError(
+                    f"{path}: segmentation asks for frames {r.start}-{r.end} but the trial has {motion.n_frames}"
+                )
+            coords = coords[r.start:r.end]
+        if coords.shape[0] < 2:
+            raise MotionFileError(path, f"repetition {r.trial} #{r.index} has fewer than 2 frames")
+        motions.append(fit_length(coords, length, clip_mode))
+        if source == "dynamics":
+            act = motion.columns(muscles)
+            if act.min() < -1e-6 or act.max() > 1 + 1e-6:
+                raise MotionFileError(path, f"activations outside [0, 1] ({act.min():.3g} .. {act.max():.3g})")
+            acts.append(np.clip(fit_length(act, length, clip_mode), 0.0, 1.0))
+        files.append(str(path))
+    return RepetitionSet(
+        motions=np.stack(motions).astype(np.float32),
+        sessions=[r.session for r in reps], trials=[r.trial for r in reps],
+        indices=[r.index for r in reps],
+        activations=np.stack(acts).astype(np.float32) if acts else None,
+        muscles=muscles, files=files,
+    )
+
+
+def _cache_key(inputs: list[str], source: str, length: int, clip_mode: str) -> str:
+    h = hashlib.sha1()
+    h.update(json.dumps([_CACHE_VERSION, source, length, clip_mode]).encode())
+    for p in inputs:
+        st = os.stat(p)
+        h.update(f"{os.path.abspath(p)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def _save_cached(path: Path, s: RepetitionSet) -> None:
+    meta = json.dumps({"sessions": s.sessions, "trials": s.trials, "indices": s.indices,
+                       "muscles": list(s.muscles), "coordinates": list(s.coordinates), "files": s.files})
+    arrays = {"motions": s.motions, "meta": np.array(meta)}
+    if s.activations is not None:
+        arrays["activations"] = s.activations
+    atomic_save_npz(path, **arrays)
+
+
+def _load_cached(path: Path) -> RepetitionSet:
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+        return RepetitionSet(
+            motions=z["motions"], sessions=meta["sessions"], trials=meta["trials"],
+            indices=meta["indices"], activations=z["activations"] if "activations" in z else None,
+            muscles=tuple(meta["muscles"]), coordinates=tuple(meta["coordinates"]), files=meta["files"],
+        )

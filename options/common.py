@@ -1,0 +1,43 @@
+"""Flags shared by every script, so they mean the same thing everywhere."""
+from __future__ import annotations
+
+import argparse
+
+from dataset.clips import CLIP_MODES
+from utils.constants import CLIP_LENGTH, DEFAULT_DATA_ROOT
+from utils.device import DEVICES, PRECISIONS
+
+
+def add_data_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("data")
+    g.add_argument("--data-root", default=DEFAULT_DATA_ROOT,
+                   help="MCS-layout dataset root (holds Data/ and squat-segmentation-data/); "
+                        f"default: the embedded synthetic dataset at {DEFAULT_DATA_ROOT}")
+    g.add_argument("--dataname", default="mcs", choices=["mcs"],
+                   help="dataset kind; only the MCS layout is supported (kept for the published commands)")
+    g.add_argument("--split-file", default=None,
+                   help="JSON {'train': [...], 'test': [...]} of session ids; default: <data-root>/split.json, "
+                        "else the 21 published test sessions, else a seeded 20%% of sessions")
+    g.add_argument("--clip-length", type=int, default=CLIP_LENGTH,
+                   help="frames per repetition after length normalisation")
+    g.add_argument("--clip-mode", default="resample", choices=CLIP_MODES,
+                   help="bring repetitions to --clip-length by linear time normalisation (resample) or by "
+                        "repeating short clips as the original code did (tile)")
+
+
+def add_runtime_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("runtime")
+    g.add_argument("--device", default="auto", choices=DEVICES,
+                   help="auto = CUDA when available, else CPU")
+    g.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="bf16 runs matmuls and convolutions in bfloat16 autocast (faster on CPUs with bf16 "
+                        "units and on recent GPUs)")
+    g.add_argument("--seed", type=int, default=123, help="random seed (data order, initialisation)")
+    g.add_argument("--num-workers", type=int, default=0,
+                   help="worker processes for file parsing; batches come from memory")
+
+
+def add_output_args(parser: argparse.ArgumentParser, default_exp: str) -> None:
+    g = parser.add_argument_group("output")
+    g.add_argument("--out-dir", default="output", help="parent folder of experiment folders")
+    g.add_argument("--exp-name", default=default_exp, help="experiment folder name under --out-dir")
