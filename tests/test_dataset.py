@@ -1,0 +1,182 @@
+"""dataset/: discovery of an MCS layout, split, fixed-length repetitions,
+normalisation, caching and in-memory batching."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dataset.clips import fit_length
+from dataset.mcs import DatasetError, discover, load_segmentation
+from dataset.normalization import Normalizer
+from dataset.repetitions import load_repetitions
+from dataset.split import split_sessions
+from dataset.torch_data import InMemoryBatches
+from utils.constants import COORDINATES, TEST_SESSIONS
+from utils.motion_io import write_coordinates
+
+SESSIONS = ["aaaa-1", "bbbb-2", "cccc-3", "dddd-4", "eeee-5"]
+
+
+def _trial(n: int, depth: float) -> np.ndarray:
+    """A trial of three squats of knee depth ``depth`` degrees. (n, 33)"""
+    t = np.linspace(0, 3 * 2 * np.pi, n)
+    x = np.zeros((n, len(COORDINATES)))
+    x[:, COORDINATES.index("knee_angle_r")] = depth * (1 - np.cos(t)) / 2
+    x[:, COORDINATES.index("knee_angle_l")] = depth * (1 - np.cos(t)) / 2
+    x[:, COORDINATES.index("pelvis_ty")] = 0.95 - 0.003 * x[:, COORDINATES.index("knee_angle_r")]
+    return x
+
+
+def make_layout(root: Path, sessions=SESSIONS, trial_name: str = "SQT01", with_dynamics: bool = True) -> Path:
+    """Write a tiny MCS-layout root: per session a 300-frame trial cut into 3
+    repetitions, Dynamics files for each repetition with two muscles."""
+    for s_i, sid in enumerate(sessions):
+        sess = root / "Data" / sid
+        x = _trial(300, 40 + 10 * s_i)
+        write_coordinates(sess / "OpenSimData" / "Kinematics" / f"{trial_name}.mot", x)
+        (sess / "OpenSimData" / "Kinematics" / "Walk01.mot").write_text("not a squat, never read")
+        bounds = [(0, 100), (100, 200), (200, 300)]
+        seg = root / "squat-segmentation-data"
+        seg.mkdir(parents=True, exist_ok=True)
+        np.save(seg / f"{sid}.npy", {trial_name: bounds, "Walk01": [(0, 5)]}, allow_pickle=True)
+        if with_dynamics:
+            for k, (a, b) in enumerate(bounds, start=1):
+                d = sess / "OpenSimData" / "Dynamics" / f"{trial_name}_segment_{k}"
+                knee = x[a:b, COORDINATES.index("knee_angle_r")]
+                write_coordinates(
+                    d / f"kinematics_activations_{trial_name}_segment_{k}_muscle_driven.mot", x[a:b],
+                    extra={"/forceset/vasmed_r/activation": knee / 100.0, "vasmed_l": knee / 110.0},
+                )
+    return root
+
+
+def test_discover_finds_sessions_trials_repetitions_and_dynamics(tmp_path: Path) -> None:
+    make_layout(tmp_path, trial_name="sqt01")
+    sessions = discover(tmp_path)
+    assert [s.id for s in sessions] == SESSIONS
+    s = sessions[0]
+    assert list(s.trials) == ["sqt01"]  # Walk01 is not a squat
+    assert s.segments == {"sqt01": [(0, 100), (100, 200), (200, 300)]}
+    reps = s.repetitions()
+    assert [(r.trial, r.index, r.start, r.end) for r in reps] == [
+        ("sqt01", 1, 0, 100), ("sqt01", 2, 100, 200), ("sqt01", 3, 200, 300)]
+    assert all(r.dynamics is not None and r.dynamics.is_file() for r in reps)
+    # the Data folder itself works as a root too
+    assert [x.id for x in discover(tmp_path / "Data")] == SESSIONS
+
+
+def test_discover_errors_name_the_path(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="does not exist"):
+        discover(tmp_path / "nope")
+    with pytest.raises(DatasetError, match="no 'Data' folder"):
+        discover(tmp_path)
+    (tmp_path / "Data" / "empty-session").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="no session with squat repetitions"):
+        discover(tmp_path)
+
+
+def test_bad_segmentation_file_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "s.npy"
+    np.save(path, {"SQT01": [(10, 5)]}, allow_pickle=True)
+    with pytest.raises(DatasetError, match=r"SQT01\[0\] = \(10, 5\) is not a frame range"):
+        load_segmentation(path)
+
+
+def test_split_prefers_published_test_sessions_then_seeded_fraction(tmp_path: Path) -> None:
+    ids = ["x1", "x2", TEST_SESSIONS[0], "x3"]
+    assert split_sessions(ids) == (["x1", "x2", "x3"], [TEST_SESSIONS[0]])
+    ids = [f"s{i:02d}" for i in range(10)]
+    train, test = split_sessions(ids, seed=3)
+    assert len(test) == 2 and set(train) | set(test) == set(ids) and not set(train) & set(test)
+    assert split_sessions(ids, seed=3) == (train, test)
+    (tmp_path / "split.json").write_text(json.dumps({"train": ids[:7], "test": ids[7:]}))
+    assert split_sessions(ids, root=tmp_path) == (ids[:7], ids[7:])
+
+
+def test_fit_length_resample_and_tile() -> None:
+    x = np.linspace(0, 1, 50)[:, None] * np.ones((1, 2))
+    y = fit_length(x, 196, "resample")
+    assert y.shape == (196, 2)
+    np.testing.assert_allclose(y[:, 0], np.linspace(0, 1, 196), atol=1e-12)
+    z = fit_length(x, 196, "tile")
+    np.testing.assert_array_equal(z[:50], x)
+    np.testing.assert_array_equal(z[50:100], x)
+    assert z.shape == (196, 2)
+    with pytest.raises(ValueError, match="unknown clip mode"):
+        fit_length(x, 196, "stretch")
+
+
+def test_load_repetitions_train_test_and_dynamics(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("BIGE_CACHE_DIR", str(tmp_path / "cache"))
+    make_layout(tmp_path)
+    train = load_repetitions(tmp_path, "train", seed=0)
+    test = load_repetitions(tmp_path, "test", seed=0)
+    assert train.motions.shape == (12, 196, 33) and test.motions.shape == (3, 196, 33)
+    assert not set(train.sessions) & set(test.sessions)
+    # a repetition is one squat: knee starts and ends at 0, peaks at depth in the middle
+    knee = train.motions[0, :, COORDINATES.index("knee_angle_r")]
+    depth = 40 + 10 * SESSIONS.index(train.sessions[0])
+    assert abs(knee[0]) < 0.5 and abs(knee.max() - depth) < 0.5
+    dyn = load_repetitions(tmp_path, "all", source="dynamics")
+    assert dyn.muscles == ("vasmed_r", "vasmed_l")
+    assert dyn.activations.shape == (15, 196, 2)
+    np.testing.assert_allclose(dyn.activations[..., 0], dyn.motions[..., COORDINATES.index("knee_angle_r")] / 100,
+                               atol=1e-5)
+
+
+def test_cache_is_reused_and_invalidated_by_mtime(tmp_path: Path, monkeypatch) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("BIGE_CACHE_DIR", str(cache))
+    make_layout(tmp_path)
+    first = load_repetitions(tmp_path, "all")
+    files = sorted(cache.glob("reps_*.npz"))
+    assert len(files) == 1
+    second = load_repetitions(tmp_path, "all")
+    np.testing.assert_array_equal(first.motions, second.motions)
+    assert second.sessions == first.sessions
+    assert sorted(cache.glob("reps_*.npz")) == files
+    # rewrite one trial with other values: a new cache entry, new numbers
+    trial = tmp_path / "Data" / SESSIONS[0] / "OpenSimData" / "Kinematics" / "SQT01.mot"
+    write_coordinates(trial, _trial(300, 90.0))
+    os.utime(trial, ns=(1, 1))
+    third = load_repetitions(tmp_path, "all")
+    assert len(list(cache.glob("reps_*.npz"))) == 2
+    assert third.motions[0, :, COORDINATES.index("knee_angle_r")].max() > 89
+
+
+def test_segmentation_beyond_trial_is_an_error(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("BIGE_CACHE_DIR", str(tmp_path / "cache"))
+    make_layout(tmp_path, sessions=["only"], with_dynamics=False)
+    np.save(tmp_path / "squat-segmentation-data" / "only.npy", {"SQT01": [(0, 400)]}, allow_pickle=True)
+    with pytest.raises(DatasetError, match=r"SQT01.mot: segmentation asks for frames 0-400 but the trial has 300"):
+        load_repetitions(tmp_path, "all")
+
+
+def test_normalizer_round_trip_and_save(tmp_path: Path) -> None:
+    x = np.random.default_rng(0).normal(3.0, 2.0, size=(8, 20, 33))
+    norm = Normalizer.fit(x)
+    z = norm.normalize(x)
+    assert np.allclose(z.reshape(-1, 33).mean(0), 0, atol=1e-9)
+    assert np.allclose(z.reshape(-1, 33).std(0), 1, atol=1e-9)
+    back = Normalizer.load(norm.save(tmp_path / "n.json")).denormalize(torch.as_tensor(z))
+    np.testing.assert_allclose(back.numpy(), x, atol=1e-9)
+
+
+def test_in_memory_batches_resume_and_shard() -> None:
+    x = torch.arange(10 * 196 * 2, dtype=torch.float32).reshape(10, 196, 2)
+    a = InMemoryBatches(x, 4, window=64, seed=1)
+    a.next()
+    state = a.state_dict()
+    expected = a.next()
+    b = InMemoryBatches(x, 4, window=64, seed=1)
+    b.load_state_dict(state)
+    assert torch.equal(b.next(), expected)
+    assert expected.shape == (4, 64, 2)
+    r1 = InMemoryBatches(x, 4, seed=1, rank=1, world_size=2)
+    clips = {int(v) // (196 * 2) for v in r1.tensors[0][:, 0, 0]}
+    assert clips == {1, 3, 5, 7, 9}
