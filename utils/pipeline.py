@@ -1,0 +1,156 @@
+"""The stage runner behind ``run_pipeline.py``.
+
+A pipeline config (YAML) lists stages in order. Each stage runs one script
+(``script: train_vq.py`` or ``module: dataset.synthesize``) in its own process
+with the flags in ``args``; a stage whose ``outputs`` all exist is skipped, so
+a second run is fast and an interrupted run continues where it stopped. A stage
+with ``resume: <checkpoint>`` gets ``--resume <checkpoint>`` when that file
+exists (training picks up exactly where it was killed), and ``--overwrite``
+otherwise when ``overwrite_partial: true``.
+
+Example::
+
+    data_root: data/mcs_synthetic
+    stages:
+      - name: data
+        module: dataset.synthesize
+        args: {out: "{data_root}", subjects: 24}
+        outputs: ["{data_root}/split.json"]
+
+Strings may use ``{key}`` for any top-level scalar of the config.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from utils.fileio import atomic_write_json
+
+
+class PipelineError(ValueError):
+    """A pipeline config is invalid or a stage failed."""
+
+
+@dataclass
+class Stage:
+    name: str
+    command: list[str]
+    outputs: list[Path]
+    resume: Path | None = None
+    overwrite_partial: bool = False
+    description: str = ""
+    args: dict[str, Any] = field(default_factory=dict)
+
+    def done(self) -> bool:
+        return bool(self.outputs) and all(p.exists() for p in self.outputs)
+
+    def argv(self) -> list[str]:
+        argv = list(self.command)
+        if self.resume is not None and self.resume.is_file():
+            argv += ["--resume", str(self.resume)]
+        elif self.overwrite_partial:
+            argv += ["--overwrite"]
+        return argv
+
+
+def _flags(args: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    for key, value in args.items():
+        flag = key if key.startswith("-") else f"--{key}"
+        if value is True:
+            out.append(flag)
+        elif value is False or value is None:
+            continue
+        elif isinstance(value, (list, tuple)):
+            out.append(flag)
+            out.extend(str(v) for v in value)
+        else:
+            out += [flag, str(value)]
+    return out
+
+
+def _expand(value: Any, variables: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        try:
+            return value.format(**variables)
+        except KeyError as err:
+            raise PipelineError(f"unknown variable {err} in {value!r}") from None
+    if isinstance(value, list):
+        return [_expand(v, variables) for v in value]
+    if isinstance(value, dict):
+        return {k: _expand(v, variables) for k, v in value.items()}
+    return value
+
+
+def load_config(path: str | os.PathLike) -> tuple[dict[str, Any], list[Stage]]:
+    """Read a pipeline YAML into its variables and stages."""
+    path = Path(path)
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise PipelineError(f"{path}: cannot read pipeline config ({err})") from None
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("stages"), list):
+        raise PipelineError(f"{path}: expected a mapping with a 'stages' list")
+    variables = {k: str(v) for k, v in cfg.items() if not isinstance(v, (list, dict))}
+    stages = []
+    for i, raw in enumerate(cfg["stages"]):
+        if not isinstance(raw, dict) or "name" not in raw or not ({"script", "module"} & set(raw)):
+            raise PipelineError(f"{path}: stage {i + 1} needs 'name' and 'script' or 'module'")
+        raw = _expand(raw, variables)
+        entry = ["-m", raw["module"]] if "module" in raw else [raw["script"]]
+        args = raw.get("args") or {}
+        stages.append(Stage(
+            name=raw["name"], command=[sys.executable, *entry, *_flags(args)],
+            outputs=[Path(p) for p in raw.get("outputs", [])],
+            resume=Path(raw["resume"]) if raw.get("resume") else None,
+            overwrite_partial=bool(raw.get("overwrite_partial", False)),
+            description=raw.get("description", ""), args=args,
+        ))
+    names = [s.name for s in stages]
+    if len(set(names)) != len(names):
+        raise PipelineError(f"{path}: stage names must be unique, found {names}")
+    return variables, stages
+
+
+def run_stages(stages: list[Stage], only: list[str] | None = None, force: bool = False,
+               times_file: Path | None = None, dry_run: bool = False) -> dict[str, float]:
+    """Run the stages in order (or only those named); returns seconds per stage run."""
+    if only:
+        unknown = set(only) - {s.name for s in stages}
+        if unknown:
+            raise PipelineError(f"unknown stage(s) {sorted(unknown)}; known: {[s.name for s in stages]}")
+    times: dict[str, float] = {}
+    if times_file is not None and times_file.is_file():
+        times = json.loads(times_file.read_text())
+    for stage in stages:
+        if only and stage.name not in only:
+            continue
+        if stage.done() and not force:
+            print(f"[{stage.name}] done, outputs: {', '.join(map(str, stage.outputs))}", flush=True)
+            continue
+        argv = stage.argv()
+        print(f"[{stage.name}] {stage.description}\n  $ {' '.join(argv[1:])}", flush=True)
+        if dry_run:
+            continue
+        start = time.perf_counter()
+        result = subprocess.run(argv)
+        elapsed = time.perf_counter() - start
+        if result.returncode != 0:
+            raise PipelineError(f"stage {stage.name!r} failed (exit {result.returncode}) after {elapsed:.0f} s")
+        missing = [str(p) for p in stage.outputs if not p.exists()]
+        if missing:
+            raise PipelineError(f"stage {stage.name!r} finished but did not write {missing}")
+        times[stage.name] = round(elapsed, 1)
+        print(f"[{stage.name}] finished in {elapsed:.0f} s; outputs: {', '.join(map(str, stage.outputs))}",
+              flush=True)
+        if times_file is not None:
+            atomic_write_json(times_file, times)
+    return times
