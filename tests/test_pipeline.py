@@ -1,0 +1,96 @@
+"""utils.pipeline / run_pipeline.py: stages skip when done, pass --resume,
+report failures, and an interrupted run completes when run again."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from utils.pipeline import PipelineError, load_config, run_stages
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A stage that counts to --steps, checkpointing after every step (atomically),
+# and resumes from --resume; it writes its final output only when finished.
+COUNTER = textwrap.dedent("""
+    import argparse, json, os, sys, time
+    p = argparse.ArgumentParser()
+    p.add_argument("--out"); p.add_argument("--steps", type=int); p.add_argument("--resume")
+    p.add_argument("--sleep", type=float, default=0.0); p.add_argument("--fail", action="store_true")
+    a = p.parse_args()
+    if a.fail:
+        sys.exit(3)
+    step = json.load(open(a.resume))["step"] if a.resume else 0
+    log = open(a.out + ".log", "a"); log.write(f"start {step}\\n"); log.close()
+    while step < a.steps:
+        time.sleep(a.sleep); step += 1
+        tmp = a.out + ".ckpt.tmp"; json.dump({"step": step}, open(tmp, "w")); os.replace(tmp, a.out + ".ckpt")
+    tmp = a.out + ".tmp"; open(tmp, "w").write(str(step)); os.replace(tmp, a.out)
+""")
+
+
+def _config(tmp: Path, steps: int = 3, sleep: float = 0.0, fail: bool = False) -> Path:
+    (tmp / "counter.py").write_text(COUNTER)
+    out = tmp / "result.txt"
+    cfg = tmp / "p.yaml"
+    cfg.write_text(textwrap.dedent(f"""
+        out_dir: {tmp}
+        stages:
+          - name: count
+            script: {tmp / 'counter.py'}
+            args: {{out: "{{out_dir}}/result.txt", steps: {steps}, sleep: {sleep}, fail: {str(fail).lower()}}}
+            resume: "{out}.ckpt"
+            outputs: ["{out}"]
+    """))
+    return cfg
+
+
+def test_stage_runs_then_is_skipped_when_outputs_exist(tmp_path: Path, capsys) -> None:
+    _, stages = load_config(_config(tmp_path))
+    times = run_stages(stages, times_file=tmp_path / "times.json")
+    assert (tmp_path / "result.txt").read_text() == "3"
+    assert "count" in times and (tmp_path / "times.json").is_file()
+    run_stages(stages)
+    assert "done, outputs" in capsys.readouterr().out
+    assert (tmp_path / "result.txt.log").read_text().count("start") == 1
+
+
+def test_failing_stage_is_reported(tmp_path: Path) -> None:
+    _, stages = load_config(_config(tmp_path, fail=True))
+    with pytest.raises(PipelineError, match=r"stage 'count' failed \(exit 3\)"):
+        run_stages(stages)
+
+
+def test_bad_config_and_unknown_stage(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stages:\n  - {name: x}\n")
+    with pytest.raises(PipelineError, match="stage 1 needs 'name' and 'script' or 'module'"):
+        load_config(bad)
+    _, stages = load_config(_config(tmp_path))
+    with pytest.raises(PipelineError, match="unknown stage"):
+        run_stages(stages, only=["nope"])
+
+
+def test_interrupted_run_resumes_and_leaves_no_partial_output(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, steps=40, sleep=0.05)
+    cmd = [sys.executable, str(REPO / "run_pipeline.py"), "--config", str(cfg)]
+    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True)
+    ckpt = tmp_path / "result.txt.ckpt"
+    deadline = time.time() + 30
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "result.txt").exists(), "no final output after an interrupted stage"
+    subprocess.run(cmd, cwd=REPO, check=True)
+    assert (tmp_path / "result.txt").read_text() == "40"
+    starts = (tmp_path / "result.txt.log").read_text().split()
+    assert starts[0] == "start" and starts[1] == "0" and int(starts[3]) > 0, "second run resumed from its checkpoint"
+    assert not list(tmp_path.glob("*.tmp"))
