@@ -1,0 +1,217 @@
+"""Differentiable surrogate: squat kinematics -> per-frame muscle activations.
+
+One interface, two architectures:
+
+* ``mlp`` (default): a multilayer perceptron applied at every frame to a
+  centred temporal window of ``window`` frames (implemented as a temporal
+  convolution of width ``window`` followed by point-wise layers, i.e. the same
+  MLP slid along time). Small, fast and with smooth (SiLU) gradients, which is
+  what guidance wants when it back-propagates through the surrogate thousands
+  of times.
+* ``transformer``: the published surrogate, a 3-layer transformer encoder
+  (3 heads, feed-forward 128) with a learned positional encoding.
+
+Inputs are canonical-order coordinates exactly as dataset arrays hold them
+(rotations in degrees, pelvis translations in metres); the normalisation
+statistics live in the model as buffers, so callers never normalise. Outputs
+are activations in [0, 1] (sigmoid).
+
+A checkpoint written by ``surrogate_training.py`` holds the weights, the
+architecture options (``model_config``), the coordinate order and the muscle
+names; :func:`load_surrogate` checks both before building the model.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from utils.checkpoint import CheckpointError, check_compatible, load_checkpoint
+from utils.constants import CLIP_LENGTH, COORDINATES, MUSCLES
+from utils.device import resolve_device
+
+ARCHS = ("mlp", "transformer")
+
+DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
+    "mlp": {"window": 9, "hidden": 256, "layers": 3, "dropout": 0.0},
+    "transformer": {"d_model": 96, "heads": 3, "layers": 3, "ff": 128, "dropout": 0.1, "max_len": CLIP_LENGTH},
+}
+"""Architecture options and their defaults; ``model_config`` in a checkpoint holds one of these."""
+
+
+class WindowMLP(nn.Module):
+    """MLP over a centred window of frames, slid along time.
+
+    (B, T, C) normalised coordinates -> (B, T, M) logits. The first layer sees
+    frames ``t - window//2 .. t + window//2`` (edges padded by repeating the
+    first/last frame); the following layers act on one frame at a time.
+    """
+
+    def __init__(self, n_in: int, n_out: int, window: int = 9, hidden: int = 256, layers: int = 3,
+                 dropout: float = 0.0):
+        super().__init__()
+        if window < 1 or window % 2 == 0:
+            raise ValueError(f"window must be a positive odd number of frames, got {window}")
+        if layers < 1:
+            raise ValueError(f"layers must be >= 1, got {layers}")
+        self.window = window
+        blocks: list[nn.Module] = [nn.Conv1d(n_in, hidden, kernel_size=window), nn.SiLU()]
+        for _ in range(layers - 1):
+            blocks += [nn.Dropout(dropout), nn.Conv1d(hidden, hidden, kernel_size=1), nn.SiLU()]
+        blocks += [nn.Dropout(dropout), nn.Conv1d(hidden, n_out, kernel_size=1)]
+        self.net = nn.Sequential(*blocks)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = x.transpose(1, 2)  # (B, C, T)
+        if self.window > 1:
+            h = F.pad(h, (self.window // 2, self.window // 2), mode="replicate")
+        return self.net(h).transpose(1, 2)
+
+
+class TransformerNet(nn.Module):
+    """Transformer encoder with a learned positional encoding.
+
+    (B, T, C) normalised coordinates -> (B, T, M) logits; T <= ``max_len``.
+    """
+
+    def __init__(self, n_in: int, n_out: int, d_model: int = 96, heads: int = 3, layers: int = 3,
+                 ff: int = 128, dropout: float = 0.1, max_len: int = CLIP_LENGTH):
+        super().__init__()
+        if d_model % heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by heads ({heads})")
+        self.max_len = max_len
+        self.embed = nn.Linear(n_in, d_model)
+        self.pos = nn.Parameter(torch.randn(max_len, d_model) * 0.02)
+        layer = nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=ff, dropout=dropout,
+                                           activation="gelu", batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, n_out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        t = x.shape[1]
+        if t > self.max_len:
+            raise ValueError(f"transformer surrogate takes at most {self.max_len} frames, got {t}")
+        h = self.embed(x) + self.pos[:t]
+        return self.head(self.norm(self.encoder(h)))
+
+
+class SurrogateModel(nn.Module):
+    """Kinematics (B, T, 33) in degrees / metres -> activations (B, T, M) in [0, 1].
+
+    ``muscles`` names the M outputs in order; ``coordinates`` is the input
+    order (always :data:`utils.constants.COORDINATES`). ``x_mean`` / ``x_std``
+    (33,) are buffers: the model normalises its input itself.
+    """
+
+    def __init__(self, arch: str = "mlp", muscles: Sequence[str] = MUSCLES,
+                 mean: Sequence[float] | Tensor | None = None, std: Sequence[float] | Tensor | None = None,
+                 coordinates: Sequence[str] = COORDINATES, **config: Any):
+        super().__init__()
+        if arch not in ARCHS:
+            raise ValueError(f"unknown surrogate architecture {arch!r}; expected one of {ARCHS}")
+        unknown_opts = set(config) - set(DEFAULT_CONFIG[arch])
+        if unknown_opts:
+            raise ValueError(f"options {sorted(unknown_opts)} do not apply to the {arch} surrogate; "
+                             f"known: {sorted(DEFAULT_CONFIG[arch])}")
+        muscles = tuple(muscles)
+        if not muscles:
+            raise ValueError("a surrogate must predict at least one muscle")
+        bad = [m for m in muscles if m not in MUSCLES]
+        if bad:
+            raise ValueError(f"unknown muscle name(s) {bad}; see utils.constants.MUSCLES")
+        if len(set(muscles)) != len(muscles):
+            raise ValueError(f"muscle names repeat: {list(muscles)}")
+        self.arch = arch
+        self.muscles: tuple[str, ...] = muscles
+        self.coordinates: tuple[str, ...] = tuple(coordinates)
+        self.config: dict[str, Any] = {**DEFAULT_CONFIG[arch], **config}
+        n_in = len(self.coordinates)
+        self.register_buffer("x_mean", _vector(mean, n_in, 0.0, "mean"))
+        self.register_buffer("x_std", _vector(std, n_in, 1.0, "std"))
+        if (self.x_std <= 0).any():
+            raise ValueError("normalisation std must be positive")
+        if arch == "mlp":
+            self.net: nn.Module = WindowMLP(n_in, len(muscles), **self.config)
+        else:
+            self.net = TransformerNet(n_in, len(muscles), **self.config)
+
+    def model_config(self) -> dict[str, Any]:
+        """Constructor arguments (without statistics) that rebuild this architecture."""
+        return {"arch": self.arch, "muscles": list(self.muscles), "coordinates": list(self.coordinates),
+                **self.config}
+
+    def logits(self, x_deg: Tensor) -> Tensor:
+        """Pre-sigmoid outputs. (B, T, 33) degrees / metres -> (B, T, M)."""
+        if x_deg.ndim != 3 or x_deg.shape[-1] != len(self.coordinates):
+            raise ValueError(f"surrogate expects (batch, frames, {len(self.coordinates)}) coordinates, "
+                             f"got shape {tuple(x_deg.shape)}")
+        return self.net((x_deg - self.x_mean) / self.x_std)
+
+    def forward(self, x_deg: Tensor) -> Tensor:
+        """Activations in [0, 1]. (B, T, 33) degrees / metres -> (B, T, M)."""
+        return torch.sigmoid(self.logits(x_deg))
+
+    def muscle_indices(self, names: Sequence[str] | str) -> list[int]:
+        """Output channels of ``names`` (a name or a list of names)."""
+        if isinstance(names, str):
+            names = [names]
+        missing = [n for n in names if n not in self.muscles]
+        if missing:
+            raise KeyError(f"surrogate does not predict {missing}; it predicts {list(self.muscles)}")
+        return [self.muscles.index(n) for n in names]
+
+
+def _vector(value, n: int, fill: float, what: str) -> Tensor:
+    if value is None:
+        return torch.full((n,), fill, dtype=torch.float32)
+    out = torch.as_tensor(value, dtype=torch.float32).reshape(-1).clone()
+    if out.numel() != n:
+        raise ValueError(f"normalisation {what} has {out.numel()} values, expected {n}")
+    return out
+
+
+def build_from_checkpoint(ckpt: dict, path: str | os.PathLike = "<checkpoint>") -> SurrogateModel:
+    """Rebuild the model stored in a loaded surrogate checkpoint dict (train mode, on CPU)."""
+    for key in ("model", "model_config", "coordinates", "muscles"):
+        if key not in ckpt:
+            raise CheckpointError(f"{path}: not a surrogate checkpoint (no '{key}' entry)")
+    check_compatible(ckpt, path, "coordinates", COORDINATES)
+    config = dict(ckpt["model_config"])
+    config.pop("muscles", None)
+    config.pop("coordinates", None)
+    arch = config.pop("arch", "mlp")
+    try:
+        model = SurrogateModel(arch, muscles=ckpt["muscles"], coordinates=ckpt["coordinates"], **config)
+        model.load_state_dict(ckpt["model"])
+    except (ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: surrogate weights do not fit their stored configuration ({err})") from None
+    return model
+
+
+def load_surrogate(path: str | os.PathLike, device: str | torch.device = "cpu",
+                   muscles: Sequence[str] | None = None) -> SurrogateModel:
+    """Load a trained surrogate, frozen (``requires_grad=False``) and in eval mode.
+
+    Gradients still flow to the *input* kinematics. ``muscles``, when given,
+    must all be predicted by the checkpoint (use :meth:`SurrogateModel.muscle_indices`
+    to pick their output channels). Raises :class:`CheckpointError` naming the
+    file if the checkpoint's coordinate order differs from
+    :data:`utils.constants.COORDINATES` or a requested muscle is missing.
+    """
+    ckpt = load_checkpoint(path, map_location="cpu")
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path}: not a surrogate checkpoint")
+    model = build_from_checkpoint(ckpt, path)
+    if muscles is not None:
+        missing = [m for m in muscles if m not in model.muscles]
+        if missing:
+            raise CheckpointError(f"{path}: surrogate does not predict {', '.join(missing)}; "
+                                  f"it predicts {', '.join(model.muscles)}")
+    if isinstance(device, str):
+        device = resolve_device(device)
+    model.to(device).eval().requires_grad_(False)
+    return model
