@@ -1,0 +1,116 @@
+"""Guidance metrics of sets of motions, per subject and pooled: peak
+activation of the guided muscles (surrogate, or the simulation for motion
+capture) and the constraint band, squat depth, pelvis tilt, asymmetry,
+smoothness, foot sliding and floor penetration. See docs/metrics.md.
+
+    python calculate_guidance.py --file_type mocap --folder_path data/mcs_synthetic --surrogate output/surrogate/net_best.pth
+    python calculate_guidance.py --file_type mot --folder_path output/guidance/BIGE
+    python calculate_guidance.py --compare data/mcs_synthetic output/vq_samples output/guidance/BIGE --labels MoCap VQ-VAE BIGE
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from metrics.evaluate import (
+    GUIDANCE_COLUMNS, UNITS, find_surrogate, foot_positions, guidance_per_motion, guidance_rows, input_specs,
+    load_forward_kinematics, load_surrogate_model, options_dict, output_location, set_info, surrogate_activations,
+    user_errors,
+)
+from metrics.report import csv_text, output_paths, text_table, write_outputs
+from options.metrics import get_guidance_parser
+from utils.fileio import OutputExistsError, atomic_write_text
+from utils.motion_sets import MotionSetError, load_motion_set
+
+
+def main(args) -> list[dict]:
+    """Evaluate every set the options name; print and write the table. Returns the rows."""
+    started = time.time()
+    specs = input_specs(args)
+    compare = bool(args.compare)
+    if args.low > args.high:
+        raise MotionSetError(f"--low {args.low} is above --high {args.high}")
+    if args.activations == "simulation":
+        not_mocap = [folder for _, folder, kind in specs if kind != "mocap"]
+        if not_mocap:
+            raise MotionSetError(f"--activations simulation needs motion-capture roots; not one: {', '.join(not_mocap)}")
+    out_dir, stem = output_location(args, "guidance", compare)
+    paths = output_paths(out_dir, stem, args.overwrite)
+    per_motion_path = out_dir / f"{stem}_motions.csv"
+    if per_motion_path.exists() and not args.overwrite:
+        raise OutputExistsError(f"results exist: {per_motion_path}; pass --overwrite or choose --out-name / --out")
+
+    notes, model = [], None
+    if args.activations == "surrogate":
+        path, note = find_surrogate(args.surrogate)
+        notes.append(note)
+        if path is not None:
+            model = load_surrogate_model(path, args.device, args.muscles)
+    elif args.activations == "simulation":
+        notes.append("activations from the muscle-driven simulation files (kinematics from those files too)")
+    else:
+        notes.append("--activations none: activation columns skipped")
+    fk = None
+    if args.no_fk:
+        notes.append("--no-fk: foot sliding and floor penetration skipped")
+    else:
+        fk, note = load_forward_kinematics(args.osim)
+        notes.append(note)
+    if fk is not None:
+        notes.append(f"floor at y = {args.floor_height} m, contact within {args.contact_height} m of it")
+    notes.append(f"activation band [{args.low}, {args.high}] on {', '.join(args.muscles)}; frame rate "
+                 f"{args.frame_rate} Hz")
+    for note in notes:
+        print(note)
+
+    rows, infos, motion_rows = [], [], []
+    for label, folder, kind in specs:
+        mset = load_motion_set(folder, kind, split=args.split, length=args.clip_length, clip_mode=args.clip_mode,
+                               split_file=args.split_file, workers=args.workers, strict=args.strict,
+                               with_activations=args.activations == "simulation", progress=not args.no_progress)
+        for line in mset.report_lines(limit=10_000 if args.verbose else 5):
+            print(line)
+        acts = None
+        if model is not None:
+            acts = surrogate_activations(mset.motions, model, args.muscles, args.batch_size,
+                                         progress=not args.no_progress)
+        elif args.activations == "simulation":
+            missing = [m for m in args.muscles if m not in mset.muscles]
+            if missing:
+                raise MotionSetError(f"{folder}: the simulation files lack activations of {', '.join(missing)}")
+            acts = mset.activations[..., [mset.muscles.index(m) for m in args.muscles]]
+        feet = foot_positions(mset.motions, fk)[0] if fk is not None else None
+        per_motion = guidance_per_motion(mset, activations=acts, muscles=args.muscles, low=args.low,
+                                         high=args.high, feet=feet, floor_height=args.floor_height,
+                                         contact_height=args.contact_height, frame_rate=args.frame_rate)
+        rows += guidance_rows(per_motion, mset.subjects, per_subject=not compare, label=label if compare else "all")
+        infos.append(set_info(label, mset))
+        for i in range(len(mset)):
+            motion_rows.append({"set": label, "subject": mset.subjects[i], "file": mset.files[i],
+                                **{k: float(v[i]) for k, v in per_motion.items()}})
+
+    columns = [c for c in GUIDANCE_COLUMNS if any(c.key in r for r in rows)]
+    if compare:
+        columns[0] = replace(columns[0], header="set")
+    print()
+    print(text_table(rows, columns))
+    if args.verbose:
+        print()
+        print(text_table(motion_rows, [replace(columns[0], key="file", header="file")] + columns[2:]))
+    payload = {"script": "calculate_guidance.py", "options": options_dict(args), "notes": notes, "sets": infos,
+               "units": UNITS, "seconds": round(time.time() - started, 2)}
+    write_outputs(paths, rows, columns, payload, "Guidance metrics",
+                  notes=notes + ["mean ± standard deviation over motions; see the JSON 'units' for definitions"])
+    atomic_write_text(per_motion_path, csv_text(motion_rows))
+    print(f"\nwrote {', '.join(str(p) for p in [*paths.values(), per_motion_path])}")
+    return rows
+
+
+if __name__ == "__main__":
+    try:
+        main(get_guidance_parser().parse_args())
+    except user_errors() as err:
+        sys.exit(f"error: {err}")

@@ -1,0 +1,311 @@
+"""What the three metric scripts do, as functions: turn loaded motion sets
+into flat result rows, using the surrogate and forward kinematics when they
+are available. The scripts (``calculate_wasserstein.py``,
+``wasserstein_mocap.py``, ``calculate_guidance.py``) only parse options,
+call these, print and write.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from metrics.distribution import compare_sets
+from metrics.guidance import (
+    activation_metrics, foot_metrics, foot_point_indices, kinematic_metrics, pelvis_tilt_at,
+    peak_activation_frame, summarise,
+)
+from metrics.report import Column
+from utils.constants import COORDINATES, FRAME_RATE, TRANSLATIONS
+from utils.motion_sets import MotionSet
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors caused by the input or options, reported as one message without a traceback."""
+    from dataset.mcs import DatasetError
+    from utils.checkpoint import CheckpointError
+    from utils.fileio import OutputExistsError
+    from utils.motion_io import MotionFileError
+    from utils.motion_sets import MotionSetError
+
+    return (MotionSetError, DatasetError, MotionFileError, CheckpointError, OutputExistsError, FileNotFoundError)
+
+
+DEFAULT_SURROGATES = ("output/surrogate/net_best.pth", "output/demo/surrogate/net_best.pth")
+"""Where the surrogate is looked for (relative to the working directory) when
+``--surrogate`` is not given: the default experiment folders of the surrogate
+script and of the demo pipeline."""
+
+DISTRIBUTION_COLUMNS = (
+    Column("label", "set", ""),
+    Column("n", "n", "d"),
+    Column("published_w2sq", "W2^2 published", ".4f"),
+    Column("entropy", "entropy (nats)", ".4f"),
+    Column("w1_mean_rot_deg", "W1 rot (deg)", ".3f"),
+    Column("w1_mean_trans_cm", "W1 trans (cm)", ".3f"),
+    Column("emd_w2", "EMD W2 (deg/cm) [CI]", ".2f", ci=True),
+    Column("sliced_w2", "sliced W2 (deg/cm) [CI]", ".2f", ci=True),
+)
+
+GUIDANCE_COLUMNS = (
+    Column("subject", "subject", ""),
+    Column("n", "n", "d"),
+    Column("activation_peak", "peak act.", ".3f", std=True),
+    Column("in_band", "in band", ".2f"),
+    Column("violation", "violation", ".3f", std=True),
+    Column("violating", "violating", ".2f"),
+    Column("depth_cm", "depth (cm)", ".1f", std=True),
+    Column("knee_flexion_peak_deg", "knee peak (deg)", ".1f", std=True),
+    Column("pelvis_tilt_at_peak_deg", "tilt@peak (deg)", ".1f", std=True),
+    Column("pelvis_tilt_at_depth_deg", "tilt@depth (deg)", ".1f", std=True),
+    Column("asymmetry_deg", "asym. (deg)", ".2f", std=True),
+    Column("angular_velocity_rms_deg_s", "ang. vel (deg/s)", ".1f", std=True),
+    Column("pelvis_velocity_rms_m_s", "pelvis vel (m/s)", ".3f", std=True),
+    Column("pelvis_acceleration_rms_m_s2", "pelvis acc (m/s^2)", ".2f", std=True),
+    Column("foot_slide_cm", "foot slide (cm)", ".2f", std=True),
+    Column("floor_penetration_cm", "penetration (cm)", ".2f", std=True),
+)
+
+UNITS = {
+    "published_w2sq": "published Gaussian W2^2 = (mu1-mu2)^2 + (s1-s2)^2 of the flattened pools "
+                      "(degrees and metres mixed, as stored); published_w2 is its square root",
+    "entropy": "nats; mean over samples of the Shannon entropy of a 10-bin histogram of the sample's values "
+               "(max log 10 = 2.303)",
+    "w1_<coordinate>": "exact 1-D Wasserstein-1 of the coordinate's values pooled over frames and motions; "
+                       "degrees for rotations, cm for pelvis_tx/ty/tz",
+    "w1_mean_rot_deg": "mean of w1 over the 30 rotations, degrees",
+    "w1_mean_trans_cm": "mean of w1 over the 3 pelvis translations, cm",
+    "w1_mean": "mean of all 33 w1 values (degrees and cm)",
+    "emd_w2": "exact optimal-transport W2 (POT emd2) between seeded subsamples of whole motions; ground "
+              "metric sqrt(mean_t ||x_t - y_t||^2) with translations in cm (deg/cm); CI = bootstrap, re-centred",
+    "sliced_w2": "sliced W2 over random directions of whole motions, times sqrt(T*33), same unit as emd_w2",
+    "activation_peak": "peak over frames of each guided muscle's activation (surrogate or simulation), mean over "
+                       "the guided muscles, 0-1",
+    "in_band": "fraction of motions whose guided muscles all peak inside [low, high]",
+    "violation": "hinge max(peak - high, low - peak, 0), mean over guided muscles and motions (activation units)",
+    "violating": "fraction of motions with a guided muscle peaking outside the band (1 - in_band)",
+    "depth_cm": "pelvis drop: pelvis_ty of the first frame minus its lowest value, cm",
+    "knee_flexion_peak_deg": "peak over frames of the mean of both knee angles, deg",
+    "pelvis_tilt_at_peak_deg": "pelvis_tilt at the frame of peak mean guided activation, deg",
+    "pelvis_tilt_at_depth_deg": "pelvis_tilt at the frame of lowest pelvis, deg",
+    "asymmetry_deg": "RMS over frames and the hip/knee/ankle left-right pairs of (left - right), deg",
+    "angular_velocity_rms_deg_s": "RMS over frames and the 30 rotations of the 60 Hz forward difference, deg/s",
+    "pelvis_velocity_rms_m_s": "RMS over frames of the pelvis translation's speed, m/s",
+    "pelvis_acceleration_rms_m_s2": "RMS over frames of the pelvis translation's acceleration norm, m/s^2",
+    "foot_slide_cm": "horizontal path of a foot sole point while within --contact-height of the floor, "
+                     "mean over heel/met1/met5/toe of both feet, cm per motion",
+    "foot_slide_speed_cm_s": "the same path over the time in contact, cm/s",
+    "floor_penetration_cm": "deepest foot point below the floor over the motion, cm",
+    "foot_height_min_cm": "lowest foot point relative to the floor, cm",
+}
+"""What every reported number is, with its unit; written into the JSON output."""
+
+
+# ----------------------------------------------------------------------------- distributions
+
+
+def distribution_row(
+    label: str, mset: MotionSet, reference: np.ndarray, *, ot_samples: int = 300, bootstrap: int = 100,
+    projections: int = 256, confidence: float = 0.95, seed: int = 0, multivariate: bool = True,
+) -> dict[str, Any]:
+    """One flat result row of ``mset`` against ``reference`` (M, T, 33)."""
+    if mset.motions.shape[1] != reference.shape[1]:
+        raise ValueError(f"{mset.source}: motions have {mset.motions.shape[1]} frames, the reference "
+                         f"{reference.shape[1]}; load both with the same --clip-length")
+    res = compare_sets(mset.motions, reference, ot_samples=ot_samples, bootstrap=bootstrap,
+                       n_projections=projections, confidence=confidence, seed=seed, multivariate=multivariate)
+    row: dict[str, Any] = {"label": label, "kind": mset.kind, "n": len(mset),
+                           "subjects": len(set(mset.subjects)), "reference_n": int(len(reference))}
+    for key in ("published_w2sq", "published_w2", "entropy", "reference_entropy", "w1_mean",
+                "w1_mean_rot_deg", "w1_mean_trans_cm", "pool_mean", "pool_std",
+                "reference_pool_mean", "reference_pool_std"):
+        row[key] = res[key]
+    for name in ("emd_w2", "sliced_w2"):
+        if name in res:
+            d = res[name]
+            row[name] = d["value"]
+            row[f"{name}_ci_low"], row[f"{name}_ci_high"] = d["ci_low"], d["ci_high"]
+            row[f"{name}_n"] = f"{d['n_a']}x{d['n_b']}"
+    row.update({f"w1_{c}": v for c, v in res["w1"].items()})
+    row.update({"skipped": len(mset.skipped), "refitted": len(mset.refitted), "source": mset.source})
+    return row
+
+
+def per_coordinate_columns(rows: Sequence[dict]) -> tuple[list[dict], list[Column]]:
+    """The per-coordinate W1 values transposed: one row per coordinate, one
+    column per set, for the Markdown and verbose terminal output."""
+    table = []
+    for c in COORDINATES:
+        unit = "cm" if c in TRANSLATIONS else "deg"
+        table.append({"coordinate": f"{c} ({unit})", **{f"s{i}": r[f"w1_{c}"] for i, r in enumerate(rows)}})
+    cols = [Column("coordinate", "W1 per coordinate", "")] + [
+        Column(f"s{i}", str(r["label"]), ".3f") for i, r in enumerate(rows)]
+    return table, cols
+
+
+# ----------------------------------------------------------------------------- surrogate
+
+
+def find_surrogate(explicit: str | os.PathLike | None) -> tuple[Path | None, str]:
+    """The surrogate checkpoint to use and a note saying which (or why none)."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise FileNotFoundError(f"--surrogate {path}: no such checkpoint file")
+        return path, f"activations from the surrogate {path}"
+    for candidate in DEFAULT_SURROGATES:
+        if Path(candidate).is_file():
+            return Path(candidate), f"activations from the surrogate {candidate} (found by default)"
+    return None, ("no surrogate checkpoint given (--surrogate) or found at " + ", ".join(DEFAULT_SURROGATES)
+                  + ": activation columns (peak act., in band, violation, tilt@peak) skipped")
+
+
+def surrogate_activations(
+    motions: np.ndarray, model: Any, muscles: Sequence[str], batch_size: int = 256, progress: bool = True,
+) -> np.ndarray:
+    """Activations of ``muscles`` predicted by a loaded surrogate.
+    (N, T, 33) degrees / metres -> (N, T, G) in [0, 1], float32."""
+    import torch
+
+    idx = [list(model.muscles).index(m) for m in muscles]
+    device = next(model.parameters()).device
+    out = []
+    starts = range(0, len(motions), batch_size)
+    if progress and len(motions) > 4 * batch_size:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc="surrogate", unit="batch", leave=False)
+    with torch.no_grad():
+        for s in starts:
+            x = torch.as_tensor(np.asarray(motions[s:s + batch_size], dtype=np.float32), device=device)
+            out.append(model(x)[..., idx].float().cpu().numpy())
+    return np.concatenate(out)
+
+
+def load_surrogate_model(path: Path, device: str, muscles: Sequence[str]) -> Any:
+    """``models.surrogate.load_surrogate`` checking that it predicts ``muscles``."""
+    from models.surrogate import load_surrogate
+
+    return load_surrogate(path, device, muscles=list(muscles))
+
+
+# ----------------------------------------------------------------------------- forward kinematics
+
+
+def load_forward_kinematics(osim_path: str | os.PathLike | None = None) -> tuple[Any | None, str]:
+    """A ``utils.kinematics.ForwardKinematics`` for ``osim_path`` (default:
+    ``dataset.osim_model.default_model_path()``) and a note; ``None`` with the
+    reason when forward kinematics is unavailable."""
+    try:
+        from utils.kinematics import ForwardKinematics
+    except ImportError as err:
+        return None, f"forward kinematics unavailable ({err}): foot sliding and floor penetration skipped"
+    if osim_path is None:
+        from dataset.osim_model import default_model_path
+
+        osim_path = default_model_path()
+    return ForwardKinematics.from_osim(osim_path), f"foot points by forward kinematics of {osim_path}"
+
+
+def foot_positions(motions: np.ndarray, fk: Any, chunk: int = 64) -> tuple[np.ndarray, list[str]]:
+    """Positions of the foot sole points (heel, met1, met5, toe of both feet)
+    of every frame, by ``fk`` (a ``utils.kinematics.ForwardKinematics``).
+    (N, T, 33) degrees / metres -> (N, T, P, 3) metres (y up), point names."""
+    import torch
+
+    names = list(fk.point_names)
+    idx = fk.foot_contact_indices() if hasattr(fk, "foot_contact_indices") else foot_point_indices(names)
+    if not idx:
+        raise ValueError(f"the forward-kinematics model has no foot contact points; its points: {names}")
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(motions), chunk):
+            x = torch.as_tensor(np.asarray(motions[s:s + chunk], dtype=np.float32))
+            out.append(fk(x)[..., idx, :].numpy().astype(np.float64))
+    return np.concatenate(out), [names[i] for i in idx]
+
+
+# ----------------------------------------------------------------------------- guidance
+
+
+def guidance_per_motion(
+    mset: MotionSet, *, activations: np.ndarray | None = None, muscles: Sequence[str] = (),
+    low: float = 0.35, high: float = 0.45, feet: np.ndarray | None = None, floor_height: float = 0.0,
+    contact_height: float = 0.03, frame_rate: float = FRAME_RATE,
+) -> dict[str, np.ndarray]:
+    """Every guidance metric of every motion of ``mset``: kinematic ones
+    always, activation ones with ``activations`` (N, T, G) of ``muscles``,
+    foot ones with ``feet`` (N, T, P, 3). -> {name: (N,)}"""
+    out = kinematic_metrics(mset.motions, frame_rate)
+    if activations is not None:
+        act = activation_metrics(activations, muscles, low, high)
+        act["pelvis_tilt_at_peak_deg"] = pelvis_tilt_at(mset.motions, peak_activation_frame(activations))
+        out = {**act, **out}
+    if feet is not None:
+        out.update(foot_metrics(feet, floor_height, contact_height, frame_rate))
+    return out
+
+
+def guidance_rows(per_motion: dict[str, np.ndarray], subjects: Sequence[str], per_subject: bool,
+                  label: str = "all") -> list[dict]:
+    """Per-subject rows and the pooled row (``per_subject``), or the pooled row only."""
+    rows = summarise(per_motion, subjects, pooled=label)
+    return rows if per_subject else rows[-1:]
+
+
+# ----------------------------------------------------------------------------- script plumbing
+
+
+def input_specs(args: Any) -> list[tuple[str, str, str]]:
+    """``(label, folder, kind)`` of every set the options name: ``--compare``
+    folders (with ``--labels`` / ``--kinds``) or ``--folder_path``."""
+    from utils.motion_sets import MotionSetError, detect_kind, is_mcs_root
+
+    compare = getattr(args, "compare", None)
+    folders = list(compare) if compare else ([args.folder_path] if args.folder_path else [])
+    if not folders:
+        raise MotionSetError("no input: give --folder_path FOLDER or --compare FOLDER [FOLDER ...]")
+    if compare and args.folder_path:
+        raise MotionSetError("give either --folder_path or --compare, not both")
+    kinds = getattr(args, "kinds", None) or [args.file_type] * len(folders)
+    labels = getattr(args, "labels", None)
+    if len(kinds) != len(folders):
+        raise MotionSetError(f"--kinds names {len(kinds)} kind(s) for {len(folders)} folder(s)")
+    if labels is not None and len(labels) != len(folders):
+        raise MotionSetError(f"--labels names {len(labels)} row(s) for {len(folders)} folder(s)")
+    specs = []
+    for i, (folder, kind) in enumerate(zip(folders, kinds)):
+        if not Path(folder).is_dir():
+            raise MotionSetError(f"{folder}: folder does not exist")
+        kind = detect_kind(folder) if kind == "auto" else kind
+        if kind == "mocap" and not is_mcs_root(folder):
+            raise MotionSetError(f"{folder}: not an MCS dataset root (expected <root>/Data/<session>/OpenSimData)")
+        label = labels[i] if labels else ("MoCap" if kind == "mocap" else Path(folder).resolve().name)
+        specs.append((label, str(folder), kind))
+    return specs
+
+
+def output_location(args: Any, default_stem: str, compare: bool) -> tuple[Path, str]:
+    """Folder and file stem of the results: ``--out`` / ``--out-name`` or the
+    defaults (the evaluated folder; ``output/metrics`` with ``--compare``)."""
+    if args.out:
+        out_dir = Path(args.out)
+    elif compare:
+        out_dir = Path("output") / "metrics"
+    else:
+        out_dir = Path(args.folder_path)
+    stem = args.out_name or (f"{default_stem}_compare" if compare else default_stem)
+    return out_dir, stem
+
+
+def set_info(label: str, mset: MotionSet) -> dict[str, Any]:
+    """What the JSON output records about one evaluated set."""
+    return {"label": label, "source": mset.source, "kind": mset.kind, "n": len(mset),
+            "subjects": sorted(set(mset.subjects)), "skipped": [list(s) for s in mset.skipped],
+            "refitted": [list(r) for r in mset.refitted], "warnings": list(mset.warnings)}
+
+
+def options_dict(args: Any) -> dict[str, Any]:
+    """The options as a JSON-friendly dict."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}

@@ -1,0 +1,175 @@
+"""Per-motion guidance metrics: what the guided muscles do, how deep and how
+symmetric the squat is, how smooth, and whether the feet slide or go through
+the floor. Then per-subject and pooled summaries.
+
+Inputs are arrays, never files: motions (N, T, 33) in canonical order
+(degrees / metres), activations (N, T, G) in [0, 1] for the guided muscles,
+foot-point positions (N, T, P, 3) in metres with y up. Every per-motion
+function returns ``{metric_name: (N,) float64}``; the metric names carry their
+unit (``_deg``, ``_cm``, ``_deg_s``, ``_m_s``, ``_m_s2``).
+
+Finite differences are forward differences at ``frame_rate`` (60 Hz):
+velocity ``(x[t+1] - x[t]) * fps``, acceleration
+``(x[t+2] - 2 x[t+1] + x[t]) * fps^2``.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from utils.constants import COORD_INDEX, COORDINATES, FRAME_RATE, SYMMETRIC_PAIRS, TRANSLATIONS
+
+_ROT = np.array([name not in TRANSLATIONS for name in COORDINATES])
+_TRANS = [COORD_INDEX[n] for n in ("pelvis_tx", "pelvis_ty", "pelvis_tz")]
+_TY = COORD_INDEX["pelvis_ty"]
+_TILT = COORD_INDEX["pelvis_tilt"]
+_KNEES = [COORD_INDEX["knee_angle_l"], COORD_INDEX["knee_angle_r"]]
+
+FOOT_POINT_KEYS = ("heel", "toe", "met1", "met5", "calcn", "mtp")
+"""Substrings naming foot points among forward-kinematics point names."""
+
+
+def _rms(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    return np.sqrt(np.mean(np.square(x), axis=axes))
+
+
+def kinematic_metrics(motions: np.ndarray, frame_rate: float = FRAME_RATE) -> dict[str, np.ndarray]:
+    """Depth, symmetry and smoothness of each motion. (N, T, 33) -> {name: (N,)}
+
+    - ``depth_cm``: pelvis drop, ``pelvis_ty`` of the first (standing) frame
+      minus its lowest value, cm (as in the generation summaries);
+    - ``knee_flexion_peak_deg``: peak over frames of the mean of both knee angles;
+    - ``pelvis_tilt_at_depth_deg``: ``pelvis_tilt`` at the lowest pelvis frame;
+    - ``asymmetry_deg``: RMS over frames and ``SYMMETRIC_PAIRS`` of left - right;
+    - ``angular_velocity_rms_deg_s``: RMS over frames and the 30 rotations;
+    - ``pelvis_velocity_rms_m_s`` / ``pelvis_acceleration_rms_m_s2``: RMS over
+      frames of the norm of the pelvis translation's velocity / acceleration.
+    """
+    x = np.asarray(motions, dtype=np.float64)
+    if x.ndim != 3 or x.shape[2] != len(COORDINATES) or x.shape[1] < 3:
+        raise ValueError(f"expected motions (N, T>=3, {len(COORDINATES)}), got shape {x.shape}")
+    n = len(x)
+    ty = x[:, :, _TY]
+    lowest = ty.argmin(axis=1)
+    left = x[:, :, [COORD_INDEX[lft] for lft, _ in SYMMETRIC_PAIRS]]
+    right = x[:, :, [COORD_INDEX[rgt] for _, rgt in SYMMETRIC_PAIRS]]
+    trans = x[:, :, _TRANS]
+    vel = np.diff(trans, axis=1) * frame_rate
+    acc = np.diff(trans, n=2, axis=1) * frame_rate ** 2
+    ang_vel = np.diff(x[:, :, _ROT], axis=1) * frame_rate
+    return {
+        "depth_cm": (ty[:, 0] - ty.min(axis=1)) * 100.0,
+        "knee_flexion_peak_deg": x[:, :, _KNEES].mean(axis=2).max(axis=1),
+        "pelvis_tilt_at_depth_deg": x[np.arange(n), lowest, _TILT],
+        "asymmetry_deg": _rms(left - right, (1, 2)),
+        "angular_velocity_rms_deg_s": _rms(ang_vel, (1, 2)),
+        "pelvis_velocity_rms_m_s": np.sqrt(np.square(vel).sum(axis=2).mean(axis=1)),
+        "pelvis_acceleration_rms_m_s2": np.sqrt(np.square(acc).sum(axis=2).mean(axis=1)),
+    }
+
+
+def peak_activation_frame(activations: np.ndarray) -> np.ndarray:
+    """Frame of the highest mean activation of the guided muscles. (N, T, G) -> (N,) int"""
+    return np.asarray(activations).mean(axis=2).argmax(axis=1)
+
+
+def activation_metrics(
+    activations: np.ndarray, muscles: Sequence[str], low: float = 0.35, high: float = 0.45,
+) -> dict[str, np.ndarray]:
+    """The guidance constraint on each motion. (N, T, G) activations of the
+    guided ``muscles`` -> {name: (N,)}
+
+    For every guided muscle its peak over frames ``p_m``; then
+    - ``activation_peak``: mean over muscles of ``p_m`` (and ``activation_peak_<muscle>``);
+    - ``in_band``: 1 if every ``p_m`` lies in ``[low, high]``, else 0;
+    - ``violation``: mean over muscles of the hinge ``max(p_m - high, low - p_m, 0)``
+      (activation units, 0 inside the band);
+    - ``violating``: 1 - ``in_band`` (some guided muscle outside the band).
+    """
+    a = np.asarray(activations, dtype=np.float64)
+    if a.ndim != 3 or a.shape[2] != len(muscles):
+        raise ValueError(f"expected activations (N, T, {len(muscles)}) for {list(muscles)}, got {a.shape}")
+    if low > high:
+        raise ValueError(f"band is empty: low={low} > high={high}")
+    peaks = a.max(axis=1)  # (N, G)
+    hinge = np.maximum(np.maximum(peaks - high, low - peaks), 0.0)
+    inside = ((peaks >= low) & (peaks <= high)).all(axis=1).astype(np.float64)
+    out = {"activation_peak": peaks.mean(axis=1)}
+    for k, name in enumerate(muscles):
+        out[f"activation_peak_{name}"] = peaks[:, k]
+    out.update({"in_band": inside, "violation": hinge.mean(axis=1), "violating": 1.0 - inside})
+    return out
+
+
+def pelvis_tilt_at(motions: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """``pelvis_tilt`` (deg) of each motion at the given frame. (N, T, 33), (N,) -> (N,)"""
+    x = np.asarray(motions)
+    return x[np.arange(len(x)), np.asarray(frames), _TILT].astype(np.float64)
+
+
+def foot_point_indices(point_names: Sequence[str]) -> list[int]:
+    """Indices of the foot contact points (heel / toe / calcaneus / toes)
+    among forward-kinematics ``point_names``; raises if there are none."""
+    idx = [i for i, name in enumerate(point_names) if any(k in name.lower() for k in FOOT_POINT_KEYS)]
+    if not idx:
+        raise ValueError(f"no foot points (names containing {FOOT_POINT_KEYS}) among {list(point_names)}")
+    return idx
+
+
+def foot_metrics(
+    points: np.ndarray, floor_height: float = 0.0, contact_height: float = 0.03,
+    frame_rate: float = FRAME_RATE,
+) -> dict[str, np.ndarray]:
+    """Foot sliding and floor penetration. (N, T, P, 3) foot points, metres,
+    y up -> {name: (N,)}
+
+    - ``foot_slide_cm``: horizontal (x-z) path length of a foot point over the
+      frame steps where it stays within ``contact_height`` of the floor at both
+      ends, cm, mean over the P points;
+    - ``foot_slide_speed_cm_s``: the same path divided by the time in contact
+      (0 when never in contact), cm/s, mean over points;
+    - ``floor_penetration_cm``: deepest point below the floor over the motion, cm;
+    - ``foot_height_min_cm``: lowest foot point relative to the floor, cm.
+    """
+    p = np.asarray(points, dtype=np.float64)
+    if p.ndim != 4 or p.shape[3] != 3:
+        raise ValueError(f"expected foot points (N, T, P, 3), got shape {p.shape}")
+    height = p[..., 1] - floor_height  # (N, T, P)
+    near = height < contact_height
+    contact = near[:, 1:] & near[:, :-1]  # (N, T-1, P)
+    step = np.linalg.norm(np.diff(p[..., [0, 2]], axis=1), axis=-1)  # (N, T-1, P)
+    path = (step * contact).sum(axis=1)  # (N, P)
+    time_in_contact = contact.sum(axis=1) / frame_rate
+    speed = np.divide(path, time_in_contact, out=np.zeros_like(path), where=time_in_contact > 0)
+    lowest = height.min(axis=(1, 2))
+    return {
+        "foot_slide_cm": path.mean(axis=1) * 100.0,
+        "foot_slide_speed_cm_s": speed.mean(axis=1) * 100.0,
+        "floor_penetration_cm": np.maximum(-lowest, 0.0) * 100.0,
+        "foot_height_min_cm": lowest * 100.0,
+    }
+
+
+def summarise(per_motion: dict[str, np.ndarray], groups: Sequence[str], pooled: str = "all") -> list[dict]:
+    """Mean and standard deviation of every metric per group and over all
+    motions. ``per_motion`` {name: (N,)}, ``groups`` N labels -> rows
+    ``{"subject", "n", name, name + "_std", ...}``, groups sorted, pooled last."""
+    groups = list(groups)
+    names = list(per_motion)
+    for name in names:
+        if len(per_motion[name]) != len(groups):
+            raise ValueError(f"metric {name!r} has {len(per_motion[name])} values for {len(groups)} motions")
+    labels = np.asarray(groups, dtype=object)
+
+    def row(label: str, mask: np.ndarray) -> dict:
+        out: dict = {"subject": label, "n": int(mask.sum())}
+        for name in names:
+            v = np.asarray(per_motion[name], dtype=np.float64)[mask]
+            out[name] = float(v.mean())
+            out[f"{name}_std"] = float(v.std())
+        return out
+
+    rows = [row(g, labels == g) for g in sorted(set(groups))]
+    rows.append(row(pooled, np.ones(len(groups), dtype=bool)))
+    return rows

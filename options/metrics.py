@@ -1,0 +1,154 @@
+"""Options of the metric scripts: ``calculate_wasserstein.py``,
+``wasserstein_mocap.py`` and ``calculate_guidance.py``.
+
+The published commands use ``--file_type`` / ``--folder_path``; the dashed
+spellings ``--file-type`` / ``--folder-path`` work too.
+"""
+from __future__ import annotations
+
+import argparse
+
+from dataset.clips import CLIP_MODES
+from utils.constants import CLIP_LENGTH, DEFAULT_DATA_ROOT, FRAME_RATE, GUIDED_MUSCLES
+from utils.device import DEVICES
+
+SET_KINDS = ("auto", "mocap", "mot", "npy")
+
+
+def _input_args(parser: argparse.ArgumentParser, kinds: tuple[str, ...], default_kind: str,
+                compare: bool = True, folder_help: str | None = None) -> None:
+    g = parser.add_argument_group("input")
+    g.add_argument("--file_type", "--file-type", dest="file_type", default=default_kind, choices=kinds,
+                   help="what --folder_path (and every --compare folder) holds: mot = OpenSim .mot files, "
+                        "npy = arrays (T, 33) or (N, T, 33) in canonical order, degrees / metres, mocap = an "
+                        "MCS dataset root (its segmented repetitions); auto = detect per folder (an MCS root is "
+                        "mocap; a folder with .mot and .npy twins, as guidance writes them, reads the .npy)")
+    g.add_argument("--folder_path", "--folder-path", dest="folder_path", default=None,
+                   help=folder_help or "folder of generated motions, searched recursively (one sub-folder per "
+                                       "subject, as guidance writes them)")
+    if compare:
+        g.add_argument("--compare", nargs="+", metavar="FOLDER", default=None,
+                       help="paper-style table with one row per folder (MoCap root, baselines, VQ-VAE, BIGE), "
+                            "each folder's kind detected (see --file_type) or given by --kinds")
+        g.add_argument("--labels", nargs="+", default=None,
+                       help="row names for --compare folders (e.g. MoCap MDM T2M-GPT VQ-VAE BIGE); "
+                            "default: MoCap for an MCS root, else the folder name")
+        g.add_argument("--kinds", nargs="+", default=None, choices=SET_KINDS,
+                       help="the kind of each --compare folder, in order (default: --file_type for all)")
+    g.add_argument("--split", default="test", choices=("test", "train", "all"),
+                   help="which sessions' repetitions a motion-capture (MCS root) set uses")
+    g.add_argument("--split-file", default=None,
+                   help="JSON {'train': [...], 'test': [...]} of session ids; default: <root>/split.json, "
+                        "else the 21 published test sessions, else a seeded 20%% of sessions")
+    g.add_argument("--clip-length", type=int, default=CLIP_LENGTH,
+                   help="frames every motion is brought to (motions of another length are time-normalised "
+                        "and reported)")
+    g.add_argument("--clip-mode", default="resample", choices=CLIP_MODES,
+                   help="how motions of another length are brought to --clip-length: linear time "
+                        "normalisation (resample) or repetition of short clips as the original code did (tile)")
+    g.add_argument("--strict", action="store_true",
+                   help="stop on the first unusable file instead of skipping and listing it")
+    g.add_argument("--workers", type=int, default=1, help="processes for reading motion files")
+
+
+def _distance_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("distances")
+    g.add_argument("--ot-samples", type=int, default=300,
+                   help="motions per set (seeded subsample) for the exact earth mover's distance; its cost "
+                        "grows as the cube of this number")
+    g.add_argument("--bootstrap", type=int, default=100,
+                   help="bootstrap resamples for the confidence intervals of the multivariate distances (0: none)")
+    g.add_argument("--projections", type=int, default=256,
+                   help="random directions of the sliced Wasserstein distance")
+    g.add_argument("--confidence", type=float, default=0.95, help="level of the bootstrap intervals")
+    g.add_argument("--seed", type=int, default=0, help="seed of subsamples, directions and bootstrap")
+    g.add_argument("--no-multivariate", action="store_true",
+                   help="skip the earth mover's and sliced distances (published numbers and per-coordinate "
+                        "W1 only)")
+
+
+def _output_args(parser: argparse.ArgumentParser, default_stem: str) -> None:
+    g = parser.add_argument_group("output")
+    g.add_argument("--out", default=None,
+                   help="folder for the CSV, JSON and Markdown results (default: the evaluated folder; "
+                        "with --compare: output/metrics)")
+    g.add_argument("--out-name", default=None,
+                   help=f"file name stem of the results (default: {default_stem}, or {default_stem}_compare)")
+    g.add_argument("--overwrite", action="store_true", help="replace existing result files of the same name")
+    g.add_argument("--verbose", action="store_true",
+                   help="also print the per-coordinate / per-motion details and every skipped file")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def get_wasserstein_parser() -> argparse.ArgumentParser:
+    """``calculate_wasserstein.py``: distribution distances of generated motion
+    sets against the training split of the dataset."""
+    p = argparse.ArgumentParser(
+        description="Distances between a set of generated motions and the training split of the motion-capture "
+                    "dataset: the published Gaussian W2^2 and entropy, exact per-coordinate W1, and earth mover's "
+                    "and sliced W2 between whole motions with bootstrap intervals.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _input_args(p, SET_KINDS, "auto")
+    g = p.add_argument_group("reference")
+    g.add_argument("--data-root", default=DEFAULT_DATA_ROOT,
+                   help="MCS dataset root (or its Data folder) whose repetitions are the reference")
+    g.add_argument("--reference-split", default="train", choices=("train", "test", "all"),
+                   help="which sessions of --data-root form the reference set")
+    g.add_argument("--dataname", default="mcs", choices=["mcs"], help="dataset kind (kept for the published commands)")
+    _distance_args(p)
+    _output_args(p, "wasserstein")
+    return p
+
+
+def get_wasserstein_mocap_parser() -> argparse.ArgumentParser:
+    """``wasserstein_mocap.py``: the reference row, motion capture's own test
+    sessions against its training sessions."""
+    p = argparse.ArgumentParser(
+        description="The reference row of the distance table: the segmented motion-capture repetitions of the "
+                    "test sessions against those of the training sessions, with the numbers of "
+                    "calculate_wasserstein.py.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _input_args(p, ("mot", "mocap"), "mot", compare=False,
+                folder_help="MCS dataset root, or its Data folder (kept as --folder_path for the published command)")
+    g = p.add_argument_group("reference")
+    g.add_argument("--reference-split", default="train", choices=("train", "test", "all"),
+                   help="which sessions of the same root form the reference set")
+    _distance_args(p)
+    _output_args(p, "wasserstein_mocap")
+    return p
+
+
+def get_guidance_parser() -> argparse.ArgumentParser:
+    """``calculate_guidance.py``: guidance metrics per subject and pooled."""
+    p = argparse.ArgumentParser(
+        description="Guidance metrics of a set of motions, per subject and pooled: peak activation of the guided "
+                    "muscles and the constraint band, squat depth, pelvis tilt, asymmetry, smoothness, foot "
+                    "sliding and floor penetration.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _input_args(p, SET_KINDS, "auto",
+                folder_help="folder of generated motions (searched recursively, one sub-folder per subject), "
+                            "or an MCS dataset root with --file_type mocap")
+    g = p.add_argument_group("activations")
+    g.add_argument("--activations", default="surrogate", choices=("surrogate", "simulation", "none"),
+                   help="where activations come from: the surrogate, or (motion capture only) the muscle-driven "
+                        "simulation files; none skips the activation columns")
+    g.add_argument("--surrogate", default=None,
+                   help="surrogate checkpoint (default: output/surrogate/net_best.pth or "
+                        "output/demo/surrogate/net_best.pth if present; without one, activation columns are "
+                        "skipped and the output says so)")
+    g.add_argument("--muscles", nargs="+", default=list(GUIDED_MUSCLES), help="the guided muscles")
+    g.add_argument("--low", type=float, default=0.35, help="lower edge of the activation band")
+    g.add_argument("--high", type=float, default=0.45, help="upper edge of the activation band")
+    g.add_argument("--device", default="auto", choices=DEVICES, help="device of the surrogate")
+    g.add_argument("--batch-size", type=int, default=256, help="motions per surrogate batch")
+    g = p.add_argument_group("kinematics")
+    g.add_argument("--frame-rate", type=float, default=FRAME_RATE, help="frame rate of the motions, Hz")
+    g.add_argument("--osim", default=None,
+                   help="OpenSim model for forward kinematics of the foot points (default: the project's "
+                        "generic model, dataset.osim_model.default_model_path())")
+    g.add_argument("--no-fk", action="store_true", help="skip foot sliding and floor penetration")
+    g.add_argument("--floor-height", type=float, default=0.0, help="height of the floor, metres (y up)")
+    g.add_argument("--contact-height", type=float, default=0.03,
+                   help="a foot point closer than this to the floor (metres) is in contact")
+    _output_args(p, "guidance")
+    return p

@@ -1,0 +1,315 @@
+"""metrics/ and utils/motion_sets: distances on known distributions, the
+published numbers against hand computations, guidance metrics of motions whose
+answers are known, forward-kinematics foot metrics, result tables, and loading
+folders of motions with every kind of bad file."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from metrics.distribution import (
+    compare_sets, emd_w2, per_coordinate_w1, published_entropy, published_w2, sample_entropies, sliced_w2,
+    wasserstein_1d,
+)
+from metrics.evaluate import foot_positions, load_forward_kinematics
+from metrics.guidance import activation_metrics, foot_metrics, kinematic_metrics, summarise
+from metrics.report import Column, csv_text, markdown_table, output_paths, text_table
+from utils.constants import COORD_INDEX, COORDINATES, FRAME_RATE
+from utils.fileio import OutputExistsError, atomic_save_npy
+from utils.motion_io import write_coordinates, write_mot
+from utils.motion_sets import MotionSetError, detect_kind, load_folder, subject_of
+
+KNEE_R = COORD_INDEX["knee_angle_r"]
+TY = COORD_INDEX["pelvis_ty"]
+SID = "d66330dc-7884-4915-9dbb-0520932294c4"
+
+
+def squats(n: int, seed: int = 0, frames: int = 196) -> np.ndarray:
+    """``n`` varied squat-like motions (n, frames, 33), degrees / metres."""
+    rng = np.random.default_rng(seed)
+    s = (1 - np.cos(np.linspace(0, 2 * np.pi, frames))) / 2  # 0 -> 1 -> 0
+    x = rng.normal(0.0, 2.0, size=(n, frames, len(COORDINATES)))
+    x[:, :, [COORD_INDEX["pelvis_tx"], COORD_INDEX["pelvis_tz"]]] *= 0.005  # metres: 1 cm noise
+    depth = rng.uniform(60, 110, size=(n, 1))
+    x[:, :, COORD_INDEX["knee_angle_l"]] += depth * s
+    x[:, :, KNEE_R] += depth * s
+    x[:, :, COORD_INDEX["hip_flexion_l"]] += 0.9 * depth * s
+    x[:, :, COORD_INDEX["hip_flexion_r"]] += 0.9 * depth * s
+    x[:, :, TY] = 0.95 - 0.003 * depth * s + rng.normal(0, 0.005, size=(n, frames))
+    return x
+
+
+# ----------------------------------------------------------------------------- distributions
+
+
+def test_identical_sets_have_distance_zero() -> None:
+    a = squats(40)
+    res = compare_sets(a, a.copy(), ot_samples=40, bootstrap=0, n_projections=64)
+    assert res["published_w2sq"] == 0.0
+    assert max(res["w1"].values()) == 0.0
+    assert res["emd_w2"]["value"] == pytest.approx(0.0, abs=1e-6)
+    assert res["sliced_w2"]["value"] == pytest.approx(0.0, abs=1e-9)
+    assert res["entropy"] == res["reference_entropy"]
+
+
+@pytest.mark.parametrize("coord, shift, unit_scale", [("knee_angle_r", 7.5, 1.0), ("pelvis_ty", 0.02, 100.0)])
+def test_shift_in_one_coordinate_gives_that_w1_and_zero_elsewhere(coord: str, shift: float, unit_scale: float) -> None:
+    a = squats(30)
+    b = a.copy()
+    b[:, :, COORD_INDEX[coord]] += shift
+    w1 = per_coordinate_w1(b, a)
+    k = COORD_INDEX[coord]
+    assert w1[k] == pytest.approx(shift * unit_scale, rel=1e-9)  # degrees, or cm for translations
+    assert np.abs(np.delete(w1, k)).max() == 0.0
+    # an independent sample of the same distribution, shifted: W1 ~ c there, ~0 elsewhere
+    c = squats(400, seed=1)
+    c[:, :, KNEE_R] += 7.5
+    w1 = per_coordinate_w1(c, squats(400, seed=2))
+    assert w1[KNEE_R] == pytest.approx(7.5, abs=0.6)
+    assert np.delete(w1, [KNEE_R, TY]).max() < 0.6
+
+
+def test_wasserstein_1d_matches_scipy_for_unequal_sizes() -> None:
+    rng = np.random.default_rng(3)
+    u, v = rng.normal(size=1234), rng.gamma(2.0, size=777)
+    assert wasserstein_1d(u, v) == pytest.approx(scipy.stats.wasserstein_distance(u, v), rel=1e-10)
+    assert wasserstein_1d(u, u + 2.5) == pytest.approx(2.5)
+    # p = 2 of two point masses: |a - b|
+    assert wasserstein_1d(np.full(5, 1.0), np.full(3, 4.0), p=2.0) == pytest.approx(3.0)
+
+
+def test_published_gaussian_formula_matches_hand_computation() -> None:
+    # set a: one motion all 1, one all 3 -> pool mean 2, std 1
+    # set b: one motion all 4, one all 8 -> pool mean 6, std 2
+    a = np.stack([np.full((10, 33), 1.0), np.full((10, 33), 3.0)])
+    b = np.stack([np.full((7, 33), 4.0), np.full((7, 33), 8.0)])
+    res = published_w2(a, b)
+    assert (res["mu_a"], res["sigma_a"], res["mu_b"], res["sigma_b"]) == (2.0, 1.0, 6.0, 2.0)
+    assert res["w2_squared"] == pytest.approx((2 - 6) ** 2 + (1 - 2) ** 2)  # 17
+    assert res["w2"] == pytest.approx(math.sqrt(17.0))
+
+
+def test_entropy_of_uniform_sample_is_near_log10_and_known_cases() -> None:
+    rng = np.random.default_rng(0)
+    uniform = rng.uniform(-50, 50, size=(20, 196, 33))
+    assert published_entropy(uniform) == pytest.approx(math.log(10), abs=0.01)
+    two_values = np.stack([np.where(np.arange(196 * 33).reshape(196, 33) % 2 == 0, 0.0, 5.0)])
+    assert sample_entropies(two_values)[0] == pytest.approx(math.log(2))
+    assert sample_entropies(np.zeros((1, 196, 33)))[0] == 0.0
+    # matches numpy's histogram convention
+    x = rng.normal(size=(3, 50, 33))
+    for i in range(3):
+        counts, _ = np.histogram(x[i].ravel(), bins=10)
+        p = counts[counts > 0] / counts.sum()
+        assert sample_entropies(x)[i] == pytest.approx(-(p * np.log(p)).sum())
+
+
+def test_emd_and_sliced_grow_with_a_shift_and_emd_of_a_translate_is_the_shift() -> None:
+    a = squats(60)
+    emd, sliced = [], []
+    for c in (0.0, 2.0, 5.0, 10.0):
+        b = a.copy()
+        b[:, :, KNEE_R] += c
+        emd.append(emd_w2(b, a, max_samples=100, bootstrap=0).value)
+        sliced.append(sliced_w2(b, a, n_projections=256, bootstrap=0).value)
+    assert emd == pytest.approx([0.0, 2.0, 5.0, 10.0], abs=1e-6)  # translation is the optimal plan
+    assert all(x < y for x, y in zip(sliced, sliced[1:]))
+    assert sliced[3] == pytest.approx(10.0, rel=0.3)  # sqrt(D)-scaled: ~ the shift
+    other = squats(60, seed=5)
+    grown = [emd_w2(other + np.eye(33)[KNEE_R] * c, a, bootstrap=0).value for c in (0.0, 10.0, 30.0)]
+    assert grown[0] < grown[1] < grown[2]
+
+
+def test_bootstrap_intervals_are_seeded_and_bracket_the_value() -> None:
+    a, b = squats(80, seed=1), squats(70, seed=2)
+    b[:, :, KNEE_R] += 3.0
+    d1 = emd_w2(a, b, max_samples=50, bootstrap=30, seed=4)
+    d2 = emd_w2(a, b, max_samples=50, bootstrap=30, seed=4)
+    assert d1 == d2
+    assert d1.n_a == 50 and d1.n_b == 50
+    assert d1.ci_low <= d1.value <= d1.ci_high and d1.ci_high > d1.ci_low
+    s = sliced_w2(a, b, n_projections=64, bootstrap=30, seed=4)
+    assert s == sliced_w2(a, b, n_projections=64, bootstrap=30, seed=4)
+    assert s.ci_low <= s.value <= s.ci_high
+
+
+def test_distances_refuse_nan_and_wrong_shapes() -> None:
+    a = squats(5)
+    bad = a.copy()
+    bad[2, 10, 4] = np.nan
+    with pytest.raises(ValueError, match="1 motion"):
+        published_w2(bad, a)
+    with pytest.raises(ValueError, match=r"\(N>=1, T, 33\)"):
+        per_coordinate_w1(a[..., :30], a)
+
+
+# ----------------------------------------------------------------------------- guidance metrics
+
+
+def test_kinematic_metrics_of_constructed_motions() -> None:
+    t = np.arange(196)
+    x = np.zeros((1, 196, 33))
+    x[0, :, TY] = 1.0 - 0.3 * np.sin(np.pi * t / 195)  # drop of 30 cm at mid-motion
+    x[0, :, KNEE_R] = 100 * np.sin(np.pi * t / 195)
+    x[0, :, COORD_INDEX["knee_angle_l"]] = x[0, :, KNEE_R] + 3.0  # one pair 3 deg apart
+    x[0, :, COORD_INDEX["pelvis_tilt"]] = t * 0.1
+    m = kinematic_metrics(x)
+    assert m["depth_cm"][0] == pytest.approx(30.0, abs=0.01)
+    assert m["knee_flexion_peak_deg"][0] == pytest.approx(101.5, abs=0.01)
+    lowest = int(np.argmin(x[0, :, TY]))
+    assert m["pelvis_tilt_at_depth_deg"][0] == pytest.approx(0.1 * lowest)
+    assert m["asymmetry_deg"][0] == pytest.approx(math.sqrt(9.0 / 3.0))  # RMS over 3 pairs
+
+    y = np.zeros((1, 196, 33))
+    y[0, :, COORD_INDEX["hip_rotation_r"]] = t * 1.0  # 1 deg per frame = 60 deg/s on 1 of 30 rotations
+    y[0, :, COORD_INDEX["pelvis_tx"]] = t * 0.01  # 0.6 m/s
+    y[0, :, TY] = 0.5 * 2.0 * (t / FRAME_RATE) ** 2  # 2 m/s^2 downward curve
+    m = kinematic_metrics(y)
+    assert m["angular_velocity_rms_deg_s"][0] == pytest.approx(60.0 / math.sqrt(30.0))
+    assert m["pelvis_acceleration_rms_m_s2"][0] == pytest.approx(2.0, rel=1e-6)
+    vy = np.diff(y[0, :, TY]) * FRAME_RATE
+    assert m["pelvis_velocity_rms_m_s"][0] == pytest.approx(np.sqrt(np.mean(0.6 ** 2 + vy ** 2)))
+
+
+def test_activation_band_hinge_and_fractions() -> None:
+    a = np.zeros((3, 50, 2))
+    a[0, 10] = [0.40, 0.38]  # both inside [0.35, 0.45]
+    a[1, 20] = [0.50, 0.40]  # right too high by 0.05
+    a[2, 30] = [0.20, 0.30]  # both too low: 0.15 and 0.05
+    m = activation_metrics(a, ("vasmed_r", "vasmed_l"), 0.35, 0.45)
+    np.testing.assert_allclose(m["activation_peak_vasmed_r"], [0.40, 0.50, 0.20])
+    np.testing.assert_allclose(m["activation_peak"], [0.39, 0.45, 0.25])
+    np.testing.assert_allclose(m["in_band"], [1, 0, 0])
+    np.testing.assert_allclose(m["violation"], [0.0, 0.025, 0.10])
+    np.testing.assert_allclose(m["violating"], [0, 1, 1])
+
+
+def test_foot_metrics_slide_only_while_in_contact_and_penetration() -> None:
+    p = np.zeros((1, 121, 1, 3))
+    p[0, :, 0, 0] = np.arange(121) * 0.001  # 0.06 m/s sideways the whole time
+    p[0, 60:, 0, 1] = 0.10  # lifted from frame 60: steps 0-1 .. 58-59 in contact, 59 x 0.1 cm
+    m = foot_metrics(p, floor_height=0.0, contact_height=0.03)
+    assert m["foot_slide_cm"][0] == pytest.approx(5.9)
+    assert m["foot_slide_speed_cm_s"][0] == pytest.approx(6.0)
+    assert m["floor_penetration_cm"][0] == 0.0
+    p[0, 5, 0, 1] = -0.012
+    assert foot_metrics(p)["floor_penetration_cm"][0] == pytest.approx(1.2)
+
+
+def test_foot_metrics_from_forward_kinematics_of_the_model() -> None:
+    fk, note = load_forward_kinematics()
+    assert fk is not None, note
+    stand = np.zeros((1, 120, 33))
+    feet0, names = foot_positions(stand, fk)
+    assert names == ["heel_r", "met1_r", "met5_r", "toe_r", "heel_l", "met1_l", "met5_l", "toe_l"]
+    floor = feet0[..., 1].min()  # put the floor under the soles of the standing model
+    still = foot_metrics(feet0, floor_height=floor)
+    assert still["foot_slide_cm"][0] == pytest.approx(0.0, abs=1e-4)
+    assert still["floor_penetration_cm"][0] == pytest.approx(0.0, abs=1e-4)
+    moving = stand.copy()
+    moving[0, :, COORD_INDEX["pelvis_tx"]] = np.linspace(0.0, 0.10, 120)  # the whole body glides 10 cm
+    moving[0, :, TY] = -0.02  # and sinks 2 cm into the floor
+    m = foot_metrics(foot_positions(moving, fk)[0], floor_height=floor)
+    assert m["foot_slide_cm"][0] == pytest.approx(10.0, rel=1e-3)
+    assert m["floor_penetration_cm"][0] == pytest.approx(2.0, abs=1e-3)
+
+
+def test_summarise_per_group_and_pooled() -> None:
+    rows = summarise({"depth_cm": np.array([10.0, 20.0, 40.0])}, ["b", "a", "b"])
+    assert [r["subject"] for r in rows] == ["a", "b", "all"]
+    assert [r["n"] for r in rows] == [1, 2, 3]
+    assert rows[1]["depth_cm"] == 25.0 and rows[1]["depth_cm_std"] == 15.0
+    assert rows[2]["depth_cm"] == pytest.approx(70.0 / 3)
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def test_tables_align_and_outputs_refuse_to_overwrite(tmp_path: Path) -> None:
+    rows = [{"set": "MoCap", "x": 1.23456, "x_std": 0.1, "d": 2.0, "d_ci_low": 1.5, "d_ci_high": 2.5},
+            {"set": "BIGE-long-name", "x": float("nan"), "d": 3.0}]
+    cols = [Column("set", "set", ""), Column("x", "x (cm)", ".2f", std=True), Column("d", "d", ".1f", ci=True)]
+    lines = text_table(rows, cols).splitlines()
+    assert len({len(line) for line in lines[:2]}) == 1  # header and rule equally wide
+    assert "1.23 ± 0.10" in lines[2] and "2.0 [1.5, 2.5]" in lines[2]
+    assert lines[3].split()[1] == "-"  # NaN shown as '-'
+    assert markdown_table(rows, cols).splitlines()[1] == "| --- | ---: | ---: |"
+    assert csv_text(rows).splitlines()[0] == "set,x,x_std,d,d_ci_low,d_ci_high"
+    paths = output_paths(tmp_path, "res", overwrite=False)
+    paths["json"].write_text("{}")
+    with pytest.raises(OutputExistsError, match="res.json.*--overwrite"):
+        output_paths(tmp_path, "res", overwrite=False)
+    assert output_paths(tmp_path, "res", overwrite=True) == paths
+
+
+# ----------------------------------------------------------------------------- loading folders
+
+
+def test_load_folder_reads_mot_and_npy_lists_skipped_and_refits(tmp_path: Path) -> None:
+    x = squats(4)
+    write_coordinates(tmp_path / SID / "entry_0_bige.mot", x[0])
+    write_coordinates(tmp_path / SID / "entry_1_bige.mot", x[1][:150])  # 150 frames: refitted
+    write_coordinates(tmp_path / "subjB" / "entry_0_bige.mot", x[2])
+    write_mot(tmp_path / "subjB" / "broken.mot", np.arange(5) / 60, ["knee_angle_r"], np.zeros((5, 1)))
+    lines = (tmp_path / "subjB" / "entry_0_bige.mot").read_text().splitlines()
+    row = lines.index("endheader") + 3  # third data row (0-based), line row + 1 of the file
+    fields = lines[row].split("\t")
+    fields[5] = "nan"
+    lines[row] = "\t".join(fields)
+    (tmp_path / "subjB" / "nan.mot").write_text("\n".join(lines) + "\n")
+    s = load_folder(tmp_path, "mot", progress=False)
+    assert s.motions.shape == (3, 196, 33) and s.motions.dtype == np.float32
+    assert sorted(s.subjects) == sorted([SID, SID, "subjB"])
+    np.testing.assert_allclose(s.motions[0], x[0], atol=1e-4)
+    assert [(Path(p).name, n) for p, n in s.refitted] == [("entry_1_bige.mot", 150)]
+    assert s.motions[1, 0] == pytest.approx(x[1][0].astype(np.float32), abs=1e-4)
+    skipped = {Path(p).name: r for p, r in s.skipped}
+    assert "missing required coordinates (32)" in skipped["broken.mot"]
+    assert skipped["nan.mot"] == f"line {row + 1}: non-finite value nan in column 6"
+    with pytest.raises(MotionSetError, match=r"(?s)2 unusable file.*broken.mot: missing.*nan.mot: line"):
+        load_folder(tmp_path, "mot", strict=True, progress=False)
+
+    npy = tmp_path / "npy"
+    stack = squats(3, seed=2)
+    stack[1, 7, 5] = np.nan
+    atomic_save_npy(npy / SID / "samples.npy", stack)
+    atomic_save_npy(npy / SID / "one.npy", squats(1, seed=3)[0])
+    atomic_save_npy(npy / SID / "wrong.npy", np.zeros((196, 30)))
+    s = load_folder(npy, "npy", progress=False)
+    assert len(s) == 3 and set(s.subjects) == {SID}
+    assert any(f.endswith("samples.npy[2]") for f in s.files)
+    reasons = dict(s.skipped)
+    assert "frame 7 (pelvis_tz = nan)" in reasons[str(npy / SID / "samples.npy[1]")]
+    assert "shape (196, 30)" in reasons[str(npy / SID / "wrong.npy")]
+
+
+def test_load_folder_errors_name_the_folder_and_files(tmp_path: Path) -> None:
+    with pytest.raises(MotionSetError, match="does not exist"):
+        load_folder(tmp_path / "missing", "mot")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MotionSetError, match=r"empty: no \.mot files found"):
+        load_folder(tmp_path / "empty", "mot")
+    atomic_save_npy(tmp_path / "only_npy" / "a.npy", squats(1)[0])
+    with pytest.raises(MotionSetError, match="use --file_type npy"):
+        load_folder(tmp_path / "only_npy", "mot")
+    atomic_save_npy(tmp_path / "bad" / "short.npy", np.zeros((1, 33)))
+    with pytest.raises(MotionSetError, match=r"(?s)none of the 1 \.npy.*short\.npy: 1 frame"):
+        load_folder(tmp_path / "bad", "npy")
+
+
+def test_detect_kind_and_subject_names(tmp_path: Path) -> None:
+    x = squats(1)[0]
+    write_coordinates(tmp_path / "twins" / SID / "entry_0_e.mot", x)
+    atomic_save_npy(tmp_path / "twins" / SID / "entry_0_e.npy", x)
+    assert detect_kind(tmp_path / "twins") == "npy"
+    write_coordinates(tmp_path / "twins" / SID / "extra.mot", x)
+    with pytest.raises(MotionSetError, match="not twins"):
+        detect_kind(tmp_path / "twins")
+    folder = tmp_path / "gen"
+    assert subject_of(folder / f"latents_subject_run_{SID}" / "entry_0.mot", folder) == SID
+    assert subject_of(folder / "subj7" / "deep" / "a.mot", folder) == "subj7"
+    assert subject_of(folder / "a.mot", folder) == "gen"
