@@ -1,0 +1,31 @@
+#!/usr/bin/env python
+"""Sample squats from a trained motion diffusion model for each subject.
+
+    python generate_mdm.py --model-path output/MDM/net_last.pth --subject all --num-samples 20
+    python generate_mdm.py --model-path output/MDM/net_last.pth --sampler ddpm --subject <session folder>
+
+Outputs: <out-dir>/<exp-name>/<session>/entry_<k>_<exp-name>.{mot,npy} and summary.json
+(default <out-dir>/<exp-name> = output/baselines/mdm_baseline), read by
+calculate_wasserstein.py and calculate_guidance.py like guidance outputs.
+"""
+from __future__ import annotations
+
+import sys
+
+from dataset.mcs import DatasetError
+from options.mdm import get_generate_parser
+from utils.checkpoint import CheckpointError
+from utils.fileio import OutputExistsError
+from utils.generation import generate_mdm
+from utils.motion_io import MotionFileError
+
+
+def main(args) -> list:
+    return generate_mdm(args)
+
+
+if __name__ == "__main__":
+    try:
+        main(get_generate_parser().parse_args())
+    except (DatasetError, MotionFileError, CheckpointError, OutputExistsError, ValueError) as err:
+        sys.exit(f"generate_mdm: {err}")

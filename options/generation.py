@@ -1,0 +1,44 @@
+"""Flags shared by the generation scripts (generate_vq.py, generate_t2m.py,
+generate_mdm.py), so that they select subjects and write outputs the same way
+guidance does."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_generation_args(parser: argparse.ArgumentParser, default_exp: str, default_out: str = "output") -> None:
+    """``--subject --num-samples --batch-size --out-dir --exp-name --overwrite``."""
+    g = parser.add_argument_group("generation")
+    g.add_argument("--subject", nargs="+", default=["all"],
+                   help="'all' = every session of the test split (--split-file, else <data-root>/split.json, "
+                        "...), or one or more session folders (<root>/Data/<session>) or session ids")
+    g.add_argument("--num-samples", type=int, default=20, help="motions generated per subject")
+    g.add_argument("--batch-size", type=int, default=64, help="motions generated at once")
+    g.add_argument("--out-dir", default=default_out,
+                   help="parent folder; motions go to <out-dir>/<exp-name>/<session>/entry_<k>_<exp-name>.mot")
+    g.add_argument("--exp-name", default=default_exp, help="experiment folder name under --out-dir")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace the results of subjects that already have some (never done silently)")
+
+
+def check_generation_args(args: argparse.Namespace) -> None:
+    """Reject impossible values with a clear message (before any work)."""
+    if args.num_samples < 1:
+        raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+
+
+def add_subject_data_args(parser: argparse.ArgumentParser) -> None:
+    """``--data-root --dataname --split-file`` (where subjects are looked up).
+    Clip length and mode come from the checkpoint, so they match training."""
+    from utils.constants import DEFAULT_DATA_ROOT
+
+    g = parser.add_argument_group("data")
+    g.add_argument("--data-root", default=DEFAULT_DATA_ROOT,
+                   help="MCS-layout dataset root used to find subjects (and their repetitions for "
+                        "subject-initialised / subject-conditioned sampling)")
+    g.add_argument("--dataname", default="mcs", choices=["mcs"], help="dataset kind (kept for published commands)")
+    g.add_argument("--split-file", default=None,
+                   help="JSON {'train': [...], 'test': [...]} deciding --subject all; default: <data-root>/split.json, "
+                        "else the 21 published test sessions, else a seeded 20%% of sessions")

@@ -1,0 +1,128 @@
+"""The driver every baseline generation script shares: resolve the subjects,
+refuse to overwrite before any work, sample per subject with a generator
+seeded from ``--seed`` and the session id (so a subject's samples do not
+depend on which other subjects run or on the number of processes), write each
+subject with :func:`utils.generation_output.write_subject_samples`, and log.
+
+Under ``torchrun`` the subjects are shared out over the ranks.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dataset.mcs import Session
+from dataset.subjects import resolve_subjects
+from options.generation import check_generation_args
+from utils.distributed import DistInfo, barrier, cleanup_distributed, init_distributed
+from utils.generation_output import check_outputs, write_subject_samples
+from utils.run_logging import RunLogger
+
+Sampler = Callable[[Session, int, torch.Generator], tuple[np.ndarray, list[dict] | None]]
+"""``sampler(session, n, generator) -> (motions (n, T, 33) degrees/metres, per-sample dicts or None)``."""
+
+
+def subject_seed(seed: int, session_id: str) -> int:
+    """A stable 63-bit seed from ``--seed`` and a session id."""
+    digest = hashlib.sha256(f"{seed}:{session_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def prepare(args: argparse.Namespace) -> tuple[DistInfo, list[Session], Path]:
+    """Validate options, join the process group, resolve the subjects and
+    check the outputs (all before any model work). Returns (dist info, all
+    subjects, experiment folder)."""
+    check_generation_args(args)
+    dist_info = init_distributed("cuda" if args.device == "cuda" else "cpu")
+    subjects = resolve_subjects(args.data_root, args.subject, split_file=args.split_file)
+    exp_dir = Path(args.out_dir) / args.exp_name
+    check_outputs(exp_dir, [s.id for s in subjects], args.overwrite)
+    return dist_info, subjects, exp_dir
+
+
+def generate_for_subjects(args: argparse.Namespace, dist_info: DistInfo, subjects: list[Session], exp_dir: Path,
+                          sampler: Sampler, device: torch.device, info: dict[str, Any]) -> list[Path]:
+    """Run ``sampler`` for this rank's share of ``subjects`` and write the
+    results; ``info`` goes into every ``summary.json``. Returns the subject
+    folders written by this rank."""
+    logger = RunLogger(exp_dir, args, enabled=dist_info.is_main, tensorboard=False)
+    mine = subjects[dist_info.rank::dist_info.world_size]
+    logger.log(f"generating {args.num_samples} samples for each of {len(subjects)} subject(s) "
+               f"({info.get('method', '?')}, device {device}, world size {dist_info.world_size})")
+    written = []
+    start = time.perf_counter()
+    for session in tqdm(mine, desc=f"{info.get('method', 'generate')} subjects", disable=not dist_info.is_main,
+                        dynamic_ncols=True):
+        gen = torch.Generator(device=device).manual_seed(subject_seed(args.seed, session.id))
+        t0 = time.perf_counter()
+        motions, per_sample = sampler(session, args.num_samples, gen)
+        folder = write_subject_samples(exp_dir, session.id, motions, args.exp_name, overwrite=args.overwrite,
+                                       info={**info, "seed": args.seed, "subject_folder": str(session.path)},
+                                       per_sample=per_sample)
+        written.append(folder)
+        logger.log(f"{session.id}: {len(motions)} samples in {time.perf_counter() - t0:.1f} s -> {folder}")
+    barrier()
+    logger.log(f"done: {len(subjects)} subject(s) in {time.perf_counter() - start:.1f} s under {exp_dir}")
+    logger.close()
+    return written
+
+
+def batched(n: int, batch_size: int) -> list[int]:
+    """Sizes of the batches that make ``n`` samples."""
+    return [min(batch_size, n - i) for i in range(0, n, batch_size)]
+
+
+def finish() -> None:
+    """Leave the process group (no-op without one)."""
+    cleanup_distributed()
+
+
+# ----------------------------------------------------------------------------- motion diffusion model
+
+
+def generate_mdm(args: argparse.Namespace) -> list[Path]:
+    """``generate_mdm.py``: sample the diffusion model for each subject."""
+    from dataset.subjects import session_repetitions, subject_descriptor
+    from models.mdm import load_mdm
+    from utils.device import autocast, resolve_device
+
+    if args.sampler == "ddim" and args.ddim_steps < 1:
+        raise ValueError(f"--ddim-steps must be >= 1, got {args.ddim_steps}")
+    dist_info, subjects, exp_dir = prepare(args)
+    try:
+        device = resolve_device(args.device, dist_info.local_rank if dist_info.enabled else None)
+        model, diffusion, normalizer, ckpt = load_mdm(args.model_path, device)
+        config = model.config
+        train_args = ckpt.get("args", {})
+        conditional = config.cond_dim > 0
+
+        def sampler(session: Session, n: int, gen: torch.Generator):
+            cond = None
+            if conditional:
+                reps = session_repetitions(session, config.n_frames, train_args.get("clip_mode", "resample"))
+                desc = subject_descriptor(normalizer.normalize(reps.motions.astype(np.float64)))
+                cond = torch.as_tensor(desc, device=device)[None]
+            out = []
+            for b in batched(n, args.batch_size):
+                with autocast(device, args.precision):
+                    x = diffusion.sample(model, (b, config.n_frames, config.n_features),
+                                         None if cond is None else cond.expand(b, -1), sampler=args.sampler,
+                                         ddim_steps=args.ddim_steps, eta=args.ddim_eta,
+                                         guidance=args.guidance_param, generator=gen)
+                out.append(normalizer.denormalize(x.float().cpu().numpy().astype(np.float64)))
+            return np.concatenate(out), None
+
+        info = {"method": "mdm", "checkpoint": str(args.model_path), "checkpoint_step": ckpt.get("step"),
+                "sampler": args.sampler, "ddim_steps": args.ddim_steps if args.sampler == "ddim" else None,
+                "ddim_eta": args.ddim_eta, "guidance_param": args.guidance_param,
+                "conditioning": "subject" if conditional else "none"}
+        return generate_for_subjects(args, dist_info, subjects, exp_dir, sampler, device, info)
+    finally:
+        finish()

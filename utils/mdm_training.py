@@ -1,0 +1,189 @@
+"""Training loop of the motion diffusion baseline (``train_mdm.py``).
+
+Reads the training split's repetitions, fits the normaliser on them, trains
+the x0-predicting denoiser of :mod:`models.mdm` with AdamW, warm-up and step
+decay, and writes ``<out-dir>/<exp-name>/``: ``run.log`` (options first),
+tensorboard scalars (loss, mse, vel, lr, val_mse), ``net_last.pth`` (complete,
+atomic; ``--resume`` continues exactly), ``net_best.pth`` (lowest validation
+denoising error) and optional numbered snapshots. Runs unchanged under
+``torchrun`` (DDP, rank 0 writes).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from dataclasses import asdict
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from dataset.mcs import DatasetError
+from dataset.normalization import Normalizer
+from dataset.repetitions import load_repetitions
+from dataset.subjects import SUBJECT_FEATURES, clip_descriptors
+from dataset.torch_data import InMemoryBatches
+from models.mdm import GaussianDiffusion, MDMConfig, build_mdm
+from utils.checkpoint import load_checkpoint, seed_everything
+from utils.device import autocast, resolve_device
+from utils.distributed import all_reduce_mean, barrier, cleanup_distributed, init_distributed
+from utils.run_logging import RunLogger
+from utils.training import (BEST_NAME, LAST_NAME, check_run_dir, gather_rank_states, restore_training_state,
+                            save_training_state, unwrap, warmup_step_lambda)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Reject impossible option values before any work."""
+    for name in ("batch_size", "total_iter", "latent_dim", "layers", "heads", "ff_size", "print_iter", "eval_iter"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.latent_dim % args.heads:
+        raise ValueError(f"--latent-dim {args.latent_dim} must be divisible by --heads {args.heads}")
+    if args.diffusion_steps < 2:
+        raise ValueError(f"--diffusion-steps must be >= 2, got {args.diffusion_steps}")
+    if not 0.0 <= args.cond_mask_prob < 1.0:
+        raise ValueError(f"--cond-mask-prob must be in [0, 1), got {args.cond_mask_prob}")
+
+
+def model_config_from_args(args: argparse.Namespace) -> MDMConfig:
+    return MDMConfig(
+        n_frames=args.clip_length, latent_dim=args.latent_dim, layers=args.layers, heads=args.heads,
+        ff_size=args.ff_size, dropout=args.dropout, cond_dim=SUBJECT_FEATURES if args.cond == "subject" else 0,
+        cond_mask_prob=args.cond_mask_prob, diffusion_steps=args.diffusion_steps,
+        noise_schedule=args.noise_schedule)
+
+
+@torch.no_grad()
+def validation_mse(model: torch.nn.Module, diffusion: GaussianDiffusion, x: torch.Tensor,
+                   cond: torch.Tensor | None, batch_size: int, device: torch.device, precision: str) -> float:
+    """Mean x0 error (normalised units) over clips ``x`` (N, T, C) at steps and
+    noise drawn from a fixed generator, so numbers compare across evaluations."""
+    gen = torch.Generator().manual_seed(0)
+    t_all = torch.randint(0, diffusion.steps, (len(x),), generator=gen)
+    noise_all = torch.randn(x.shape, generator=gen)
+    model.eval()
+    total = 0.0
+    for i in range(0, len(x), batch_size):
+        sl = slice(i, i + batch_size)
+        c = None if cond is None else cond[sl].to(device)
+        with autocast(device, precision):
+            out = diffusion.training_losses(model, x[sl].to(device), c, 0.0, 0.0,
+                                            t=t_all[sl].to(device), noise=noise_all[sl].to(device))
+        total += float(out["mse"]) * len(x[sl])
+    model.train()
+    return total / len(x)
+
+
+def train(args: argparse.Namespace) -> dict[str, float]:
+    """Train (or resume) the diffusion model; returns the final logged numbers."""
+    check_args(args)
+    dist_info = init_distributed("cuda" if args.device == "cuda" else "cpu")
+    try:
+        return _train(args, dist_info)
+    finally:
+        cleanup_distributed()
+
+
+def _train(args: argparse.Namespace, dist_info) -> dict[str, float]:
+    device = resolve_device(args.device, dist_info.local_rank if dist_info.enabled else None)
+    exp_dir = check_run_dir(f"{args.out_dir}/{args.exp_name}", args.resume, args.overwrite)
+    ckpt = load_checkpoint(args.resume) if args.resume else None
+    seed_everything(args.seed + dist_info.rank)
+
+    train_reps = load_repetitions(args.data_root, "train", length=args.clip_length, clip_mode=args.clip_mode,
+                                  split_file=args.split_file)
+    try:
+        val_reps = load_repetitions(args.data_root, "test", length=args.clip_length, clip_mode=args.clip_mode,
+                                    split_file=args.split_file)
+    except DatasetError:
+        val_reps = None
+    normalizer = (Normalizer.from_state_dict(ckpt["normalizer"]) if ckpt is not None
+                  else Normalizer.fit(train_reps.motions))
+    config = model_config_from_args(args)
+    x = torch.as_tensor(normalizer.normalize(train_reps.motions.astype(np.float64)), dtype=torch.float32)
+    cond = torch.as_tensor(clip_descriptors(train_reps, normalizer)) if config.cond_dim else None
+    x_val = cond_val = None
+    if val_reps is not None:
+        x_val = torch.as_tensor(normalizer.normalize(val_reps.motions.astype(np.float64)), dtype=torch.float32)
+        cond_val = torch.as_tensor(clip_descriptors(val_reps, normalizer)) if config.cond_dim else None
+
+    model, diffusion = build_mdm(config, device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_step_lambda(args.warm_up_iter, sorted(args.lr_scheduler), args.gamma))
+    extra = () if cond is None else (cond,)
+    batches = InMemoryBatches(x, args.batch_size, *extra, seed=args.seed, rank=dist_info.rank,
+                              world_size=dist_info.world_size, device=device)
+    step, best_val = 0, math.inf
+    if ckpt is not None:
+        step = restore_training_state(ckpt, args.resume, model, optimizer, scheduler, batches,
+                                      dist_info.rank, dist_info.world_size, asdict(config))
+        best_val = float(ckpt.get("best_val", math.inf))
+    if dist_info.enabled:
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    logger = RunLogger(exp_dir, args, enabled=dist_info.is_main)
+    n_params = sum(p.numel() for p in unwrap(model).parameters())
+    logger.log(f"{'resumed at step ' + str(step) if ckpt else 'start'}: {len(x)} training clips from "
+               f"{len(set(train_reps.sessions))} subjects, {0 if x_val is None else len(x_val)} validation clips, "
+               f"{n_params / 1e6:.2f} M parameters, device {device}, world size {dist_info.world_size}")
+
+    def checkpoint(path) -> None:
+        states = gather_rank_states(batches)
+        if dist_info.is_main:
+            save_training_state(path, model, optimizer, scheduler, step, args, states,
+                                model_config=asdict(config), normalizer=normalizer.state_dict(),
+                                best_val=best_val, method="mdm")
+        barrier()
+
+    model.train()
+    running: dict[str, float] = {}
+    last: dict[str, float] = {}
+    bar = tqdm(total=args.total_iter, initial=step, disable=not dist_info.is_main, desc="mdm", dynamic_ncols=True)
+    t0, steps_timed = time.perf_counter(), 0
+    while step < args.total_iter:
+        batch = batches.next()
+        x0, c = (batch, None) if cond is None else batch
+        with autocast(device, args.precision):
+            losses = diffusion.training_losses(model, x0, c, config.cond_mask_prob, args.lambda_vel)
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        if args.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        steps_timed += 1
+        for k, v in losses.items():
+            running[k] = running.get(k, 0.0) + float(v.detach())
+        bar.update(1)
+        if step % args.print_iter == 0 or step == args.total_iter:
+            n = step % args.print_iter or args.print_iter
+            avg = {k: float(all_reduce_mean(torch.tensor(v / n, device=device))) for k, v in running.items()}
+            rate = steps_timed / (time.perf_counter() - t0)
+            avg["lr"] = scheduler.get_last_lr()[0]
+            last.update(avg)
+            logger.scalars(avg, step, prefix="train/")
+            logger.log(f"step {step}: " + " ".join(f"{k} {v:.5g}" for k, v in avg.items()) + f" ({rate:.2f} it/s)")
+            bar.set_postfix(loss=f"{avg['loss']:.4f}", it_s=f"{rate:.2f}")
+            running = {}
+        if step % args.eval_iter == 0 or step == args.total_iter:
+            if x_val is not None:
+                val = validation_mse(unwrap(model), diffusion, x_val, cond_val, args.batch_size, device,
+                                     args.precision)
+                last["val_mse"] = val
+                logger.scalars({"val_mse": val}, step, prefix="val/")
+                logger.log(f"step {step}: val_mse {val:.5g} (best {min(val, best_val):.5g})")
+                if val < best_val:
+                    best_val = val
+                    checkpoint(exp_dir / BEST_NAME)
+            checkpoint(exp_dir / LAST_NAME)
+        if args.save_iter and step % args.save_iter == 0:
+            checkpoint(exp_dir / f"net_{step}.pth")
+    bar.close()
+    logger.log(f"done at step {step}; checkpoint {exp_dir / LAST_NAME}")
+    logger.close()
+    last["step"] = step
+    return last
