@@ -1,0 +1,38 @@
+"""Render one to three squat motions side by side as stick figures (MP4 or GIF).
+
+    python plot_3.py <motion-1> [<motion-2> [<motion-3>]] [output.mp4|output.gif]
+
+Inputs are ``.mot``/``.sto`` kinematics (posed through the model's forward
+kinematics) or ``.trc`` markers. Without an output path the video goes next to
+the first input. ``--help`` lists the camera, floor and video options. The
+drawing lives in :mod:`utils.render`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from options.render import plot3_parser
+from utils.fileio import OutputExistsError, ensure_writable
+from utils.render import Camera, Layout, RenderError, load_track, render_animation, split_inputs, titles_from_paths
+
+
+def main(args: argparse.Namespace) -> Path:
+    """Render ``args.inputs`` and return the video written."""
+    inputs, out = split_inputs(args.inputs, default_ext=f".{args.format}")
+    ensure_writable(out, args.overwrite)
+    titles = titles_from_paths(inputs)
+    tracks = [load_track(p, model=args.model, title=t, up=args.up) for p, t in zip(inputs, titles)]
+    render_animation(tracks, out, fps=args.fps, stride=args.stride, camera=Camera(args.azim, args.elev),
+                     floor=args.floor, curves=args.curves, sync=args.sync,
+                     layout=Layout(panel_height=args.panel_height), show_progress=not args.quiet)
+    print(f"wrote {out}")
+    return out
+
+
+if __name__ == "__main__":
+    try:
+        main(plot3_parser().parse_args())
+    except (RenderError, OutputExistsError) as err:
+        sys.exit(f"plot_3.py: error: {err}")
