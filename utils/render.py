@@ -285,16 +285,22 @@ def load_track(path: str | os.PathLike, model: str | os.PathLike | None = None, 
 
 
 def titles_from_paths(paths: Sequence[str | os.PathLike]) -> list[str]:
-    """Panel titles from file names: the stem, prefixed with as many parent
-    folder names as needed to tell equal stems apart."""
+    """Panel titles from file names: the stem; files with equal stems get as
+    many parent folder names as needed to tell them apart."""
     paths = [Path(p).resolve() for p in paths]
-    depth = 0
-    while True:
-        titles = ["/".join([*p.parent.parts[len(p.parent.parts) - depth:], p.stem]) if depth else p.stem
-                  for p in paths]
-        if len(set(titles)) == len(titles) or depth >= 4:
-            return titles
-        depth += 1
+
+    def title(p: Path, depth: int) -> str:
+        return "/".join([*p.parent.parts[len(p.parent.parts) - depth:], p.stem]) if depth else p.stem
+
+    depth = [0] * len(paths)
+    for _ in range(6):
+        titles = [title(p, d) for p, d in zip(paths, depth)]
+        clash = [i for i, t in enumerate(titles) if titles.count(t) > 1]
+        if not clash:
+            break
+        for i in clash:
+            depth[i] += 1
+    return [title(p, d) for p, d in zip(paths, depth)]
 
 
 # ----------------------------------------------------------------------------- camera and scene

@@ -1,0 +1,383 @@
+"""utils/render.py, utils/figures.py and the scripts plot_3.py,
+render_compare.py, plot_samples.py: real renders of small motions, read back
+with imageio."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from utils.constants import COORDINATES
+from utils.fileio import OutputExistsError
+from utils.motion_io import write_coordinates, write_mot, write_trc
+from utils.render import (
+    Animator, Camera, Layout, RenderError, frame_indices, load_track, playback, render_animation, side_of,
+    split_inputs, titles_from_paths, track_from_markers, write_video,
+)
+
+SMALL = Layout(panel_height=160, title_px=24, curves_px=150)
+
+
+def squat_coordinates(n: int, depth: float = 1.0) -> np.ndarray:
+    """A smooth squat of ``n`` frames, canonical order, degrees / metres,
+    with the feet near the floor of the generic model. (n, 33)"""
+    d = depth * 0.5 * (1 - np.cos(2 * np.pi * np.linspace(0, 1, n)))
+    x = np.zeros((n, len(COORDINATES)))
+
+    def put(name: str, v) -> None:
+        x[:, COORDINATES.index(name)] = v
+
+    for side in "rl":
+        put(f"hip_flexion_{side}", 95 * d)
+        put(f"knee_angle_{side}", 110 * d)
+        put(f"ankle_angle_{side}", 30 * d)
+        put(f"arm_flex_{side}", 60 * d)
+    put("pelvis_tilt", -20 * d)
+    put("pelvis_ty", 0.93 - 0.35 * d)
+    return x
+
+
+def marker_squat(n: int) -> tuple[list[str], np.ndarray]:
+    """OpenCap-named key points of a crude squatting figure, metres, y up. (n, M, 3)"""
+    d = 0.5 * (1 - np.cos(2 * np.pi * np.linspace(0, 1, n)))[:, None]
+    pts = {}
+    for s, z in (("R", 0.1), ("L", -0.1)):
+        pts[f"{s}Ankle"] = np.hstack([0 * d, 0.08 + 0 * d, z + 0 * d])
+        pts[f"{s}Knee"] = pts[f"{s}Ankle"] + np.hstack([0.3 * d, 0.43 - 0.1 * d, 0 * d])
+        pts[f"{s}Hip"] = pts[f"{s}Knee"] + np.hstack([-0.4 * d, 0.45 - 0.3 * d, 0 * d])
+        pts[f"{s}Heel"] = pts[f"{s}Ankle"] + [-0.05, -0.06, 0]
+        pts[f"{s}BigToe"] = pts[f"{s}Ankle"] + [0.15, -0.07, 0]
+    pts["midHip"] = (pts["RHip"] + pts["LHip"]) / 2
+    pts["Neck"] = pts["midHip"] + np.hstack([0.3 * d, 0.5 - 0.1 * d, 0 * d])
+    names = list(pts)
+    return names, np.stack([pts[k] for k in names], axis=1)
+
+
+@pytest.fixture(scope="module")
+def motion_files(tmp_path_factory) -> dict[str, Path]:
+    """Two .mot squats (24 and 30 frames) and the same marker squat as .trc in
+    metres and in millimetres."""
+    folder = tmp_path_factory.mktemp("motions")
+    names, pos = marker_squat(24)
+    times = np.arange(24) / 60.0
+    return {
+        "mot_a": write_coordinates(folder / "deep_squat.mot", squat_coordinates(24, 1.0)),
+        "mot_b": write_coordinates(folder / "shallow_squat.mot", squat_coordinates(30, 0.5)),
+        "trc_m": write_trc(folder / "markers_m.trc", times, names, pos, units="m"),
+        "trc_mm": write_trc(folder / "markers_mm.trc", times, names, pos * 1000.0, units="mm"),
+    }
+
+
+def read_video(path: Path) -> np.ndarray:
+    """All frames of a GIF or MP4 as (N, H, W, 3) uint8."""
+    frames = iio.imread(path, index=None) if path.suffix == ".gif" else _read_mp4(path)
+    return np.asarray(frames)[..., :3]
+
+
+def _read_mp4(path: Path) -> np.ndarray:
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    w, h = meta["size"]
+    return np.stack([np.frombuffer(b, np.uint8).reshape(h, w, 3) for b in reader])
+
+
+def assert_moving(frames: np.ndarray) -> None:
+    """Frames change over time: first vs middle frame differ on many pixels."""
+    diff = np.abs(frames[0].astype(int) - frames[len(frames) // 2].astype(int)).sum(-1)
+    assert (diff > 30).sum() > 200, "the video does not move"
+
+
+# ----------------------------------------------------------------------------- videos
+
+
+def test_gif_of_mot_and_trc_side_by_side_has_expected_frames_size_and_motion(motion_files, tmp_path):
+    tracks = [load_track(motion_files["mot_a"]), load_track(motion_files["trc_m"])]
+    out = render_animation(tracks, tmp_path / "pair.gif", layout=SMALL)
+    anim = Animator(tracks, layout=SMALL)
+    frames = read_video(out)
+    # 60 Hz data in a GIF: every 2nd frame at 30 fps
+    assert len(frames) == 12
+    assert frames.shape[1:3] == (anim.size[1], anim.size[0])
+    assert anim.size[0] % 2 == 0 and anim.size[1] % 2 == 0
+    assert_moving(frames)
+    # the two panels differ (a model and markers), and both halves change
+    left, right = frames[:, :, : anim.size[0] // 2], frames[:, :, anim.size[0] // 2:]
+    assert_moving(left)
+    assert_moving(right)
+    assert not list(tmp_path.glob(".*.tmp*")), "temporary file left behind"
+
+
+def test_mp4_of_three_motions_has_every_frame_and_even_size(motion_files, tmp_path):
+    tracks = [load_track(motion_files[k]) for k in ("mot_a", "mot_b", "trc_mm")]
+    out = render_animation(tracks, tmp_path / "three.mp4", layout=SMALL, fps=60)
+    frames = read_video(out)
+    assert len(frames) == 30  # phase sync: the longest motion's frame count
+    anim = Animator(tracks, layout=SMALL)
+    assert frames.shape[1:3] == (anim.size[1], anim.size[0])
+    assert_moving(frames)
+
+
+def test_angle_curves_add_a_row_with_a_moving_cursor(motion_files, tmp_path):
+    tracks = [load_track(motion_files["mot_a"]), load_track(motion_files["mot_b"])]
+    plain = Animator(tracks, layout=SMALL)
+    with_curves = Animator(tracks, layout=SMALL, curves=["knee", "pelvis_tilt"])
+    assert with_curves.size[1] == plain.size[1] + SMALL.curves_px
+    first, last = with_curves.render(0), with_curves.render(with_curves.n_frames - 1)
+    band = slice(with_curves.size[1] - SMALL.curves_px, None)
+    assert np.abs(first[band].astype(int) - last[band].astype(int)).sum() > 0
+
+
+def test_video_frames_are_posed_at_the_synchronised_frame(motion_files):
+    a, b = load_track(motion_files["mot_a"]), load_track(motion_files["mot_b"])
+    idx = frame_indices([a, b], "phase")
+    assert idx.shape == (2, 30) and idx[0, -1] == 23 and idx[1, -1] == 29 and idx[0, 0] == 0
+    idx = frame_indices([a, b], "time")
+    assert idx[0, -1] == 23 and idx[0, 25] == 23 and idx[1, 25] == 25
+
+
+def test_playback_defaults_are_real_time_and_gif_safe():
+    assert playback(".mp4", 60.0) == (60.0, 1)
+    assert playback(".gif", 60.0) == (30.0, 2)
+    assert playback(".gif", 60.0, fps=20) == (20.0, 1)
+    assert playback(".mp4", 60.0, stride=3) == (20.0, 3)
+    with pytest.raises(ValueError, match="GIF plays at most"):
+        playback(".gif", 60.0, fps=60, stride=1)
+
+
+def test_failed_render_leaves_no_file(tmp_path):
+    def frames():
+        yield np.zeros((16, 16, 3), np.uint8)
+        raise RuntimeError("boom")
+
+    for ext in (".mp4", ".gif"):
+        with pytest.raises(RuntimeError, match="boom"):
+            write_video(frames(), tmp_path / f"broken{ext}", fps=10)
+    assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def test_trc_in_millimetres_and_metres_give_the_same_track(motion_files):
+    a, b = load_track(motion_files["trc_m"]), load_track(motion_files["trc_mm"])
+    np.testing.assert_allclose(a.positions, b.positions, atol=1e-9)
+    assert a.kind == "markers" and len(a.segments) > 10
+    # hip centre = midpoint of RHip and LHip
+    names = list(a.names)
+    expected = (a.positions[:, names.index("RHip")] + a.positions[:, names.index("LHip")]) / 2
+    np.testing.assert_allclose(a.hip, expected)
+
+
+def test_z_up_markers_are_turned_y_up():
+    names, pos = marker_squat(10)
+    z_up = np.stack([pos[..., 0], -pos[..., 2], pos[..., 1]], axis=-1)  # y-up -> z-up
+    for up in ("auto", "z"):
+        track = track_from_markers(names, z_up, up=up)
+        np.testing.assert_allclose(track.positions, pos, atol=1e-12)
+    assert np.allclose(track_from_markers(names, pos, up="auto").positions, pos)
+
+
+def test_model_track_is_y_up_with_feet_on_the_floor(motion_files):
+    track = load_track(motion_files["mot_a"])
+    names = list(track.names)
+    head, toe = names.index("head"), names.index("toe_r")
+    assert (track.positions[:, head, 1] > track.positions[:, toe, 1] + 1.0).all()
+    assert abs(track.positions[0, :, 1].min()) < 0.1  # standing on y = 0
+    assert track.deepest_frame() in (11, 12)  # the middle of the squat
+    assert track.coordinates.shape == (24, 33)
+
+
+def test_camera_projects_up_as_up_and_forward_to_the_right_from_the_right_side():
+    cam = Camera(azim=90.0, elev=0.0)
+    screen, depth = cam.project(np.array([[0, 0, 0], [0, 1, 0], [1, 0, 0], [0, 0, 1]], dtype=float))
+    np.testing.assert_allclose(screen[1], [0, 1], atol=1e-12)   # y up is screen up
+    np.testing.assert_allclose(screen[2], [1, 0], atol=1e-12)   # forward (+x) is screen right
+    assert depth[3] > depth[0]                                   # the right side (+z) faces the camera
+    right, up, eye = Camera(azim=37.0, elev=20.0).basis()
+    np.testing.assert_allclose(np.array([right, up, eye]) @ np.array([right, up, eye]).T, np.eye(3), atol=1e-12)
+    assert abs(right[1]) < 1e-12  # the horizon stays horizontal
+
+
+def test_shared_floor_and_scale_keep_every_panel_inside_the_frame(motion_files):
+    tracks = [load_track(motion_files["mot_a"]), load_track(motion_files["trc_m"])]
+    anim = Animator(tracks, layout=SMALL)
+    scene = anim.scene
+    assert scene.offsets[:, 1].tolist() == [0.0, 0.0]  # both stand on the OpenSim ground
+    for panel in anim.panels:
+        x, y = panel.screen[..., 0], panel.screen[..., 1]
+        assert x.min() > scene.xlim[0] and x.max() < scene.xlim[1]
+        assert y.min() > scene.ylim[0] and y.max() < scene.ylim[1]
+
+
+def test_floor_follows_marker_data_with_another_vertical_origin():
+    names, pos = marker_squat(10)
+    lifted = track_from_markers(names, pos + [0, 0.8, 0], up="y")
+    from utils.render import floor_height
+
+    assert floor_height(track_from_markers(names, pos, up="y")) == 0.0
+    assert floor_height(lifted) == pytest.approx(0.8 + pos[..., 1].min(axis=1).mean(), abs=0.01)
+    assert floor_height(lifted, 0.5) == 0.5
+
+
+def test_side_of_point_names():
+    assert [side_of(n) for n in ("knee_r", "toe_l", "RKnee", "LBigToe", "r.ASIS_study", "L_knee", "pelvis",
+                                 "Neck", "midHip")] == [1, -1, 1, -1, 1, -1, 0, 0, 0]
+
+
+# ----------------------------------------------------------------------------- inputs and errors
+
+
+def test_split_inputs_finds_the_output_and_defaults_next_to_the_first_input(motion_files, tmp_path):
+    a, b = motion_files["mot_a"], motion_files["trc_m"]
+    assert split_inputs([str(a), str(b), str(tmp_path / "x.gif")]) == ([a, b], tmp_path / "x.gif")
+    assert split_inputs([str(a)])[1] == a.with_name("deep_squat.mp4")
+    assert split_inputs([str(a), str(b)], default_ext=".gif")[1] == a.with_name("deep_squat_and_1_more.gif")
+    with pytest.raises(RenderError, match="1 to 3 motion files"):
+        split_inputs([str(a)] * 4)
+    with pytest.raises(RenderError, match="not a motion file"):
+        split_inputs([str(tmp_path / "x.mp4"), str(a)])
+    with pytest.raises(RenderError, match="does not exist"):
+        split_inputs([str(tmp_path / "missing.mot")])
+
+
+def test_titles_tell_equal_file_names_apart(tmp_path):
+    paths = [tmp_path / "s1" / "SQT01.trc", tmp_path / "s2" / "SQT01.trc", tmp_path / "x.mot"]
+    assert titles_from_paths(paths) == ["s1/SQT01", "s2/SQT01", "x"]
+
+
+def test_mot_without_the_model_coordinates_is_refused_with_its_name(tmp_path):
+    path = write_mot(tmp_path / "partial.mot", np.arange(5) / 60, ["knee_angle_r"], np.zeros((5, 1)))
+    with pytest.raises(RenderError, match=r"partial\.mot.*missing required coordinates"):
+        load_track(path)
+
+
+def test_plot3_writes_next_to_the_first_input_and_never_overwrites_silently(motion_files, tmp_path):
+    import plot_3
+    from options.render import plot3_parser
+
+    src = tmp_path / "in.mot"
+    src.write_bytes(motion_files["mot_b"].read_bytes())
+    args = plot3_parser().parse_args([str(src), str(motion_files["trc_m"]), "--format", "gif", "--quiet",
+                                      "--panel-height", "120", "--stride", "6", "--fps", "10"])
+    out = plot_3.main(args)
+    assert out == tmp_path / "in_and_1_more.gif"
+    assert len(read_video(out)) == 5  # 30 frames, every 6th
+    before = out.stat().st_mtime_ns
+    with pytest.raises(OutputExistsError):
+        plot_3.main(args)
+    assert out.stat().st_mtime_ns == before
+    args.overwrite = True
+    plot_3.main(args)
+
+
+def test_plot3_help_explains_every_flag():
+    from options.render import compare_parser, plot3_parser, samples_parser
+
+    for parser in (plot3_parser(), compare_parser(), samples_parser()):
+        for action in parser._actions:
+            assert action.help, f"{parser.prog}: {action.dest} has no help"
+        parser.format_help()
+
+
+# ----------------------------------------------------------------------------- dataset-based scripts
+
+
+@pytest.fixture(scope="module")
+def mcs_session(tmp_path_factory) -> Path:
+    """A one-subject MCS layout: a trial of two squats cut by segmentation,
+    Dynamics files with vasmed activations, the subject's model and markers."""
+    import shutil
+
+    import torch
+
+    from dataset.osim_model import default_model_path
+    from utils.render import forward_kinematics
+
+    root = tmp_path_factory.mktemp("mcs")
+    sid = "0000aaaa-1111-2222-3333-444455556666"
+    sess = root / "Data" / sid
+    x = np.concatenate([squat_coordinates(40, 0.8), squat_coordinates(40, 1.0)])
+    write_coordinates(sess / "OpenSimData" / "Kinematics" / "SQT01.mot", x)
+    (root / "squat-segmentation-data").mkdir(parents=True)
+    np.save(root / "squat-segmentation-data" / f"{sid}.npy", {"SQT01": [(0, 40), (40, 80)]}, allow_pickle=True)
+    for k, (a, b) in enumerate([(0, 40), (40, 80)], start=1):
+        knee = x[a:b, COORDINATES.index("knee_angle_r")]
+        write_coordinates(
+            sess / "OpenSimData" / "Dynamics" / f"SQT01_segment_{k}" /
+            f"kinematics_activations_SQT01_segment_{k}_muscle_driven.mot", x[a:b],
+            extra={"/forceset/vasmed_r/activation": knee / 250, "/forceset/vasmed_l/activation": knee / 260},
+        )
+    model_dir = sess / "OpenSimData" / "Model"
+    model_dir.mkdir(parents=True)
+    shutil.copy(default_model_path(), model_dir / "subject_scaled.osim")
+    fk = forward_kinematics(model_dir / "subject_scaled.osim")
+    with torch.no_grad():
+        pos = fk(torch.as_tensor(x)).numpy()
+    write_trc(sess / "MarkerData" / "SQT01.trc", np.arange(len(x)) / 60, list(fk.point_names), pos * 1000, "mm")
+    return sess
+
+
+def test_render_compare_draws_mocap_generated_and_markers_with_curves(mcs_session, motion_files, tmp_path):
+    import render_compare
+    from options.render import compare_parser
+
+    out = tmp_path / "compare.gif"
+    args = compare_parser().parse_args([str(mcs_session), str(motion_files["mot_a"]), str(out), "--rep", "2",
+                                        "--markers", "--quiet", "--panel-height", "140", "--stride", "4",
+                                        "--fps", "15"])
+    render_compare.main(args)
+    frames = read_video(out)
+    assert len(frames) == 10  # 40-frame repetition, 24-frame sample: 40 synchronised frames, every 4th
+    assert frames.shape[2] > frames.shape[1]  # three panels side by side
+    assert_moving(frames)
+    with pytest.raises(RenderError, match="repetitions 1, 2, not 5"):
+        render_compare.main(compare_parser().parse_args([str(mcs_session), str(motion_files["mot_a"]),
+                                                         str(tmp_path / "x.gif"), "--rep", "5"]))
+
+
+def test_reference_is_the_segmented_repetition_of_the_subject(mcs_session):
+    from utils.figures import load_reference
+
+    ref = load_reference(mcs_session, rep=2, with_markers=True)
+    assert ref.track.n_frames == 40 and ref.trial == "SQT01" and ref.rep == 2
+    np.testing.assert_allclose(ref.track.coordinates, squat_coordinates(40, 1.0), atol=1e-6)
+    assert ref.markers is not None and ref.markers.n_frames == 40
+    # markers were written from the same model, in mm: they coincide with the model points
+    np.testing.assert_allclose(ref.markers.positions, ref.track.positions, atol=1e-6)
+    assert ref.muscles == ("vasmed_r", "vasmed_l") and ref.activations.shape == (40, 2)
+
+
+def test_plot_samples_orders_by_peak_activation_and_writes_png_and_pdf(mcs_session, tmp_path):
+    import plot_samples
+    from options.render import samples_parser
+    from utils.figures import pick_evenly, read_guidance_session
+
+    exp = tmp_path / "guidance" / "EXP"
+    folder = exp / mcs_session.name
+    peaks = [0.42, 0.21, 0.37, 0.30]
+    records = []
+    for k, peak in enumerate(peaks):
+        write_coordinates(folder / f"entry_{k}_EXP.mot", squat_coordinates(30, 0.4 + peak))
+        records.append({"index": k, "mot": f"entry_{k}_EXP.mot", "peak_activation_mean": peak,
+                        "in_band": 0.35 <= peak <= 0.45})
+    (folder / "summary.json").write_text(json.dumps({
+        "session": mcs_session.name, "muscles": ["vasmed_r", "vasmed_l"], "band": [0.35, 0.45],
+        "samples": records, "options": {"data_root": str(mcs_session.parent.parent)}}))
+
+    session = read_guidance_session(folder)
+    assert [s.peak for s in session.samples] == peaks and session.band == (0.35, 0.45)
+    assert pick_evenly(10, 4) == [0, 3, 6, 9] and pick_evenly(3, 6) == [0, 1, 2]
+
+    args = samples_parser().parse_args([str(exp), "--max-samples", "3", "--dpi", "60"])
+    written = plot_samples.main(args)
+    assert sorted(p.name for p in written) == ["qualitative.pdf", "qualitative.png"]
+    image = iio.imread(folder / "qualitative.png")
+    assert image.shape[0] > 200 and image.shape[1] > image.shape[0]
+    assert (folder / "qualitative.pdf").read_bytes()[:5] == b"%PDF-"
+    with pytest.raises(OutputExistsError):
+        plot_samples.main(args)
