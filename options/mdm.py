@@ -9,6 +9,14 @@ from options.common import add_data_args, add_output_args, add_runtime_args
 from options.generation import add_generation_args, add_subject_data_args
 
 
+def milestones(text: str) -> list[int]:
+    """``"100000,200000"`` or ``"100000 200000"`` -> [100000, 200000] (argparse type)."""
+    try:
+        return sorted(int(v) for v in text.replace(",", " ").split())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected step numbers separated by commas, got {text!r}") from None
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Train a motion diffusion model (MDM style: transformer denoiser predicting the clean "
@@ -36,7 +44,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     t.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
     t.add_argument("--total-iter", type=int, default=100000, help="optimisation steps in all")
     t.add_argument("--warm-up-iter", type=int, default=1000, help="linear learning-rate warm-up steps")
-    t.add_argument("--lr-scheduler", type=int, nargs="*", default=[], help="steps at which the lr is multiplied by --gamma")
+    t.add_argument("--lr-scheduler", type=milestones, default=[],
+                   help="step(s) at which the lr is multiplied by --gamma, e.g. 50000 or 50000,80000")
     t.add_argument("--gamma", type=float, default=0.1, help="lr decay factor at each --lr-scheduler step")
     t.add_argument("--grad-clip", type=float, default=1.0, help="gradient norm clipping (0 = off)")
     t.add_argument("--lambda-vel", type=float, default=0.0,
@@ -45,6 +54,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-iter", type=int, default=5000,
                    help="every N steps: denoising error on the test split (fixed noise), net_best.pth, net_last.pth")
     t.add_argument("--save-iter", type=int, default=0, help="also keep a numbered snapshot every N steps (0 = off)")
+    t.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     t.add_argument("--resume", default=None, help="continue exactly from this checkpoint (net_last.pth)")
     t.add_argument("--overwrite", action="store_true", help="start afresh in an experiment folder that holds a model")
     return p

@@ -126,3 +126,133 @@ def generate_mdm(args: argparse.Namespace) -> list[Path]:
         return generate_for_subjects(args, dist_info, subjects, exp_dir, sampler, device, info)
     finally:
         finish()
+
+
+def _ckpt_arg(ckpt: dict, name: str, default: Any) -> Any:
+    """An option recorded in a checkpoint's ``args`` (dict or Namespace)."""
+    saved = ckpt.get("args") or {}
+    if not isinstance(saved, dict):
+        saved = vars(saved)
+    value = saved.get(name)
+    return default if value is None else value
+
+
+# ----------------------------------------------------------------------------- unguided VQ-VAE samples
+
+
+def generate_vq(args: argparse.Namespace) -> list[Path]:
+    """``generate_vq.py``: decode subject-initialised or random latents."""
+    from dataset.repetitions import load_repetitions
+    from dataset.subjects import session_repetitions
+    from models.vqvae import load_vqvae
+    from utils.constants import CLIP_LENGTH
+    from utils.device import autocast, resolve_device
+
+    if args.noise_scale < 0:
+        raise ValueError(f"--noise-scale must be >= 0, got {args.noise_scale}")
+    if args.noise_range is not None and not 0 <= args.noise_range[0] <= args.noise_range[1]:
+        raise ValueError(f"--noise-range needs 0 <= LOW <= HIGH, got {args.noise_range}")
+    dist_info, subjects, exp_dir = prepare(args)
+    try:
+        device = resolve_device(args.device, dist_info.local_rank if dist_info.enabled else None)
+        vq, normalizer, ckpt = load_vqvae(args.vq_name, device)
+        clip_length = int(_ckpt_arg(ckpt, "clip_length", CLIP_LENGTH))
+        clip_mode = str(_ckpt_arg(ckpt, "clip_mode", "resample"))
+        steps = clip_length // vq.downsample
+        used = None
+        if args.mode == "random":
+            train = load_repetitions(args.data_root, "train", length=clip_length, clip_mode=clip_mode,
+                                     split_file=args.split_file)
+            with torch.no_grad():
+                x = torch.as_tensor(normalizer.normalize(train.motions.astype(np.float64)), dtype=torch.float32)
+                codes = torch.cat([vq.encode(x[i:i + 256].to(device)) for i in range(0, len(x), 256)])
+            used = torch.unique(codes)
+
+        def decode(z_or_idx: torch.Tensor, from_indices: bool) -> np.ndarray:
+            with torch.no_grad(), autocast(device, args.precision):
+                x = vq.decode_indices(z_or_idx) if from_indices else vq.decode_latent(vq.quantize(z_or_idx)[0])
+            return normalizer.denormalize(x.float().cpu().numpy().astype(np.float64))
+
+        def sampler(session: Session, n: int, gen: torch.Generator):
+            out, records = [], []
+            if args.mode == "random":
+                for b in batched(n, args.batch_size):
+                    pick = torch.randint(0, len(used), (b, steps), generator=gen, device=device)
+                    out.append(decode(used.to(device)[pick], True))
+                return np.concatenate(out), None
+            reps = session_repetitions(session, clip_length, clip_mode)
+            with torch.no_grad():
+                x = torch.as_tensor(normalizer.normalize(reps.motions.astype(np.float64)), dtype=torch.float32)
+                z = vq.encode_latent(x.to(device)).float()
+            mean, spread = z.mean(0, keepdim=True), float(z.std())
+            for b in batched(n, args.batch_size):
+                if args.noise_range is not None:
+                    low, high = args.noise_range
+                    sigma = low + (high - low) * torch.rand(b, 1, 1, generator=gen, device=device)
+                else:
+                    sigma = torch.full((b, 1, 1), args.noise_scale * spread, device=device)
+                noise = torch.randn((b, *mean.shape[1:]), generator=gen, device=device)
+                out.append(decode(mean + sigma * noise, False))
+                records += [{"noise_std": float(s)} for s in sigma.flatten()]
+            return np.concatenate(out), records
+
+        info = {"method": "vqvae", "mode": args.mode, "checkpoint": str(args.vq_name),
+                "checkpoint_step": ckpt.get("step"),
+                "noise_scale": args.noise_scale if args.noise_range is None else None,
+                "noise_range": args.noise_range, "guidance": None}
+        return generate_for_subjects(args, dist_info, subjects, exp_dir, sampler, device, info)
+    finally:
+        finish()
+
+
+# ----------------------------------------------------------------------------- token prior (T2M-GPT style)
+
+
+def generate_t2m(args: argparse.Namespace) -> list[Path]:
+    """``generate_t2m.py``: sample code sequences and decode them."""
+    from dataset.normalization import Normalizer
+    from dataset.subjects import session_repetitions, subject_descriptor
+    from models.token_prior import load_token_prior
+    from models.vqvae import load_vqvae
+    from utils.checkpoint import CheckpointError
+    from utils.device import autocast, resolve_device
+
+    if args.top_k < 0:
+        raise ValueError(f"--top-k must be >= 0, got {args.top_k}")
+    if args.temperature < 0:
+        raise ValueError(f"--temperature must be >= 0, got {args.temperature}")
+    dist_info, subjects, exp_dir = prepare(args)
+    try:
+        device = resolve_device(args.device, dist_info.local_rank if dist_info.enabled else None)
+        prior, ckpt = load_token_prior(args.resume_trans, device)
+        vq_name = args.vq_name or ckpt["vq_name"]
+        vq, _, vq_ckpt = load_vqvae(vq_name, device)
+        if dict(vq_ckpt["config"]) != ckpt.get("vq_config"):
+            raise CheckpointError(f"{vq_name}: VQ-VAE options {vq_ckpt['config']} differ from those the prior "
+                                  f"{args.resume_trans} was trained with ({ckpt.get('vq_config')})")
+        normalizer = Normalizer.from_state_dict(ckpt["normalizer"])
+        config = prior.config
+        clip_length = config.block_size * vq.downsample
+        clip_mode = str(_ckpt_arg(ckpt, "clip_mode", "resample"))
+
+        def sampler(session: Session, n: int, gen: torch.Generator):
+            cond = None
+            if config.cond_dim:
+                reps = session_repetitions(session, clip_length, clip_mode)
+                desc = subject_descriptor(normalizer.normalize(reps.motions.astype(np.float64)))
+                cond = torch.as_tensor(desc, device=device)[None]
+            out = []
+            for b in batched(n, args.batch_size):
+                with torch.no_grad(), autocast(device, args.precision):
+                    idx = prior.sample(b, None if cond is None else cond.expand(b, -1), top_k=args.top_k,
+                                       temperature=args.temperature, generator=gen)
+                    x = vq.decode_indices(idx)
+                out.append(normalizer.denormalize(x.float().cpu().numpy().astype(np.float64)))
+            return np.concatenate(out), None
+
+        info = {"method": "t2m", "checkpoint": str(args.resume_trans), "checkpoint_step": ckpt.get("step"),
+                "vq_checkpoint": str(vq_name), "top_k": args.top_k or None, "temperature": args.temperature,
+                "conditioning": "subject" if config.cond_dim else "none"}
+        return generate_for_subjects(args, dist_info, subjects, exp_dir, sampler, device, info)
+    finally:
+        finish()

@@ -3,7 +3,7 @@
 Reads the training split's repetitions, fits the normaliser on them, trains
 the x0-predicting denoiser of :mod:`models.mdm` with AdamW, warm-up and step
 decay, and writes ``<out-dir>/<exp-name>/``: ``run.log`` (options first),
-tensorboard scalars (loss, mse, vel, lr, val_mse), ``net_last.pth`` (complete,
+tensorboard scalars (train/loss, mse, vel, lr; val/loss = x0 error on the test split), ``net_last.pth`` (complete,
 atomic; ``--resume`` continues exactly), ``net_best.pth`` (lowest validation
 denoising error) and optional numbered snapshots. Runs unchanged under
 ``torchrun`` (DDP, rank 0 writes).
@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 from dataclasses import asdict
 
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from dataset.mcs import DatasetError
 from dataset.normalization import Normalizer
@@ -28,10 +26,9 @@ from dataset.torch_data import InMemoryBatches
 from models.mdm import GaussianDiffusion, MDMConfig, build_mdm
 from utils.checkpoint import load_checkpoint, seed_everything
 from utils.device import autocast, resolve_device
-from utils.distributed import all_reduce_mean, barrier, cleanup_distributed, init_distributed
+from utils.distributed import cleanup_distributed, init_distributed
 from utils.run_logging import RunLogger
-from utils.training import (BEST_NAME, LAST_NAME, check_run_dir, gather_rank_states, restore_training_state,
-                            save_training_state, unwrap, warmup_step_lambda)
+from utils.training import check_run_dir, restore_training_state, run_loop, unwrap, warmup_step_lambda
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -59,11 +56,11 @@ def model_config_from_args(args: argparse.Namespace) -> MDMConfig:
 def validation_mse(model: torch.nn.Module, diffusion: GaussianDiffusion, x: torch.Tensor,
                    cond: torch.Tensor | None, batch_size: int, device: torch.device, precision: str) -> float:
     """Mean x0 error (normalised units) over clips ``x`` (N, T, C) at steps and
-    noise drawn from a fixed generator, so numbers compare across evaluations."""
+    noise drawn from a fixed generator, so numbers compare across evaluations.
+    Call with the model in eval mode."""
     gen = torch.Generator().manual_seed(0)
     t_all = torch.randint(0, diffusion.steps, (len(x),), generator=gen)
     noise_all = torch.randn(x.shape, generator=gen)
-    model.eval()
     total = 0.0
     for i in range(0, len(x), batch_size):
         sl = slice(i, i + batch_size)
@@ -72,7 +69,6 @@ def validation_mse(model: torch.nn.Module, diffusion: GaussianDiffusion, x: torc
             out = diffusion.training_losses(model, x[sl].to(device), c, 0.0, 0.0,
                                             t=t_all[sl].to(device), noise=noise_all[sl].to(device))
         total += float(out["mse"]) * len(x[sl])
-    model.train()
     return total / len(x)
 
 
@@ -130,60 +126,17 @@ def _train(args: argparse.Namespace, dist_info) -> dict[str, float]:
                f"{len(set(train_reps.sessions))} subjects, {0 if x_val is None else len(x_val)} validation clips, "
                f"{n_params / 1e6:.2f} M parameters, device {device}, world size {dist_info.world_size}")
 
-    def checkpoint(path) -> None:
-        states = gather_rank_states(batches)
-        if dist_info.is_main:
-            save_training_state(path, model, optimizer, scheduler, step, args, states,
-                                model_config=asdict(config), normalizer=normalizer.state_dict(),
-                                best_val=best_val, method="mdm")
-        barrier()
-
-    model.train()
-    running: dict[str, float] = {}
-    last: dict[str, float] = {}
-    bar = tqdm(total=args.total_iter, initial=step, disable=not dist_info.is_main, desc="mdm", dynamic_ncols=True)
-    t0, steps_timed = time.perf_counter(), 0
-    while step < args.total_iter:
-        batch = batches.next()
+    def loss_fn(batch):
         x0, c = (batch, None) if cond is None else batch
-        with autocast(device, args.precision):
-            losses = diffusion.training_losses(model, x0, c, config.cond_mask_prob, args.lambda_vel)
-        optimizer.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        if args.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        steps_timed += 1
-        for k, v in losses.items():
-            running[k] = running.get(k, 0.0) + float(v.detach())
-        bar.update(1)
-        if step % args.print_iter == 0 or step == args.total_iter:
-            n = step % args.print_iter or args.print_iter
-            avg = {k: float(all_reduce_mean(torch.tensor(v / n, device=device))) for k, v in running.items()}
-            rate = steps_timed / (time.perf_counter() - t0)
-            avg["lr"] = scheduler.get_last_lr()[0]
-            last.update(avg)
-            logger.scalars(avg, step, prefix="train/")
-            logger.log(f"step {step}: " + " ".join(f"{k} {v:.5g}" for k, v in avg.items()) + f" ({rate:.2f} it/s)")
-            bar.set_postfix(loss=f"{avg['loss']:.4f}", it_s=f"{rate:.2f}")
-            running = {}
-        if step % args.eval_iter == 0 or step == args.total_iter:
-            if x_val is not None:
-                val = validation_mse(unwrap(model), diffusion, x_val, cond_val, args.batch_size, device,
-                                     args.precision)
-                last["val_mse"] = val
-                logger.scalars({"val_mse": val}, step, prefix="val/")
-                logger.log(f"step {step}: val_mse {val:.5g} (best {min(val, best_val):.5g})")
-                if val < best_val:
-                    best_val = val
-                    checkpoint(exp_dir / BEST_NAME)
-            checkpoint(exp_dir / LAST_NAME)
-        if args.save_iter and step % args.save_iter == 0:
-            checkpoint(exp_dir / f"net_{step}.pth")
-    bar.close()
-    logger.log(f"done at step {step}; checkpoint {exp_dir / LAST_NAME}")
+        return diffusion.training_losses(model, x0, c, config.cond_mask_prob, args.lambda_vel)
+
+    val_fn = None
+    if x_val is not None:
+        val_fn = lambda: validation_mse(unwrap(model), diffusion, x_val, cond_val,  # noqa: E731
+                                        args.batch_size, device, args.precision)
+    last = run_loop(args, model=model, optimizer=optimizer, scheduler=scheduler, batches=batches, loss_fn=loss_fn,
+                    val_fn=val_fn, logger=logger, dist_info=dist_info, device=device, exp_dir=exp_dir, step=step,
+                    best_val=best_val, desc="mdm",
+                    extra=dict(model_config=asdict(config), normalizer=normalizer.state_dict(), method="mdm"))
     logger.close()
-    last["step"] = step
     return last
