@@ -1,0 +1,403 @@
+"""Muscle activations for synthetic squats: OpenSim inverse dynamics with
+ground reaction forces, then static optimisation.
+
+Pipeline for one trial (:func:`simulate_trial`):
+
+1. The kinematics are low-pass filtered (6 Hz, 4th-order Butterworth, zero
+   lag) and differentiated (speeds, accelerations).
+2. **Whole-body dynamics** (OpenSim): centre of mass and central angular
+   momentum of every frame (``Model.calcMassCenterPosition``,
+   ``SimbodyMatterSubsystem.calcSystemCentralMomentum``) give the total ground
+   reaction force ``F = m (a_com - g)``, its centre of pressure on the floor and
+   the free moment about the vertical.
+3. The force is **shared between the feet** (by a weight-bearing fraction) and
+   applied under each foot as an OpenSim ``ExternalForce`` on ``calcn_r`` /
+   ``calcn_l`` at a centre of pressure inside that foot's contact area.
+4. **Inverse dynamics** with OpenSim's ``InverseDynamicsSolver`` (muscles
+   disabled) gives the net moment of every coordinate; the six pelvis
+   residuals left after the ground reaction forces are reported.
+5. **Static optimisation** for every frame of a repetition: minimise the sum of
+   squared activations plus heavily weighted reserve moments subject to
+   ``sum_m a_m F0_m f_L f_V cos(alpha) r_jm + passive + reserve_j = tau_j`` for
+   the 14 lower-limb coordinates, ``a`` in [0, 1]. Moment arms ``r_jm`` are
+   ``-dL/dq`` of OpenSim's muscle path lengths (finite differences, wrapping
+   included); ``f_L``, ``f_V``, pennation and passive force come from OpenSim's
+   ``DeGrooteFregly2016Muscle`` in the current state (rigid tendon). The
+   reserves are the residual moments reported with the activations.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import opensim as osim
+from scipy.optimize import lsq_linear
+from scipy.signal import butter, sosfiltfilt
+
+from utils.constants import COORDINATES, FRAME_RATE, TRANSLATIONS
+
+__all__ = [
+    "SO_COORDINATES", "PELVIS_DOFS", "DynamicsResult", "RepetitionActivations",
+    "filter_kinematics", "ground_reaction_forces", "inverse_dynamics", "static_optimization",
+    "simulate_trial",
+]
+
+SO_COORDINATES: tuple[str, ...] = tuple(
+    f"{base}_{side}" for side in ("r", "l")
+    for base in ("hip_flexion", "hip_adduction", "hip_rotation", "knee_angle", "ankle_angle",
+                 "subtalar_angle", "mtp_angle")
+)
+"""The 14 coordinates whose moments the muscles must produce."""
+
+PELVIS_DOFS: tuple[str, ...] = ("pelvis_tilt", "pelvis_list", "pelvis_rotation", "pelvis_tx", "pelvis_ty", "pelvis_tz")
+
+FILTER_CUTOFF_HZ = 6.0
+RESERVE_OPTIMAL_MOMENT = 1.0  # N m; a reserve of 1 N m costs as much as one fully active muscle
+_FD_STEP = 1e-4               # rad, for moment arms
+_MOMENT_ARM_STRIDE = 3        # moment arms every 3rd frame, interpolated in between
+GRAVITY = np.array([0.0, -9.80665, 0.0])
+
+
+@dataclass
+class DynamicsResult:
+    """Inverse dynamics of a trial: ``moments`` (T, 33) net generalised forces in
+    canonical coordinate order (N m for rotations, N for translations; pelvis
+    entries are residuals), the ground reaction forces and the filtered kinematics."""
+
+    moments: np.ndarray
+    grf: dict[str, np.ndarray]
+    coords_filtered: np.ndarray  # (T, 33) degrees / metres
+    speeds: np.ndarray           # (T, 33) rad/s, m/s
+    accelerations: np.ndarray    # (T, 33) rad/s^2, m/s^2
+
+
+@dataclass
+class RepetitionActivations:
+    """Static optimisation of one repetition ``frames = range(start, end)``:
+    ``activations`` (n, 80) in the order of ``muscles``; ``reserves`` (n, 14)
+    residual moments (N m) of :data:`SO_COORDINATES`; ``moments`` (n, 14) the
+    inverse-dynamics moments; ``pelvis_residuals`` (n, 6)."""
+
+    start: int
+    end: int
+    muscles: tuple[str, ...]
+    activations: np.ndarray
+    reserves: np.ndarray
+    moments: np.ndarray
+    pelvis_residuals: np.ndarray
+    summary: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def filter_kinematics(coords: np.ndarray, fs: float = FRAME_RATE, cutoff: float = FILTER_CUTOFF_HZ
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Low-pass filter (T, 33) coordinates (degrees / metres) and differentiate.
+
+    Returns (filtered coordinates in degrees / metres, speeds, accelerations in
+    rad / m based units)."""
+    coords = np.asarray(coords, dtype=float)
+    if coords.ndim != 2 or coords.shape[1] != len(COORDINATES):
+        raise ValueError(f"coords must be (T, {len(COORDINATES)}), got {coords.shape}")
+    if coords.shape[0] < 16:
+        raise ValueError(f"need at least 16 frames for inverse dynamics, got {coords.shape[0]}")
+    sos = butter(4, cutoff / (fs / 2.0), output="sos")
+    pad = min(3 * 60, coords.shape[0] - 1)
+    filtered = np.ascontiguousarray(sosfiltfilt(sos, coords, axis=0, padtype="even", padlen=pad))
+    si = _to_si(filtered)
+    dt = 1.0 / fs
+    speeds = np.gradient(si, dt, axis=0, edge_order=2)
+    accels = np.gradient(speeds, dt, axis=0, edge_order=2)
+    return filtered, speeds, accels
+
+
+def _to_si(coords_deg: np.ndarray) -> np.ndarray:
+    out = np.array(coords_deg, dtype=float, copy=True)
+    rot = [i for i, n in enumerate(COORDINATES) if n not in TRANSLATIONS]
+    out[..., rot] = np.deg2rad(out[..., rot])
+    return out
+
+
+class StateSetter:
+    """Sets q and u of a model's state from canonical-order arrays (SI units)."""
+
+    def __init__(self, model: osim.Model, state: osim.State) -> None:
+        cs = model.getCoordinateSet()
+        nq = state.getNQ()
+        self.nq = nq
+        self.q_index = np.zeros(len(COORDINATES), dtype=int)
+        base = np.zeros(nq)
+        state.setQ(osim.Vector.createFromMat(base))
+        for i, name in enumerate(COORDINATES):
+            c = cs.get(name)
+            c.setValue(state, 0.5, False)
+            q = state.getQ().to_numpy()
+            hit = np.flatnonzero(np.abs(q - 0.5) < 1e-12)
+            if hit.size != 1:
+                raise RuntimeError(f"cannot locate coordinate {name} in the state vector")
+            self.q_index[i] = hit[0]
+            c.setValue(state, 0.0, False)
+        if state.getNU() != nq:
+            raise RuntimeError("the model has joints with nq != nu; not supported")
+
+    def set(self, state: osim.State, q: np.ndarray, u: np.ndarray | None = None) -> None:
+        qv = np.zeros(self.nq)
+        qv[self.q_index] = q
+        state.setQ(osim.Vector.createFromMat(qv))
+        uv = np.zeros(self.nq)
+        if u is not None:
+            uv[self.q_index] = u
+        state.setU(osim.Vector.createFromMat(uv))
+
+    def vector(self, values: np.ndarray) -> osim.Vector:
+        v = np.zeros(self.nq)
+        v[self.q_index] = values
+        return osim.Vector.createFromMat(v)
+
+    def canonical(self, mobility_values: np.ndarray) -> np.ndarray:
+        return np.asarray(mobility_values)[self.q_index]
+
+
+def _vec3(v) -> np.ndarray:
+    return np.array([v.get(0), v.get(1), v.get(2)])
+
+
+# ----------------------------------------------------------------------------- ground reaction forces
+
+
+def ground_reaction_forces(model: osim.Model, q_si: np.ndarray, u_si: np.ndarray, fs: float,
+                           right_share: np.ndarray) -> dict[str, np.ndarray]:
+    """Ground reaction force, centre of pressure and free moment under each
+    foot from the whole-body dynamics (OpenSim centre of mass and momentum).
+
+    ``right_share`` (T,) is the fraction of the load on the right foot. Returns
+    arrays (T, 3): ``force_r``, ``point_r``, ``torque_r``, ``force_l``,
+    ``point_l``, ``torque_l`` (ground frame, N / m / N m) and ``total_force``.
+    """
+    state = model.initSystem()
+    setter = StateSetter(model, state)
+    matter = model.getMatterSubsystem()
+    T = q_si.shape[0]
+    com = np.zeros((T, 3))
+    ang = np.zeros((T, 3))
+    contact = {s: [osim.Station.safeDownCast(model.getComponent(f"/{n}_{s}")) for n in ("heel", "met1", "met5", "toe")]
+               for s in ("r", "l")}
+    contact_pos = {s: np.zeros((T, 4, 3)) for s in ("r", "l")}
+    for k in range(T):
+        setter.set(state, q_si[k], u_si[k])
+        model.realizeVelocity(state)
+        com[k] = _vec3(model.calcMassCenterPosition(state))
+        ang[k] = _vec3(matter.calcSystemCentralMomentum(state).get(0))
+        for s in ("r", "l"):
+            for i, st in enumerate(contact[s]):
+                contact_pos[s][k, i] = _vec3(st.getLocationInGround(state))
+    mass = model.getTotalMass(state)
+    dt = 1.0 / fs
+    acc = np.gradient(np.gradient(com, dt, axis=0, edge_order=2), dt, axis=0, edge_order=2)
+    dH = np.gradient(ang, dt, axis=0, edge_order=2)
+    F = mass * (acc - GRAVITY)  # (T, 3)
+    # Angular momentum balance about the centre of pressure P (on y = 0) with
+    # r = G - P: T_free = dH/dt + r x F, and the free moment is vertical, so
+    # its x and z components vanish:
+    #   x: dH_x + r_y F_z - r_z F_y = 0     z: dH_z + r_x F_y - r_y F_x = 0
+    G = com
+    Fy = np.where(np.abs(F[:, 1]) > 1e-6, F[:, 1], 1e-6)
+    pz = G[:, 2] - (dH[:, 0] + G[:, 1] * F[:, 2]) / Fy
+    px = G[:, 0] - (G[:, 1] * F[:, 0] - dH[:, 2]) / Fy
+    P = np.stack([px, np.zeros(T), pz], axis=1)
+    r = G - P
+    torque_y = dH[:, 1] + (r[:, 2] * F[:, 0] - r[:, 0] * F[:, 2])
+    out = {"total_force": F, "cop": P}
+    w = {"r": np.asarray(right_share, dtype=float), "l": 1.0 - np.asarray(right_share, dtype=float)}
+    centre = {}
+    for s in ("r", "l"):
+        pts = contact_pos[s]
+        low = pts[:, :, 1] <= pts[:, :, 1].min(axis=1, keepdims=True) + 0.01
+        c = (pts * low[..., None]).sum(1) / low.sum(1, keepdims=True)
+        c[:, 1] = 0.0
+        centre[s] = c
+    delta = P - (w["r"][:, None] * centre["r"] + w["l"][:, None] * centre["l"])
+    for s in ("r", "l"):
+        out[f"force_{s}"] = w[s][:, None] * F
+        out[f"point_{s}"] = centre[s] + delta
+        tq = np.zeros((T, 3))
+        tq[:, 1] = w[s] * torque_y
+        out[f"torque_{s}"] = tq
+    return out
+
+
+def _grf_storage(times: np.ndarray, grf: dict[str, np.ndarray]) -> osim.Storage:
+    labels = ["time"]
+    blocks = []
+    for s in ("r", "l"):
+        labels += [f"ground_force_{s}_v{a}" for a in "xyz"] + [f"ground_force_{s}_p{a}" for a in "xyz"]
+        labels += [f"ground_torque_{s}_{a}" for a in "xyz"]
+        blocks += [grf[f"force_{s}"], grf[f"point_{s}"], grf[f"torque_{s}"]]
+    data = np.hstack(blocks)
+    sto = osim.Storage()
+    arr = osim.ArrayStr()
+    for lab in labels:
+        arr.append(lab)
+    sto.setColumnLabels(arr)
+    sto.setName("ground_reaction_forces")
+    for k, t in enumerate(times):
+        sto.append(float(t), osim.Vector.createFromMat(data[k]))
+    return sto
+
+
+def inverse_dynamics(model_path: str, coords: np.ndarray, fs: float = FRAME_RATE,
+                     right_share: np.ndarray | float = 0.5) -> DynamicsResult:
+    """OpenSim inverse dynamics of a whole trial with ground reaction forces.
+
+    ``coords`` (T, 33) degrees / metres in canonical order."""
+    filtered, u, udot = filter_kinematics(coords, fs)
+    q = _to_si(filtered)
+    T = q.shape[0]
+    share = np.broadcast_to(np.asarray(right_share, dtype=float), (T,)).copy()
+    base = osim.Model(str(model_path))
+    grf = ground_reaction_forces(base, q, u, fs, share)
+    times = np.arange(T) / fs
+
+    model = osim.Model(str(model_path))
+    muscles = model.updMuscles()
+    for i in range(muscles.getSize()):
+        muscles.get(i).set_appliesForce(False)
+    storage = _grf_storage(times, grf)
+    forces = []
+    for s in ("r", "l"):
+        ef = osim.ExternalForce()
+        ef.setName(f"grf_{s}")
+        ef.set_applied_to_body(f"calcn_{s}")
+        ef.set_force_expressed_in_body("ground")
+        ef.set_point_expressed_in_body("ground")
+        ef.set_force_identifier(f"ground_force_{s}_v")
+        ef.set_point_identifier(f"ground_force_{s}_p")
+        ef.set_torque_identifier(f"ground_torque_{s}_")
+        ef.setDataSource(storage)
+        model.addForce(ef)
+        forces.append(ef)
+    state = model.initSystem()
+    setter = StateSetter(model, state)
+    solver = osim.InverseDynamicsSolver(model)
+    moments = np.zeros((T, len(COORDINATES)))
+    for k in range(T):
+        state.setTime(float(times[k]))
+        setter.set(state, q[k], u[k])
+        model.realizeVelocity(state)
+        tau = solver.solve(state, setter.vector(udot[k])).to_numpy()
+        moments[k] = setter.canonical(tau)
+    del storage, forces
+    return DynamicsResult(moments, grf, filtered, u, udot)
+
+
+# ----------------------------------------------------------------------------- static optimisation
+
+
+@dataclass
+class _MuscleFrame:
+    length: np.ndarray      # (M,)
+    f_active: np.ndarray    # (M,) F0 fL fV cos(alpha), N
+    f_passive: np.ndarray   # (M,) F0 fP cos(alpha), N
+
+
+def _muscle_quantities(model: osim.Model, state: osim.State, muscles: list) -> _MuscleFrame:
+    n = len(muscles)
+    length, fa, fp = np.zeros(n), np.zeros(n), np.zeros(n)
+    for i, m in enumerate(muscles):
+        length[i] = m.getLength(state)
+        f0 = m.getMaxIsometricForce()
+        cos = m.getCosPennationAngle(state)
+        fa[i] = f0 * m.getActiveForceLengthMultiplier(state) * m.getForceVelocityMultiplier(state) * cos
+        fp[i] = f0 * m.getPassiveForceMultiplier(state) * cos
+    return _MuscleFrame(length, fa, fp)
+
+
+def _moment_arms(model: osim.Model, state: osim.State, setter: StateSetter, q: np.ndarray,
+                 muscles: list, sides: list[str]) -> np.ndarray:
+    """Moment arms (14, M) of every muscle about :data:`SO_COORDINATES` at pose
+    ``q`` (SI, canonical), as -dL/dq by central differences of OpenSim path
+    lengths. Right and left coordinates are perturbed together (a muscle only
+    spans joints of its own side)."""
+    n = len(muscles)
+    arms = np.zeros((len(SO_COORDINATES), n))
+    per_side = len(SO_COORDINATES) // 2
+    right = np.array([s == "r" for s in sides])
+    for j in range(per_side):
+        jr = COORDINATES.index(SO_COORDINATES[j])
+        jl = COORDINATES.index(SO_COORDINATES[j + per_side])
+        lengths = []
+        for sign in (1.0, -1.0):
+            qp = q.copy()
+            qp[jr] += sign * _FD_STEP
+            qp[jl] += sign * _FD_STEP
+            setter.set(state, qp)
+            model.realizePosition(state)
+            lengths.append(np.array([m.getLength(state) for m in muscles]))
+        d = -(lengths[0] - lengths[1]) / (2 * _FD_STEP)
+        arms[j, right] = d[right]
+        arms[j + per_side, ~right] = d[~right]
+    return arms
+
+
+def static_optimization(model_path: str, dyn: DynamicsResult, start: int, end: int,
+                        fs: float = FRAME_RATE) -> RepetitionActivations:
+    """Activations for frames ``start:end`` of a trial whose inverse dynamics is ``dyn``."""
+    model = osim.Model(str(model_path))
+    state = model.initSystem()
+    setter = StateSetter(model, state)
+    ms = model.getMuscles()
+    muscles = [osim.DeGrooteFregly2016Muscle.safeDownCast(ms.get(i)) for i in range(ms.getSize())]
+    names = tuple(m.getName() for m in muscles)
+    sides = [n.rsplit("_", 1)[1] for n in names]
+    q_all = _to_si(dyn.coords_filtered)
+    frames = np.arange(start, end)
+    n = len(frames)
+    so_idx = [COORDINATES.index(c) for c in SO_COORDINATES]
+
+    # moment arms on a coarse grid of frames, linearly interpolated in between
+    grid = np.unique(np.r_[frames[::_MOMENT_ARM_STRIDE], frames[-1]])
+    arms_grid = np.stack([_moment_arms(model, state, setter, q_all[k], muscles, sides) for k in grid])
+    arms = np.empty((n, len(SO_COORDINATES), len(muscles)))
+    flat = arms_grid.reshape(len(grid), -1)
+    for c in range(flat.shape[1]):
+        arms.reshape(n, -1)[:, c] = np.interp(frames, grid, flat[:, c])
+
+    activations = np.zeros((n, len(muscles)))
+    reserves = np.zeros((n, len(SO_COORDINATES)))
+    moments = dyn.moments[frames][:, so_idx]
+    w = RESERVE_OPTIMAL_MOMENT
+    eye = np.eye(len(muscles))
+    for i, k in enumerate(frames):
+        setter.set(state, q_all[k], dyn.speeds[k])
+        model.realizeVelocity(state)
+        mf = _muscle_quantities(model, state, muscles)
+        A = arms[i] * mf.f_active[None, :]
+        b = moments[i] - arms[i] @ mf.f_passive
+        res = lsq_linear(np.vstack([A / w, eye]), np.r_[b / w, np.zeros(len(muscles))],
+                         bounds=(0.0, 1.0), method="bvls", tol=1e-10)
+        a = np.clip(res.x, 0.0, 1.0)
+        activations[i] = a
+        reserves[i] = b - A @ a
+    pelvis = dyn.moments[frames][:, [COORDINATES.index(p) for p in PELVIS_DOFS]]
+    summary = {
+        "max_abs_reserve_Nm": float(np.abs(reserves).max()),
+        "rms_reserve_Nm": float(np.sqrt(np.mean(reserves ** 2))),
+        "max_abs_pelvis_residual_moment_Nm": float(np.abs(pelvis[:, :3]).max()),
+        "max_abs_pelvis_residual_force_N": float(np.abs(pelvis[:, 3:]).max()),
+    }
+    return RepetitionActivations(start, end, names, activations, reserves, moments, pelvis, summary)
+
+
+def simulate_trial(model_path: str, coords: np.ndarray, segments: list[tuple[int, int]],
+                   fs: float = FRAME_RATE, right_share: np.ndarray | float = 0.5
+                   ) -> tuple[DynamicsResult, list[RepetitionActivations]]:
+    """Inverse dynamics of the whole trial, then static optimisation of every
+    repetition ``coords[start:end]`` in ``segments``."""
+    for k, (a, b) in enumerate(segments):
+        if not (0 <= a < b <= coords.shape[0]):
+            raise ValueError(f"segment {k + 1} ({a}, {b}) is outside the {coords.shape[0]} frames of the trial")
+    dyn = inverse_dynamics(model_path, coords, fs, right_share)
+    reps = [static_optimization(model_path, dyn, a, b, fs) for a, b in segments]
+    return dyn, reps
+

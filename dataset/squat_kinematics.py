@@ -1,0 +1,332 @@
+"""Synthetic squat kinematics for one subject and one trial, 60 Hz.
+
+A trial is standing, then ``n_reps`` repetitions (descent, hold, ascent), each
+followed by a pause, then standing. The joint angles come from a few style
+parameters (:class:`SquatStyle`): depth, tempo, stance width and toe-out,
+trunk lean, left/right asymmetry, heel rise, knee valgus and measurement noise.
+Physical consistency comes from the subject's model, through
+:class:`utils.kinematics.ForwardKinematics` (checked against OpenSim in the
+tests):
+
+* feet flat (or heels raised by the heel-rise angle, toes flat), from the
+  sagittal chain: thigh pitch = knee flexion - ankle dorsiflexion - pelvis tilt;
+* balance: the ankle dorsiflexion of every frame is solved so that the whole
+  body centre of mass lies over the base of support (between heel and
+  metatarsal heads, moving forwards as the heels rise);
+* the pelvis height is solved so that the lowest foot contact point touches
+  the floor (y = 0) in every frame, and the horizontal pelvis position so that
+  the feet do not slide.
+
+Coordinates are returned in the canonical order of
+:data:`utils.constants.COORDINATES`, rotations in degrees, translations in metres.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+import torch
+from scipy.signal import butter, sosfiltfilt
+from scipy.spatial.transform import Rotation
+
+from dataset.osim_model import MASS_RANGE, validate_subject
+from utils.constants import COORD_INDEX, COORDINATES, FRAME_RATE
+from utils.kinematics import ForwardKinematics
+
+__all__ = ["SubjectParams", "SquatStyle", "SquatTrial", "sample_subject", "generate_trial", "STYLE_RANGES"]
+
+STANDING_KNEE = 3.0  # degrees of knee flexion when standing
+
+STYLE_RANGES: dict[str, tuple[float, float]] = {
+    "depth": (20.0, 140.0),        # peak knee flexion, degrees
+    "depth_jitter": (0.0, 20.0),   # SD of the peak knee flexion between repetitions, degrees
+    "descent": (0.3, 5.0),         # seconds
+    "ascent": (0.3, 5.0),          # seconds
+    "hold": (0.0, 3.0),            # seconds at the bottom
+    "pause": (0.2, 5.0),           # seconds standing between repetitions
+    "stance": (-5.0, 30.0),        # hip abduction of the leg plane, degrees (stance width)
+    "toe_out": (-10.0, 40.0),      # external rotation of the leg plane, degrees
+    "trunk_lean": (0.0, 60.0),     # extra forward trunk lean at the bottom, degrees
+    "asymmetry": (-25.0, 25.0),    # right minus left knee flexion at the bottom, degrees
+    "heel_rise": (0.0, 30.0),      # heel lift (foot plantarflexion) at the bottom, degrees
+    "knee_valgus": (-15.0, 25.0),  # extra hip adduction at the bottom, degrees
+    "noise": (0.0, 5.0),           # SD of smooth measurement noise, degrees
+    "arm_forward": (-10.0, 120.0), # shoulder flexion at the bottom, degrees
+    "heading": (-45.0, 45.0),      # pelvis rotation (facing direction), degrees
+    "balance": (0.2, 0.8),         # centre of mass between heel (0) and metatarsal heads (1)
+}
+"""Allowed range of every :class:`SquatStyle` parameter (inclusive)."""
+
+
+@dataclass(frozen=True)
+class SubjectParams:
+    """Anthropometry: height (m), mass (kg), sex (``male``/``female``, picks
+    the de Leva column), strength (multiplies the maximum isometric forces)."""
+
+    height: float = 1.75
+    mass: float = 70.0
+    sex: str = "male"
+    strength: float = 1.0
+
+    def __post_init__(self) -> None:
+        validate_subject(self.height, self.mass, self.sex)
+        if not (0.2 <= self.strength <= 5.0):
+            raise ValueError(f"strength must be in [0.2, 5], got {self.strength!r}")
+
+
+@dataclass(frozen=True)
+class SquatStyle:
+    """How one subject squats; every field must lie in :data:`STYLE_RANGES`."""
+
+    depth: float = 90.0
+    depth_jitter: float = 5.0
+    descent: float = 1.3
+    ascent: float = 1.1
+    hold: float = 0.2
+    pause: float = 1.0
+    stance: float = 8.0
+    toe_out: float = 10.0
+    trunk_lean: float = 10.0
+    asymmetry: float = 0.0
+    heel_rise: float = 0.0
+    knee_valgus: float = 0.0
+    noise: float = 0.5
+    arm_forward: float = 60.0
+    heading: float = 0.0
+    balance: float = 0.45
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            lo, hi = STYLE_RANGES[f.name]
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or not (lo <= value <= hi):
+                raise ValueError(f"squat style parameter {f.name!r} must be in [{lo}, {hi}], got {value!r}")
+
+
+@dataclass
+class SquatTrial:
+    """One generated trial: ``coords`` (T, 33) degrees/metres in canonical order
+    (with measurement-like noise; ``clean`` without),
+    ``segments`` [(start, end)] frame ranges of the repetitions (``end``
+    exclusive, ``coords[start:end]``), ``depths`` the planned peak knee flexion
+    of every repetition (degrees)."""
+
+    coords: np.ndarray
+    segments: list[tuple[int, int]]
+    depths: list[float]
+    frame_rate: float = FRAME_RATE
+    info: dict = field(default_factory=dict)
+    clean: np.ndarray | None = None
+    """The same trial without measurement noise (the "true" motion that the
+    dynamics are computed from), (T, 33)."""
+
+    @property
+    def times(self) -> np.ndarray:
+        return np.arange(self.coords.shape[0]) / self.frame_rate
+
+
+def sample_subject(rng: np.random.Generator) -> tuple[SubjectParams, SquatStyle]:
+    """Draw a plausible adult and squatting style."""
+    sex = "female" if rng.random() < 0.5 else "male"
+    height = float(np.clip(rng.normal(1.64 if sex == "female" else 1.77, 0.07), 1.48, 2.0))
+    bmi = float(np.clip(rng.normal(24.0, 3.0), 18.0, 34.0))
+    mass = float(np.clip(bmi * height * height, MASS_RANGE[0], MASS_RANGE[1]))
+    strength = float(np.clip(rng.normal(1.0, 0.12), 0.7, 1.4))
+    heel = float(rng.uniform(4.0, 15.0)) if rng.random() < 0.25 else 0.0
+    style = SquatStyle(
+        depth=float(rng.uniform(55.0, 125.0)),
+        depth_jitter=float(rng.uniform(3.0, 12.0)),
+        descent=float(rng.uniform(0.9, 1.7)),
+        ascent=float(rng.uniform(0.8, 1.4)),
+        hold=float(rng.uniform(0.0, 0.35)),
+        pause=float(rng.uniform(0.5, 1.3)),
+        stance=float(rng.uniform(2.0, 14.0)),
+        toe_out=float(rng.uniform(0.0, 22.0)),
+        trunk_lean=float(rng.uniform(0.0, 20.0)),
+        asymmetry=float(np.clip(rng.normal(0.0, 4.0), -10, 10)),
+        heel_rise=heel,
+        knee_valgus=float(rng.uniform(-3.0, 8.0)),
+        noise=float(rng.uniform(0.2, 1.0)),
+        arm_forward=float(rng.uniform(20.0, 90.0)),
+        heading=float(rng.uniform(-8.0, 8.0)),
+        balance=float(rng.uniform(0.38, 0.55)),
+    )
+    return SubjectParams(height, mass, sex, strength), style
+
+
+# ----------------------------------------------------------------------------- timeline
+
+
+def _timeline(style: SquatStyle, n_reps: int, rng: np.random.Generator, fs: float
+              ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]], list[float]]:
+    """Squat phase phi(t) in [0, 1] (0 standing, 1 bottom), the repetition index
+    of every frame (-1 outside repetitions), segments and planned depths."""
+    lead = int(round(rng.uniform(0.6, 1.0) * fs))
+    phases = [np.zeros(lead)]
+    rep_index = [np.full(lead, -1)]
+    segments, depths = [], []
+    t = lead
+    lo, hi = STYLE_RANGES["depth"]
+    for k in range(n_reps):
+        depth = float(np.clip(style.depth + rng.normal(0.0, style.depth_jitter), lo + 10.0, hi))
+        n_down = max(int(round(style.descent * rng.uniform(0.9, 1.1) * fs)), 8)
+        n_hold = int(round(style.hold * rng.uniform(0.7, 1.3) * fs))
+        n_up = max(int(round(style.ascent * rng.uniform(0.9, 1.1) * fs)), 8)
+        n_pause = max(int(round(style.pause * rng.uniform(0.8, 1.2) * fs)), 12)
+        down = 0.5 - 0.5 * np.cos(np.pi * np.arange(n_down) / n_down)
+        up = 0.5 + 0.5 * np.cos(np.pi * np.arange(1, n_up + 1) / n_up)
+        rep = np.concatenate([down, np.ones(n_hold), up])
+        margin = 6
+        start = t - min(margin, t)
+        end = t + len(rep) + margin
+        phases += [rep, np.zeros(n_pause)]
+        rep_index += [np.full(len(rep), k), np.full(n_pause, -1)]
+        segments.append((start, end))
+        depths.append(depth)
+        t += len(rep) + n_pause
+    phi = np.concatenate(phases)
+    idx = np.concatenate(rep_index)
+    return phi, idx, segments, depths
+
+
+def _smooth_noise(rng: np.random.Generator, n: int, cols: int, sd: float, fs: float, cutoff: float = 1.5) -> np.ndarray:
+    if sd <= 0 or n < 16:
+        return np.zeros((n, cols))
+    white = rng.normal(size=(n + 64, cols))
+    sos = butter(2, cutoff / (fs / 2), output="sos")
+    smooth = sosfiltfilt(sos, white, axis=0)[32:32 + n]
+    smooth /= smooth.std(axis=0, keepdims=True) + 1e-12
+    return sd * smooth
+
+
+def _hip_angles(theta: np.ndarray, abduction: float, toe_out: float) -> np.ndarray:
+    """Hip (flexion, adduction, rotation) in degrees putting the thigh at flexion
+    ``theta`` (T,) within a leg plane abducted by ``abduction`` and turned out by
+    ``toe_out`` (degrees). Same values for either side (the left axes are mirrored)."""
+    plane = Rotation.from_euler("YX", [-toe_out, -abduction], degrees=True)
+    flex = Rotation.from_euler("Z", np.asarray(theta, dtype=float)[:, None], degrees=True)
+    return (plane * flex).as_euler("ZXY", degrees=True)
+
+
+# ----------------------------------------------------------------------------- generation
+
+
+def generate_trial(fk: ForwardKinematics, style: SquatStyle, n_reps: int, rng: np.random.Generator,
+                   fs: float = FRAME_RATE, lab_offset: tuple[float, float] = (0.0, 0.0)) -> SquatTrial:
+    """Generate one trial of ``n_reps`` squats for the subject whose model is ``fk``."""
+    if not isinstance(n_reps, (int, np.integer)) or n_reps < 1 or n_reps > 50:
+        raise ValueError(f"n_reps must be an integer in [1, 50], got {n_reps!r}")
+    if not isinstance(style, SquatStyle):
+        raise TypeError(f"style must be a SquatStyle, got {type(style).__name__}")
+    phi, rep_idx, segments, depths = _timeline(style, int(n_reps), rng, fs)
+    T = phi.shape[0]
+    depth = np.where(rep_idx >= 0, np.asarray(depths)[np.clip(rep_idx, 0, None)], style.depth)
+    # depth of the current repetition carried through the frames of its segment
+    amp = phi * (depth - STANDING_KNEE)
+    knee_r = STANDING_KNEE + amp + 0.5 * style.asymmetry * phi
+    knee_l = STANDING_KNEE + amp - 0.5 * style.asymmetry * phi
+    knee_mean = 0.5 * (knee_r + knee_l)
+    rel = phi * depth / 90.0  # 1 at a 90 degree squat
+    pelvis_tilt = -(0.22 * phi * depth + 0.5 * style.trunk_lean * phi)
+    lumbar_ext = -(0.08 * phi * depth + 0.5 * style.trunk_lean * phi)
+    heel = style.heel_rise * phi ** 2 * min(1.0, max(depth.max(), 1.0) / 90.0)
+    valgus = style.knee_valgus * rel
+
+    q = np.zeros((T, len(COORDINATES)))
+    c = COORD_INDEX
+    q[:, c["pelvis_tilt"]] = pelvis_tilt
+    q[:, c["pelvis_rotation"]] = style.heading
+    q[:, c["pelvis_list"]] = -0.08 * style.asymmetry * phi
+    q[:, c["lumbar_extension"]] = lumbar_ext
+    q[:, c["knee_angle_r"]] = knee_r
+    q[:, c["knee_angle_l"]] = knee_l
+    q[:, c["mtp_angle_r"]] = heel
+    q[:, c["mtp_angle_l"]] = heel
+    for s in ("r", "l"):
+        q[:, c[f"subtalar_angle_{s}"]] = -0.4 * style.stance
+        q[:, c[f"arm_flex_{s}"]] = 10.0 + style.arm_forward * phi
+        q[:, c[f"arm_add_{s}"]] = -8.0
+        q[:, c[f"elbow_flex_{s}"]] = 15.0 + 15.0 * phi
+        q[:, c[f"pro_sup_{s}"]] = 85.0
+
+    dtype = torch.float64
+    knees = {"r": knee_r, "l": knee_l}
+
+    def pose(ankle_mean: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        out = q[rows].copy()
+        for s in ("r", "l"):
+            ankle = ankle_mean + 0.4 * (knees[s][rows] - knee_mean[rows])
+            theta = knees[s][rows] - ankle - pelvis_tilt[rows] - heel[rows]
+            hip = _hip_angles(theta, style.stance, style.toe_out)
+            out[:, c[f"ankle_angle_{s}"]] = ankle
+            out[:, c[f"hip_flexion_{s}"]] = hip[:, 0]
+            out[:, c[f"hip_adduction_{s}"]] = hip[:, 1] + valgus[rows]
+            out[:, c[f"hip_rotation_{s}"]] = hip[:, 2] + 0.5 * valgus[rows]
+        return out
+
+    heel_i = fk.point_indices(["heel_r", "heel_l"])
+    met_i = fk.point_indices(["met1_r", "met5_r", "met1_l", "met5_l"])
+    forward = np.array([math.cos(math.radians(style.heading)), 0.0, -math.sin(math.radians(style.heading))])
+
+    def imbalance(ankle_mean: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        x = torch.as_tensor(pose(ankle_mean, rows), dtype=dtype)
+        with torch.no_grad():
+            pts = fk(x).numpy()
+            com = fk.center_of_mass(x).numpy()
+        heel_x = pts[:, heel_i].mean(1) @ forward
+        met_x = pts[:, met_i].mean(1) @ forward
+        lift = np.clip(heel[rows] / 8.0, 0.0, 1.0)
+        frac = style.balance + (0.92 - style.balance) * lift
+        target = heel_x + frac * (met_x - heel_x)
+        return com @ forward - target
+
+    # Balance on every other frame, then interpolate (the motion is smooth).
+    rows = np.unique(np.r_[np.arange(0, T, 2), T - 1])
+    a0 = 0.30 * knee_mean[rows]
+    a1 = 0.45 * knee_mean[rows] + 2.0
+    g0, g1 = imbalance(a0, rows), imbalance(a1, rows)
+    for _ in range(6):
+        denom = g1 - g0
+        safe = np.abs(denom) > 1e-9
+        a2 = np.where(safe, a1 - g1 * (a1 - a0) / np.where(safe, denom, 1.0), a1)
+        a2 = np.clip(a2, -20.0, 50.0)
+        a0, g0 = a1, g1
+        a1, g1 = a2, imbalance(a2, rows)
+        if np.max(np.abs(g1)) < 1e-5:
+            break
+    ankle_mean = np.interp(np.arange(T), rows, a1)
+    q = pose(ankle_mean, np.arange(T))
+
+    clean = _place_on_floor(fk, q, lab_offset)
+    # smooth measurement-like noise on the angles (not on the pelvis translations),
+    # as inverse kinematics of video would add; the noisy trial is placed on the
+    # floor again so that its feet touch the floor too
+    rot_cols = [i for i, n in enumerate(COORDINATES) if n not in ("pelvis_tx", "pelvis_ty", "pelvis_tz")]
+    noisy = q.copy()
+    noisy[:, rot_cols] += _smooth_noise(rng, T, len(rot_cols), style.noise, fs)
+    noisy = _place_on_floor(fk, noisy, lab_offset)
+    info = {
+        "max_balance_error_m": float(np.max(np.abs(g1))),
+        "peak_knee_r": [float(knee_r[a:b].max()) for a, b in segments],
+        "peak_knee_l": [float(knee_l[a:b].max()) for a, b in segments],
+        "style": asdict(style),
+    }
+    return SquatTrial(noisy, segments, depths, fs, info, clean)
+
+
+def _place_on_floor(fk: ForwardKinematics, q: np.ndarray, lab_offset: tuple[float, float]) -> np.ndarray:
+    """Set pelvis_ty so that the lowest foot contact point is on the floor in
+    every frame, and pelvis_tx/tz so that the mean contact point stays at
+    ``lab_offset`` (x, z) (no sliding of the feet as a whole)."""
+    q = q.copy()
+    c = COORD_INDEX
+    q[:, [c["pelvis_tx"], c["pelvis_ty"], c["pelvis_tz"]]] = 0.0
+    contact = fk.foot_contact_indices()
+    with torch.no_grad():
+        pts = fk(torch.as_tensor(q, dtype=torch.float64)).numpy()[:, contact]
+    q[:, c["pelvis_ty"]] = -pts[:, :, 1].min(axis=1)
+    anchor = pts.mean(axis=1)
+    q[:, c["pelvis_tx"]] = lab_offset[0] - anchor[:, 0]
+    q[:, c["pelvis_tz"]] = lab_offset[1] - anchor[:, 2]
+    return q
