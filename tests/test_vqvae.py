@@ -1,0 +1,111 @@
+"""models/vqvae.py: shapes of the public API, the paper-size parameter count,
+that quantize() does not train the codebook, and load_vqvae's checks."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.resnet import Resnet1D
+from models.vqvae import VQVAE, load_vqvae
+from utils.checkpoint import CheckpointError, save_checkpoint
+from utils.constants import COORDINATES
+from dataset.normalization import Normalizer
+
+import numpy as np
+
+
+def _tiny(**kw) -> VQVAE:
+    torch.manual_seed(0)
+    cfg = dict(nb_code=32, code_dim=16, width=32, depth=2)
+    cfg.update(kw)
+    return VQVAE(**cfg)
+
+
+def test_public_api_shapes() -> None:
+    model = _tiny().eval()
+    x = torch.randn(3, 196, 33)
+    z = model.encode_latent(x)
+    assert z.shape == (3, 16, 49)
+    z_q, idx = model.quantize(z)
+    assert z_q.shape == (3, 16, 49) and idx.shape == (3, 49) and idx.dtype == torch.int64
+    assert model.decode_latent(z_q).shape == (3, 196, 33)
+    assert torch.equal(model.encode(x), idx)
+    assert torch.allclose(model.decode_indices(idx), model.decode_latent(z_q), atol=1e-5)
+    x_hat, commit, perplexity = model(x)
+    assert x_hat.shape == x.shape and commit.dim() == 0 and 1.0 <= perplexity.item() <= 32
+    assert model.codebook.shape == (32, 16)
+    assert model.downsample == 4
+
+
+def test_paper_size_model_has_about_18_7_million_parameters() -> None:
+    model = VQVAE(n_features=33, nb_code=512, code_dim=512, width=512, down_t=2, depth=3,
+                  dilation_growth_rate=3)
+    n = sum(p.numel() for p in model.parameters())
+    assert 18.6e6 < n < 18.8e6
+    assert Resnet1D(8, 3, 3).dilations == (1, 3, 9)
+    assert Resnet1D(8, 3, 3, reverse_dilation=True).dilations == (9, 3, 1)
+
+
+def test_quantize_gives_gradients_to_latents_without_training_the_codebook() -> None:
+    model = _tiny().train()
+    model(torch.randn(2, 196, 33))  # initialises the codebook
+    before = model.codebook.clone()
+    z = model.encode_latent(torch.randn(2, 196, 33)).detach().requires_grad_(True)
+    z_q, _ = model.quantize(z)
+    model.decode_latent(z_q).pow(2).sum().backward()
+    assert z.grad is not None and z.grad.abs().sum() > 0
+    assert torch.equal(model.codebook, before)
+
+
+def test_motion_of_the_wrong_shape_is_rejected() -> None:
+    model = _tiny()
+    with pytest.raises(ValueError, match=r"\(B, T, 33\)"):
+        model(torch.randn(2, 196, 30))
+    with pytest.raises(ValueError, match="not a multiple of 4"):
+        model(torch.randn(2, 198, 33))
+
+
+@pytest.mark.parametrize("norm,act", [("LN", "gelu"), ("GN", "silu")])
+def test_norm_and_activation_options_build_and_run(norm: str, act: str) -> None:
+    model = _tiny(norm=norm, activation=act, width=64)
+    assert model(torch.randn(2, 16, 33))[0].shape == (2, 16, 33)
+
+
+def _checkpoint(model: VQVAE, **override) -> dict:
+    normalizer = Normalizer.fit(np.random.default_rng(0).normal(size=(4, 16, 33)))
+    content = dict(kind="vqvae", model=model.state_dict(), config=model.config, coordinates=list(COORDINATES),
+                   normalizer=normalizer.state_dict(), args={}, step=7)
+    content.update(override)
+    return content
+
+
+def test_load_vqvae_round_trip(tmp_path) -> None:
+    model = _tiny().train()
+    x = torch.randn(2, 196, 33)
+    model(x)
+    save_checkpoint(tmp_path / "vq.pth", **_checkpoint(model))
+    loaded, normalizer, ckpt = load_vqvae(tmp_path / "vq.pth")
+    assert not loaded.training and ckpt["step"] == 7 and ckpt["config"] == model.config
+    assert normalizer.mean.shape == (33,)
+    model.eval()
+    assert torch.equal(loaded.encode(x), model.encode(x))
+    assert torch.equal(loaded.codebook, model.codebook)
+
+
+def test_load_vqvae_refuses_other_coordinate_orders_and_files(tmp_path) -> None:
+    model = _tiny()
+    swapped = list(COORDINATES)
+    swapped[0], swapped[1] = swapped[1], swapped[0]
+    save_checkpoint(tmp_path / "swapped.pth", **_checkpoint(model, coordinates=swapped))
+    with pytest.raises(CheckpointError, match=r"swapped\.pth.*coordinates.*order differs"):
+        load_vqvae(tmp_path / "swapped.pth")
+    save_checkpoint(tmp_path / "other.pth", weights={})
+    with pytest.raises(CheckpointError, match=r"other\.pth: not a VQ-VAE checkpoint"):
+        load_vqvae(tmp_path / "other.pth")
+    bad = _checkpoint(model)
+    bad["config"] = dict(model.config, width=64)
+    save_checkpoint(tmp_path / "mismatch.pth", **bad)
+    with pytest.raises(CheckpointError, match=r"mismatch\.pth: weights do not fit"):
+        load_vqvae(tmp_path / "mismatch.pth")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_vqvae(tmp_path / "missing.pth")
