@@ -118,24 +118,29 @@ def wasserstein_1d(a: np.ndarray, b: np.ndarray, p: float = 1.0) -> np.ndarray:
     Returns (C,) (a float for 1-D input), in the units of the data.
     """
     one_d = np.ndim(a) == 1
-    a = np.sort(np.asarray(a, dtype=np.float64).reshape(len(a), -1), axis=0)
-    b = np.sort(np.asarray(b, dtype=np.float64).reshape(len(b), -1), axis=0)
+    a = np.asarray(a, dtype=np.float64).reshape(len(a), -1)
+    b = np.asarray(b, dtype=np.float64).reshape(len(b), -1)
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"column counts differ: {a.shape[1]} vs {b.shape[1]}")
     if len(a) == 0 or len(b) == 0:
         raise ValueError("wasserstein_1d needs at least one value on each side")
-    n, m = len(a), len(b)
-    if n == m:
-        cost = (np.abs(a - b) ** p).mean(axis=0)
-    else:
-        cuts = np.union1d(np.arange(1, n + 1) / n, np.arange(1, m + 1) / m)
-        widths = np.diff(cuts, prepend=0.0)
-        mid = cuts - widths / 2
-        ia = np.minimum((mid * n).astype(np.int64), n - 1)
-        ib = np.minimum((mid * m).astype(np.int64), m - 1)
-        cost = (widths[:, None] * np.abs(a[ia] - b[ib]) ** p).sum(axis=0)
-    out = cost ** (1.0 / p)
+    # sort along contiguous rows: twice as fast as along columns
+    out = sorted_wp(np.sort(a.T, axis=1), np.sort(b.T, axis=1), p) ** (1.0 / p)
     return float(out[0]) if one_d else out
+
+
+def sorted_wp(sa: np.ndarray, sb: np.ndarray, p: float) -> np.ndarray:
+    """``W_p^p`` between rows of sorted samples. (C, n), (C, m) sorted along
+    the last axis -> (C,)"""
+    n, m = sa.shape[-1], sb.shape[-1]
+    if n == m:
+        return (np.abs(sa - sb) ** p).mean(axis=-1)
+    cuts = np.union1d(np.arange(1, n + 1) / n, np.arange(1, m + 1) / m)
+    widths = np.diff(cuts, prepend=0.0)
+    mid = cuts - widths / 2
+    ia = np.minimum((mid * n).astype(np.int64), n - 1)
+    ib = np.minimum((mid * m).astype(np.int64), m - 1)
+    return (np.abs(sa[..., ia] - sb[..., ib]) ** p * widths).sum(axis=-1)
 
 
 def per_coordinate_w1(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -271,17 +276,19 @@ def sliced_w2(
         raise ValueError(f"motions of different lengths ({a.shape[1]} vs {b.shape[1]} frames)")
     xa, xb = motion_vectors(a), motion_vectors(b)
     dim = xa.shape[1]
-    theta = random_directions(dim, n_projections, seed)
-    pa, pb = xa @ theta.T, xb @ theta.T  # (N, P), (M, P)
+    theta = random_directions(dim, n_projections, seed).astype(np.float32)
+    # float32 projections, one contiguous row per direction: (P, N), (P, M)
+    pa = np.ascontiguousarray((xa.astype(np.float32) @ theta.T).T)
+    pb = np.ascontiguousarray((xb.astype(np.float32) @ theta.T).T)
 
     def sw(qa: np.ndarray, qb: np.ndarray) -> float:
-        per_dir = wasserstein_1d(qa, qb, p=2.0) ** 2
+        per_dir = sorted_wp(np.sort(qa, axis=1).astype(np.float64), np.sort(qb, axis=1).astype(np.float64), 2.0)
         return float(np.sqrt(dim * per_dir.mean()))
 
     value = sw(pa, pb)
     rng = np.random.default_rng(seed + 1)
-    n, m = len(pa), len(pb)
-    boots = np.array([sw(pa[rng.integers(0, n, n)], pb[rng.integers(0, m, m)]) for _ in range(bootstrap)])
+    n, m = pa.shape[1], pb.shape[1]
+    boots = np.array([sw(pa[:, rng.integers(0, n, n)], pb[:, rng.integers(0, m, m)]) for _ in range(bootstrap)])
     lo, hi = _interval(value, boots, confidence)
     return Distance(value, lo, hi, n, m, bootstrap, confidence)
 

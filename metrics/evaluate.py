@@ -6,6 +6,7 @@ call these, print and write.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -208,10 +209,30 @@ def load_forward_kinematics(osim_path: str | os.PathLike | None = None) -> tuple
     return ForwardKinematics.from_osim(osim_path), f"foot points by forward kinematics of {osim_path}"
 
 
-def foot_positions(motions: np.ndarray, fk: Any, chunk: int = 64) -> tuple[np.ndarray, list[str]]:
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Run the block with ``n`` intra-op CPU threads (unchanged for None)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def foot_positions(motions: np.ndarray, fk: Any, chunk: int = 128, threads: int | None = 1,
+                   ) -> tuple[np.ndarray, list[str]]:
     """Positions of the foot sole points (heel, met1, met5, toe of both feet)
-    of every frame, by ``fk`` (a ``utils.kinematics.ForwardKinematics``).
-    (N, T, 33) degrees / metres -> (N, T, P, 3) metres (y up), point names."""
+    of every frame, by ``fk`` (a ``utils.kinematics.ForwardKinematics``), on
+    the CPU. (N, T, 33) degrees / metres -> (N, T, P, 3) metres (y up), names.
+
+    Forward kinematics is hundreds of tiny batched 3x3 operations, which gain
+    nothing from intra-op threads; on a busy 2-core machine two threads were
+    7-9x slower than one (bench/bench_metrics.py), hence ``threads=1``.
+    """
     import torch
 
     names = list(fk.point_names)
@@ -219,7 +240,7 @@ def foot_positions(motions: np.ndarray, fk: Any, chunk: int = 64) -> tuple[np.nd
     if not idx:
         raise ValueError(f"the forward-kinematics model has no foot contact points; its points: {names}")
     out = []
-    with torch.no_grad():
+    with torch.no_grad(), torch_threads(threads):
         for s in range(0, len(motions), chunk):
             x = torch.as_tensor(np.asarray(motions[s:s + chunk], dtype=np.float32))
             out.append(fk(x)[..., idx, :].numpy().astype(np.float64))
@@ -259,7 +280,8 @@ def guidance_rows(per_motion: dict[str, np.ndarray], subjects: Sequence[str], pe
 
 def input_specs(args: Any) -> list[tuple[str, str, str]]:
     """``(label, folder, kind)`` of every set the options name: ``--compare``
-    folders (with ``--labels`` / ``--kinds``) or ``--folder_path``."""
+    folders (with ``--labels`` / ``--kinds``) or ``--folder_path``. An MCS
+    root is always ``mocap`` (its segmented repetitions)."""
     from utils.motion_sets import MotionSetError, detect_kind, is_mcs_root
 
     compare = getattr(args, "compare", None)
@@ -278,6 +300,8 @@ def input_specs(args: Any) -> list[tuple[str, str, str]]:
     for i, (folder, kind) in enumerate(zip(folders, kinds)):
         if not Path(folder).is_dir():
             raise MotionSetError(f"{folder}: folder does not exist")
+        if is_mcs_root(folder):
+            kind = "mocap"  # an MCS root always means its segmented repetitions, never its raw trial files
         kind = detect_kind(folder) if kind == "auto" else kind
         if kind == "mocap" and not is_mcs_root(folder):
             raise MotionSetError(f"{folder}: not an MCS dataset root (expected <root>/Data/<session>/OpenSimData)")
