@@ -22,7 +22,9 @@ def main(args: argparse.Namespace) -> Path:
     """Render ``args.inputs`` and return the video written."""
     inputs, out = split_inputs(args.inputs, default_ext=f".{args.format}")
     ensure_writable(out, args.overwrite)
-    titles = titles_from_paths(inputs)
+    titles = args.titles or titles_from_paths(inputs)
+    if len(titles) != len(inputs):
+        raise RenderError(f"--titles gives {len(titles)} title(s) for {len(inputs)} motion(s)")
     tracks = [load_track(p, model=args.model, title=t, up=args.up) for p, t in zip(inputs, titles)]
     render_animation(tracks, out, fps=args.fps, stride=args.stride, camera=Camera(args.azim, args.elev),
                      floor=args.floor, curves=args.curves, sync=args.sync,

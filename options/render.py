@@ -91,6 +91,9 @@ def plot3_parser() -> argparse.ArgumentParser:
                    help="one to three motion files (.mot/.sto/.trc), optionally followed by the output path "
                         "(.mp4 or .gif); without it the video is written next to the first input as "
                         "<stem>.mp4 (one input) or <stem>_and_<n>_more.mp4")
+    p.add_argument("--titles", nargs="+", default=None, metavar="TITLE",
+                   help="panel titles, one per motion (default: the file names, with parent folders where "
+                        "names repeat)")
     p.add_argument("--format", choices=("mp4", "gif"), default="mp4",
                    help="format of the default output path when none is given (default mp4)")
     p.add_argument("--curves", nargs="*", default=[], choices=sorted(ANGLE_CURVES), metavar="ANGLE",

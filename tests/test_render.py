@@ -247,7 +247,21 @@ def test_split_inputs_finds_the_output_and_defaults_next_to_the_first_input(moti
 
 def test_titles_tell_equal_file_names_apart(tmp_path):
     paths = [tmp_path / "s1" / "SQT01.trc", tmp_path / "s2" / "SQT01.trc", tmp_path / "x.mot"]
-    assert titles_from_paths(paths) == ["s1/SQT01", "s2/SQT01", "x"]
+    assert titles_from_paths(paths) == ["s1/SQT01.trc", "s2/SQT01.trc", "x"]
+    paths = [tmp_path / s / "OpenSimData" / "Dynamics" / "seg_1" / "sim.mot" for s in ("aaa", "bbb")]
+    assert titles_from_paths(paths) == ["aaa/.../sim.mot", "bbb/.../sim.mot"]
+    paths = [tmp_path / "s1" / "SQT01.mot", tmp_path / "s1" / "SQT01.trc", tmp_path / "s1" / "entry_0.mot"]
+    assert titles_from_paths(paths) == ["SQT01.mot", "SQT01.trc", "entry_0"]
+
+
+def test_long_titles_fit_on_two_lines_keeping_both_ends():
+    from utils.render import fit_title
+
+    assert fit_title("short", 20) == "short"
+    long = "6c763add-0716-47b5-b1e4-ca39a9297a19/.../kinematics_activations_SQT01_segment_2_muscle_driven.mot"
+    lines = fit_title(long, 30).split("\n")
+    assert len(lines) == 2 and all(len(line) <= 30 for line in lines)
+    assert lines[0].startswith("6c763add") and lines[1].endswith("driven.mot") and "..." in "".join(lines)
 
 
 def test_mot_without_the_model_coordinates_is_refused_with_its_name(tmp_path):

@@ -77,6 +77,26 @@ OPENCAP_SEGMENTS: tuple[tuple[str, str], ...] = (
     ("LHeel", "LBigToe"), ("LBigToe", "LSmallToe"),
 )
 
+# OpenCap's augmented ("_study") anatomical markers, joined as a skeleton; the
+# cluster markers (thigh1, sh1, ...) stay loose points.
+_STUDY_SIDE_SEGMENTS = (
+    ("{s}_shoulder", "{s}_lelbow"), ("{s}_lelbow", "{s}_lwrist"), ("{s}_lelbow", "{s}_melbow"),
+    ("{s}_lwrist", "{s}_mwrist"), ("C7", "{s}_shoulder"),
+    ("{S}HJC", "{s}_knee"), ("{s}_knee", "{s}_mknee"), ("{s}_knee", "{s}_ankle"),
+    ("{s}_ankle", "{s}_mankle"), ("{s}_ankle", "{s}_calc"), ("{s}_calc", "{s}_5meta"), ("{s}_5meta", "{s}_toe"),
+    ("{s}_calc", "{s}_toe"), ("{s}.ASIS", "{s}.PSIS"), ("{s}.ASIS", "{S}HJC"),
+)
+OPENCAP_STUDY_SEGMENTS: tuple[tuple[str, str], ...] = tuple(
+    (a.format(s=s, S=S) + "_study", b.format(s=s, S=S) + "_study")
+    for s, S in (("r", "R"), ("L", "L")) for a, b in _STUDY_SIDE_SEGMENTS
+) + (("r.ASIS_study", "L.ASIS_study"), ("r.PSIS_study", "L.PSIS_study"), ("C7_study", "pelvis_centre"))
+
+VIRTUAL_MARKERS: dict[str, tuple[str, ...]] = {
+    "pelvis_centre": ("r.ASIS_study", "L.ASIS_study", "r.PSIS_study", "L.PSIS_study"),
+}
+"""Points added to marker data (mean of the named markers) so the skeleton can
+join them; drawn only as segment ends, never as markers."""
+
 
 class RenderError(ValueError):
     """Input that cannot be rendered; the message names the file and the problem."""
@@ -93,7 +113,9 @@ class Track:
     point-index pairs; ``side`` (P,) +1 right / -1 left / 0 centre; ``hip``
     (T, 3) hip-centre trajectory, metres; ``times`` (T,) seconds;
     ``coordinates`` (T, 33) degrees / metres when the motion came from
-    kinematics (``None`` for markers); ``kind`` is ``"model"`` or ``"markers"``.
+    kinematics (``None`` for markers); ``kind`` is ``"model"`` or ``"markers"``;
+    the last ``virtual`` points are construction points (segment ends only,
+    not drawn as markers).
     """
 
     title: str
@@ -106,6 +128,7 @@ class Track:
     kind: str = "model"
     coordinates: np.ndarray | None = None
     source: Path | None = None
+    virtual: int = 0
 
     def __post_init__(self) -> None:
         self.positions = np.asarray(self.positions, dtype=np.float64)
@@ -159,7 +182,8 @@ def _hip_centre(names: Sequence[str], positions: np.ndarray) -> np.ndarray:
     """Hip-centre trajectory (T, 3) from named points: the midpoint of the two
     hip joint centres when present, else pelvis-like markers, else the centroid."""
     index = {n.lower(): i for i, n in enumerate(names)}
-    for group in (("hip_r", "hip_l"), ("rhip", "lhip"), ("rhjc", "lhjc"), ("midhip",), ("pelvis",),
+    for group in (("hip_r", "hip_l"), ("rhip", "lhip"), ("rhjc_study", "lhjc_study"), ("rhjc", "lhjc"),
+                  ("midhip",), ("pelvis",),
                   ("r.asis_study", "l.asis_study", "r.psis_study", "l.psis_study"),
                   ("r.asis", "l.asis", "r.psis", "l.psis"), ("rasi", "lasi", "rpsi", "lpsi")):
         if all(g in index for g in group):
@@ -194,11 +218,20 @@ def track_from_markers(names: Sequence[str], positions: np.ndarray, times: np.nd
         raise ValueError(f"up must be 'y', 'z' or 'auto', got {up!r}")
     if times is None:
         times = np.arange(positions.shape[0]) / FRAME_RATE
+    hip = _hip_centre(names, positions)
+    index = {n: i for i, n in enumerate(names)}
+    extra = [(v, parts) for v, parts in VIRTUAL_MARKERS.items()
+             if v not in index and all(p in index for p in parts)]
+    if extra:
+        positions = np.concatenate(
+            [positions] + [positions[:, [index[p] for p in parts]].mean(axis=1, keepdims=True) for _, parts in extra],
+            axis=1)
+        names = list(names) + [v for v, _ in extra]
     return Track(
         title=title, positions=positions, names=tuple(names),
-        segments=_segments_from_names(names, OPENCAP_SEGMENTS),
-        side=np.array([side_of(n) for n in names]), hip=_hip_centre(names, positions),
-        times=times, kind="markers", source=source,
+        segments=_segments_from_names(names, OPENCAP_SEGMENTS + OPENCAP_STUDY_SEGMENTS),
+        side=np.array([side_of(n) for n in names]), hip=hip,
+        times=times, kind="markers", source=source, virtual=len(extra),
     )
 
 
@@ -285,22 +318,38 @@ def load_track(path: str | os.PathLike, model: str | os.PathLike | None = None, 
 
 
 def titles_from_paths(paths: Sequence[str | os.PathLike]) -> list[str]:
-    """Panel titles from file names: the stem; files with equal stems get as
-    many parent folder names as needed to tell them apart."""
+    """Panel titles from file names: the stem. Files with equal stems get
+    their extension; files with equal names get the nearest parent folder in
+    which their paths differ (``<session>/.../SQT01.trc``)."""
     paths = [Path(p).resolve() for p in paths]
+    titles = [p.stem for p in paths]
+    for i, p in enumerate(paths):
+        same_stem = [q for q in paths if q.stem == p.stem]
+        if len(same_stem) == 1:
+            continue
+        same_name = [q for q in same_stem if q.name == p.name]
+        if len(same_name) == 1:
+            titles[i] = p.name
+            continue
+        for level in range(1, len(p.parts)):
+            parents = [q.parts[-1 - level] if len(q.parts) > level else "" for q in same_name]
+            if parents.count(p.parts[-1 - level]) == 1:
+                titles[i] = f"{p.parts[-1 - level]}/{'.../' if level > 1 else ''}{p.name}"
+                break
+        else:
+            titles[i] = str(p)
+    return titles
 
-    def title(p: Path, depth: int) -> str:
-        return "/".join([*p.parent.parts[len(p.parent.parts) - depth:], p.stem]) if depth else p.stem
 
-    depth = [0] * len(paths)
-    for _ in range(6):
-        titles = [title(p, d) for p, d in zip(paths, depth)]
-        clash = [i for i, t in enumerate(titles) if titles.count(t) > 1]
-        if not clash:
-            break
-        for i in clash:
-            depth[i] += 1
-    return [title(p, d) for p, d in zip(paths, depth)]
+def fit_title(text: str, width: int, lines: int = 2) -> str:
+    """``text`` wrapped at ``width`` characters on at most ``lines`` lines,
+    the middle elided when it is longer."""
+    wrapped = textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False)
+    if len(wrapped) <= lines:
+        return "\n".join(wrapped) or " "
+    keep = width * lines - 3
+    short = text[: keep // 2] + "..." + text[len(text) - (keep - keep // 2):]
+    return "\n".join(textwrap.wrap(short, width, break_long_words=True, break_on_hyphens=False)[:lines])
 
 
 # ----------------------------------------------------------------------------- camera and scene
@@ -430,10 +479,11 @@ class StickPanel:
         self._draw_floor()
         ax.plot(hip_screen[:, 0], hip_screen[:, 1], color=HIP_COLOR, lw=2.2, alpha=0.95, zorder=3,
                 solid_capstyle="round")
-        title = "\n".join(textwrap.wrap(track.title, title_width)[:2]) or " "
-        ax.set_title(title, fontsize=10.5, color=title_color or "black", pad=4)
+        ax.set_title(fit_title(track.title, title_width), fontsize=10.5, color=title_color or "black", pad=4)
 
-        colors = np.where(track.side > 0, RIGHT_COLOR, np.where(track.side < 0, LEFT_COLOR, CENTRE_COLOR))
+        self.n_visible = track.positions.shape[1] - track.virtual
+        side = track.side[: self.n_visible]
+        colors = np.where(side > 0, RIGHT_COLOR, np.where(side < 0, LEFT_COLOR, CENTRE_COLOR))
         self.point_colors = colors
         self.seg_colors = [self._seg_color(a, b) for a, b in track.segments]
         self.shadow_lines = LineCollection([], colors="#000000", linewidths=3.0, alpha=0.12, zorder=2,
@@ -503,11 +553,12 @@ class StickPanel:
             self.body.set_segments(scr[segs])
             self.body.set_colors([self.seg_colors[i] for i in order])
             self.shadow_lines.set_segments(self.shadow_screen[frame][segs])
-        order = np.argsort(depth, kind="stable")
-        self.points.set_offsets(scr[order])
+        nv = self.n_visible
+        order = np.argsort(depth[:nv], kind="stable")
+        self.points.set_offsets(scr[:nv][order])
         self.points.set_color(self.point_colors[order])
         if self.shadow_points is not None:
-            self.shadow_points.set_offsets(self.shadow_screen[frame])
+            self.shadow_points.set_offsets(self.shadow_screen[frame][:nv])
         self.hip_dot.set_data([self.hip_screen[frame, 0]], [self.hip_screen[frame, 1]])
         if self.time_text is not None:
             if progress is None:
@@ -539,9 +590,8 @@ class CurvesRow:
                     if y is None:
                         continue
                     x = np.linspace(0, 100, len(y))
-                    label = f"{t.title[:24]}" + ("" if len(coords) == 1 else (" R" if j == 0 else " L"))
                     ax.plot(x, y, color=TRACK_COLORS[k % len(TRACK_COLORS)], lw=1.6 if j == 0 else 1.2,
-                            ls="-" if j == 0 else "--", label=label)
+                            ls="-" if j == 0 else "--")
             ax.set_title(f"{title} (deg)", fontsize=9.5, pad=3)
             ax.set_xlim(0, 100)
             ax.tick_params(labelsize=8)
@@ -616,7 +666,7 @@ class Animator:
         self.fig = Figure(figsize=(width / lay.dpi, height / lay.dpi), dpi=lay.dpi, facecolor="white")
         self.canvas = FigureCanvasAgg(self.fig)
         self.panels: list[StickPanel] = []
-        chars = max(12, int(panel_w / 7.5))
+        chars = max(12, int(panel_w / 9.0))  # ~9 px per character at 10.5 pt
         for i, t in enumerate(self.tracks):
             left = (width - k * panel_w) / 2 + i * panel_w
             ax = self.fig.add_axes([left / width, curve_h / height, panel_w / width, lay.panel_height / height])
@@ -631,10 +681,15 @@ class Animator:
                 rect = [(j * cell + 42) / width, 38 / height, (cell - 60) / width, (curve_h - 90) / height]
                 axes.append(self.fig.add_axes(rect))
             self.curves = CurvesRow(axes, self.tracks, curves, animated=True)
-            handles, labels = axes[0].get_legend_handles_labels()
-            if handles:
-                self.fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=8,
-                                frameon=False, bbox_to_anchor=(0.5, (curve_h - 34) / height))
+            from matplotlib.lines import Line2D
+
+            handles = [Line2D([], [], color=TRACK_COLORS[i % len(TRACK_COLORS)], lw=2.5,
+                              label=fit_title(t.title, 34, lines=1))
+                       for i, t in enumerate(self.tracks) if t.coordinates is not None]
+            handles += [Line2D([], [], color="#555555", lw=1.6, label="right"),
+                        Line2D([], [], color="#555555", lw=1.2, ls="--", label="left")]
+            self.fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False,
+                            bbox_to_anchor=(0.5, (curve_h - 34) / height))
         self.canvas.draw()
         self.background = self.canvas.copy_from_bbox(self.fig.bbox)
 
@@ -737,8 +792,8 @@ def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: floa
             images, palette = [], None
             for frame in frames:
                 rgb = Image.fromarray(np.ascontiguousarray(frame[..., :3]))
-                if palette is None:  # the first frame holds every colour the drawing uses
-                    palette = rgb.quantize(colors=96, method=Image.Quantize.MEDIANCUT)
+                if palette is None:
+                    palette = _gif_palette(rgb)
                 images.append(rgb.quantize(palette=palette, dither=Image.Dither.NONE))
                 count += 1
                 if progress:
@@ -750,6 +805,23 @@ def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: floa
     if count == 0:
         raise RenderError(f"{path}: no frames to write")
     return count
+
+
+def _gif_palette(first):
+    """One 256-colour palette for every GIF frame: the drawing's own colours
+    (so small features such as the yellow hip curve keep their colour) plus
+    the colours of the first frame."""
+    from matplotlib.colors import to_rgb
+    from PIL import Image
+
+    fixed = [RIGHT_COLOR, LEFT_COLOR, CENTRE_COLOR, HIP_COLOR, "#7a5c00", "#ffffff", "#000000", *TRACK_COLORS]
+    fixed_rgb = [tuple(int(round(255 * c)) for c in to_rgb(col)) for col in fixed]
+    adaptive = first.quantize(colors=256 - len(fixed_rgb), method=Image.Quantize.FASTOCTREE)
+    pal = adaptive.getpalette()[: 3 * (256 - len(fixed_rgb))]
+    pal += [v for rgb in fixed_rgb for v in rgb]
+    image = Image.new("P", (1, 1))
+    image.putpalette(pal[: 3 * 256])
+    return image
 
 
 def playback(ext: str, data_rate: float, fps: float | None = None, stride: int | None = None) -> tuple[float, int]:
