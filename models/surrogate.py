@@ -36,7 +36,7 @@ from utils.device import resolve_device
 ARCHS = ("mlp", "transformer")
 
 DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
-    "mlp": {"window": 9, "hidden": 256, "layers": 3, "dropout": 0.0},
+    "mlp": {"window": 9, "hidden": 128, "layers": 3, "stride": 2, "dropout": 0.0},
     "transformer": {"d_model": 96, "heads": 3, "layers": 3, "ff": 128, "dropout": 0.1, "max_len": CLIP_LENGTH},
 }
 """Architecture options and their defaults; ``model_config`` in a checkpoint holds one of these."""
@@ -47,28 +47,53 @@ class WindowMLP(nn.Module):
 
     (B, T, C) normalised coordinates -> (B, T, M) logits. The first layer sees
     frames ``t - window//2 .. t + window//2`` (edges padded by repeating the
-    first/last frame); the following layers act on one frame at a time.
+    first/last frame); the following layers act on one time step at a time.
+    With ``stride`` s > 1 the MLP is evaluated only at frames 0, s, 2s, ...
+    (and the last frame) and its logits are interpolated linearly in between:
+    s times cheaper, and harmless for activations that vary smoothly over a
+    repetition.
     """
 
-    def __init__(self, n_in: int, n_out: int, window: int = 9, hidden: int = 256, layers: int = 3,
-                 dropout: float = 0.0):
+    def __init__(self, n_in: int, n_out: int, window: int = 9, hidden: int = 128, layers: int = 3,
+                 stride: int = 2, dropout: float = 0.0):
         super().__init__()
         if window < 1 or window % 2 == 0:
             raise ValueError(f"window must be a positive odd number of frames, got {window}")
         if layers < 1:
             raise ValueError(f"layers must be >= 1, got {layers}")
+        if stride < 1:
+            raise ValueError(f"stride must be >= 1, got {stride}")
         self.window = window
-        blocks: list[nn.Module] = [nn.Conv1d(n_in, hidden, kernel_size=window), nn.SiLU()]
+        self.stride = stride
+        blocks: list[nn.Module] = [nn.Conv1d(n_in, hidden, kernel_size=window, stride=stride), nn.SiLU()]
         for _ in range(layers - 1):
             blocks += [nn.Dropout(dropout), nn.Conv1d(hidden, hidden, kernel_size=1), nn.SiLU()]
-        blocks += [nn.Dropout(dropout), nn.Conv1d(hidden, n_out, kernel_size=1)]
-        self.net = nn.Sequential(*blocks)
+        blocks += [nn.Dropout(dropout)]
+        self.body = nn.Sequential(*blocks)
+        self.head = nn.Conv1d(hidden, n_out, kernel_size=1)
 
     def forward(self, x: Tensor) -> Tensor:
+        t = x.shape[1]
         h = x.transpose(1, 2)  # (B, C, T)
-        if self.window > 1:
-            h = F.pad(h, (self.window // 2, self.window // 2), mode="replicate")
-        return self.net(h).transpose(1, 2)
+        half = self.window // 2
+        extra = (-(t - 1)) % self.stride  # pad so that the last evaluated frame is >= T - 1
+        if half or extra:
+            h = F.pad(h, (half, half + extra), mode="replicate")
+        out = self.head(self.body(h))  # (B, M, ceil(T / s)) at frames 0, s, 2s, ...
+        if self.stride > 1:
+            steps = out.shape[-1]
+            out = F.interpolate(out, size=(steps - 1) * self.stride + 1, mode="linear", align_corners=True)
+            out = out[..., :t]
+        return out.transpose(1, 2)
+
+    def restrict_outputs(self, rows: Sequence[int]) -> None:
+        """Keep only output channels ``rows`` (in that order)."""
+        keep = torch.as_tensor(list(rows), dtype=torch.long)
+        head = nn.Conv1d(self.head.in_channels, len(keep), kernel_size=1).to(self.head.weight)
+        with torch.no_grad():
+            head.weight.copy_(self.head.weight[keep])
+            head.bias.copy_(self.head.bias[keep])
+        self.head = head
 
 
 class TransformerNet(nn.Module):
@@ -97,6 +122,15 @@ class TransformerNet(nn.Module):
             raise ValueError(f"transformer surrogate takes at most {self.max_len} frames, got {t}")
         h = self.embed(x) + self.pos[:t]
         return self.head(self.norm(self.encoder(h)))
+
+    def restrict_outputs(self, rows: Sequence[int]) -> None:
+        """Keep only output channels ``rows`` (in that order)."""
+        keep = torch.as_tensor(list(rows), dtype=torch.long)
+        head = nn.Linear(self.head.in_features, len(keep)).to(self.head.weight)
+        with torch.no_grad():
+            head.weight.copy_(self.head.weight[keep])
+            head.bias.copy_(self.head.bias[keep])
+        self.head = head
 
 
 class SurrogateModel(nn.Module):
@@ -155,6 +189,17 @@ class SurrogateModel(nn.Module):
         """Activations in [0, 1]. (B, T, 33) degrees / metres -> (B, T, M)."""
         return torch.sigmoid(self.logits(x_deg))
 
+    def restrict_to(self, names: Sequence[str]) -> "SurrogateModel":
+        """Drop every output but ``names`` (in that order), in place; returns self.
+
+        The remaining outputs are computed exactly as before; only the last
+        layer shrinks, which makes forward and backward cheaper.
+        """
+        rows = self.muscle_indices(names)
+        self.net.restrict_outputs(rows)
+        self.muscles = tuple(names)
+        return self
+
     def muscle_indices(self, names: Sequence[str] | str) -> list[int]:
         """Output channels of ``names`` (a name or a list of names)."""
         if isinstance(names, str):
@@ -196,10 +241,12 @@ def load_surrogate(path: str | os.PathLike, device: str | torch.device = "cpu",
                    muscles: Sequence[str] | None = None) -> SurrogateModel:
     """Load a trained surrogate, frozen (``requires_grad=False``) and in eval mode.
 
-    Gradients still flow to the *input* kinematics. ``muscles``, when given,
-    must all be predicted by the checkpoint (use :meth:`SurrogateModel.muscle_indices`
-    to pick their output channels). Raises :class:`CheckpointError` naming the
-    file if the checkpoint's coordinate order differs from
+    Gradients still flow to the *input* kinematics. With ``muscles`` given, the
+    model predicts exactly those muscles, in that order (its ``muscles``
+    attribute says so; the other output channels are dropped, which makes it
+    cheaper); without, every muscle of the checkpoint. Either way pick channels
+    with :meth:`SurrogateModel.muscle_indices`. Raises :class:`CheckpointError`
+    naming the file if the checkpoint's coordinate order differs from
     :data:`utils.constants.COORDINATES` or a requested muscle is missing.
     """
     ckpt = load_checkpoint(path, map_location="cpu")
@@ -211,6 +258,7 @@ def load_surrogate(path: str | os.PathLike, device: str | torch.device = "cpu",
         if missing:
             raise CheckpointError(f"{path}: surrogate does not predict {', '.join(missing)}; "
                                   f"it predicts {', '.join(model.muscles)}")
+        model.restrict_to(list(muscles))
     if isinstance(device, str):
         device = resolve_device(device)
     model.to(device).eval().requires_grad_(False)

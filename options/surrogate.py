@@ -31,6 +31,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "separated by commas and/or spaces, e.g. vasmed_r,vasmed_l")
     g.add_argument("--window", type=int, default=_MLP["window"],
                    help="mlp: frames seen per prediction (odd; centred on the predicted frame)")
+    g.add_argument("--stride", type=int, default=_MLP["stride"],
+                   help="mlp: evaluate the MLP every this many frames and interpolate its output linearly "
+                        "in between (1 = every frame)")
     g.add_argument("--hidden", type=int, default=_MLP["hidden"], help="mlp: hidden units per layer")
     g.add_argument("--layers", type=int, default=None,
                    help=f"number of layers (default: {_MLP['layers']} for mlp, {_TF['layers']} for the "
@@ -97,6 +100,7 @@ def model_config_from_args(args: argparse.Namespace) -> dict:
     layers = args.layers if args.layers is not None else base["layers"]
     dropout = args.dropout if args.dropout is not None else base["dropout"]
     if args.arch == "mlp":
-        return {"window": args.window, "hidden": args.hidden, "layers": layers, "dropout": dropout}
+        return {"window": args.window, "hidden": args.hidden, "layers": layers, "stride": args.stride,
+                "dropout": dropout}
     return {"d_model": args.d_model, "heads": args.heads, "layers": layers, "ff": args.ff, "dropout": dropout,
             "max_len": args.clip_length}
