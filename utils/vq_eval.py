@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from dataset.normalization import Normalizer
-from utils.constants import COORDINATES, TRANSLATIONS
-from utils.device import autocast
+from dataset.repetitions import load_repetitions
+from utils.constants import COORDINATES, DEFAULT_DATA_ROOT, FRAME_RATE, TRANSLATIONS
+from utils.device import autocast, resolve_device
+from utils.fileio import atomic_write_json, atomic_write_text, ensure_writable
+from utils.motion_io import write_coordinates
 
 
 @torch.no_grad()
@@ -104,18 +109,21 @@ def evaluate_checkpoint(args) -> dict:
     one ``.mot`` per repetition (canonical 33 columns, degrees / metres, 60 Hz)
     plus ``errors.csv`` and ``errors.json`` (MAE per coordinate, degrees / cm).
     Returns the error dict. Data options left unset come from the checkpoint."""
-    from pathlib import Path
-
-    from dataset.repetitions import load_repetitions
-    from models.vqvae import load_vqvae
-    from utils.constants import DEFAULT_DATA_ROOT, FRAME_RATE
-    from utils.device import resolve_device
-    from utils.fileio import atomic_write_json, atomic_write_text, ensure_writable
-    from utils.motion_io import write_coordinates
-
     folder = Path(args.out_dir) / args.exp_name / f"reconstruction_{args.split}"
     ensure_writable(folder, args.overwrite)
     device = resolve_device(args.device)
+    threads = torch.get_num_threads()
+    if args.num_threads > 0:
+        torch.set_num_threads(args.num_threads)
+    try:
+        return _evaluate(args, folder, device)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _evaluate(args, folder: Path, device: torch.device) -> dict:
+    from models.vqvae import load_vqvae  # models import this module's neighbours, not the reverse
+
     model, normalizer, ckpt = load_vqvae(args.resume_pth, device)
     trained = ckpt.get("args", {})
     data_root = args.data_root or trained.get("data_root", DEFAULT_DATA_ROOT)
@@ -130,8 +138,6 @@ def evaluate_checkpoint(args) -> dict:
                         precision=args.precision, progress=not args.no_progress)
     errors = coordinate_errors(recon, reps.motions)
     if folder.exists() and args.overwrite:
-        import shutil
-
         shutil.rmtree(folder)
     clips = []
     for i in range(len(reps)):

@@ -214,7 +214,9 @@ def train(args: argparse.Namespace) -> TrainResult:
         deepspeed.init_distributed(dist_backend="nccl" if device_type == "cuda" else "gloo")
     info = init_distributed(device_type)
     device = resolve_device(args.device, info.local_rank)
-    if info.enabled and device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+    if args.num_threads > 0:
+        torch.set_num_threads(args.num_threads)
+    elif info.enabled and device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
         # torchrun sets one thread per process; the deepspeed launcher does not: share the cores
         local = int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("LOCAL_SIZE") or info.world_size)
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
@@ -328,6 +330,7 @@ def train(args: argparse.Namespace) -> TrainResult:
     with _StopFlag() as stop:
         while step < args.total_iter:
             x = batches.next()
+            lr_used = optimizer.param_groups[0]["lr"]
             with autocast(device, args.precision):
                 x_hat, commit, perplexity, usage = model(x, return_usage=True)
             loss, parts = vq_loss(x_hat, x, commit, args, loss_fn)
@@ -357,7 +360,7 @@ def train(args: argparse.Namespace) -> TrainResult:
                 means = dict(zip(sorted(sums), all_reduce_mean(means).tolist()))
                 now = time.perf_counter()
                 means["it_per_s"] = n_sum / max(now - t_last, 1e-9)
-                means["lr"] = optimizer.param_groups[0]["lr"]
+                means["lr"] = lr_used
                 logger.scalars(means, step, prefix="train/")
                 log(f"step {step}: " + ", ".join(f"{k} {v:.5g}" for k, v in means.items()))
                 sums, n_sum, t_last = {}, 0, now
@@ -393,10 +396,12 @@ def train(args: argparse.Namespace) -> TrainResult:
 
 def main(args: argparse.Namespace) -> TrainResult:
     """Entry point of ``train_vq.py``: train, then leave the process group."""
+    threads = torch.get_num_threads()
     try:
         return train(args)
     finally:
         cleanup_distributed()
+        torch.set_num_threads(threads)
 
 
 # ---------------------------------------------------------------- deepspeed ---

@@ -1,0 +1,231 @@
+"""train_vq.py / utils/vq_training.py and MOT_eval.py on a small generated
+dataset: outputs, logging, exact resume, refusal of bad starts, DDP (2 gloo
+processes) and DeepSpeed, and the reconstruction files."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dataset.repetitions import load_repetitions
+from options.vq import get_args_parser, get_eval_parser
+from utils.checkpoint import CheckpointError, load_checkpoint
+from utils.constants import COORDINATES, FRAME_RATE
+from utils.fileio import OutputExistsError
+from utils.motion_io import read_motion
+from utils.vq_eval import evaluate_checkpoint
+from utils.vq_training import lr_factor, main
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--width", "32", "--code-dim", "16", "--nb-code", "32", "--depth", "2", "--batch-size", "8",
+        "--warm-up-iter", "3", "--lr", "2e-3", "--print-iter", "2", "--no-progress", "--device", "cpu", "--num-threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def data_root(synthetic_root) -> Path:
+    """The shared tiny synthetic dataset (tests/conftest.py)."""
+    return Path(synthetic_root)
+
+
+def _args(data_root: Path, out: Path, exp: str, *extra: str):
+    return get_args_parser().parse_args(
+        ["--data-root", str(data_root), "--out-dir", str(out), "--exp-name", exp, *TINY, *extra])
+
+
+@pytest.fixture(scope="module")
+def trained(data_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("vq_runs")
+    args = _args(data_root, out, "run", "--total-iter", "24", "--eval-iter", "12", "--snapshot-iter", "12")
+    return args, main(args)
+
+
+def test_seed_readme_command_parses() -> None:
+    args = get_args_parser().parse_args(
+        "--batch-size 256 --lr 2e-4 --total-iter 300000 --lr-scheduler 200000 --nb-code 512 --down-t 2 "
+        "--depth 3 --dilation-growth-rate 3 --out-dir output --dataname mcs --vq-act relu --quantizer ema_reset "
+        "--loss-vel 0.5 --recons-loss l1_smooth --exp-name VQVAE9".split())
+    assert args.lr_scheduler == [200000] and args.quantizer == "ema_reset" and args.recons_loss == "l1_smooth"
+    assert get_args_parser().parse_args(["--lr-scheduler", "100,200"]).lr_scheduler == [100, 200]
+
+
+def test_learning_rate_warms_up_then_decays_at_each_milestone() -> None:
+    assert lr_factor(0, 4, [10, 20], 0.1) == pytest.approx(0.25)
+    assert lr_factor(3, 4, [10, 20], 0.1) == pytest.approx(1.0)
+    assert lr_factor(10, 4, [10, 20], 0.1) == pytest.approx(0.1)
+    assert lr_factor(25, 4, [10, 20], 0.1) == pytest.approx(0.01)
+
+
+def test_training_writes_log_tensorboard_and_complete_checkpoints(trained) -> None:
+    args, result = trained
+    folder = result.folder
+    assert result.step == 24 and len(result.losses) == 24
+    lines = (folder / "run.log").read_text().splitlines()
+    assert " options {" in lines[0] and json.loads(lines[0].split(" options ", 1)[1])["total_iter"] == 24
+    assert any("validation MAE" in line and "deg" in line and "cm" in line for line in lines)
+    for name in ("net_last.pth", "net_best.pth", "12.pth", "24.pth"):
+        assert (folder / name).is_file(), name
+    ckpt = load_checkpoint(folder / "net_last.pth")
+    for key in ("model", "config", "args", "coordinates", "normalizer", "step", "optimizer", "scheduler",
+                "rng", "batches", "best_mae_deg"):
+        assert key in ckpt, key
+    assert ckpt["step"] == 24 and ckpt["coordinates"] == list(COORDINATES)
+    assert {"codebook", "code_sum", "code_count", "initialized"} <= {
+        k.split(".")[-1] for k in ckpt["model"] if k.startswith("quantizer.")}
+    # the normaliser was fitted on training data: standardised features of the training clips
+    assert len(ckpt["normalizer"]["mean"]) == 33
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder / "tensorboard"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for tag in ("train/loss", "train/recons", "train/vel", "train/commit", "train/perplexity",
+                "train/code_usage", "train/lr", "val/mae_deg", "val/mae_cm"):
+        assert tag in tags, tag
+    lrs = [e.value for e in acc.Scalars("train/lr")]
+    assert lrs[0] < lrs[-1] == pytest.approx(2e-3)  # warm-up seen
+
+
+def test_training_reduces_the_loss(trained) -> None:
+    losses = trained[1].losses
+    assert np.mean(losses[-6:]) < 0.8 * np.mean(losses[:6])
+
+
+def test_resume_continues_exactly(data_root, tmp_path) -> None:
+    common = ("--eval-iter", "100", "--window-size", "64", "--quantizer", "ema_reset")
+    full = main(_args(data_root, tmp_path, "full", "--total-iter", "8", *common))
+    first = main(_args(data_root, tmp_path, "part", "--total-iter", "4", *common))
+    rest = main(_args(data_root, tmp_path, "part", "--total-iter", "8", *common,
+                      "--resume", str(tmp_path / "part" / "net_last.pth")))
+    assert first.losses == full.losses[:4]
+    assert rest.losses == full.losses[4:]  # bit-exact on the CPU
+    a, b = full.model.state_dict(), rest.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert "resumed from" in (tmp_path / "part" / "run.log").read_text()
+
+
+def test_new_run_in_a_non_empty_folder_is_refused(data_root, tmp_path) -> None:
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "run.log").write_text("earlier run\n")
+    with pytest.raises(OutputExistsError, match="--resume .*--overwrite"):
+        main(_args(data_root, tmp_path, "exp", "--total-iter", "1"))
+    result = main(_args(data_root, tmp_path, "exp", "--total-iter", "1", "--overwrite"))
+    assert result.step == 1 and "earlier run" not in (tmp_path / "exp" / "run.log").read_text()
+
+
+def test_resume_refuses_an_incompatible_checkpoint(trained, data_root, tmp_path) -> None:
+    pth = str(trained[1].folder / "net_last.pth")
+    with pytest.raises(CheckpointError, match=r"net_last\.pth: checkpoint model does not match.*width"):
+        main(_args(data_root, tmp_path, "x", "--total-iter", "30", "--resume", pth, "--width", "64"))
+    torch.save({"weights": 1}, tmp_path / "foreign.pth")
+    with pytest.raises(CheckpointError, match=r"foreign\.pth: not a VQ-VAE training checkpoint"):
+        main(_args(data_root, tmp_path, "y", "--total-iter", "30", "--resume", str(tmp_path / "foreign.pth")))
+
+
+def test_bad_options_are_rejected_before_any_work(data_root, tmp_path) -> None:
+    with pytest.raises(ValueError, match="--window-size 30 must be a multiple of 4"):
+        main(_args(data_root, tmp_path, "w", "--window-size", "30"))
+    assert not (tmp_path / "w").exists()
+
+
+# -- distributed ---------------------------------------------------------------------------
+_DRIVER = textwrap.dedent("""
+    import os, sys
+    sys.path.insert(0, {repo!r})
+    import torch
+    from options.vq import get_args_parser
+    from utils.vq_training import main
+    args = get_args_parser().parse_args(sys.argv[1:])
+    result = main(args)
+    torch.save(result.model.state_dict(), os.path.join(args.out_dir, "rank%s.pt" % os.environ["RANK"]))
+""")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _torchrun(tmp_path: Path, data_root: Path, *extra: str) -> subprocess.CompletedProcess:
+    driver = tmp_path / "driver.py"
+    driver.write_text(_DRIVER.format(repo=str(REPO)))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           str(_free_port()), str(driver), "--data-root", str(data_root), "--out-dir", str(tmp_path),
+           "--exp-name", "dist", *TINY, "--total-iter", "4", "--eval-iter", "2", *extra]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def _assert_identical_ranks(tmp_path: Path) -> None:
+    w0 = torch.load(tmp_path / "rank0.pt")
+    w1 = torch.load(tmp_path / "rank1.pt")
+    assert set(w0) == set(w1)
+    for k in w0:
+        assert torch.equal(w0[k], w1[k]), k
+    log = (tmp_path / "dist" / "run.log").read_text()
+    assert log.count(" options {") == 1 and "world size 2" in log  # rank 0 logs alone
+    ckpt = load_checkpoint(tmp_path / "dist" / "net_last.pth")
+    assert ckpt["world_size"] == 2 and len(ckpt["batches"]) == 2
+    assert torch.equal(ckpt["model"]["quantizer.codebook"], w0["quantizer.codebook"])
+
+
+def test_ddp_two_gloo_processes_end_with_identical_weights(data_root, tmp_path) -> None:
+    _torchrun(tmp_path, data_root)
+    _assert_identical_ranks(tmp_path)
+    assert ", ddp" in (tmp_path / "dist" / "run.log").read_text()
+
+
+def test_deepspeed_two_processes_end_with_identical_weights(data_root, tmp_path) -> None:
+    pytest.importorskip("deepspeed", reason="optional extra (requirements-deepspeed.txt)")
+    _torchrun(tmp_path, data_root, "--deepspeed", "--deepspeed-config", str(REPO / "configs" / "deepspeed_vq.json"))
+    _assert_identical_ranks(tmp_path)
+    assert ", deepspeed" in (tmp_path / "dist" / "run.log").read_text()
+
+
+# -- MOT_eval -----------------------------------------------------------------------------------
+def test_mot_eval_writes_opensim_motions_and_error_tables(trained, data_root, tmp_path) -> None:
+    args, result = trained
+    eval_args = get_eval_parser().parse_args(
+        ["--resume-pth", str(result.folder / "net_best.pth"), "--out-dir", str(tmp_path), "--exp-name", "ev",
+         "--batch-size", "4", "--no-progress", "--device", "cpu", "--num-threads", "1"])
+    errors = evaluate_checkpoint(eval_args)
+    folder = tmp_path / "ev" / "reconstruction_test"
+    test = load_repetitions(data_root, "test")
+    mots = sorted((folder / "mot").glob("*.mot"))
+    assert len(mots) == len(test) > 0
+    report = json.loads((folder / "errors.json").read_text())
+    assert report["n_clips"] == len(test) and len(report["clips"]) == len(test)
+    csv_lines = (folder / "errors.csv").read_text().splitlines()
+    assert csv_lines[0] == "coordinate,mae,unit" and len(csv_lines) == 1 + 33 + 2
+    assert csv_lines[1].startswith("pelvis_tilt,") and csv_lines[4].endswith(",cm")  # pelvis_tx in cm
+
+    # the .mot files: canonical columns, degrees, 60 Hz, and they reproduce the reported error
+    recon = []
+    for clip in report["clips"]:
+        motion = read_motion(folder / clip["file"])
+        assert list(motion.labels) == list(COORDINATES) and motion.in_degrees
+        assert motion.frame_rate == pytest.approx(FRAME_RATE)
+        recon.append(motion.coordinates())
+    mae = np.abs(np.stack(recon) - test.motions).reshape(-1, 33).mean(0)
+    rot = [i for i, n in enumerate(COORDINATES) if n not in ("pelvis_tx", "pelvis_ty", "pelvis_tz")]
+    assert mae[rot].mean() == pytest.approx(errors["mae_deg"], abs=1e-3)
+
+    import opensim
+
+    table = opensim.TimeSeriesTable(str(mots[0]))
+    assert table.getNumColumns() == 33 and table.getColumnLabel(0) == "pelvis_tilt"
+    assert table.getTableMetaDataAsString("inDegrees") == "yes"
+
+    with pytest.raises(OutputExistsError):
+        evaluate_checkpoint(eval_args)  # never overwrite silently
