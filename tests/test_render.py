@@ -301,10 +301,10 @@ def test_plot3_help_explains_every_flag():
 # ----------------------------------------------------------------------------- dataset-based scripts
 
 
-@pytest.fixture(scope="module")
-def mcs_session(tmp_path_factory) -> Path:
-    """A one-subject MCS layout: a trial of two squats cut by segmentation,
-    Dynamics files with vasmed activations, the subject's model and markers."""
+def _write_session(root: Path) -> Path:
+    """Fallback one-subject MCS layout until the shared ``synthetic_root``
+    fixture exists: a trial of two squats cut by segmentation, Dynamics files
+    with vasmed activations, the subject's model and markers written from it."""
     import shutil
 
     import torch
@@ -312,7 +312,6 @@ def mcs_session(tmp_path_factory) -> Path:
     from dataset.osim_model import default_model_path
     from utils.render import forward_kinematics
 
-    root = tmp_path_factory.mktemp("mcs")
     sid = "0000aaaa-1111-2222-3333-444455556666"
     sess = root / "Data" / sid
     x = np.concatenate([squat_coordinates(40, 0.8), squat_coordinates(40, 1.0)])
@@ -336,34 +335,82 @@ def mcs_session(tmp_path_factory) -> Path:
     return sess
 
 
+@pytest.fixture(scope="module")
+def mcs_session(request, tmp_path_factory) -> Path:
+    """One session folder of the shared synthetic dataset (``synthetic_root``)
+    when that fixture exists, else of the small fallback layout."""
+    from dataset.mcs import discover
+
+    try:
+        root = Path(request.getfixturevalue("synthetic_root"))
+    except pytest.FixtureLookupError:
+        return _write_session(tmp_path_factory.mktemp("mcs"))
+    return discover(root)[0].path
+
+
+def _repetition(session_folder: Path, rep: int):
+    from dataset.mcs import find_session
+
+    session = find_session(session_folder)
+    trial = sorted(session.trials)[0]
+    return session, trial, next(r for r in session.repetitions() if r.trial == trial and r.index == rep)
+
+
 def test_render_compare_draws_mocap_generated_and_markers_with_curves(mcs_session, motion_files, tmp_path):
     import render_compare
     from options.render import compare_parser
 
+    _, _, rep = _repetition(mcs_session, 2)
     out = tmp_path / "compare.gif"
     args = compare_parser().parse_args([str(mcs_session), str(motion_files["mot_a"]), str(out), "--rep", "2",
-                                        "--markers", "--quiet", "--panel-height", "140", "--stride", "4",
-                                        "--fps", "15"])
+                                        "--markers", "--quiet", "--panel-height", "140", "--stride", "8",
+                                        "--fps", "8"])
     render_compare.main(args)
     frames = read_video(out)
-    assert len(frames) == 10  # 40-frame repetition, 24-frame sample: 40 synchronised frames, every 4th
-    assert frames.shape[2] > frames.shape[1]  # three panels side by side
+    n_sync = max(rep.end - rep.start, 24)  # the repetition and the 24-frame sample, phase-synchronised
+    assert len(frames) == len(range(0, n_sync, 8))
+    assert frames.shape[2] > 2 * frames.shape[1]  # three panels side by side
     assert_moving(frames)
-    with pytest.raises(RenderError, match="repetitions 1, 2, not 5"):
+    with pytest.raises(RenderError, match="not 99"):
         render_compare.main(compare_parser().parse_args([str(mcs_session), str(motion_files["mot_a"]),
-                                                         str(tmp_path / "x.gif"), "--rep", "5"]))
+                                                         str(tmp_path / "x.gif"), "--rep", "99"]))
+    with pytest.raises(RenderError, match="no squat trial 'SQT99'"):
+        render_compare.main(compare_parser().parse_args([str(mcs_session), str(motion_files["mot_a"]),
+                                                         str(tmp_path / "x.gif"), "--trial", "SQT99"]))
 
 
 def test_reference_is_the_segmented_repetition_of_the_subject(mcs_session):
     from utils.figures import load_reference
+    from utils.motion_io import read_motion
 
+    session, trial, rep = _repetition(mcs_session, 2)
     ref = load_reference(mcs_session, rep=2, with_markers=True)
-    assert ref.track.n_frames == 40 and ref.trial == "SQT01" and ref.rep == 2
-    np.testing.assert_allclose(ref.track.coordinates, squat_coordinates(40, 1.0), atol=1e-6)
-    assert ref.markers is not None and ref.markers.n_frames == 40
-    # markers were written from the same model, in mm: they coincide with the model points
-    np.testing.assert_allclose(ref.markers.positions, ref.track.positions, atol=1e-6)
-    assert ref.muscles == ("vasmed_r", "vasmed_l") and ref.activations.shape == (40, 2)
+    n = rep.end - rep.start
+    assert ref.track.n_frames == n and ref.trial == trial and ref.rep == 2
+    whole = read_motion(session.trials[trial]).coordinates()
+    np.testing.assert_allclose(ref.track.coordinates, whole[rep.start:rep.end], atol=1e-9)
+    # the markers of the same span: same frame count, hip centres agree with the model's within 3 cm
+    assert ref.markers is not None and ref.markers.n_frames == n
+    assert np.abs(ref.markers.hip - ref.track.hip).max() < 0.03
+    # standing on the floor at the start (y up), the hips lowest mid-repetition
+    assert abs(ref.track.positions[0, :, 1].min()) < 0.1
+    assert 0.2 * n < ref.track.deepest_frame() < 0.8 * n
+    assert ref.muscles == ("vasmed_r", "vasmed_l")
+    assert ref.activations.shape[1] == 2 and 0 <= ref.activations.min() and ref.activations.max() <= 1
+
+
+def _surrogate_checkpoint(path: Path) -> Path:
+    """A small (untrained) surrogate saved the way surrogate_training.py does."""
+    import torch
+
+    from models.surrogate import SurrogateModel
+    from utils.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = SurrogateModel("mlp", muscles=("vasmed_r", "vasmed_l"), window=3, hidden=16, layers=1)
+    save_checkpoint(path, model=model.state_dict(), model_config=model.model_config(),
+                    coordinates=list(COORDINATES), muscles=list(model.muscles))
+    return path
 
 
 def test_plot_samples_orders_by_peak_activation_and_writes_png_and_pdf(mcs_session, tmp_path):
@@ -395,3 +442,27 @@ def test_plot_samples_orders_by_peak_activation_and_writes_png_and_pdf(mcs_sessi
     assert (folder / "qualitative.pdf").read_bytes()[:5] == b"%PDF-"
     with pytest.raises(OutputExistsError):
         plot_samples.main(args)
+
+    # with a surrogate: the samples' activation curves are drawn (a curves row is
+    # added, or, when the reference's simulated activations made one already, it changes)
+    ckpt = _surrogate_checkpoint(tmp_path / "surrogate.pth")
+    args = samples_parser().parse_args([str(exp), "--max-samples", "3", "--dpi", "60", "--surrogate", str(ckpt),
+                                        "--out", str(tmp_path / "with_curves.png")])
+    plot_samples.main(args)
+    curves = iio.imread(tmp_path / "with_curves.png")
+    assert (tmp_path / "with_curves.pdf").is_file()
+    if curves.shape == image.shape:
+        rows = image.shape[0] // 3
+        assert np.abs(curves[-rows:].astype(int) - image[-rows:].astype(int)).sum() > 1000
+    else:
+        assert curves.shape[0] > image.shape[0] + 100
+
+
+def test_samples_are_ordered_by_peak_activation_and_thinned_evenly(tmp_path):
+    from utils.figures import Sample, choose_samples
+
+    samples = [Sample(tmp_path / f"entry_{k}_X.mot", k, peak) for k, peak in enumerate([0.5, 0.1, 0.3, 0.2, 0.4])]
+    assert [s.index for s in choose_samples(samples, 3)] == [1, 2, 0]      # lowest, middle, highest
+    assert [s.index for s in choose_samples(samples, 9)] == [1, 3, 2, 4, 0]
+    unknown = [Sample(tmp_path / f"entry_{k}_X.mot", k, None) for k in range(3)]
+    assert [s.index for s in choose_samples(unknown, 2)] == [0, 2]        # file order without peaks

@@ -219,6 +219,17 @@ def pick_evenly(n: int, k: int) -> list[int]:
     return sorted({int(round(i * (n - 1) / (k - 1))) for i in range(k)})
 
 
+def choose_samples(samples: Sequence[Sample], max_samples: int) -> list[Sample]:
+    """The samples to draw: ordered by peak activation (ascending; by entry
+    index when a peak is unknown), ``max_samples`` evenly spaced ranks."""
+    ordered = list(samples)
+    if all(s.peak is not None for s in ordered):
+        ordered.sort(key=lambda s: (s.peak, s.index))
+    else:
+        ordered.sort(key=lambda s: s.index)
+    return [ordered[i] for i in pick_evenly(len(ordered), max_samples)]
+
+
 def surrogate_activations(model, coords: Sequence[np.ndarray], muscles: Sequence[str]) -> list[np.ndarray]:
     """Predicted activations (T, len(muscles)) of each (T, 33) motion."""
     import torch
@@ -375,10 +386,7 @@ def samples_figure_for_session(session: GuidanceSession, out: str | os.PathLike,
     of the drawn samples and of the reference are predicted; the reference's
     simulated activations are drawn when its Dynamics file has them.
     """
-    ordered = list(session.samples)
-    if all(s.peak is not None for s in ordered):
-        ordered.sort(key=lambda s: (s.peak, s.index))
-    chosen = [ordered[i] for i in pick_evenly(len(ordered), max_samples)]
+    chosen = choose_samples(session.samples, max_samples)
     if model is None and reference is not None and reference.track.source is not None:
         from utils.render import session_model_for
 
