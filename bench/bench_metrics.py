@@ -8,20 +8,33 @@ Baseline measured in the same run: the straightforward per-sample /
 per-coordinate loops (``np.histogram`` per sample, ``scipy.stats.
 wasserstein_distance`` per coordinate, kinematic metrics one motion at a time).
 
-    .venv/bin/python bench/bench_metrics.py [--motions 1000] [--repeats 3]
+    .venv/bin/python bench/bench_metrics.py [--motions 1000] [--repeats 3] [--threads 1]
+
+Every part is reported as wall time and as CPU time of the process (all its
+threads). With ``--threads 1`` (the default; BLAS and torch on one thread) the
+CPU time is what the part costs on one idle core, which stays meaningful when
+other jobs share the machine and inflate the wall time.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+if __name__ == "__main__":  # thread counts must be set before numpy / torch load
+    _threads = sys.argv[sys.argv.index("--threads") + 1] if "--threads" in sys.argv else "1"
+    if _threads != "0":
+        for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[_var] = _threads
+
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import machine, median_time  # noqa: E402
+from bench.common import machine  # noqa: E402
 from metrics.distribution import (  # noqa: E402
     TRANSLATION_MASK, compare_sets, emd_w2, per_coordinate_w1, published_entropy, published_w2, sliced_w2,
 )
@@ -42,6 +55,17 @@ def squats(n: int, seed: int) -> np.ndarray:
         x[..., COORD_INDEX[f"hip_flexion_{side}"]] += 0.9 * depth * s
     x[..., COORD_INDEX["pelvis_ty"]] += 0.95 - 0.0035 * depth * s
     return x.astype(np.float32)
+
+
+def timed(fn, repeats: int) -> tuple[float, float]:
+    """Median wall time and median process CPU time of ``fn()`` over ``repeats`` runs, seconds."""
+    wall, cpu = [], []
+    for _ in range(repeats):
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - w0)
+        cpu.append(time.process_time() - c0)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def baseline_distribution(a: np.ndarray, b: np.ndarray) -> None:
@@ -68,8 +92,14 @@ def main() -> None:
     parser.add_argument("--motions", type=int, default=1000)
     parser.add_argument("--reference", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="BLAS / torch threads (0: library defaults)")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from models.surrogate import SurrogateModel
     from utils.checkpoint import save_checkpoint
@@ -90,34 +120,35 @@ def main() -> None:
         "sliced W2, 256 dirs, 100 bootstrap": lambda: sliced_w2(a, b, 256, 100),
         "surrogate activations + band": lambda: activation_metrics(
             surrogate_activations(a, surrogate, GUIDED_MUSCLES, progress=False), GUIDED_MUSCLES),
-        "forward kinematics + foot metrics": lambda: foot_metrics(foot_positions(a, fk)[0]),
+        "forward kinematics + foot metrics": lambda: foot_metrics(foot_positions(a, fk, threads=None)[0]),
         "kinematic metrics": lambda: kinematic_metrics(a),
     }
-    times = {name: median_time(fn, args.repeats, warmup=0) for name, fn in parts.items()}
+    times = {name: timed(fn, args.repeats) for name, fn in parts.items()}
 
     def everything() -> None:
         compare_sets(a, b)
         acts = surrogate_activations(a, surrogate, GUIDED_MUSCLES, progress=False)
         activation_metrics(acts, GUIDED_MUSCLES)
-        foot_metrics(foot_positions(a, fk)[0])
+        foot_metrics(foot_positions(a, fk, threads=None)[0])
         kinematic_metrics(a)
 
-    t_all = median_time(everything, args.repeats, warmup=0)
-    t_base_dist = median_time(lambda: baseline_distribution(a, b), args.repeats, warmup=0)
-    t_new_dist = median_time(lambda: (published_w2(a, b), published_entropy(a), per_coordinate_w1(a, b)),
-                             args.repeats, warmup=0)
-    t_base_kin = median_time(lambda: baseline_kinematics(a), args.repeats, warmup=0)
+    t_all = timed(everything, args.repeats)
+    t_base_dist = timed(lambda: baseline_distribution(a, b), args.repeats)
+    t_new_dist = timed(lambda: (published_w2(a, b), published_entropy(a), per_coordinate_w1(a, b)), args.repeats)
+    t_base_kin = timed(lambda: baseline_kinematics(a), args.repeats)
 
     print(machine())
+    print(f"load average: {load_before:.1f} before, {os.getloadavg()[0]:.1f} after the run, {os.cpu_count()} cores")
     print(f"{args.motions} motions x 196 frames vs a reference of {args.reference}; median of {args.repeats} runs")
-    for name, t in times.items():
-        print(f"  {name:36s} {t:7.2f} s")
-    print(f"  {'all metrics of the set':36s} {t_all:7.2f} s   (budget 30 s)")
-    print("baseline (per-sample / per-coordinate loops) in the same run:")
-    print(f"  published + entropy + W1: loops {t_base_dist:6.2f} s, vectorised {t_new_dist:6.2f} s "
-          f"({t_base_dist / t_new_dist:.1f}x)")
-    print(f"  kinematic metrics: per motion {t_base_kin:6.2f} s, batched {times['kinematic metrics']:6.2f} s "
-          f"({t_base_kin / times['kinematic metrics']:.1f}x)")
+    print(f"  {'part':40s} {'wall s':>8s} {'CPU s':>8s}")
+    for name, (w, c) in times.items():
+        print(f"  {name:40s} {w:8.2f} {c:8.2f}")
+    print(f"  {'all metrics of the set (budget 30 s)':40s} {t_all[0]:8.2f} {t_all[1]:8.2f}")
+    print("baseline (per-sample / per-coordinate loops) in the same run, CPU s:")
+    print(f"  published + entropy + W1: loops {t_base_dist[1]:6.2f}, vectorised {t_new_dist[1]:6.2f} "
+          f"({t_base_dist[1] / t_new_dist[1]:.1f}x)")
+    print(f"  kinematic metrics: per motion {t_base_kin[1]:6.2f}, batched {times['kinematic metrics'][1]:6.2f} "
+          f"({t_base_kin[1] / times['kinematic metrics'][1]:.1f}x)")
     print(f"torch threads: {torch.get_num_threads()}")
 
 

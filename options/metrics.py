@@ -46,9 +46,10 @@ def _input_args(parser: argparse.ArgumentParser, kinds: tuple[str, ...], default
     g.add_argument("--clip-mode", default="resample", choices=CLIP_MODES,
                    help="how motions of another length are brought to --clip-length: linear time "
                         "normalisation (resample) or repetition of short clips as the original code did (tile)")
-    g.add_argument("--strict", action="store_true",
-                   help="stop on the first unusable file instead of skipping and listing it")
-    g.add_argument("--workers", type=int, default=1, help="processes for reading motion files")
+    if compare:  # the scripts that read folders of generated motions
+        g.add_argument("--strict", action="store_true",
+                       help="stop on any unusable file instead of skipping and listing it")
+        g.add_argument("--workers", type=int, default=1, help="processes for reading motion files")
 
 
 def _distance_args(parser: argparse.ArgumentParser) -> None:
@@ -70,10 +71,11 @@ def _distance_args(parser: argparse.ArgumentParser) -> None:
 def _output_args(parser: argparse.ArgumentParser, default_stem: str) -> None:
     g = parser.add_argument_group("output")
     g.add_argument("--out", default=None,
-                   help="folder for the CSV, JSON and Markdown results (default: the evaluated folder; "
-                        "with --compare: output/metrics)")
+                   help="folder for the CSV, JSON and Markdown results; unset: the evaluated folder "
+                        "(output/metrics with --compare)")
     g.add_argument("--out-name", default=None,
-                   help=f"file name stem of the results (default: {default_stem}, or {default_stem}_compare)")
+                   help=f"file name stem of the results; unset: {default_stem} ({default_stem}_compare with "
+                        "--compare)")
     g.add_argument("--overwrite", action="store_true", help="replace existing result files of the same name")
     g.add_argument("--verbose", action="store_true",
                    help="also print the per-coordinate / per-motion details and every skipped file")
@@ -133,9 +135,9 @@ def get_guidance_parser() -> argparse.ArgumentParser:
                    help="where activations come from: the surrogate, or (motion capture only) the muscle-driven "
                         "simulation files; none skips the activation columns")
     g.add_argument("--surrogate", default=None,
-                   help="surrogate checkpoint (default: output/surrogate/net_best.pth or "
-                        "output/demo/surrogate/net_best.pth if present; without one, activation columns are "
-                        "skipped and the output says so)")
+                   help="surrogate checkpoint; unset: output/surrogate/net_best.pth or "
+                        "output/demo/surrogate/net_best.pth if present, else the activation columns are "
+                        "skipped and the output says so")
     g.add_argument("--muscles", nargs="+", default=list(GUIDED_MUSCLES), help="the guided muscles")
     g.add_argument("--low", type=float, default=0.35, help="lower edge of the activation band")
     g.add_argument("--high", type=float, default=0.45, help="upper edge of the activation band")
@@ -144,8 +146,8 @@ def get_guidance_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("kinematics")
     g.add_argument("--frame-rate", type=float, default=FRAME_RATE, help="frame rate of the motions, Hz")
     g.add_argument("--osim", default=None,
-                   help="OpenSim model for forward kinematics of the foot points (default: the project's "
-                        "generic model, dataset.osim_model.default_model_path())")
+                   help="OpenSim model for forward kinematics of the foot points; unset: the project's "
+                        "generic model, dataset.osim_model.default_model_path()")
     g.add_argument("--no-fk", action="store_true", help="skip foot sliding and floor penetration")
     g.add_argument("--floor-height", type=float, default=0.0, help="height of the floor, metres (y up)")
     g.add_argument("--contact-height", type=float, default=0.03,
