@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from dataset.mcs import DatasetError
 from dataset.repetitions import load_repetitions
 from options.vq import get_args_parser, get_eval_parser
 from utils.checkpoint import CheckpointError, load_checkpoint
@@ -134,6 +135,9 @@ def test_bad_options_are_rejected_before_any_work(data_root, tmp_path) -> None:
     with pytest.raises(ValueError, match="--window-size 30 must be a multiple of 4"):
         main(_args(data_root, tmp_path, "w", "--window-size", "30"))
     assert not (tmp_path / "w").exists()
+    with pytest.raises(DatasetError, match="nowhere"):
+        main(_args(tmp_path / "nowhere", tmp_path, "d"))
+    assert not (tmp_path / "d").exists()  # nothing written for a bad data root
 
 
 # -- distributed ---------------------------------------------------------------------------

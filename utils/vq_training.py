@@ -232,6 +232,21 @@ def train(args: argparse.Namespace) -> TrainResult:
     if args.resume is not None:
         ckpt = load_checkpoint(args.resume, map_location="cpu")
         check_resume(ckpt, args.resume, args)
+    # -- data: read before anything is written, so bad data leaves no folder behind ------------
+    data_kw = dict(length=args.clip_length, clip_mode=args.clip_mode, split_file=args.split_file)
+    train_set = load_repetitions(args.data_root, "train", **data_kw)
+    train_set, val_set = split_validation(train_set, args.val_fraction, args.seed)
+    on_test = val_set is None
+    if on_test:
+        val_set = load_repetitions(args.data_root, "test", **data_kw)
+    if ckpt is not None:
+        normalizer = Normalizer.from_state_dict(ckpt["normalizer"])
+    else:
+        normalizer = Normalizer.fit(train_set.motions)
+    notes = [f"train {len(train_set)} clips from {len(set(train_set.sessions))} sessions, validation "
+             f"{len(val_set)} clips from {len(set(val_set.sessions))} sessions"
+             + (" of the test split" if on_test else " held out from training")]
+
     barrier()
     if info.is_main and args.resume is None and args.overwrite and folder.exists():
         shutil.rmtree(folder)
@@ -240,20 +255,9 @@ def train(args: argparse.Namespace) -> TrainResult:
     log = logger.log
     log(f"world size {info.world_size}, device {device}, precision {args.precision}, "
         f"{'deepspeed' if use_deepspeed else 'ddp' if info.enabled else 'single process'}")
+    for note in notes:
+        log(note)
 
-    # -- data ---------------------------------------------------------------------
-    data_kw = dict(length=args.clip_length, clip_mode=args.clip_mode, split_file=args.split_file)
-    train_set = load_repetitions(args.data_root, "train", **data_kw)
-    train_set, val_set = split_validation(train_set, args.val_fraction, args.seed)
-    if val_set is None:
-        val_set = load_repetitions(args.data_root, "test", **data_kw)
-        log(f"validation on the test split ({len(val_set)} clips)")
-    if ckpt is not None:
-        normalizer = Normalizer.from_state_dict(ckpt["normalizer"])
-    else:
-        normalizer = Normalizer.fit(train_set.motions)
-    log(f"train {len(train_set)} clips from {len(set(train_set.sessions))} sessions, validation "
-        f"{len(val_set)} clips from {len(set(val_set.sessions))} sessions")
     x_train = torch.as_tensor(normalizer.normalize(train_set.motions), dtype=torch.float32)
     batches = InMemoryBatches(x_train, args.batch_size, window=args.window_size or None, seed=args.seed,
                               rank=info.rank, world_size=info.world_size, device=device)

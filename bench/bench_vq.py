@@ -1,0 +1,178 @@
+#!/usr/bin/env python
+"""VQ-VAE training throughput in fp32 and bf16, against the machine's peak.
+
+    .venv/bin/python bench/bench_vq.py                 # paper size, batch 32, 196 frames
+    .venv/bin/python bench/bench_vq.py --quality-steps 300 --data-root data/mcs_synthetic
+
+Measures, in one run:
+
+1. the peak matmul rate of this machine (square matmuls, fp32 and bf16,
+   median of several runs), GFLOP/s;
+2. training steps (forward, backward, AdamW step) of the VQ-VAE at the paper's
+   size (width 512, code dim 512, 512 codes, down_t 2, depth 3, 33 features,
+   196 frames, batch 32) in fp32 and under bf16 autocast: median step time,
+   clips/s, and the fraction of the same precision's peak reached (FLOPs
+   counted by torch.utils.flop_counter);
+3. with ``--quality-steps N`` and a dataset: the validation reconstruction
+   error (degrees) after N training steps of a smaller model in each
+   precision from the same initialisation, to check that bf16 does not cost
+   accuracy.
+
+Prints machine information (CPU, cores, load average: numbers taken while
+other jobs share the CPU are noisy) and a markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from models.vqvae import VQVAE  # noqa: E402
+from utils.device import autocast  # noqa: E402
+
+PAPER = dict(n_features=33, nb_code=512, code_dim=512, width=512, down_t=2, depth=3, dilation_growth_rate=3)
+
+
+def machine_info() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return (f"{cpu}; {os.cpu_count()} logical cores; torch {torch.__version__} "
+            f"({torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} threads; "
+            f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+
+
+def timed(fn, repeats: int, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` runs, seconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def peak_matmul(dtype: torch.dtype, n: int, repeats: int) -> float:
+    """GFLOP/s of an n x n matmul in ``dtype``."""
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    return 2 * n ** 3 / timed(lambda: a @ b, repeats) / 1e9
+
+
+def train_step_fn(model: VQVAE, x: torch.Tensor, precision: str):
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.99))
+    device = x.device
+
+    def step():
+        with autocast(device, precision):
+            x_hat, commit, _ = model(x)
+        x_hat = x_hat.float()
+        loss = torch.nn.functional.smooth_l1_loss(x_hat, x) + 0.02 * commit + 0.5 * torch.nn.functional.smooth_l1_loss(
+            x_hat[:, 1:] - x_hat[:, :-1], x[:, 1:] - x[:, :-1])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def step_flops(model: VQVAE, x: torch.Tensor) -> float:
+    """FLOPs of one forward + backward."""
+    with FlopCounterMode(display=False) as counter:
+        x_hat, commit, _ = model(x)
+        (x_hat.float().abs().mean() + commit).backward()
+    model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
+def throughput(precision: str, batch: int, frames: int, repeats: int, config: dict) -> dict:
+    torch.manual_seed(0)
+    model = VQVAE(**config).train()
+    x = torch.randn(batch, frames, config["n_features"])
+    flops = step_flops(model, x)
+    t = timed(train_step_fn(model, x, precision), repeats)
+    return {"step_s": t, "clips_s": batch / t, "gflops": flops / t / 1e9, "flops": flops}
+
+
+def quality(precision: str, steps: int, data_root: str, threads: int) -> float:
+    """Validation MAE (degrees) after ``steps`` steps of train_vq at a small size."""
+    import tempfile
+
+    from options.vq import get_args_parser
+    from utils.vq_training import main
+
+    with tempfile.TemporaryDirectory() as out:
+        args = get_args_parser().parse_args([
+            "--data-root", data_root, "--out-dir", out, "--exp-name", precision, "--precision", precision,
+            "--width", "128", "--code-dim", "128", "--nb-code", "256", "--batch-size", "32",
+            "--window-size", "64", "--total-iter", str(steps), "--eval-iter", str(steps), "--lr", "1e-3",
+            "--warm-up-iter", "50", "--print-iter", "100", "--no-progress", "--device", "cpu", "--seed", "1",
+            "--num-threads", str(threads)])
+        return main(args).val["mae_deg"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--frames", type=int, default=196)
+    p.add_argument("--repeats", type=int, default=5, help="timed training steps per precision (median)")
+    p.add_argument("--bf16-repeats", type=int, default=3, help="timed steps for bf16 (slow on CPUs without bf16 units)")
+    p.add_argument("--matmul-n", type=int, default=1024)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    p.add_argument("--quality-steps", type=int, default=0, help="also compare validation error after N steps")
+    p.add_argument("--data-root", default="data/mcs_synthetic")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(machine_info(), flush=True)
+    peak = {"fp32": peak_matmul(torch.float32, args.matmul_n, 5),
+            "bf16": peak_matmul(torch.bfloat16, args.matmul_n, 3)}
+    print(f"peak matmul ({args.matmul_n}^3): fp32 {peak['fp32']:.1f} GFLOP/s, bf16 {peak['bf16']:.1f} GFLOP/s",
+          flush=True)
+    rows = {}
+    for precision, repeats in (("fp32", args.repeats), ("bf16", args.bf16_repeats)):
+        r = throughput(precision, args.batch_size, args.frames, repeats, PAPER)
+        rows[precision] = r
+        print(f"{precision}: {r['step_s']:.3f} s/step, {r['clips_s']:.2f} clips/s, {r['gflops']:.1f} GFLOP/s "
+              f"({r['flops'] / 1e9:.1f} GFLOP per step)", flush=True)
+    quality_row = {}
+    if args.quality_steps:
+        for precision in ("fp32", "bf16"):
+            quality_row[precision] = quality(precision, args.quality_steps, args.data_root, args.threads)
+            print(f"{precision}: validation MAE after {args.quality_steps} steps {quality_row[precision]:.3f} deg",
+                  flush=True)
+    print()
+    print(f"Machine: {machine_info()}")
+    print(f"Paper-size VQ-VAE (18.7 M parameters), batch {args.batch_size} x {args.frames} frames x 33 features, "
+          f"one AdamW training step; median of {args.repeats} (fp32) / {args.bf16_repeats} (bf16) steps.")
+    print()
+    print("| precision | s/step | clips/s | GFLOP/s | peak matmul GFLOP/s | fraction of peak | speed vs fp32 |"
+          + (" val MAE (deg) |" if quality_row else ""))
+    print("|---|---|---|---|---|---|---|" + ("---|" if quality_row else ""))
+    for precision, r in rows.items():
+        line = (f"| {precision} | {r['step_s']:.3f} | {r['clips_s']:.2f} | {r['gflops']:.1f} | {peak[precision]:.1f} | "
+                f"{r['gflops'] / peak[precision]:.0%} | {rows['fp32']['step_s'] / r['step_s']:.2f}x |")
+        if quality_row:
+            line += f" {quality_row[precision]:.3f} |"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
