@@ -1,0 +1,98 @@
+"""Command-line options of ``LIMO_Surrogate.py`` (guidance).
+
+Every loss weight and schedule phase is a flag; the defaults are the values in
+:data:`models.guidance.DEFAULT_WEIGHTS` and the published schedule scaled to
+``--total-iter`` (see ``docs/guidance.md``).
+"""
+from __future__ import annotations
+
+import argparse
+
+from models.guidance import DEFAULT_WEIGHTS, INIT_UNITS, TERM_HELP
+from models.guidance_losses import PROXIMITY_UNITS
+from options.common import add_data_args, add_output_args, add_runtime_args
+from utils.constants import GUIDED_MUSCLES
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="BIGE guidance: optimise VQ-VAE latents (runs x code_dim x seq_len) so that the decoded "
+                    "squats stay realistic (near training latents, smooth, symmetric, feet on the floor) and "
+                    "the surrogate's peak activation of the chosen muscles lies in [--low, --high]. Writes "
+                    "the best --min-samples motions per subject as OpenSim .mot (+ .npy), summary.json, a "
+                    "PNG, run.log and tensorboard curves under <out-dir>/<exp-name>/<session>/.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_data_args(p)
+    p.set_defaults(data_root=None)
+    for action in p._actions:
+        if action.dest == "data_root":
+            action.help = ("MCS-layout dataset root whose training split forms the latent bank; default: the root "
+                           "holding the --subject folder (<root>/Data/<session>), else data/mcs_synthetic")
+    add_runtime_args(p)
+    add_output_args(p, default_exp="BIGE")
+    p.set_defaults(out_dir="output/guidance")
+
+    g = p.add_argument_group("models")
+    g.add_argument("--vq-name", required=True, metavar="PTH", help="VQ-VAE checkpoint written by train_vq.py")
+    g.add_argument("--surrogate", required=True, metavar="PTH",
+                   help="surrogate checkpoint written by surrogate_training.py")
+    g.add_argument("--muscles", nargs="+", default=list(GUIDED_MUSCLES),
+                   help="muscles whose peak activation is constrained to [--low, --high]")
+
+    g = p.add_argument_group("subjects")
+    g.add_argument("--subject", nargs="+", default=["all"],
+                   help="session folder(s) (<root>/Data/<session>) or session id(s) under --data-root; "
+                        "'all' = every session of the test split")
+
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--seq-len", type=int, default=49,
+                   help="latent steps per sample; motions have seq-len x (VQ down-sampling) frames")
+    g.add_argument("--total-iter", type=int, default=3000, help="Adam iterations per batch of latents")
+    g.add_argument("--lr", type=float, default=0.5, help="Adam learning rate on the latents")
+    g.add_argument("--num-runs", type=int, default=3000, help="latents optimised per subject")
+    g.add_argument("--batch-size", type=int, default=256,
+                   help="latents optimised at once; --num-runs are processed in batches of this size")
+    g.add_argument("--min-samples", type=int, default=20,
+                   help="best samples kept per subject (constraint satisfaction first, then realism)")
+    g.add_argument("--low", type=float, default=0.35, help="lower edge of the peak-activation band, in [0, 1]")
+    g.add_argument("--high", type=float, default=0.45, help="upper edge of the peak-activation band, in [0, 1]")
+    g.add_argument("--init-noise", type=float, nargs=2, default=[10.0, 200.0], metavar=("LOW", "HIGH"),
+                   help="each run starts at the mean of the subject's encoder latents plus Gaussian noise whose "
+                        "scale is drawn from U(LOW, HIGH), in --latent-unit units")
+    g.add_argument("--latent-unit", default="percent-std", choices=INIT_UNITS,
+                   help="unit of --lr and --init-noise: 'absolute' latent units (the published setting, made for "
+                        "an unnormalised VQ-VAE whose latents span hundreds of units) or 'percent-std' = 1%% of "
+                        "the latent bank's standard deviation, so that the published numbers (lr 0.5, noise "
+                        "U(10, 200)) keep their relative size for this project's normalised VQ-VAE")
+    g.add_argument("--proximity-unit", default="frame", choices=PROXIMITY_UNITS,
+                   help="nearest training latent per latent step ('frame') or per whole sequence ('sequence')")
+    g.add_argument("--floor-height", type=float, default=None,
+                   help="floor height in metres (model y); default: estimated per subject as the median over "
+                        "frames of the lowest foot point of its own repetitions")
+    g.add_argument("--contact-stride", type=int, default=1,
+                   help="evaluate the foot-contact terms (forward kinematics) on every N-th frame only; "
+                        "1 = every frame. 2 halves the kinematics cost with little effect on smooth motion")
+    g.add_argument("--contact-tol", type=float, default=0.02,
+                   help="foot points within this many metres of the floor count as in contact (sliding term)")
+
+    g = p.add_argument_group("schedule (default: the published 500 / 500 / 1000 of 3000, scaled to --total-iter)")
+    g.add_argument("--proximity-only-iter", type=int, default=None,
+                   help="first iterations with the proximity term alone (default total-iter/6)")
+    g.add_argument("--ramp-iter", type=int, default=None,
+                   help="following iterations over which the other terms ramp in linearly (default total-iter/6)")
+    g.add_argument("--final-proximity-iter", type=int, default=None,
+                   help="last iterations with the proximity term alone (default total-iter/3)")
+
+    g = p.add_argument_group("loss weights")
+    for name, weight in DEFAULT_WEIGHTS.items():
+        g.add_argument(f"--w-{name.replace('_', '-')}", type=float, default=weight, dest=f"w_{name}",
+                       help=TERM_HELP[name])
+
+    g = p.add_argument_group("output")
+    g.add_argument("--overwrite", action="store_true", help="replace existing results of a subject")
+    g.add_argument("--log-every", type=int, default=10,
+                   help="record every loss term (mean over runs) every this many iterations for tensorboard")
+    g.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    g.add_argument("--no-plot", action="store_true", help="skip the PNG of the kept samples")
+    return p
