@@ -56,6 +56,7 @@ def main(args: argparse.Namespace) -> list[Path]:
         written += samples_figure_for_session(
             session, out, reference, max_samples=args.max_samples, model=args.model, surrogate=surrogate,
             camera=Camera(args.azim, args.elev), floor=args.floor, dpi=args.dpi,
+            panel_height_in=args.panel_height / 100.0,
         )
     for path in written:
         print(f"wrote {path}")
@@ -63,6 +64,9 @@ def main(args: argparse.Namespace) -> list[Path]:
 
 
 if __name__ == "__main__":
+    from utils.render import quiet_opensim
+
+    quiet_opensim()
     try:
         main(samples_parser().parse_args())
     except (RenderError, OutputExistsError) as err:

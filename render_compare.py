@@ -46,6 +46,9 @@ def main(args: argparse.Namespace) -> Path:
 
 
 if __name__ == "__main__":
+    from utils.render import quiet_opensim
+
+    quiet_opensim()
     try:
         main(compare_parser().parse_args())
     except (RenderError, OutputExistsError) as err:

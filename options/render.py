@@ -31,7 +31,8 @@ def _positive_float(value: str) -> float:
     return x
 
 
-def add_camera_args(parser: argparse.ArgumentParser, azim: float = 55.0, elev: float = 12.0) -> None:
+def add_camera_args(parser: argparse.ArgumentParser, azim: float = 55.0, elev: float = 12.0,
+                    panel_height: int = 480) -> None:
     g = parser.add_argument_group("camera and floor (shared by every panel)")
     g.add_argument("--azim", type=float, default=azim,
                    help="camera azimuth in degrees about the vertical axis: 0 looks at the subject's front, "
@@ -42,8 +43,9 @@ def add_camera_args(parser: argparse.ArgumentParser, azim: float = 55.0, elev: f
                    help="floor height in metres, or 'auto': the OpenSim ground (y = 0) unless a motion's lowest "
                         "point sits more than 15 cm away from it (e.g. marker data with another origin), then "
                         "that lowest point")
-    g.add_argument("--panel-height", type=_positive_int, default=480,
-                   help="height of each stick-figure panel in pixels (width follows the motion's extent)")
+    g.add_argument("--panel-height", type=_positive_int, default=panel_height,
+                   help=f"height of each stick-figure panel in pixels at 100 dpi (width follows the motion's "
+                        f"extent; default {panel_height})")
 
 
 def add_video_args(parser: argparse.ArgumentParser) -> None:
@@ -170,6 +172,6 @@ def samples_parser() -> argparse.ArgumentParser:
                    help="device for the surrogate (default cpu)")
     p.add_argument("--dpi", type=_positive_int, default=150, help="resolution of the PNG")
     add_model_args(p, "the samples and the reference (default: the reference subject's scaled model)")
-    add_camera_args(p, azim=70.0, elev=0.0)
+    add_camera_args(p, azim=70.0, elev=0.0, panel_height=330)
     p.add_argument("--overwrite", action="store_true", help="replace existing figures")
     return p

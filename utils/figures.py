@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -279,31 +280,33 @@ def samples_figure(samples: Sequence[Track], out: str | os.PathLike, reference: 
     tracks = ([reference] if reference is not None else []) + list(samples)
     if not tracks:
         raise RenderError("nothing to draw: no sample and no reference")
-    scene = plan_scene(tracks, camera, floor, frames=[[t.deepest_frame()] for t in tracks])
+    scene = plan_scene(tracks, camera, floor, margin=0.08, frames=[[t.deepest_frame()] for t in tracks])
     n = len(tracks)
     ranks = colormaps["viridis"](np.linspace(0.0, 0.75, max(len(samples), 1)))
     colors = (["#000000"] if reference is not None else []) + [ranks[i] for i in range(len(samples))]
     aspect = min(max(scene.aspect, 0.35), 1.2)
-    panel_w = panel_height_in * aspect
+    panel_w = max(panel_height_in * aspect, 1.9)  # room for the labels under each figure
     has_curves = bool(muscles) and (bool(activations) or bool(reference_activations))
     curves_h = 2.3 if has_curves else 0.0
-    head = 0.55 if title else 0.15
     fig_w = max(n * panel_w, 7.0)
-    legend_h = 0.3
-    fig_h = head + panel_height_in + 0.55 + curves_h + legend_h
+    title_lines = textwrap.wrap(title, max(30, int(fig_w * 72 / 6.6))) if title else []  # ~6.6 pt per char at 11 pt
+    head = 0.45 + 0.22 * len(title_lines)  # the suptitle plus up to two lines of panel title
+    legend_cols = 4 if fig_w >= 10.5 else 2
+    legend_h = 0.3 * (1 if legend_cols == 4 else 2)
+    fig_h = head + panel_height_in + 0.7 + curves_h + legend_h
     fig = Figure(figsize=(fig_w, fig_h), dpi=dpi, facecolor="white")
     FigureCanvasAgg(fig)
-    if title:
-        fig.suptitle(title, fontsize=11, y=1 - 0.12 / fig_h, va="top")
+    if title_lines:
+        fig.suptitle("\n".join(title_lines), fontsize=11, y=1 - 0.08 / fig_h, va="top")
 
     ref_depth = depth_at_half_cycle(reference, scene.offsets[0, 1]) if reference is not None else None
     _, up, _ = camera.basis()
     for i, track in enumerate(tracks):
         left = (fig_w - n * panel_w) / 2 + i * panel_w
-        ax = fig.add_axes([left / fig_w, (legend_h + curves_h + 0.55) / fig_h, panel_w / fig_w,
+        ax = fig.add_axes([left / fig_w, (legend_h + curves_h + 0.7) / fig_h, panel_w / fig_w,
                            panel_height_in / fig_h])
         panel = StickPanel(ax, track, scene, i, animated=False, show_time=False,
-                           title_width=max(10, int(panel_w * 11)))
+                           title_width=max(10, int(panel_w * 9.5)))
         panel.update(track.deepest_frame())
         is_ref = reference is not None and i == 0
         ax.title.set_color(colors[i] if not is_ref else "black")
@@ -323,12 +326,13 @@ def samples_figure(samples: Sequence[Track], out: str | os.PathLike, reference: 
             band_ok = None if in_band is None else in_band[j]
             label = ("peak act. n/a" if peak is None else f"peak act. {peak:.2f}")
             if band_ok is not None:
-                label += " (in band)" if band_ok else " (out of band)"
+                label += ", in band" if band_ok else ", out of band"
             label += f"\nhip at 50%: {100 * depth:.0f} cm"
             if ref_depth is not None:
-                label += f" ({100 * (depth - ref_depth):+.0f})"
-        fig.text((left + panel_w / 2) / fig_w, (legend_h + curves_h + 0.5) / fig_h, label, ha="center", va="top",
-                 fontsize=8.5, color="black")
+                diff = int(round(100 * (depth - ref_depth)))
+                label += f" ({diff:+d})" if diff else " (same)"
+        fig.text((left + panel_w / 2) / fig_w, (legend_h + curves_h + 0.65) / fig_h, label, ha="center", va="top",
+                 fontsize=8, color="black")
 
     handles = []
     from matplotlib.lines import Line2D
@@ -366,7 +370,7 @@ def samples_figure(samples: Sequence[Track], out: str | os.PathLike, reference: 
             from matplotlib.patches import Patch
 
             handles.append(Patch(color="#2ca02c", alpha=0.25, label=f"target band [{band[0]:g}, {band[1]:g}]"))
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False,
+    fig.legend(handles=handles, loc="lower center", ncol=legend_cols, fontsize=8, frameon=False,
                bbox_to_anchor=(0.5, 0.02 / fig_h))
     out = Path(out)
     written = []
@@ -377,7 +381,8 @@ def samples_figure(samples: Sequence[Track], out: str | os.PathLike, reference: 
 
 def samples_figure_for_session(session: GuidanceSession, out: str | os.PathLike, reference: Reference | None,
                                max_samples: int = 6, model: str | os.PathLike | None = None, surrogate=None,
-                               camera: Camera | None = None, floor: float | str = "auto", dpi: int = 150) -> list[Path]:
+                               camera: Camera | None = None, floor: float | str = "auto", dpi: int = 150,
+                               panel_height_in: float = 3.3) -> list[Path]:
     """The qualitative figure of one guidance session (see :func:`samples_figure`).
 
     Samples are ordered by peak activation (ascending; file order when no peak
@@ -414,7 +419,7 @@ def samples_figure_for_session(session: GuidanceSession, out: str | os.PathLike,
         tracks, out, reference=reference.track if reference is not None else None, peaks=peaks,
         in_band=[s.in_band for s in chosen], activations=acts, reference_activations=ref_acts or None,
         muscles=muscles if (acts is not None or ref_acts) else (), band=session.band, camera=camera,
-        floor=floor, title=title, dpi=dpi,
+        floor=floor, title=title, dpi=dpi, panel_height_in=panel_height_in,
     )
 
 

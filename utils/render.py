@@ -282,6 +282,15 @@ def forward_kinematics(model: str | os.PathLike | None = None):
     return _cached_fk(str(path.resolve()), path.stat().st_mtime_ns)
 
 
+def quiet_opensim() -> None:
+    """Keep OpenSim's informational log lines ("Loaded model ...") off the
+    console of the rendering scripts; warnings and errors still show."""
+    with contextlib.suppress(Exception):
+        import opensim
+
+        opensim.Logger.setLevelString("warn")
+
+
 def session_model_for(path: str | os.PathLike) -> Path | None:
     """The scaled model of the MCS session a motion file lives in
     (``<session>/OpenSimData/Model/*.osim``), if the file is inside one."""
@@ -423,7 +432,8 @@ def plan_scene(tracks: Sequence[Track], camera: Camera, floor: float | str = "au
     whole motion; the floor is a rectangle 20 cm larger than the largest
     extent of any track, on every side. ``frames`` (one list of frame indices
     per track) restricts what must fit on screen to those frames and the hip
-    path (for still images); by default every frame fits.
+    path, with the floor clipped at the panel edges (for still images); by
+    default every frame and the whole floor fit.
     """
     offsets, halves = [], []
     for t in tracks:
@@ -434,7 +444,8 @@ def plan_scene(tracks: Sequence[Track], camera: Camera, floor: float | str = "au
         halves.append((hi - lo)[[0, 2]] / 2)
     offsets = np.array(offsets)
     floor_half = np.ceil((np.max(halves, axis=0) + 0.2) / 0.25) * 0.25
-    pts = [camera.project(_floor_corners(floor_half))[0]]
+    # videos keep the whole floor in view; stills frame the figures and clip the floor
+    pts = [camera.project(_floor_corners(floor_half))[0]] if frames is None else []
     for k, (t, off) in enumerate(zip(tracks, offsets)):
         shown = t.positions if frames is None else np.concatenate([t.positions[list(frames[k])], t.hip[None]], 1)
         screen, _ = camera.project(shown - off)
@@ -905,15 +916,6 @@ def default_output(first_input: str | os.PathLike, n_inputs: int, ext: str = ".m
     return first.with_name(name + ext)
 
 
-__all__ = [
-    "ANGLE_CURVES", "Animator", "Camera", "CurvesRow", "Layout", "RenderError", "Scene", "StickPanel", "Track",
-    "VIDEO_FORMATS", "atomic_output", "default_output", "floor_height", "forward_kinematics", "frame_indices",
-    "load_track", "plan_scene", "playback", "render_animation", "render_still", "save_figure",
-    "session_model_for", "side_of", "split_inputs", "titles_from_paths", "track_from_coordinates", "track_from_markers",
-    "write_video",
-]
-
-
 def split_inputs(items: Sequence[str], default_ext: str = ".mp4", max_inputs: int = 3) -> tuple[list[Path], Path]:
     """plot_3's positional arguments: one to ``max_inputs`` motion files,
     optionally followed by an output video path (.mp4/.gif). Returns the
@@ -932,3 +934,12 @@ def split_inputs(items: Sequence[str], default_ext: str = ".mp4", max_inputs: in
     if missing:
         raise RenderError(f"{missing[0]}: file does not exist")
     return items, out or default_output(items[0], len(items), default_ext)
+
+
+__all__ = [
+    "ANGLE_CURVES", "Animator", "Camera", "CurvesRow", "Layout", "RenderError", "Scene", "StickPanel", "Track",
+    "VIDEO_FORMATS", "atomic_output", "default_output", "fit_title", "floor_height", "forward_kinematics", "frame_indices",
+    "load_track", "plan_scene", "playback", "quiet_opensim", "render_animation", "render_still", "save_figure",
+    "session_model_for", "side_of", "split_inputs", "titles_from_paths", "track_from_coordinates", "track_from_markers",
+    "write_video",
+]
