@@ -25,6 +25,8 @@ def main(args) -> dict:
 
 if __name__ == "__main__":
     try:
-        main(get_args_parser().parse_args())
+        result = main(get_args_parser().parse_args())
     except (DatasetError, MotionFileError, CheckpointError, OutputExistsError, ValueError) as err:
         sys.exit(f"train_t2m_trans: {err}")
+    if result.get("stopped"):
+        sys.exit(130)  # interrupted: net_last.pth holds the state, continue with --resume

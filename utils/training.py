@@ -12,7 +12,9 @@ whatever the trainer adds (``best_val``, ``method``...).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -103,6 +105,28 @@ def restore_training_state(ckpt: dict, path: str | os.PathLike, model: nn.Module
     return int(ckpt["step"])
 
 
+@contextlib.contextmanager
+def stop_on_signal():
+    """Within the block, SIGINT / SIGTERM only set ``flag["stop"]`` (a second
+    one interrupts at once), so the loop can save a checkpoint and return."""
+    flag = {"stop": False}
+
+    def handle(signum, frame):
+        if flag["stop"]:
+            raise KeyboardInterrupt
+        flag["stop"] = True
+
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError):  # not the main thread
+            old[sig] = signal.signal(sig, handle)
+    try:
+        yield flag
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
 def run_loop(args: argparse.Namespace, *, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
              batches: Any, loss_fn: Callable[[Any], dict[str, torch.Tensor]],
              val_fn: Callable[[], float] | None, logger: Any, dist_info: Any, device: torch.device,
@@ -115,8 +139,10 @@ def run_loop(args: argparse.Namespace, *, model: nn.Module, optimizer: torch.opt
     tensorboard (``train/*``) and the tqdm bar; every ``--eval-iter`` steps
     (and at the end) ``val_fn()`` is logged (``val/loss``), ``net_best.pth``
     is written when it improves and ``net_last.pth`` always; ``--save-iter``
-    adds numbered snapshots. ``extra`` goes into every checkpoint. Returns the
-    last logged numbers and ``step``.
+    adds numbered snapshots. ``extra`` goes into every checkpoint. SIGINT or
+    SIGTERM stops after the current step with ``net_last.pth`` written
+    (``stopped`` = 1 in the result). Returns the last logged numbers and
+    ``step``.
     """
     def checkpoint(path: Path) -> None:
         states = gather_rank_states(batches)
@@ -130,45 +156,55 @@ def run_loop(args: argparse.Namespace, *, model: nn.Module, optimizer: torch.opt
     bar = tqdm(total=args.total_iter, initial=step, desc=desc, dynamic_ncols=True,
                disable=not dist_info.is_main or getattr(args, "no_progress", False))
     t0, timed = time.perf_counter(), 0
-    while step < args.total_iter:
-        with autocast(device, args.precision):
-            losses = loss_fn(batches.next())
-        optimizer.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        if args.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        timed += 1
-        for k, v in losses.items():
-            running[k] = running.get(k, 0.0) + float(v.detach())
-        bar.update(1)
-        if step % args.print_iter == 0 or step == args.total_iter:
-            n = step % args.print_iter or args.print_iter
-            avg = {k: float(all_reduce_mean(torch.tensor(v / n, device=device))) for k, v in running.items()}
-            rate = timed / (time.perf_counter() - t0)
-            avg["lr"] = scheduler.get_last_lr()[0]
-            last.update(avg)
-            logger.scalars(avg, step, prefix="train/")
-            logger.log(f"step {step}: " + " ".join(f"{k} {v:.5g}" for k, v in avg.items()) + f" ({rate:.2f} it/s)")
-            bar.set_postfix(loss=f"{avg['loss']:.4f}", it_s=f"{rate:.2f}")
-            running = {}
-        if step % args.eval_iter == 0 or step == args.total_iter:
-            if val_fn is not None:
-                model.eval()
-                val = float(val_fn())
-                model.train()
-                last["val_loss"] = val
-                logger.scalars({"loss": val}, step, prefix="val/")
-                logger.log(f"step {step}: val_loss {val:.5g} (best {min(val, best_val):.5g})")
-                if val < best_val:
-                    best_val = val
-                    checkpoint(exp_dir / BEST_NAME)
-            checkpoint(exp_dir / LAST_NAME)
-        if args.save_iter and step % args.save_iter == 0:
-            checkpoint(exp_dir / f"net_{step}.pth")
+    stopped = False
+    with stop_on_signal() as flag:
+        while step < args.total_iter and not stopped:
+            with autocast(device, args.precision):
+                losses = loss_fn(batches.next())
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            if args.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            timed += 1
+            for k, v in losses.items():
+                running[k] = running.get(k, 0.0) + float(v.detach())
+            bar.update(1)
+            stopped = flag["stop"]
+            if dist_info.enabled:  # every rank stops at the same step
+                stopped = bool(all_reduce_mean(torch.tensor(float(stopped), device=device)) > 0)
+            if step % args.print_iter == 0 or step == args.total_iter:
+                n = step % args.print_iter or args.print_iter
+                avg = {k: float(all_reduce_mean(torch.tensor(v / n, device=device))) for k, v in running.items()}
+                rate = timed / (time.perf_counter() - t0)
+                avg["lr"] = scheduler.get_last_lr()[0]
+                last.update(avg)
+                logger.scalars(avg, step, prefix="train/")
+                logger.log(f"step {step}: " + " ".join(f"{k} {v:.5g}" for k, v in avg.items())
+                           + f" ({rate:.2f} it/s)")
+                bar.set_postfix(loss=f"{avg['loss']:.4f}", it_s=f"{rate:.2f}")
+                running = {}
+            if step % args.eval_iter == 0 or step == args.total_iter:
+                if val_fn is not None:
+                    model.eval()
+                    val = float(val_fn())
+                    model.train()
+                    last["val_loss"] = val
+                    logger.scalars({"loss": val}, step, prefix="val/")
+                    logger.log(f"step {step}: val_loss {val:.5g} (best {min(val, best_val):.5g})")
+                    if val < best_val:
+                        best_val = val
+                        checkpoint(exp_dir / BEST_NAME)
+                checkpoint(exp_dir / LAST_NAME)
+            elif stopped:
+                checkpoint(exp_dir / LAST_NAME)
+                logger.log(f"stopped by signal at step {step}; continue with --resume {exp_dir / LAST_NAME}")
+            if args.save_iter and step % args.save_iter == 0:
+                checkpoint(exp_dir / f"net_{step}.pth")
     bar.close()
     logger.log(f"done at step {step}; checkpoint {exp_dir / LAST_NAME}")
     last["step"] = step
+    last["stopped"] = float(stopped)
     return last
