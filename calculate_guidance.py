@@ -12,12 +12,11 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import replace
-
-import numpy as np
+from pathlib import Path
 
 from metrics.evaluate import (
-    GUIDANCE_COLUMNS, UNITS, find_surrogate, foot_positions, guidance_per_motion, guidance_rows, input_specs,
-    load_forward_kinematics, load_surrogate_model, options_dict, output_location, set_info, surrogate_activations,
+    GUIDANCE_COLUMNS, UNITS, SubjectFeet, find_surrogate, guidance_per_motion, guidance_rows, input_specs,
+    load_surrogate_model, options_dict, output_location, set_info, subject_models, surrogate_activations,
     user_errors,
 )
 from metrics.report import csv_text, output_paths, text_table, write_outputs
@@ -53,20 +52,25 @@ def main(args) -> list[dict]:
         notes.append("activations from the muscle-driven simulation files (kinematics from those files too)")
     else:
         notes.append("--activations none: activation columns skipped")
-    fk = None
+    use_fk = not args.no_fk
     if args.no_fk:
         notes.append("--no-fk: foot sliding and floor penetration skipped")
     else:
-        fk, note = load_forward_kinematics(args.osim)
-        notes.append(note)
-    if fk is not None:
+        try:
+            import utils.kinematics  # noqa: F401
+        except ImportError as err:
+            use_fk = False
+            notes.append(f"forward kinematics unavailable ({err}): foot sliding and floor penetration skipped")
+    if use_fk:
+        if args.osim not in ("subject", "generic") and not Path(args.osim).is_file():
+            raise FileNotFoundError(f"--osim {args.osim}: no such model file")
         notes.append(f"floor at y = {args.floor_height} m, contact within {args.contact_height} m of it")
     notes.append(f"activation band [{args.low}, {args.high}] on {', '.join(args.muscles)}; frame rate "
                  f"{args.frame_rate} Hz")
     for note in notes:
         print(note)
 
-    rows, infos, motion_rows = [], [], []
+    rows, infos, motion_rows, fk_cache = [], [], [], {}
     for label, folder, kind in specs:
         mset = load_motion_set(folder, kind, split=args.split, length=args.clip_length, clip_mode=args.clip_mode,
                                split_file=args.split_file, workers=args.workers, strict=args.strict,
@@ -82,7 +86,16 @@ def main(args) -> list[dict]:
             if missing:
                 raise MotionSetError(f"{folder}: the simulation files lack activations of {', '.join(missing)}")
             acts = mset.activations[..., [mset.muscles.index(m) for m in args.muscles]]
-        feet = foot_positions(mset.motions, fk)[0] if fk is not None else None
+        feet = None
+        if use_fk:
+            if args.osim == "subject":
+                roots = [folder] if kind == "mocap" else [args.data_root]
+                engine = SubjectFeet(subject_models(mset.subjects, roots), None, fk_cache)
+            else:
+                engine = SubjectFeet({}, None if args.osim == "generic" else args.osim, fk_cache)
+            feet = engine.positions(mset.motions, mset.subjects)
+            notes.append(f"{label}: {engine.note()}")
+            print(notes[-1])
         per_motion = guidance_per_motion(mset, activations=acts, muscles=args.muscles, low=args.low,
                                          high=args.high, feet=feet, floor_height=args.floor_height,
                                          contact_height=args.contact_height, frame_rate=args.frame_rate)

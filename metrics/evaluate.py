@@ -209,6 +209,75 @@ def load_forward_kinematics(osim_path: str | os.PathLike | None = None) -> tuple
     return ForwardKinematics.from_osim(osim_path), f"foot points by forward kinematics of {osim_path}"
 
 
+def subject_models(subjects: Sequence[str], roots: Sequence[str | os.PathLike]) -> dict[str, Path]:
+    """The scaled model (``OpenSimData/Model/*.osim``) of every subject that is
+    a session of one of the MCS ``roots`` (first root wins). {subject: path}"""
+    from dataset.mcs import DatasetError, data_dir
+
+    found: dict[str, Path] = {}
+    for root in roots:
+        try:
+            base = data_dir(root)
+        except DatasetError:
+            continue
+        for sid in sorted(set(subjects) - set(found)):
+            models = sorted((base / sid / "OpenSimData" / "Model").glob("*.osim"))
+            if models:
+                found[sid] = models[0]
+    return found
+
+
+class SubjectFeet:
+    """Foot points of motions by forward kinematics of each subject's own
+    scaled model when one is known, else of one fallback model.
+
+    Segment lengths differ between subjects; the generic model puts the feet
+    of a short subject's motion below the floor and makes planted feet slide,
+    so the subject's model is used whenever the subject is a session of a
+    known MCS root.
+    """
+
+    def __init__(self, models: dict[str, Path], fallback: str | os.PathLike | None = None,
+                 cache: dict[str, Any] | None = None) -> None:
+        self.models = dict(models)
+        self.fallback = fallback
+        self._cache: dict[str, Any] = {} if cache is None else cache  # model path -> ForwardKinematics
+        self.used: dict[str, str] = {}
+
+    def _fk(self, path: str | os.PathLike | None) -> Any:
+        key = str(path)
+        if key not in self._cache:
+            fk, note = load_forward_kinematics(path)
+            if fk is None:
+                raise RuntimeError(note)
+            self._cache[key] = fk
+        return self._cache[key]
+
+    def positions(self, motions: np.ndarray, subjects: Sequence[str]) -> np.ndarray:
+        """(N, T, 33) degrees / metres, N subject ids -> (N, T, P, 3) metres, y up."""
+        subjects = np.asarray(list(subjects), dtype=object)
+        out: np.ndarray | None = None
+        for sid in sorted(set(subjects.tolist())):
+            rows = np.flatnonzero(subjects == sid)
+            path = self.models.get(sid, self.fallback)
+            self.used[sid] = "generic model" if path is None else str(path)
+            feet, _ = foot_positions(motions[rows], self._fk(path))
+            if out is None:
+                out = np.empty((len(motions), *feet.shape[1:]))
+            out[rows] = feet
+        assert out is not None
+        return out
+
+    def note(self) -> str:
+        """Which models were used, in one line."""
+        own = sum(1 for sid in self.used if sid in self.models)
+        fallback = "the generic model" if self.fallback is None else str(self.fallback)
+        text = f"foot points by forward kinematics: {own} subject(s) with their own scaled model"
+        if len(self.used) > own:
+            text += f", {len(self.used) - own} with {fallback}"
+        return text
+
+
 @contextlib.contextmanager
 def torch_threads(n: int | None):
     """Run the block with ``n`` intra-op CPU threads (unchanged for None)."""

@@ -145,9 +145,14 @@ def get_guidance_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, default=256, help="motions per surrogate batch")
     g = p.add_argument_group("kinematics")
     g.add_argument("--frame-rate", type=float, default=FRAME_RATE, help="frame rate of the motions, Hz")
-    g.add_argument("--osim", default=None,
-                   help="OpenSim model for forward kinematics of the foot points; unset: the project's "
-                        "generic model, dataset.osim_model.default_model_path()")
+    g.add_argument("--osim", default="subject",
+                   help="model for forward kinematics of the foot points: 'subject' = each subject's own scaled "
+                        "model (OpenSimData/Model/*.osim of its session in the motion-capture root, or in "
+                        "--data-root for generated folders), the generic model for subjects without one; "
+                        "'generic' = the project's generic model (dataset.osim_model.default_model_path()) for "
+                        "all; or the path of one .osim file for all")
+    g.add_argument("--data-root", default=DEFAULT_DATA_ROOT,
+                   help="MCS root whose session models are used for generated folders with --osim subject")
     g.add_argument("--no-fk", action="store_true", help="skip foot sliding and floor penetration")
     g.add_argument("--floor-height", type=float, default=0.0, help="height of the floor, metres (y up)")
     g.add_argument("--contact-height", type=float, default=0.03,

@@ -220,3 +220,42 @@ def test_bad_input_gives_clear_errors(mcs_root: Path, tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: ") and "nan.npy" in proc.stderr and "Traceback" not in proc.stderr
     assert not (bad / "wasserstein.json").exists()
+
+
+# ----------------------------------------------------------------------------- the synthetic OpenSim dataset
+
+
+def test_metrics_on_the_synthetic_dataset(synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real generated data (OpenSim model, kinematics with floor contact,
+    muscle-driven simulations): the reference row, and guidance metrics with
+    simulated activations and each subject's own scaled model."""
+    monkeypatch.chdir(tmp_path)
+    ref = wasserstein_mocap.main(_args(get_wasserstein_mocap_parser(), "--file_type", "mot", "--folder_path",
+                                       synthetic_root / "Data", "--out", tmp_path / "w", *FAST))
+    test_reps = load_repetitions(synthetic_root, split="test")
+    assert ref["n"] == len(test_reps) and ref["reference_n"] == len(load_repetitions(synthetic_root, split="train"))
+    assert np.isfinite([ref["published_w2sq"], ref["emd_w2"], ref["sliced_w2"]]).all()
+    assert 0.0 < ref["entropy"] < np.log(10)
+
+    rows = calculate_guidance.main(_args(get_guidance_parser(), "--file_type", "mocap", "--folder_path",
+                                         synthetic_root, "--split", "all", "--activations", "simulation",
+                                         "--out", tmp_path / "g", "--no-progress"))
+    pooled = rows[-1]
+    assert pooled["n"] == len(load_repetitions(synthetic_root, split="all"))
+    assert 0.0 < pooled["activation_peak"] <= 1.0
+    assert 10.0 < pooled["depth_cm"] < 80.0 and 45.0 < pooled["knee_flexion_peak_deg"] < 150.0
+    assert pooled["floor_penetration_cm"] < 0.2  # feet on the floor by construction, with the subjects' models
+    notes = json.loads((tmp_path / "g" / "guidance.json").read_text())["notes"]
+    assert any("4 subject(s) with their own scaled model" in n for n in notes)
+
+    # generated folders named by session use that session's model from --data-root: same foot numbers
+    export = tmp_path / "export"
+    for k, (sid, motion) in enumerate(zip(test_reps.sessions, test_reps.motions)):
+        write_coordinates(export / sid / f"entry_{k}_copy.mot", motion)
+    copy = calculate_guidance.main(_args(get_guidance_parser(), "--folder_path", export, "--data-root",
+                                         synthetic_root, "--activations", "none", "--no-progress"))[-1]
+    mocap = calculate_guidance.main(_args(get_guidance_parser(), "--file_type", "mocap", "--folder_path",
+                                          synthetic_root, "--activations", "none", "--out", tmp_path / "m",
+                                          "--no-progress"))[-1]
+    for key in ("foot_slide_cm", "floor_penetration_cm", "depth_cm", "asymmetry_deg"):
+        assert copy[key] == pytest.approx(mocap[key], rel=1e-4, abs=1e-4), key
