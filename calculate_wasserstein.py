@@ -27,6 +27,8 @@ NOTES = (
     "W1: exact 1-D Wasserstein per coordinate, pooled over frames; mean over rotations (deg) and translations (cm)",
     "EMD / sliced W2: optimal transport between whole motions, ground metric sqrt(mean_t ||x_t - y_t||^2) "
     "(deg, translations in cm); bracket = bootstrap interval",
+    "W1 / EMD / sliced see pelvis_tx/tz relative to each motion's first frame (the lab origin differs per "
+    "session) unless --absolute-horizontal; the row's 'horizontal' field in the CSV/JSON says which",
 )
 
 
@@ -50,7 +52,8 @@ def main(args) -> list[dict]:
         rows.append(distribution_row(label, mset, reference.motions, ot_samples=args.ot_samples,
                                      bootstrap=args.bootstrap, projections=args.projections,
                                      confidence=args.confidence, seed=args.seed,
-                                     multivariate=not args.no_multivariate))
+                                     multivariate=not args.no_multivariate,
+                                     horizontal="absolute" if args.absolute_horizontal else "relative"))
         infos.append(set_info(label, mset))
     print()
     print(text_table(rows, DISTRIBUTION_COLUMNS))

@@ -40,7 +40,8 @@ def main(args) -> dict:
     label = f"MoCap ({args.split})"
     row = distribution_row(label, mocap, reference.motions, ot_samples=args.ot_samples, bootstrap=args.bootstrap,
                            projections=args.projections, confidence=args.confidence, seed=args.seed,
-                           multivariate=not args.no_multivariate)
+                           multivariate=not args.no_multivariate,
+                           horizontal="absolute" if args.absolute_horizontal else "relative")
     print()
     print(text_table([row], DISTRIBUTION_COLUMNS))
     coord_rows, coord_cols = per_coordinate_columns([row])

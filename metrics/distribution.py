@@ -49,6 +49,22 @@ def to_report_units(motions: np.ndarray) -> np.ndarray:
     return x
 
 
+HORIZONTAL = ("pelvis_tx", "pelvis_tz")
+"""Translations along the floor: where the subject stood in the lab, which differs per session."""
+HORIZONTAL_MODES = ("relative", "absolute")
+
+
+def relative_horizontal(motions: np.ndarray) -> np.ndarray:
+    """Copy of ``motions`` (N, T, 33) with ``pelvis_tx`` / ``pelvis_tz``
+    measured from each motion's first frame (metres). The lab origin, and so
+    the absolute floor position, differs between sessions by tens of
+    centimetres; relative positions keep the movement and drop the placement."""
+    x = np.array(motions, dtype=np.float64, copy=True)
+    idx = [COORDINATES.index(n) for n in HORIZONTAL]
+    x[:, :, idx] -= x[:, :1, idx]
+    return x
+
+
 def _check_set(x: np.ndarray, name: str) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim != 3 or x.shape[0] < 1 or x.shape[2] != len(COORDINATES):
@@ -299,6 +315,7 @@ def sliced_w2(
 def compare_sets(
     candidate: np.ndarray, reference: np.ndarray, *, ot_samples: int = 300, bootstrap: int = 100,
     n_projections: int = 256, confidence: float = 0.95, seed: int = 0, multivariate: bool = True,
+    horizontal: str = "relative",
 ) -> dict:
     """All distribution numbers of ``candidate`` (N, T, 33) against
     ``reference`` (M, T, 33).
@@ -307,9 +324,20 @@ def compare_sets(
     ``entropy`` and ``reference_entropy`` (nats), ``w1`` {coordinate: deg|cm},
     ``w1_mean`` (all 33), ``w1_mean_rot_deg``, ``w1_mean_trans_cm``, and with
     ``multivariate`` ``emd_w2`` / ``sliced_w2`` as :meth:`Distance.as_dict`.
+    The published numbers and the entropy use the values as stored; with
+    ``horizontal="relative"`` (default) the honest distances see
+    ``pelvis_tx/tz`` relative to each motion's first frame
+    (:func:`relative_horizontal`), with ``"absolute"`` as stored.
     """
+    if horizontal not in HORIZONTAL_MODES:
+        raise ValueError(f"unknown horizontal mode {horizontal!r}; expected one of {HORIZONTAL_MODES}")
     pub = published_w2(candidate, reference)
-    w1 = per_coordinate_w1(candidate, reference)
+    if horizontal == "relative":
+        cand = relative_horizontal(_check_set(candidate, "set a"))
+        ref = relative_horizontal(_check_set(reference, "set b"))
+    else:
+        cand, ref = candidate, reference
+    w1 = per_coordinate_w1(cand, ref)
     out = {
         "published_w2sq": pub["w2_squared"],
         "published_w2": pub["w2"],
@@ -322,7 +350,8 @@ def compare_sets(
         "w1_mean_rot_deg": float(w1[~TRANSLATION_MASK].mean()),
         "w1_mean_trans_cm": float(w1[TRANSLATION_MASK].mean()),
     }
+    out["horizontal"] = horizontal
     if multivariate:
-        out["emd_w2"] = emd_w2(candidate, reference, ot_samples, bootstrap, confidence, seed).as_dict()
-        out["sliced_w2"] = sliced_w2(candidate, reference, n_projections, bootstrap, confidence, seed).as_dict()
+        out["emd_w2"] = emd_w2(cand, ref, ot_samples, bootstrap, confidence, seed).as_dict()
+        out["sliced_w2"] = sliced_w2(cand, ref, n_projections, bootstrap, confidence, seed).as_dict()
     return out

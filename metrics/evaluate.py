@@ -75,6 +75,8 @@ UNITS = {
                "(max log 10 = 2.303)",
     "w1_<coordinate>": "exact 1-D Wasserstein-1 of the coordinate's values pooled over frames and motions; "
                        "degrees for rotations, cm for pelvis_tx/ty/tz",
+    "horizontal": "relative: the honest distances (w1, emd_w2, sliced_w2) see pelvis_tx/tz relative to each "
+                  "motion's first frame (the lab origin differs per session); absolute: as stored",
     "w1_mean_rot_deg": "mean of w1 over the 30 rotations, degrees",
     "w1_mean_trans_cm": "mean of w1 over the 3 pelvis translations, cm",
     "w1_mean": "mean of all 33 w1 values (degrees and cm)",
@@ -109,15 +111,18 @@ UNITS = {
 def distribution_row(
     label: str, mset: MotionSet, reference: np.ndarray, *, ot_samples: int = 300, bootstrap: int = 100,
     projections: int = 256, confidence: float = 0.95, seed: int = 0, multivariate: bool = True,
+    horizontal: str = "relative",
 ) -> dict[str, Any]:
     """One flat result row of ``mset`` against ``reference`` (M, T, 33)."""
     if mset.motions.shape[1] != reference.shape[1]:
         raise ValueError(f"{mset.source}: motions have {mset.motions.shape[1]} frames, the reference "
                          f"{reference.shape[1]}; load both with the same --clip-length")
     res = compare_sets(mset.motions, reference, ot_samples=ot_samples, bootstrap=bootstrap,
-                       n_projections=projections, confidence=confidence, seed=seed, multivariate=multivariate)
+                       n_projections=projections, confidence=confidence, seed=seed, multivariate=multivariate,
+                       horizontal=horizontal)
     row: dict[str, Any] = {"label": label, "kind": mset.kind, "n": len(mset),
-                           "subjects": len(set(mset.subjects)), "reference_n": int(len(reference))}
+                           "subjects": len(set(mset.subjects)), "reference_n": int(len(reference)),
+                           "horizontal": horizontal}
     for key in ("published_w2sq", "published_w2", "entropy", "reference_entropy", "w1_mean",
                 "w1_mean_rot_deg", "w1_mean_trans_cm", "pool_mean", "pool_std",
                 "reference_pool_mean", "reference_pool_std"):

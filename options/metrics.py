@@ -63,6 +63,10 @@ def _distance_args(parser: argparse.ArgumentParser) -> None:
                    help="random directions of the sliced Wasserstein distance")
     g.add_argument("--confidence", type=float, default=0.95, help="level of the bootstrap intervals")
     g.add_argument("--seed", type=int, default=0, help="seed of subsamples, directions and bootstrap")
+    g.add_argument("--absolute-horizontal", action="store_true",
+                   help="compare pelvis_tx/tz as stored; by default the honest distances measure them from each "
+                        "motion's first frame, because where a subject stood in the lab differs per session "
+                        "(the published numbers always use the stored values)")
     g.add_argument("--no-multivariate", action="store_true",
                    help="skip the earth mover's and sliced distances (published numbers and per-coordinate "
                         "W1 only)")

@@ -73,6 +73,21 @@ def test_shift_in_one_coordinate_gives_that_w1_and_zero_elsewhere(coord: str, sh
     assert np.delete(w1, [KNEE_R, TY]).max() < 0.6
 
 
+def test_lab_placement_is_ignored_by_honest_distances_unless_absolute() -> None:
+    a = squats(50)
+    b = a.copy()
+    offsets = np.random.default_rng(4).uniform(-0.5, 0.5, size=(50, 1))  # each motion stood elsewhere, metres
+    b[:, :, COORD_INDEX["pelvis_tx"]] += offsets
+    rel = compare_sets(b, a, ot_samples=50, bootstrap=0, n_projections=32)
+    assert rel["horizontal"] == "relative"
+    assert rel["w1"]["pelvis_tx"] == pytest.approx(0.0, abs=1e-9)
+    assert rel["emd_w2"]["value"] == pytest.approx(0.0, abs=1e-6)
+    assert rel["published_w2sq"] > 0  # the published number sees stored values
+    ab = compare_sets(b, a, ot_samples=50, bootstrap=0, n_projections=32, horizontal="absolute")
+    assert ab["w1"]["pelvis_tx"] == pytest.approx(per_coordinate_w1(b, a)[COORD_INDEX["pelvis_tx"]])
+    assert ab["w1"]["pelvis_tx"] > 10.0 and ab["emd_w2"]["value"] > 10.0  # cm
+
+
 def test_wasserstein_1d_matches_scipy_for_unequal_sizes() -> None:
     rng = np.random.default_rng(3)
     u, v = rng.normal(size=1234), rng.gamma(2.0, size=777)
