@@ -438,7 +438,10 @@ def test_plot_samples_orders_by_peak_activation_and_writes_png_and_pdf(mcs_sessi
     written = plot_samples.main(args)
     assert sorted(p.name for p in written) == ["qualitative.pdf", "qualitative.png"]
     image = iio.imread(folder / "qualitative.png")
-    assert image.shape[0] > 200 and image.shape[1] > image.shape[0]
+    assert image.shape[0] > 200 and image.shape[1] > 400
+    # the sample's depth lines (green, #2ca02c) are drawn
+    green = (np.abs(image[..., :3].astype(int) - [44, 160, 44]).sum(-1) < 80).sum()
+    assert green > 100
     assert (folder / "qualitative.pdf").read_bytes()[:5] == b"%PDF-"
     with pytest.raises(OutputExistsError):
         plot_samples.main(args)
