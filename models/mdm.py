@@ -1,10 +1,11 @@
 """A motion diffusion model (after MDM, Tevet et al. 2023) for squat clips.
 
 * :class:`MotionDenoiser`: a transformer encoder over the frames of a noisy,
-  normalised clip ``x_t`` (B, T, 33). A first token carries the diffusion step
-  (sinusoidal embedding -> MLP) plus, optionally, a projected subject
-  descriptor; the network predicts the clean clip ``x0`` (MDM's choice), not
-  the noise.
+  normalised clip ``x_t`` (B, T, 33), one token per frame as in MDM (or per
+  ``frames_per_token`` consecutive frames, a cheaper option for CPU demos). A
+  first token carries the diffusion step (sinusoidal embedding -> MLP) plus,
+  optionally, a projected subject descriptor; the network predicts the clean
+  clip ``x0`` (MDM's choice), not the noise.
 * :class:`GaussianDiffusion`: the forward process with a cosine (default) or
   linear noise schedule, the training loss (x0 regression, optional velocity
   term), and DDPM (ancestral, every step) and DDIM (a subset of steps, ``eta``)
@@ -51,6 +52,8 @@ class MDMConfig:
     cond_dim: int = 0
     """Length of the subject descriptor; 0 = unconditional model."""
     cond_mask_prob: float = 0.1
+    frames_per_token: int = 1
+    """Consecutive frames one transformer token holds (1 = one token per frame as in MDM)."""
     diffusion_steps: int = 1000
     noise_schedule: str = "cosine"
 
@@ -79,29 +82,36 @@ class MotionDenoiser(nn.Module):
 
     def __init__(self, config: MDMConfig):
         super().__init__()
+        p = config.frames_per_token
+        if p < 1 or config.n_frames % p:
+            raise ValueError(f"frames_per_token {p} must be >= 1 and divide the clip length {config.n_frames}")
         self.config = config
         d = config.latent_dim
-        self.input_proj = nn.Linear(config.n_features, d)
+        self.input_proj = nn.Linear(config.n_features * p, d)
         self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
         self.cond_proj = nn.Linear(config.cond_dim, d) if config.cond_dim > 0 else None
-        self.register_buffer("pos", sinusoidal_embedding(torch.arange(config.n_frames + 1), d), persistent=False)
+        self.register_buffer("pos", sinusoidal_embedding(torch.arange(config.n_frames // p + 1), d),
+                             persistent=False)
         self.encoder = TransformerStack(d, config.layers, config.heads, config.ff_size, config.dropout)
-        self.output_proj = nn.Linear(d, config.n_features)
+        self.output_proj = nn.Linear(d, config.n_features * p)
 
     def forward(self, x_t: Tensor, t: Tensor, cond: Tensor | None = None,
                 cond_mask: Tensor | None = None) -> Tensor:
-        b, n, _ = x_t.shape
-        if n + 1 > self.pos.shape[0]:
-            raise ValueError(f"clip of {n} frames is longer than the model's {self.config.n_frames}")
+        b, n, c = x_t.shape
+        p = self.config.frames_per_token
+        if n % p or n // p + 1 > self.pos.shape[0]:
+            raise ValueError(f"clip of {n} frames does not fit the model ({self.config.n_frames} frames, "
+                             f"{p} per token)")
         token = self.time_mlp(sinusoidal_embedding(t, self.config.latent_dim))
         if self.cond_proj is not None and cond is not None:
-            c = self.cond_proj(cond)
+            cond_emb = self.cond_proj(cond)
             if cond_mask is not None:
-                c = c * (~cond_mask).to(c.dtype)[:, None]
-            token = token + c
-        h = torch.cat([token[:, None], self.input_proj(x_t)], dim=1) + self.pos[: n + 1]
+                cond_emb = cond_emb * (~cond_mask).to(cond_emb.dtype)[:, None]
+            token = token + cond_emb
+        frames = self.input_proj(x_t.reshape(b, n // p, p * c))
+        h = torch.cat([token[:, None], frames], dim=1) + self.pos[: n // p + 1]
         h = self.encoder(h)
-        return self.output_proj(h[:, 1:])
+        return self.output_proj(h[:, 1:]).reshape(b, n, c)
 
 
 def cosine_betas(steps: int, s: float = 0.008, max_beta: float = 0.999) -> np.ndarray:

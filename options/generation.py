@@ -42,3 +42,10 @@ def add_subject_data_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--split-file", default=None,
                    help="JSON {'train': [...], 'test': [...]} deciding --subject all; default: <data-root>/split.json, "
                         "else the 21 published test sessions, else a seeded 20%% of sessions")
+
+
+def add_threads_arg(parser: argparse.ArgumentParser) -> None:
+    """``--num-threads`` (as train_vq.py has it)."""
+    parser.add_argument("--num-threads", type=int, default=0,
+                        help="CPU threads PyTorch may use per process (0 = PyTorch's default, or the cores shared "
+                             "out under torchrun; 1 is much faster for small models on a CPU shared with other jobs)")

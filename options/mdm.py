@@ -6,7 +6,7 @@ import argparse
 
 from models.mdm import NOISE_SCHEDULES, SAMPLERS
 from options.common import add_data_args, add_output_args, add_runtime_args
-from options.generation import add_generation_args, add_subject_data_args
+from options.generation import add_generation_args, add_subject_data_args, add_threads_arg
 
 
 def milestones(text: str) -> list[int]:
@@ -24,6 +24,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_data_args(p)
     add_runtime_args(p)
+    add_threads_arg(p)
     add_output_args(p, default_exp="MDM")
     g = p.add_argument_group("model")
     g.add_argument("--latent-dim", type=int, default=512, help="transformer width")
@@ -31,6 +32,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--heads", type=int, default=4, help="attention heads")
     g.add_argument("--ff-size", type=int, default=1024, help="feed-forward width")
     g.add_argument("--dropout", type=float, default=0.1, help="dropout in the transformer")
+    g.add_argument("--frames-per-token", type=int, default=1,
+                   help="consecutive frames per transformer token (1 = one per frame as in MDM; 4 makes the "
+                        "attention 16x cheaper, for CPU demos)")
     g.add_argument("--diffusion-steps", type=int, default=1000, help="steps of the forward process")
     g.add_argument("--noise-schedule", default="cosine", choices=NOISE_SCHEDULES, help="beta schedule")
     g.add_argument("--cond", default="none", choices=["none", "subject"],
@@ -75,5 +79,6 @@ def get_generate_parser() -> argparse.ArgumentParser:
                    help="classifier-free guidance scale for a subject-conditioned model (1 = plain conditional)")
     add_subject_data_args(p)
     add_runtime_args(p)
+    add_threads_arg(p)
     add_generation_args(p, default_exp="mdm_baseline", default_out="output/baselines")
     return p

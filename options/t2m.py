@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from options.common import add_data_args, add_output_args, add_runtime_args
-from options.generation import add_generation_args, add_subject_data_args
+from options.generation import add_generation_args, add_subject_data_args, add_threads_arg
 from options.mdm import milestones
 
 
@@ -18,6 +18,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="train_vq.py checkpoint whose codes the prior models (frozen)")
     add_data_args(p)
     add_runtime_args(p)
+    add_threads_arg(p)
     add_output_args(p, default_exp="T2M")
     g = p.add_argument_group("model")
     g.add_argument("--embed-dim-gpt", type=int, default=512, help="transformer width")
@@ -66,5 +67,6 @@ def get_generate_parser() -> argparse.ArgumentParser:
     g.add_argument("--temperature", type=float, default=1.0, help="logit temperature (0 = greedy)")
     add_subject_data_args(p)
     add_runtime_args(p)
+    add_threads_arg(p)
     add_generation_args(p, default_exp="t2m_baseline", default_out="output/baselines")
     return p

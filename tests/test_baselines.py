@@ -184,6 +184,11 @@ def test_denoiser_conditions_on_the_subject_and_can_drop_it() -> None:
     x, t = torch.randn(2, 20, 33), torch.tensor([3, 3])
     c1, c2 = torch.randn(2, SUBJECT_FEATURES), torch.randn(2, SUBJECT_FEATURES)
     assert model(x, t, c1).shape == (2, 20, 33)
+    patched = MotionDenoiser(MDMConfig(n_frames=20, latent_dim=32, layers=1, heads=2, ff_size=64,
+                                       frames_per_token=4))
+    assert patched(x, t).shape == (2, 20, 33)
+    with pytest.raises(ValueError, match="does not fit the model"):
+        patched(x[:, :18], t)
     assert not torch.allclose(model(x, t, c1), model(x, t, c2))
     dropped = torch.tensor([True, True])
     torch.testing.assert_close(model(x, t, c1, dropped), model(x, t, c2, dropped))
@@ -194,7 +199,7 @@ def _mdm_train_args(root: Path, out: Path, exp: str, total: int, *extra: str):
         "--data-root", str(root), "--out-dir", str(out), "--exp-name", exp, "--device", "cpu", "--no-progress",
         "--latent-dim", "32", "--layers", "2", "--heads", "2", "--ff-size", "64", "--diffusion-steps", "20",
         "--batch-size", "8", "--total-iter", str(total), "--warm-up-iter", "2", "--lr", "1e-3",
-        "--print-iter", "2", "--eval-iter", "3", "--cond", "subject", *extra])
+        "--print-iter", "2", "--eval-iter", "3", "--cond", "subject", "--frames-per-token", "4", *extra])
 
 
 def test_mdm_trains_resumes_exactly_and_samples_loadable_motions(data_root: Path, tmp_path: Path) -> None:

@@ -39,8 +39,13 @@ def prepare(args: argparse.Namespace) -> tuple[DistInfo, list[Session], Path]:
     """Validate options, join the process group, resolve the subjects and
     check the outputs (all before any model work). Returns (dist info, all
     subjects, experiment folder)."""
+    from utils.device import resolve_device
+    from utils.training import set_threads
+
     check_generation_args(args)
-    dist_info = init_distributed("cuda" if args.device == "cuda" else "cpu")
+    device_type = resolve_device(args.device).type
+    dist_info = init_distributed(device_type)
+    set_threads(args.num_threads, dist_info.world_size, device_type)
     subjects = resolve_subjects(args.data_root, args.subject, split_file=args.split_file)
     exp_dir = Path(args.out_dir) / args.exp_name
     check_outputs(exp_dir, [s.id for s in subjects], args.overwrite)

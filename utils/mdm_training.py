@@ -28,7 +28,8 @@ from utils.checkpoint import load_checkpoint, seed_everything
 from utils.device import autocast, resolve_device
 from utils.distributed import cleanup_distributed, init_distributed
 from utils.run_logging import RunLogger
-from utils.training import check_run_dir, restore_training_state, run_loop, unwrap, warmup_step_lambda
+from utils.training import (check_run_dir, restore_training_state, run_loop, set_threads, unwrap,
+                            warmup_step_lambda)
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -38,6 +39,9 @@ def check_args(args: argparse.Namespace) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.latent_dim % args.heads:
         raise ValueError(f"--latent-dim {args.latent_dim} must be divisible by --heads {args.heads}")
+    if args.frames_per_token < 1 or args.clip_length % args.frames_per_token:
+        raise ValueError(f"--frames-per-token {args.frames_per_token} must be >= 1 and divide --clip-length "
+                         f"{args.clip_length}")
     if args.diffusion_steps < 2:
         raise ValueError(f"--diffusion-steps must be >= 2, got {args.diffusion_steps}")
     if not 0.0 <= args.cond_mask_prob < 1.0:
@@ -48,8 +52,8 @@ def model_config_from_args(args: argparse.Namespace) -> MDMConfig:
     return MDMConfig(
         n_frames=args.clip_length, latent_dim=args.latent_dim, layers=args.layers, heads=args.heads,
         ff_size=args.ff_size, dropout=args.dropout, cond_dim=SUBJECT_FEATURES if args.cond == "subject" else 0,
-        cond_mask_prob=args.cond_mask_prob, diffusion_steps=args.diffusion_steps,
-        noise_schedule=args.noise_schedule)
+        cond_mask_prob=args.cond_mask_prob, frames_per_token=args.frames_per_token,
+        diffusion_steps=args.diffusion_steps, noise_schedule=args.noise_schedule)
 
 
 @torch.no_grad()
@@ -75,7 +79,7 @@ def validation_mse(model: torch.nn.Module, diffusion: GaussianDiffusion, x: torc
 def train(args: argparse.Namespace) -> dict[str, float]:
     """Train (or resume) the diffusion model; returns the final logged numbers."""
     check_args(args)
-    dist_info = init_distributed("cuda" if args.device == "cuda" else "cpu")
+    dist_info = init_distributed(resolve_device(args.device).type)
     try:
         return _train(args, dist_info)
     finally:
@@ -84,6 +88,7 @@ def train(args: argparse.Namespace) -> dict[str, float]:
 
 def _train(args: argparse.Namespace, dist_info) -> dict[str, float]:
     device = resolve_device(args.device, dist_info.local_rank if dist_info.enabled else None)
+    set_threads(args.num_threads, dist_info.world_size, device.type)
     exp_dir = check_run_dir(f"{args.out_dir}/{args.exp_name}", args.resume, args.overwrite)
     ckpt = load_checkpoint(args.resume) if args.resume else None
     seed_everything(args.seed + dist_info.rank)

@@ -29,7 +29,8 @@ from utils.checkpoint import CheckpointError, load_checkpoint, seed_everything
 from utils.device import autocast, resolve_device
 from utils.distributed import cleanup_distributed, init_distributed
 from utils.run_logging import RunLogger
-from utils.training import check_run_dir, restore_training_state, run_loop, unwrap, warmup_step_lambda
+from utils.training import (check_run_dir, restore_training_state, run_loop, set_threads, unwrap,
+                            warmup_step_lambda)
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -86,7 +87,7 @@ def code_histogram(codes: torch.Tensor, nb_code: int) -> list[int]:
 def train(args: argparse.Namespace) -> dict[str, float]:
     """Train (or resume) the token prior; returns the final logged numbers."""
     check_args(args)
-    dist_info = init_distributed("cuda" if args.device == "cuda" else "cpu")
+    dist_info = init_distributed(resolve_device(args.device).type)
     try:
         return _train(args, dist_info)
     finally:
@@ -95,6 +96,7 @@ def train(args: argparse.Namespace) -> dict[str, float]:
 
 def _train(args: argparse.Namespace, dist_info) -> dict[str, float]:
     device = resolve_device(args.device, dist_info.local_rank if dist_info.enabled else None)
+    set_threads(args.num_threads, dist_info.world_size, device.type)
     exp_dir = check_run_dir(f"{args.out_dir}/{args.exp_name}", args.resume, args.overwrite)
     ckpt = load_checkpoint(args.resume) if args.resume else None
     vq, normalizer, vq_ckpt = load_vqvae(args.vq_name, device)

@@ -34,6 +34,16 @@ LAST_NAME = "net_last.pth"
 BEST_NAME = "net_best.pth"
 
 
+def set_threads(num_threads: int, world_size: int, device_type: str) -> None:
+    """``--num-threads``: use that many CPU threads; with 0 under a multi-process
+    launch on the CPU that did not set OMP_NUM_THREADS, share the cores out."""
+    if num_threads > 0:
+        torch.set_num_threads(num_threads)
+    elif world_size > 1 and device_type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE") or world_size)
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+
+
 def check_run_dir(exp_dir: str | os.PathLike, resume: str | None, overwrite: bool) -> Path:
     """Refuse to start a fresh run in a folder that already holds a
     checkpoint, unless ``overwrite`` (or ``resume``, which continues it)."""
