@@ -28,6 +28,7 @@ Pipeline for one trial (:func:`simulate_trial`):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import opensim as osim
@@ -39,7 +40,7 @@ from utils.constants import COORDINATES, FRAME_RATE, TRANSLATIONS
 __all__ = [
     "SO_COORDINATES", "PELVIS_DOFS", "DynamicsResult", "RepetitionActivations",
     "filter_kinematics", "ground_reaction_forces", "inverse_dynamics", "static_optimization",
-    "simulate_trial",
+    "simulate_trial", "solve_so_qp", "MuscleModel", "StateSetter",
 ]
 
 SO_COORDINATES: tuple[str, ...] = tuple(
@@ -53,8 +54,8 @@ PELVIS_DOFS: tuple[str, ...] = ("pelvis_tilt", "pelvis_list", "pelvis_rotation",
 
 FILTER_CUTOFF_HZ = 6.0
 RESERVE_OPTIMAL_MOMENT = 1.0  # N m; a reserve of 1 N m costs as much as one fully active muscle
-_FD_STEP = 1e-4               # rad, for moment arms
-_MOMENT_ARM_STRIDE = 3        # moment arms every 3rd frame, interpolated in between
+_FD_STEP = 1e-6               # rad, forward difference step for moment arms
+_MOMENT_ARM_STRIDE = 4        # moment arms every 4th frame, interpolated in between
 GRAVITY = np.array([0.0, -9.80665, 0.0])
 
 
@@ -184,12 +185,17 @@ def ground_reaction_forces(model: osim.Model, q_si: np.ndarray, u_si: np.ndarray
     contact = {s: [osim.Station.safeDownCast(model.getComponent(f"/{n}_{s}")) for n in ("heel", "met1", "met5", "toe")]
                for s in ("r", "l")}
     contact_pos = {s: np.zeros((T, 4, 3)) for s in ("r", "l")}
+    hip_frames = {s: model.getJointSet().get(f"hip_{s}").getChildFrame() for s in ("r", "l")}
+    hips = {s: np.zeros((T, 3)) for s in ("r", "l")}
     for k in range(T):
         setter.set(state, q_si[k], u_si[k])
         model.realizeVelocity(state)
         com[k] = _vec3(model.calcMassCenterPosition(state))
-        ang[k] = _vec3(matter.calcSystemCentralMomentum(state).get(0))
+        momentum = matter.calcSystemCentralMomentum(state)  # keep the SpatialVec alive while reading
+        ang[k] = _vec3(momentum.get(0))
+        del momentum
         for s in ("r", "l"):
+            hips[s][k] = _vec3(hip_frames[s].getPositionInGround(state))
             for i, st in enumerate(contact[s]):
                 contact_pos[s][k, i] = _vec3(st.getLocationInGround(state))
     mass = model.getTotalMass(state)
@@ -218,11 +224,28 @@ def ground_reaction_forces(model: osim.Model, q_si: np.ndarray, u_si: np.ndarray
         c[:, 1] = 0.0
         centre[s] = c
     delta = P - (w["r"][:, None] * centre["r"] + w["l"][:, None] * centre["l"])
+    point = {s: centre[s] + delta for s in ("r", "l")}
+    force = {s: w[s][:, None] * F for s in ("r", "l")}
+    # Internal shear: in a stance wider than the hips each foot's force leans
+    # inwards, by the angle that standing would pass it through its own hip
+    # centre. The two feet get equal and opposite horizontal forces (e and -e),
+    # so the total force is unchanged; the couple they make about the vertical
+    # is taken off the free moments.
+    standing_hip_height = max(float(np.max([hips[s][:, 1].max() for s in ("r", "l")])), 0.3)
+    horiz = [0, 2]
+    want = {s: force[s][:, 1:2] * (hips[s][:, horiz] - point[s][:, horiz]) / standing_hip_height
+            for s in ("r", "l")}
+    e = 0.5 * ((want["r"] - force["r"][:, horiz]) - (want["l"] - force["l"][:, horiz]))
+    force["r"][:, horiz] += e
+    force["l"][:, horiz] -= e
+    e3 = np.zeros((T, 3))
+    e3[:, horiz] = e
+    couple_y = np.cross(point["r"] - point["l"], e3)[:, 1]
     for s in ("r", "l"):
-        out[f"force_{s}"] = w[s][:, None] * F
-        out[f"point_{s}"] = centre[s] + delta
+        out[f"force_{s}"] = force[s]
+        out[f"point_{s}"] = point[s]
         tq = np.zeros((T, 3))
-        tq[:, 1] = w[s] * torque_y
+        tq[:, 1] = w[s] * (torque_y - couple_y)
         out[f"torque_{s}"] = tq
     return out
 
@@ -316,40 +339,98 @@ def _muscle_quantities(model: osim.Model, state: osim.State, muscles: list) -> _
 def _moment_arms(model: osim.Model, state: osim.State, setter: StateSetter, q: np.ndarray,
                  muscles: list, sides: list[str]) -> np.ndarray:
     """Moment arms (14, M) of every muscle about :data:`SO_COORDINATES` at pose
-    ``q`` (SI, canonical), as -dL/dq by central differences of OpenSim path
+    ``q`` (SI, canonical), as -dL/dq by forward differences of OpenSim path
     lengths. Right and left coordinates are perturbed together (a muscle only
     spans joints of its own side)."""
     n = len(muscles)
     arms = np.zeros((len(SO_COORDINATES), n))
     per_side = len(SO_COORDINATES) // 2
     right = np.array([s == "r" for s in sides])
+    setter.set(state, q)
+    model.realizePosition(state)
+    base = np.array([m.getLength(state) for m in muscles])
     for j in range(per_side):
-        jr = COORDINATES.index(SO_COORDINATES[j])
-        jl = COORDINATES.index(SO_COORDINATES[j + per_side])
-        lengths = []
-        for sign in (1.0, -1.0):
-            qp = q.copy()
-            qp[jr] += sign * _FD_STEP
-            qp[jl] += sign * _FD_STEP
-            setter.set(state, qp)
-            model.realizePosition(state)
-            lengths.append(np.array([m.getLength(state) for m in muscles]))
-        d = -(lengths[0] - lengths[1]) / (2 * _FD_STEP)
+        qp = q.copy()
+        qp[COORDINATES.index(SO_COORDINATES[j])] += _FD_STEP
+        qp[COORDINATES.index(SO_COORDINATES[j + per_side])] += _FD_STEP
+        setter.set(state, qp)
+        model.realizePosition(state)
+        d = -(np.array([m.getLength(state) for m in muscles]) - base) / _FD_STEP
         arms[j, right] = d[right]
         arms[j + per_side, ~right] = d[~right]
     return arms
 
 
-def static_optimization(model_path: str, dyn: DynamicsResult, start: int, end: int,
+def solve_so_qp(A: np.ndarray, b: np.ndarray, w: float = 1.0, x0: np.ndarray | None = None,
+                max_iter: int = 200) -> np.ndarray:
+    """Minimise ``|x|^2 + |(A x - b) / w|^2`` subject to ``0 <= x <= 1``.
+
+    ``A`` (J, M) maps activations to joint moments, ``b`` (J,) the moments to
+    produce, ``w`` the reserve moment that costs as much as one fully active
+    muscle. Block principal pivoting (Judice & Pires 1994) on the bounds; each
+    step solves only a J x J system (Woodbury identity). ``x0`` warm-starts
+    the active set. Exact at convergence (KKT conditions checked)."""
+    J, M = A.shape
+    w2 = float(w) ** 2
+    x = np.zeros(M) if x0 is None else np.clip(np.asarray(x0, dtype=float), 0.0, 1.0)
+    at_lo = x <= 1e-12
+    at_hi = x >= 1.0 - 1e-12
+    best_infeasible, tries = M + 1, 3
+    eye = np.eye(J)
+    for _ in range(max_iter):
+        free = ~(at_lo | at_hi)
+        x = at_hi.astype(float)
+        r = b - A[:, at_hi].sum(axis=1)
+        if free.any():
+            Af = A[:, free]
+            x[free] = Af.T @ np.linalg.solve(w2 * eye + Af @ Af.T, r)
+        grad = x + A.T @ (A @ x - b) / w2
+        bad = ((free & ((x < -1e-10) | (x > 1.0 + 1e-10)))
+               | (at_lo & (grad < -1e-9)) | (at_hi & (grad > 1e-9)))
+        n_bad = int(bad.sum())
+        if n_bad == 0:
+            return np.clip(x, 0.0, 1.0)
+        if n_bad < best_infeasible:
+            best_infeasible, tries = n_bad, 3
+            flip = bad
+        elif tries > 0:
+            tries -= 1
+            flip = bad
+        else:  # safeguard against cycling: flip only the last offending variable
+            flip = np.zeros(M, dtype=bool)
+            flip[np.flatnonzero(bad)[-1]] = True
+        go_lo = flip & free & (x < 0.0)
+        go_hi = flip & free & (x > 1.0)
+        at_lo = (at_lo & ~flip) | go_lo
+        at_hi = (at_hi & ~flip) | go_hi
+    res = lsq_linear(np.vstack([A / float(w), np.eye(M)]), np.r_[b / float(w), np.zeros(M)],
+                     bounds=(0.0, 1.0), method="bvls")
+    return np.clip(res.x, 0.0, 1.0)
+
+
+class MuscleModel:
+    """An OpenSim model loaded for static optimisation (loaded once per trial)."""
+
+    def __init__(self, model_path: str | Path) -> None:
+        self.path = str(model_path)
+        self.model = osim.Model(self.path)
+        self.state = self.model.initSystem()
+        self.setter = StateSetter(self.model, self.state)
+        ms = self.model.getMuscles()
+        self.muscles = [osim.DeGrooteFregly2016Muscle.safeDownCast(ms.get(i)) for i in range(ms.getSize())]
+        if any(m is None for m in self.muscles):
+            raise ValueError(f"{self.path}: static optimisation needs DeGrooteFregly2016Muscle muscles")
+        self.names = tuple(m.getName() for m in self.muscles)
+        self.sides = [n.rsplit("_", 1)[1] for n in self.names]
+
+
+def static_optimization(model: str | Path | MuscleModel, dyn: DynamicsResult, start: int, end: int,
                         fs: float = FRAME_RATE) -> RepetitionActivations:
-    """Activations for frames ``start:end`` of a trial whose inverse dynamics is ``dyn``."""
-    model = osim.Model(str(model_path))
-    state = model.initSystem()
-    setter = StateSetter(model, state)
-    ms = model.getMuscles()
-    muscles = [osim.DeGrooteFregly2016Muscle.safeDownCast(ms.get(i)) for i in range(ms.getSize())]
-    names = tuple(m.getName() for m in muscles)
-    sides = [n.rsplit("_", 1)[1] for n in names]
+    """Activations for frames ``start:end`` of a trial whose inverse dynamics is
+    ``dyn``; ``model`` is the subject's ``.osim`` (or a loaded :class:`MuscleModel`)."""
+    mm = model if isinstance(model, MuscleModel) else MuscleModel(model)
+    model_path, model, state, setter = mm.path, mm.model, mm.state, mm.setter
+    muscles, names, sides = mm.muscles, mm.names, mm.sides
     q_all = _to_si(dyn.coords_filtered)
     frames = np.arange(start, end)
     n = len(frames)
@@ -366,17 +447,16 @@ def static_optimization(model_path: str, dyn: DynamicsResult, start: int, end: i
     activations = np.zeros((n, len(muscles)))
     reserves = np.zeros((n, len(SO_COORDINATES)))
     moments = dyn.moments[frames][:, so_idx]
-    w = RESERVE_OPTIMAL_MOMENT
-    eye = np.eye(len(muscles))
+    a = None
     for i, k in enumerate(frames):
         setter.set(state, q_all[k], dyn.speeds[k])
         model.realizeVelocity(state)
         mf = _muscle_quantities(model, state, muscles)
         A = arms[i] * mf.f_active[None, :]
         b = moments[i] - arms[i] @ mf.f_passive
-        res = lsq_linear(np.vstack([A / w, eye]), np.r_[b / w, np.zeros(len(muscles))],
-                         bounds=(0.0, 1.0), method="bvls", tol=1e-10)
-        a = np.clip(res.x, 0.0, 1.0)
+        if not (np.isfinite(A).all() and np.isfinite(b).all()):
+            raise FloatingPointError(f"{model_path}: non-finite muscle moment data at frame {k}")
+        a = solve_so_qp(A, b, RESERVE_OPTIMAL_MOMENT, x0=a)
         activations[i] = a
         reserves[i] = b - A @ a
     pelvis = dyn.moments[frames][:, [COORDINATES.index(p) for p in PELVIS_DOFS]]
@@ -398,6 +478,7 @@ def simulate_trial(model_path: str, coords: np.ndarray, segments: list[tuple[int
         if not (0 <= a < b <= coords.shape[0]):
             raise ValueError(f"segment {k + 1} ({a}, {b}) is outside the {coords.shape[0]} frames of the trial")
     dyn = inverse_dynamics(model_path, coords, fs, right_share)
-    reps = [static_optimization(model_path, dyn, a, b, fs) for a, b in segments]
+    muscles = MuscleModel(model_path)
+    reps = [static_optimization(muscles, dyn, a, b, fs) for a, b in segments]
     return dyn, reps
 

@@ -20,8 +20,9 @@ fraction of a second:
   (:data:`utils.constants.MUSCLE_BASES`) as ``DeGrooteFregly2016Muscle`` with a
   rigid tendon; maximum isometric forces and optimal fibre lengths follow
   Rajagopal et al. (2016); attachment points are simplified from the
-  gait2392 / Rajagopal geometry; the quadriceps wrap over a cylinder at the
-  knee; tendon slack lengths are set so that fibres are at their optimal length
+  gait2392 / Rajagopal geometry; the quadriceps wrap over a cylinder about
+  the knee axis (anterior quadrant), so their moment arm stays extensor through
+  deep flexion; tendon slack lengths are set so that fibres are at their optimal length
   in a mid-squat reference posture;
 * markers named like OpenCap's video markers (``r_knee_study``, ...), and
   ``Station``\\ s for the foot contact points (``heel_r``, ``met1_r``,
@@ -62,7 +63,7 @@ CONTACT_STATIONS: tuple[str, ...] = (
 """Foot contact points (stations on the sole), right then left."""
 
 REFERENCE_POSE: dict[str, float] = {
-    "hip_flexion": 45.0, "knee_angle": 70.0, "ankle_angle": 10.0,
+    "hip_flexion": 55.0, "knee_angle": 80.0, "ankle_angle": 10.0,
 }
 """Mid-squat posture (degrees, both sides) in which every muscle fibre is at its
 optimal length; sets the tendon slack lengths."""
@@ -302,6 +303,10 @@ _MUSCLE_PARAMS: dict[str, tuple[float, float, float]] = {
     "vasint": (1365.3, 0.099, 4.5), "vaslat": (2255.4, 0.099, 18.4), "vasmed": (1443.7, 0.097, 29.6),
 }
 _REFERENCE_MASS = 75.0  # kg; Rajagopal's forces are for a 75 kg subject
+PASSIVE_STRAIN_AT_ONE_NORM_FORCE = 1.0
+"""Fibre strain at which passive force equals the maximum isometric force
+(DeGroote-Fregly default 0.6); more compliant so that deep squats are not
+held up by passive tension."""
 
 # Path points of the right-side muscles in template frames: (body, (x, y, z)).
 # Bodies: "pelvis", "femur", "tibia", "calcn" and "toes" (calcn and toes points
@@ -318,10 +323,10 @@ _MUSCLE_PATHS: dict[str, list[tuple[str, tuple[float, float, float]]]] = {
     "addbrev": [(_P, (-0.0191, -0.094, 0.0154)), (_F, (-0.002, -0.118, 0.0249))],
     "addlong": [(_P, (-0.0316, -0.0836, 0.0169)), (_F, (0.005, -0.2111, 0.0234))],
     "addmagDist": [(_P, (-0.095, -0.120, 0.045)), (_F, (-0.0065, -0.300, 0.020))],
-    "addmagIsch": [(_P, (-0.110, -0.115, 0.050)), (_F, (-0.008, -0.385, -0.028))],
+    "addmagIsch": [(_P, (-0.108, -0.130, 0.050)), (_F, (-0.008, -0.385, -0.028))],
     "addmagMid": [(_P, (-0.085, -0.115, 0.035)), (_F, (-0.0046, -0.220, 0.027))],
     "addmagProx": [(_P, (-0.070, -0.110, 0.025)), (_F, (-0.0046, -0.120, 0.029))],
-    "bflh": [(_P, (-0.126, -0.103, 0.0688)), (_T, (-0.030, -0.0356, 0.0294)), (_T, (-0.0234, -0.0563, 0.0343))],
+    "bflh": [(_P, (-0.120, -0.125, 0.0688)), (_T, (-0.030, -0.0356, 0.0294)), (_T, (-0.0234, -0.0563, 0.0343))],
     "bfsh": [(_F, (0.005, -0.2111, 0.0234)), (_T, (-0.0101, -0.0725, 0.0406))],
     "edl": [(_T, (0.0029, -0.1289, 0.0236)), (_T, (0.0288, -0.4005, 0.0071)), (_C, (0.130, -0.030, 0.010)),
             (_O, (0.200, -0.052, 0.010))],
@@ -346,20 +351,20 @@ _MUSCLE_PATHS: dict[str, list[tuple[str, tuple[float, float, float]]]] = {
     "glmin2": [(_P, (-0.0633, -0.0065, 0.0991)), (_F, (-0.0096, -0.0104, 0.056))],
     "glmin3": [(_P, (-0.0834, -0.0063, 0.0856)), (_F, (-0.0135, -0.0083, 0.055))],
     "grac": [(_P, (-0.0563, -0.1038, 0.0079)), (_T, (-0.0154, -0.0475, -0.0358)), (_T, (0.006, -0.0836, -0.0228))],
-    "iliacus": [(_P, (-0.0674, 0.0365, 0.0854)), (_P, (-0.0218, -0.055, 0.0851)), (_F, (0.0017, -0.0543, 0.0057)),
+    "iliacus": [(_P, (-0.0674, 0.0365, 0.0854)), (_P, (-0.0307, -0.0321, 0.0851)), (_F, (0.0017, -0.0543, 0.0057)),
                 (_F, (-0.0193, -0.0621, 0.0129))],
     "perbrev": [(_T, (-0.007, -0.2646, 0.0325)), (_T, (-0.0198, -0.4184, 0.0283)), (_C, (-0.020, -0.060, 0.030)),
                 (_C, (0.030, -0.058, 0.042))],
     "perlong": [(_T, (0.0005, -0.1568, 0.0362)), (_T, (-0.0207, -0.4205, 0.0286)), (_C, (-0.020, -0.062, 0.030)),
                 (_C, (0.070, -0.066, -0.020))],
     "piri": [(_P, (-0.1396, 0.0003, 0.0235)), (_P, (-0.1193, -0.0276, 0.0657)), (_F, (-0.0148, -0.0036, 0.0437))],
-    "psoas": [(_P, (-0.0647, 0.0887, 0.0289)), (_P, (-0.0238, -0.057, 0.0759)), (_F, (0.0016, -0.0507, 0.0038)),
+    "psoas": [(_P, (-0.0647, 0.0887, 0.0289)), (_P, (-0.0307, -0.0321, 0.0780)), (_F, (0.0016, -0.0507, 0.0038)),
               (_F, (-0.0188, -0.0597, 0.0104))],
     "recfem": [(_P, (-0.0295, -0.0311, 0.0968)), (_F, (0.040, -0.330, 0.002)), _PATELLAR],
     "sart": [(_P, (-0.0153, -0.0013, 0.1242)), (_F, (-0.003, -0.3568, -0.0421)), (_T, (-0.0056, -0.0419, -0.0399)),
              (_T, (0.006, -0.0589, -0.0383)), (_T, (0.0243, -0.084, -0.0252))],
-    "semimem": [(_P, (-0.1192, -0.1015, 0.0695)), (_T, (-0.0243, -0.0536, -0.0194))],
-    "semiten": [(_P, (-0.1237, -0.1043, 0.0603)), (_T, (-0.0314, -0.0545, -0.0146)), (_T, (-0.0113, -0.0746, -0.0245)),
+    "semimem": [(_P, (-0.115, -0.123, 0.0695)), (_T, (-0.0243, -0.0536, -0.0194))],
+    "semiten": [(_P, (-0.118, -0.127, 0.0603)), (_T, (-0.0314, -0.0545, -0.0146)), (_T, (-0.0113, -0.0746, -0.0245)),
                 (_T, (0.0027, -0.0956, -0.0193))],
     "soleus": [(_T, (-0.0024, -0.1533, 0.0071)), _ACHILLES_VIA, _ACHILLES],
     "tfl": [(_P, (-0.0311, 0.0214, 0.1241)), (_F, (0.0294, -0.0995, 0.0597)), (_F, (0.0108, -0.405, 0.0346)),
@@ -374,11 +379,14 @@ _MUSCLE_PATHS: dict[str, list[tuple[str, tuple[float, float, float]]]] = {
                _PATELLAR],
 }
 _QUADRICEPS = ("recfem", "vasint", "vaslat", "vasmed")
-# The quadriceps pass over a patella point that moves on the femur with knee
-# flexion: it turns about the knee axis by _PATELLA_RATIO of the knee angle from
-# _PATELLA_EXTENDED (template femur frame, relative to the knee centre).
-_PATELLA_EXTENDED = (0.050, 0.022, 0.0)
-_PATELLA_RATIO = 0.6
+_KNEE_WRAP_RADIUS = 0.045  # template metres
+_KNEE_WRAP_QUADRANT = "+x"
+# Cylinders about the hip flexion axis (on the pelvis) keep the gluteus maximus
+# behind and the iliopsoas in front of the hip in deep flexion.
+_HIP_WRAPS: dict[str, tuple[float, str, tuple[str, ...]]] = {
+    "Gmax_at_hip": (0.045, "-x", ("glmax1", "glmax2", "glmax3")),
+    "IL_at_hip": (0.035, "+x", ("iliacus", "psoas")),
+}
 
 assert set(_MUSCLE_PATHS) == set(MUSCLE_BASES) == set(_MUSCLE_PARAMS)
 
@@ -544,6 +552,14 @@ def _add_leg(model: osim.Model, pelvis: osim.Body, side: str, seg: dict[str, _Se
         model.addBody(b)
 
     hip = _mirror_np(hip_r, s)
+    for wrap_name, (radius, quadrant, _) in _HIP_WRAPS.items():
+        wrap = osim.WrapCylinder()
+        wrap.setName(f"{wrap_name}_{s}")
+        wrap.set_radius(radius * geo.pelvis)
+        wrap.set_length(0.2 * geo.pelvis)
+        wrap.set_translation(osim.Vec3(*hip))
+        wrap.set_quadrant(quadrant)
+        pelvis.addWrapObject(wrap)
     model.addJoint(_make_custom_joint(
         f"hip_{s}", pelvis, osim.Vec3(*hip), femur, osim.Vec3(0),
         [(f"hip_flexion_{s}", osim.Vec3(0, 0, 1)), (f"hip_adduction_{s}", _mirror_axis((1, 0, 0), s)),
@@ -568,6 +584,15 @@ def _add_leg(model: osim.Model, pelvis: osim.Body, side: str, seg: dict[str, _Se
     for name in ("heel", "met1", "met5"):
         _add_station(model, calcn, f"{name}_{s}", _mirror_np(_foot_point(name, geo) - sub, s))
     _add_station(model, toes, f"toe_{s}", _mirror_np(_foot_point("toe", geo) - mtp, s))
+    # the quadriceps wrap over a cylinder about the knee axis (the femoral
+    # condyles and patella), on its anterior side
+    wrap = osim.WrapCylinder()
+    wrap.setName(f"KnExt_at_fem_{s}")
+    wrap.set_radius(_KNEE_WRAP_RADIUS * geo.femur)
+    wrap.set_length(0.12 * geo.femur)
+    wrap.set_translation(osim.Vec3(*knee))
+    wrap.set_quadrant(_KNEE_WRAP_QUADRANT)
+    femur.addWrapObject(wrap)
     del sign
 
 
@@ -637,7 +662,10 @@ def _add_marker(model: osim.Model, name: str, body: str, p: Sequence[float], sid
 
 
 def _add_muscles(model: osim.Model, geo: _Geometry, mass: float, strength: float) -> None:
-    force_scale = strength * (mass / _REFERENCE_MASS) ** (2.0 / 3.0)
+    # Maximum isometric force in proportion to body mass: muscle volume grows with
+    # mass x height (Handsfield et al. 2014) and fibre length with height, so
+    # the physiological cross-section, and with it the force, grows with mass.
+    force_scale = strength * mass / _REFERENCE_MASS
     length_scale = 0.5 * (geo.femur + geo.tibia)
     bodies = model.getBodySet()
     for side in SIDES:
@@ -652,40 +680,17 @@ def _add_muscles(model: osim.Model, geo: _Geometry, mass: float, strength: float
             m.set_ignore_tendon_compliance(True)
             m.set_ignore_activation_dynamics(False)
             m.set_max_contraction_velocity(10.0)
-            path = _MUSCLE_PATHS[base]
-            for i, (body, p) in enumerate(path):
-                if base in _QUADRICEPS and i == len(path) - 1:
-                    _add_patella_point(model, m, f"{base}_{side}-patella", side, geo)
+            m.set_passive_fiber_strain_at_one_norm_force(PASSIVE_STRAIN_AT_ONE_NORM_FORCE)
+            for i, (body, p) in enumerate(_MUSCLE_PATHS[base]):
                 body_name, loc = _template_point(body, p, side, geo)
                 m.addNewPathPoint(f"{base}_{side}-P{i + 1}", bodies.get(body_name), osim.Vec3(*loc))
+            if base in _QUADRICEPS:
+                wrap = bodies.get(f"femur_{side}").getWrapObject(f"KnExt_at_fem_{side}")
+                m.updGeometryPath().addPathWrap(wrap)
+            for wrap_name, (_, _, members) in _HIP_WRAPS.items():
+                if base in members:
+                    m.updGeometryPath().addPathWrap(bodies.get("pelvis").getWrapObject(f"{wrap_name}_{side}"))
             model.addForce(m)
-
-
-def _add_patella_point(model: osim.Model, muscle: osim.Muscle, name: str, side: str, geo: _Geometry) -> None:
-    """A MovingPathPoint on the femur following the patella around the knee."""
-    femur = model.getBodySet().get(f"femur_{side}")
-    knee = model.getCoordinateSet().get(f"knee_angle_{side}")
-    knee_y = -0.40 * geo.femur  # the knee centre in the femur frame (template scaled)
-    knee_y = osim.PhysicalOffsetFrame.safeDownCast(
-        model.getJointSet().get(f"walker_knee_{side}").getParentFrame()).get_translation().get(1)
-    x0, y0, z0 = (c * geo.femur for c in _PATELLA_EXTENDED)
-    fx, fy, fz = osim.SimmSpline(), osim.SimmSpline(), osim.SimmSpline()
-    for q in np.linspace(math.radians(-20.0), math.radians(160.0), 37):
-        phi = _PATELLA_RATIO * q
-        # rotation by -phi about z (knee flexion turns the tibia about -z)
-        fx.addPoint(q, x0 * math.cos(phi) + y0 * math.sin(phi))
-        fy.addPoint(q, knee_y - x0 * math.sin(phi) + y0 * math.cos(phi))
-        fz.addPoint(q, z0 if side == "r" else -z0)
-    point = osim.MovingPathPoint()
-    point.setName(name)
-    point.setParentFrame(femur)
-    point.set_x_location(fx)
-    point.set_y_location(fy)
-    point.set_z_location(fz)
-    point.setXCoordinate(knee)
-    point.setYCoordinate(knee)
-    point.setZCoordinate(knee)
-    muscle.updGeometryPath().updPathPointSet().adoptAndAppend(point)
 
 
 def _reference_state(model: osim.Model) -> osim.State:

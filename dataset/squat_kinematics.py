@@ -132,25 +132,25 @@ def sample_subject(rng: np.random.Generator) -> tuple[SubjectParams, SquatStyle]
     height = float(np.clip(rng.normal(1.64 if sex == "female" else 1.77, 0.07), 1.48, 2.0))
     bmi = float(np.clip(rng.normal(24.0, 3.0), 18.0, 34.0))
     mass = float(np.clip(bmi * height * height, MASS_RANGE[0], MASS_RANGE[1]))
-    strength = float(np.clip(rng.normal(1.0, 0.12), 0.7, 1.4))
+    strength = float(np.clip(rng.normal(1.0, 0.06), 0.85, 1.15))
     heel = float(rng.uniform(4.0, 15.0)) if rng.random() < 0.25 else 0.0
     style = SquatStyle(
-        depth=float(rng.uniform(55.0, 125.0)),
-        depth_jitter=float(rng.uniform(3.0, 12.0)),
+        depth=float(rng.uniform(45.0, 125.0)),
+        depth_jitter=float(rng.uniform(8.0, 16.0)),
         descent=float(rng.uniform(0.9, 1.7)),
         ascent=float(rng.uniform(0.8, 1.4)),
         hold=float(rng.uniform(0.0, 0.35)),
         pause=float(rng.uniform(0.5, 1.3)),
-        stance=float(rng.uniform(2.0, 14.0)),
-        toe_out=float(rng.uniform(0.0, 22.0)),
-        trunk_lean=float(rng.uniform(0.0, 20.0)),
-        asymmetry=float(np.clip(rng.normal(0.0, 4.0), -10, 10)),
+        stance=float(rng.uniform(0.0, 8.0)),
+        toe_out=float(rng.uniform(0.0, 15.0)),
+        trunk_lean=float(rng.uniform(0.0, 12.0)),
+        asymmetry=float(np.clip(rng.normal(0.0, 3.0), -8, 8)),
         heel_rise=heel,
         knee_valgus=float(rng.uniform(-3.0, 8.0)),
         noise=float(rng.uniform(0.2, 1.0)),
         arm_forward=float(rng.uniform(20.0, 90.0)),
         heading=float(rng.uniform(-8.0, 8.0)),
-        balance=float(rng.uniform(0.38, 0.55)),
+        balance=float(rng.uniform(0.42, 0.50)),
     )
     return SubjectParams(height, mass, sex, strength), style
 
@@ -228,16 +228,22 @@ def generate_trial(fk: ForwardKinematics, style: SquatStyle, n_reps: int, rng: n
     knee_l = STANDING_KNEE + amp - 0.5 * style.asymmetry * phi
     knee_mean = 0.5 * (knee_r + knee_l)
     rel = phi * depth / 90.0  # 1 at a 90 degree squat
-    pelvis_tilt = -(0.22 * phi * depth + 0.5 * style.trunk_lean * phi)
-    lumbar_ext = -(0.08 * phi * depth + 0.5 * style.trunk_lean * phi)
+    pelvis_tilt = -(0.12 * phi * depth + 0.5 * style.trunk_lean * phi)
+    lumbar_ext = -(0.12 * phi * depth + 0.5 * style.trunk_lean * phi)
     heel = style.heel_rise * phi ** 2 * min(1.0, max(depth.max(), 1.0) / 90.0)
     valgus = style.knee_valgus * rel
 
     q = np.zeros((T, len(COORDINATES)))
     c = COORD_INDEX
-    q[:, c["pelvis_tilt"]] = pelvis_tilt
-    q[:, c["pelvis_rotation"]] = style.heading
-    q[:, c["pelvis_list"]] = -0.08 * style.asymmetry * phi
+    # pelvis: tilt and list in the subject's own frame, turned to the heading
+    # about the vertical; expressed as OpenSim's body-fixed tilt-list-rotation
+    pelvis_list = -0.08 * style.asymmetry * phi
+    turn = Rotation.from_euler("Y", style.heading, degrees=True)
+    own = Rotation.from_euler("ZX", np.stack([pelvis_tilt, pelvis_list], axis=1), degrees=True)
+    pelvis = (turn * own).as_euler("ZXY", degrees=True)
+    q[:, c["pelvis_tilt"]] = pelvis[:, 0]
+    q[:, c["pelvis_list"]] = pelvis[:, 1]
+    q[:, c["pelvis_rotation"]] = pelvis[:, 2]
     q[:, c["lumbar_extension"]] = lumbar_ext
     q[:, c["knee_angle_r"]] = knee_r
     q[:, c["knee_angle_l"]] = knee_l

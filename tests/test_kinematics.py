@@ -1,0 +1,126 @@
+"""Differentiable forward kinematics (utils/kinematics.py) against OpenSim."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import opensim as osim
+import pytest
+import torch
+
+from dataset.osim_model import build_model, save_model
+from utils.constants import COORDINATES, TRANSLATIONS
+from utils.kinematics import FOOT_CONTACT_POINTS, JOINT_POINT_NAMES, STICK_SEGMENTS, ForwardKinematics
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("fk") / "subject.osim"
+    return save_model(build_model(1.63, 58.0, "female", 1.1), path)
+
+
+@pytest.fixture(scope="module")
+def fk(model_path):
+    return ForwardKinematics.from_osim(model_path).double()
+
+
+def _random_poses(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    q = rng.uniform(-90.0, 90.0, size=(n, len(COORDINATES)))
+    for i, name in enumerate(COORDINATES):
+        if name in TRANSLATIONS:
+            q[:, i] = rng.uniform(-2.0, 2.0, size=n)
+    return q
+
+
+def _opensim_points(model, state, names: tuple[str, ...]) -> np.ndarray:
+    out = np.zeros((len(names), 3))
+    index = {n: i for i, n in enumerate(names)}
+    joints = model.getJointSet()
+    for j in range(joints.getSize()):
+        joint = joints.get(j)
+        name = JOINT_POINT_NAMES.get(joint.getName(), joint.getName())
+        p = joint.getChildFrame().getPositionInGround(state)
+        out[index[name]] = [p.get(0), p.get(1), p.get(2)]
+    for comp in model.getComponentsList():
+        if comp.getConcreteClassName() == "Station" and comp.getName() in index:
+            p = osim.Station.safeDownCast(comp).findLocationInFrame(state, model.getGround())
+            out[index[comp.getName()]] = [p.get(0), p.get(1), p.get(2)]
+    return out
+
+
+def test_forward_kinematics_matches_opensim_on_random_poses(model_path, fk):
+    model = osim.Model(str(model_path))
+    state = model.initSystem()
+    poses = _random_poses(25, seed=3)
+    ours = fk(torch.as_tensor(poses)).numpy()
+    coords = model.getCoordinateSet()
+    worst = 0.0
+    for k, q in enumerate(poses):
+        for i, name in enumerate(COORDINATES):
+            coords.get(name).setValue(state, q[i] if name in TRANSLATIONS else math.radians(q[i]), False)
+        model.realizePosition(state)
+        ref = _opensim_points(model, state, fk.point_names)
+        worst = max(worst, float(np.abs(ours[k] - ref).max()))
+        # body origins too
+        R, o = fk.body_transforms(torch.as_tensor(q))
+        for b, body_name in enumerate(fk.body_names):
+            p = model.getBodySet().get(body_name).getPositionInGround(state)
+            worst = max(worst, float(np.abs(o[b].numpy() - [p.get(0), p.get(1), p.get(2)]).max()))
+        com = model.calcMassCenterPosition(state)
+        ours_com = fk.center_of_mass(torch.as_tensor(q)).numpy()
+        worst = max(worst, float(np.abs(ours_com - [com.get(0), com.get(1), com.get(2)]).max()))
+    assert worst < 1e-5, f"forward kinematics differs from OpenSim by {worst:.3g} m"
+
+
+def test_point_names_cover_joint_centres_contacts_and_stick_figure(fk):
+    for name in ("pelvis", "hip_r", "knee_r", "ankle_r", "mtp_r", "hip_l", "knee_l", "ankle_l", "mtp_l",
+                 "torso", "neck", "head", "shoulder_r", "elbow_r", "wrist_r", "shoulder_l", "elbow_l", "wrist_l",
+                 *FOOT_CONTACT_POINTS):
+        assert fk.point_names[fk.point_index(name)] == name
+    assert [fk.point_names[i] for i in fk.foot_contact_indices()] == list(FOOT_CONTACT_POINTS)
+    for a, b in STICK_SEGMENTS:
+        fk.point_index(a), fk.point_index(b)
+    assert len(fk.stick_segments()) == len(STICK_SEGMENTS)
+    with pytest.raises(KeyError, match="no point named"):
+        fk.point_index("nose")
+
+
+def test_batched_float32_float64_and_differentiable(fk):
+    poses = torch.as_tensor(_random_poses(12, seed=5)).reshape(3, 4, len(COORDINATES))
+    out64 = fk(poses)
+    assert out64.shape == (3, 4, len(fk.point_names), 3) and out64.dtype == torch.float64
+    fk32 = ForwardKinematics.from_model(build_model(1.63, 58.0, "female", 1.1))
+    out32 = fk32(poses.float())
+    assert out32.dtype == torch.float32
+    assert torch.allclose(out32.double(), out64, atol=1e-4)
+    x = poses.clone().requires_grad_(True)
+    fk(x)[..., fk.point_index("heel_r"), 1].sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    assert torch.autograd.gradcheck(lambda c: fk(c)[..., fk.point_index("toe_l"), :],
+                                    (poses[0, :2].clone().requires_grad_(True),))
+
+
+def test_translations_move_every_point_rigidly(fk):
+    q = torch.zeros(2, len(COORDINATES), dtype=torch.float64)
+    q[1, COORDINATES.index("pelvis_ty")] = 0.3
+    q[1, COORDINATES.index("pelvis_tx")] = -0.2
+    p = fk(q)
+    assert torch.allclose(p[1] - p[0], torch.tensor([-0.2, 0.3, 0.0], dtype=torch.float64).expand_as(p[0]))
+
+
+def test_wrong_input_width_and_unsupported_joint_are_clear_errors(fk, tmp_path):
+    with pytest.raises(ValueError, match="33"):
+        fk(torch.zeros(2, 30, dtype=torch.float64))
+    model = osim.Model()
+    body = osim.Body("b", 1.0, osim.Vec3(0), osim.Inertia(0.1, 0.1, 0.1))
+    model.addBody(body)
+    model.addJoint(osim.PinJoint("pin", model.getGround(), osim.Vec3(0), osim.Vec3(0), body, osim.Vec3(0),
+                                 osim.Vec3(0)))
+    model.initSystem()
+    path = tmp_path / "pin.osim"
+    model.printToXML(str(path))
+    with pytest.raises(ValueError, match="PinJoint"):
+        ForwardKinematics.from_osim(path)
+    with pytest.raises(FileNotFoundError):
+        ForwardKinematics.from_osim(tmp_path / "missing.osim")
