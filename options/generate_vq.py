@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from options.common import add_runtime_args
-from options.generation import add_generation_args, add_subject_data_args, add_threads_arg
+from options.generation import add_generation_args, add_generation_runtime_args, add_subject_data_args
 
 MODES = ("subject", "random")
 
@@ -28,7 +27,6 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="subject mode: instead, draw each sample's absolute noise standard deviation from "
                         "U(LOW, HIGH) in latent units, as guidance initialises (published: 10 200)")
     add_subject_data_args(p)
-    add_runtime_args(p)
-    add_threads_arg(p)
+    add_generation_runtime_args(p)
     add_generation_args(p, default_exp="VQVAE-Generations", default_out="output/baselines")
     return p

@@ -6,7 +6,8 @@ import argparse
 
 from models.mdm import NOISE_SCHEDULES, SAMPLERS
 from options.common import add_data_args, add_output_args, add_runtime_args
-from options.generation import add_generation_args, add_subject_data_args, add_threads_arg
+from options.generation import (add_generation_args, add_generation_runtime_args, add_subject_data_args,
+                                add_threads_arg)
 
 
 def milestones(text: str) -> list[int]:
@@ -78,7 +79,6 @@ def get_generate_parser() -> argparse.ArgumentParser:
     g.add_argument("--guidance-param", type=float, default=1.0,
                    help="classifier-free guidance scale for a subject-conditioned model (1 = plain conditional)")
     add_subject_data_args(p)
-    add_runtime_args(p)
-    add_threads_arg(p)
+    add_generation_runtime_args(p)
     add_generation_args(p, default_exp="mdm_baseline", default_out="output/baselines")
     return p

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from options.common import add_data_args, add_output_args, add_runtime_args
-from options.generation import add_generation_args, add_subject_data_args, add_threads_arg
+from options.generation import (add_generation_args, add_generation_runtime_args, add_subject_data_args,
+                                add_threads_arg)
 from options.mdm import milestones
 
 
@@ -66,7 +67,6 @@ def get_generate_parser() -> argparse.ArgumentParser:
     g.add_argument("--top-k", type=int, default=0, help="sample among the k most likely codes per step (0 = all)")
     g.add_argument("--temperature", type=float, default=1.0, help="logit temperature (0 = greedy)")
     add_subject_data_args(p)
-    add_runtime_args(p)
-    add_threads_arg(p)
+    add_generation_runtime_args(p)
     add_generation_args(p, default_exp="t2m_baseline", default_out="output/baselines")
     return p
