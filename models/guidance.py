@@ -266,12 +266,17 @@ class GuidanceResult:
 
 def guide(objective: GuidanceObjective, z0: Tensor, weights: Mapping[str, float], schedule: Schedule,
           lr: float = 0.5, batch_size: int = 256, log_every: int = 10, progress: bool = True,
-          desc: str = "guidance", on_log: Callable[[int, dict[str, float]], None] | None = None) -> GuidanceResult:
+          desc: str = "guidance", on_log: Callable[[int, dict[str, float]], None] | None = None,
+          reset_for_final: bool = True) -> GuidanceResult:
     """Optimise the latents ``z0`` (R, C, L), ``batch_size`` runs at a time.
 
     Each batch is one tensor optimised by Adam for ``schedule.total``
     iterations; the loss is the sum over samples of :func:`weighted_total`, so
-    samples do not interact. Iterations whose factor is 0 compute the
+    samples do not interact. With ``reset_for_final`` Adam's moment estimates
+    are reset when the final proximity-only phase begins: the second moments
+    of the guided phase (large band and contact gradients) would otherwise
+    shrink the steps back towards the training latents for hundreds of
+    iterations. Iterations whose factor is 0 compute the
     proximity term only (no decoding). Every ``log_every`` iterations the mean
     of every term over the batch is recorded (and averaged over batches, weighted
     by batch size, into ``history``). The final latents are decoded and every
@@ -298,6 +303,8 @@ def guide(objective: GuidanceObjective, z0: Tensor, weights: Mapping[str, float]
         k_log = 0
         for it in range(schedule.total):
             factor = schedule.factor(it)
+            if reset_for_final and it == schedule.total - schedule.final_proximity and it > 0:
+                opt = torch.optim.Adam([z], lr=lr)  # forget the moments of the guided phase
             terms, extras = objective.terms(z, proximity_only=factor == 0.0)
             loss = weighted_total(terms, weights, factor).sum()
             opt.zero_grad(set_to_none=True)
@@ -355,3 +362,293 @@ def rank_samples(result: GuidanceResult, n: int, low: float, high: float,
     realism = w["proximity"] * result.terms["proximity"] + w["smoothness"] * result.terms["smoothness"]
     order = np.lexsort((realism, violation))[: max(0, n)]
     return order[np.argsort(peaks[order].mean(1), kind="stable")]
+
+
+# ----------------------------------------------------------------------------- running guidance for subjects
+
+
+@torch.no_grad()
+def encode_latents(vqvae, normalizer, motions: np.ndarray, batch_size: int = 64) -> Tensor:
+    """Encoder latents (pre-quantisation) of motions. (N, T, 33) degrees / metres -> (N, C, T') on CPU"""
+    device = next(vqvae.parameters()).device
+    out = []
+    for i in range(0, len(motions), batch_size):
+        x = torch.as_tensor(normalizer.normalize(np.asarray(motions[i:i + batch_size], dtype=np.float64)),
+                            dtype=torch.float32, device=device)
+        out.append(vqvae.encode_latent(x).float().cpu())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def estimate_floor(fk, motions: np.ndarray, foot_points: Sequence[int] | None = None) -> float:
+    """Floor height (m): median over all frames of the lowest foot point of
+    ``motions`` (N, T, 33) degrees / metres (in a squat the feet stay down)."""
+    idx = list(foot_points) if foot_points is not None else list(fk.foot_contact_indices())
+    pts = fk(torch.as_tensor(np.asarray(motions), dtype=torch.float64))[..., idx, 1]
+    return float(pts.amin(-1).median())
+
+
+def latent_unit_scale(unit: str, bank: L.LatentBank) -> float:
+    """Latent units per unit of ``--lr`` / ``--init-noise``: 1 for ``absolute``,
+    1 % of the bank's standard deviation for ``percent-std``."""
+    if unit not in INIT_UNITS:
+        raise GuidanceError(f"unknown latent unit {unit!r}; expected one of {INIT_UNITS}")
+    return bank.std / 100.0 if unit == "percent-std" else 1.0
+
+
+def schedule_from_args(args: argparse.Namespace) -> Schedule:
+    return Schedule.published(args.total_iter, args.proximity_only_iter, args.ramp_iter, args.final_proximity_iter)
+
+
+def weights_from_args(args: argparse.Namespace) -> dict[str, float]:
+    return {name: float(getattr(args, f"w_{name}")) for name in TERMS}
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Option checks that need no file; raise :class:`GuidanceError`."""
+    from utils.constants import MUSCLES
+
+    if not (0.0 <= args.low < args.high <= 1.0):
+        raise GuidanceError(f"--low {args.low} and --high {args.high} must satisfy 0 <= low < high <= 1")
+    for flag in ("num_runs", "min_samples", "batch_size", "total_iter", "seq_len", "log_every", "contact_stride"):
+        if getattr(args, flag) < 1:
+            raise GuidanceError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    if args.min_samples > args.num_runs:
+        raise GuidanceError(f"--min-samples {args.min_samples} exceeds --num-runs {args.num_runs}")
+    if args.lr <= 0:
+        raise GuidanceError(f"--lr must be positive, got {args.lr}")
+    bad = [m for m in args.muscles if m not in MUSCLES]
+    if bad:
+        raise GuidanceError(f"--muscles: unknown muscle name(s) {bad}; names look like vasmed_r, vasmed_l")
+    negative = [n for n, w in weights_from_args(args).items() if w < 0]
+    if negative:
+        raise GuidanceError(f"loss weights must be >= 0; negative: {negative}")
+    lo, hi = args.init_noise
+    if not 0 <= lo <= hi:
+        raise GuidanceError(f"--init-noise {lo} {hi}: expected 0 <= LOW <= HIGH")
+    schedule_from_args(args)  # raises on inconsistent phases
+
+
+def resolve_data_root(args: argparse.Namespace) -> Path:
+    """``--data-root``, else the root holding the first ``--subject`` folder, else the default root."""
+    from dataset.mcs import dataset_root
+    from utils.constants import DEFAULT_DATA_ROOT
+
+    if args.data_root:
+        return Path(args.data_root)
+    for entry in args.subject:
+        path = Path(entry)
+        if path.is_dir() and path.parent.name == "Data":
+            return dataset_root(path.parent)
+    return Path(DEFAULT_DATA_ROOT)
+
+
+@dataclass
+class Prepared:
+    """Everything :func:`run` loads and checks before any optimisation."""
+
+    device: torch.device
+    vqvae: Any
+    normalizer: Any
+    surrogate: Any
+    bank: L.LatentBank
+    sessions: list
+    subject_motions: dict[str, np.ndarray]
+    model_paths: dict[str, Path]
+    frames: int
+    root: Path
+    exp_dir: Path
+
+
+def prepare(args: argparse.Namespace) -> Prepared:
+    """Check every input and load models and data; raises before any guidance work.
+
+    Errors: :class:`GuidanceError` (options), ``DatasetError`` (subject folder
+    missing or without squat trial), ``CheckpointError`` (VQ-VAE coordinate
+    order / input width, surrogate lacking a requested muscle),
+    ``OutputExistsError`` (results exist and no ``--overwrite``).
+    """
+    from dataset.mcs import DatasetError
+    from dataset.osim_model import default_model_path
+    from dataset.repetitions import load_repetitions
+    from dataset.subjects import resolve_subjects, session_repetitions
+    from models.surrogate import load_surrogate
+    from models.vqvae import load_vqvae
+    from utils.checkpoint import CheckpointError
+    from utils.device import resolve_device
+    from utils.generation_output import check_outputs
+
+    check_args(args)
+    device = resolve_device(args.device)
+    root = resolve_data_root(args)
+    sessions = resolve_subjects(root, args.subject, args.split_file, args.seed)
+    exp_dir = Path(args.out_dir) / args.exp_name
+    check_outputs(exp_dir, [s.id for s in sessions], args.overwrite)
+
+    vqvae, normalizer, ckpt = load_vqvae(args.vq_name, device)
+    n_features = int(ckpt["config"].get("n_features", -1))
+    if n_features != len(COORDINATES) or tuple(normalizer.names) != tuple(COORDINATES):
+        raise CheckpointError(f"{args.vq_name}: VQ-VAE takes {n_features} features "
+                              f"({len(normalizer.names)} normalised names); guidance needs the "
+                              f"{len(COORDINATES)} canonical coordinates")
+    surrogate = load_surrogate(args.surrogate, device, muscles=args.muscles)
+    frames = args.seq_len * vqvae.downsample
+
+    subject_motions, model_paths = {}, {}
+    for session in sessions:
+        reps = session_repetitions(session, length=frames, clip_mode=args.clip_mode)
+        if len(reps) == 0:
+            raise DatasetError(f"{session.path}: no squat repetitions")
+        subject_motions[session.id] = reps.motions
+        model_paths[session.id] = session.model if session.model is not None else default_model_path()
+    train = load_repetitions(root, "train", length=frames, clip_mode=args.clip_mode, split_file=args.split_file)
+    bank = L.LatentBank(encode_latents(vqvae, normalizer, train.motions), unit=args.proximity_unit)
+    return Prepared(device, vqvae, normalizer, surrogate, bank, sessions, subject_motions, model_paths,
+                    frames, root, exp_dir)
+
+
+def run(args: argparse.Namespace) -> dict[str, Path]:
+    """Guide every subject of ``args``; returns ``{session id: results folder}``."""
+    import zlib
+
+    from utils.checkpoint import seed_everything
+    from utils.kinematics import ForwardKinematics
+    from utils.run_logging import RunLogger
+
+    prep = prepare(args)
+    seed_everything(args.seed)
+    schedule, weights = schedule_from_args(args), weights_from_args(args)
+    exp_log = RunLogger(prep.exp_dir, args, tensorboard=False)
+    unit_scale = latent_unit_scale(args.latent_unit, prep.bank)
+    exp_log.log(f"device {prep.device}, precision {args.precision}, data root {prep.root}, "
+                f"{len(prep.sessions)} subject(s), latent bank {len(prep.bank)} x {prep.bank.vectors.shape[1]} "
+                f"({prep.bank.unit}), frames {prep.frames}, {schedule}, "
+                f"lr {args.lr} and init noise U{tuple(args.init_noise)} in units of {unit_scale:.4g}")
+    out: dict[str, Path] = {}
+    for session in prep.sessions:
+        lines: list[str] = []
+
+        def note(msg: str) -> None:
+            lines.append(msg)
+            exp_log.log(f"{session.id}: {msg}")
+
+        motions = prep.subject_motions[session.id]
+        fk = ForwardKinematics.from_osim(prep.model_paths[session.id])
+        floor = args.floor_height if args.floor_height is not None else estimate_floor(fk, motions)
+        objective = GuidanceObjective(prep.vqvae, prep.normalizer, prep.surrogate, args.muscles, fk, prep.bank,
+                                      args.low, args.high, floor, precision=args.precision,
+                                      contact_tol=args.contact_tol, contact_stride=args.contact_stride)
+        sub_lat = encode_latents(prep.vqvae, prep.normalizer, motions)
+        gen = torch.Generator().manual_seed(args.seed + zlib.crc32(session.id.encode()))
+        z0 = initial_latents(sub_lat, args.num_runs, tuple(args.init_noise), unit_scale, gen)
+        note(f"{len(motions)} repetitions, model {prep.model_paths[session.id]}, floor {floor:.4f} m")
+        result = guide(objective, z0, weights, schedule, lr=args.lr * unit_scale, batch_size=args.batch_size,
+                       log_every=args.log_every, progress=not args.no_progress, desc=session.id[:12])
+        keep = rank_samples(result, args.min_samples, args.low, args.high, weights)
+        folder = write_results(args, session.id, result, keep, objective, schedule, weights, floor, prep)
+        inb = L.in_band(torch.as_tensor(result.activations), args.low, args.high).numpy()
+        note(f"{args.num_runs} runs in {result.seconds:.1f} s "
+             f"({args.num_runs * args.total_iter / max(result.seconds, 1e-9):.0f} latent-iterations/s); "
+             f"{inb.mean():.1%} of runs and {inb[keep].mean():.1%} of the {len(keep)} kept in "
+             f"[{args.low}, {args.high}]")
+        logger = RunLogger(folder, args)
+        for line in lines:
+            logger.log(line)
+        for k, step in enumerate(result.history_steps):
+            logger.scalars({name: v[k] for name, v in result.history.items()}, int(step), prefix="guidance/")
+        logger.close()
+        out[session.id] = folder
+    exp_log.close()
+    return out
+
+
+def write_results(args: argparse.Namespace, session_id: str, result: GuidanceResult, keep: np.ndarray,
+                  objective: GuidanceObjective, schedule: Schedule, weights: Mapping[str, float], floor: float,
+                  prep: Prepared) -> Path:
+    """Write the kept samples (``.mot``, ``.npy``), ``summary.json`` and the PNG; returns the folder."""
+    from utils.constants import COORD_INDEX
+    from utils.generation_output import write_subject_samples
+
+    peaks = result.peaks
+    inb = ((peaks >= args.low) & (peaks <= args.high)).all(1)
+    ty = torch.as_tensor(result.motions[:, :, COORD_INDEX["pelvis_ty"]])
+    depth = L.squat_depth(ty).numpy()
+    per_sample = []
+    for i in keep:
+        per_sample.append({
+            "run": int(i),
+            "loss_terms": {k: float(result.terms[k][i]) for k in TERMS},
+            "weighted_loss": float(sum(weights[k] * result.terms[k][i] for k in TERMS)),
+            "peak_activation": {m: float(peaks[i, j]) for j, m in enumerate(objective.muscles)},
+            "peak_activation_mean": float(peaks[i].mean()),
+            "squat_depth_m": float(depth[i]),
+            "in_band": bool(inb[i]),
+        })
+    info = {
+        "method": "BIGE guidance",
+        "vq_checkpoint": str(args.vq_name),
+        "surrogate_checkpoint": str(args.surrogate),
+        "muscles": list(objective.muscles),
+        "band": [float(args.low), float(args.high)],
+        "floor_height_m": float(floor),
+        "num_runs": int(args.num_runs),
+        "total_iter": int(args.total_iter),
+        "lr": float(args.lr),
+        "latent_unit": args.latent_unit,
+        "schedule": {"proximity_only": schedule.proximity_only, "ramp": schedule.ramp,
+                     "final_proximity": schedule.final_proximity},
+        "weights": dict(weights),
+        "seconds": float(result.seconds),
+        "in_band_fraction_all_runs": float(inb.mean()),
+        "in_band_fraction_kept": float(inb[keep].mean()) if len(keep) else 0.0,
+        "all_runs": {"peak_activation_mean": [round(float(v), 5) for v in peaks.mean(1)],
+                     "in_band": [bool(v) for v in inb]},
+        "options": dict(vars(args)),
+    }
+    folder = write_subject_samples(prep.exp_dir, session_id, result.motions[keep], args.exp_name,
+                                   overwrite=args.overwrite, info=info, per_sample=per_sample)
+    if not args.no_plot:
+        plot_samples(folder / f"samples_{args.exp_name}.png", result.activations[keep], result.motions[keep],
+                     objective.muscles, args.low, args.high, title=session_id)
+    return folder
+
+
+def plot_samples(path: str | Path, activations: np.ndarray, motions: np.ndarray, muscles: Sequence[str],
+                 low: float, high: float, title: str = "", fs: float = FRAME_RATE) -> Path:
+    """PNG of the kept samples: activation curves (band shaded) and pelvis
+    trajectories (height over time and sagittal path). (K, T, M), (K, T, 33)"""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from utils.constants import COORD_INDEX
+    from utils.fileio import atomic_open
+
+    k, t = activations.shape[:2]
+    time_s = np.arange(t) / fs
+    colors = plt.cm.viridis(np.linspace(0, 1, max(k, 1)))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    styles = ["-", "--", ":", "-."]
+    for i in range(k):
+        for j in range(activations.shape[2]):
+            axes[0].plot(time_s, activations[i, :, j], styles[j % 4], color=colors[i], lw=1)
+        tx, ty = motions[i, :, COORD_INDEX["pelvis_tx"]], motions[i, :, COORD_INDEX["pelvis_ty"]]
+        axes[1].plot(time_s, ty, color=colors[i], lw=1)
+        axes[2].plot(tx, ty, color=colors[i], lw=1)
+    axes[0].axhspan(low, high, color="tab:green", alpha=0.15, label=f"band [{low}, {high}]")
+    axes[0].set(xlabel="time (s)", ylabel="activation", ylim=(0, 1),
+                title="activation (" + ", ".join(f"{m} {s}" for m, s in zip(muscles, styles)) + ")")
+    axes[0].legend(loc="upper right", fontsize=8)
+    axes[1].set(xlabel="time (s)", ylabel="pelvis_ty (m)", title="pelvis height")
+    axes[2].set(xlabel="pelvis_tx (m)", ylabel="pelvis_ty (m)", title="pelvis sagittal path")
+    fig.suptitle(f"{title}: {k} kept samples, ordered by peak activation (dark = lowest)")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    with atomic_open(path, "wb") as handle:
+        handle.write(buf.getvalue())
+    return Path(path)
