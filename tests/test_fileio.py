@@ -66,3 +66,13 @@ def test_checkpoint_errors_name_the_file(tmp_path: Path) -> None:
         check_compatible(ckpt, "m.pth", "coordinates", COORDINATES)
     check_compatible({"coordinates": list(COORDINATES)}, "m.pth", "coordinates", COORDINATES)
     assert rng_state()["torch"].dtype == torch.uint8
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    path = atomic_write_json(tmp_path / "p.json", {})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask

@@ -13,6 +13,10 @@ from typing import IO, Any, Iterator
 import numpy as np
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 class OutputExistsError(FileExistsError):
     """Raised when a result would be overwritten without permission."""
 
@@ -25,6 +29,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give results the usual mode
         with os.fdopen(fd, mode, **kwargs) as handle:
             yield handle
             handle.flush()
