@@ -54,7 +54,8 @@ PELVIS_DOFS: tuple[str, ...] = ("pelvis_tilt", "pelvis_list", "pelvis_rotation",
 
 FILTER_CUTOFF_HZ = 6.0
 RESERVE_OPTIMAL_MOMENT = 1.0  # N m; a reserve of 1 N m costs as much as one fully active muscle
-_FD_STEP = 1e-6               # rad, forward difference step for moment arms
+_FD_STEP = 1e-6               # rad, finite-difference step for moment arms
+_MAX_ARM_DISAGREEMENT = 0.005 # m, forward vs backward difference beyond which the path jumped
 _MOMENT_ARM_STRIDE = 4        # moment arms every 4th frame, interpolated in between
 GRAVITY = np.array([0.0, -9.80665, 0.0])
 
@@ -337,11 +338,17 @@ def _muscle_quantities(model: osim.Model, state: osim.State, muscles: list) -> _
 
 
 def _moment_arms(model: osim.Model, state: osim.State, setter: StateSetter, q: np.ndarray,
-                 muscles: list, sides: list[str]) -> np.ndarray:
+                 muscles: list, sides: list[str], crossing: dict[int, np.ndarray] | None = None) -> np.ndarray:
     """Moment arms (14, M) of every muscle about :data:`SO_COORDINATES` at pose
-    ``q`` (SI, canonical), as -dL/dq by forward differences of OpenSim path
-    lengths. Right and left coordinates are perturbed together (a muscle only
-    spans joints of its own side)."""
+    ``q`` (SI, canonical), as -dL/dq of OpenSim path lengths. Right and left
+    coordinates are perturbed together (a muscle only spans joints of its own
+    side). Forward and backward differences are both taken: where they agree
+    their mean is used (a central difference); where they do not, the path
+    jumps (a wrap switching on or off) and the smaller one is used.
+
+    ``crossing`` caches, per coordinate pair, which muscles span it: pass an
+    empty dict on the first call and the same dict afterwards to skip the
+    muscles whose length cannot change."""
     n = len(muscles)
     arms = np.zeros((len(SO_COORDINATES), n))
     per_side = len(SO_COORDINATES) // 2
@@ -350,12 +357,24 @@ def _moment_arms(model: osim.Model, state: osim.State, setter: StateSetter, q: n
     model.realizePosition(state)
     base = np.array([m.getLength(state) for m in muscles])
     for j in range(per_side):
-        qp = q.copy()
-        qp[COORDINATES.index(SO_COORDINATES[j])] += _FD_STEP
-        qp[COORDINATES.index(SO_COORDINATES[j + per_side])] += _FD_STEP
-        setter.set(state, qp)
-        model.realizePosition(state)
-        d = -(np.array([m.getLength(state) for m in muscles]) - base) / _FD_STEP
+        idx = crossing.get(j) if crossing is not None else None
+        if idx is None:
+            idx = np.arange(n)
+        sub = [muscles[i] for i in idx]
+        slopes = []
+        for sign in (1.0, -1.0):
+            qp = q.copy()
+            qp[COORDINATES.index(SO_COORDINATES[j])] += sign * _FD_STEP
+            qp[COORDINATES.index(SO_COORDINATES[j + per_side])] += sign * _FD_STEP
+            setter.set(state, qp)
+            model.realizePosition(state)
+            slopes.append(-sign * (np.array([m.getLength(state) for m in sub]) - base[idx]) / _FD_STEP)
+        fwd, bwd = slopes
+        d = np.zeros(n)
+        d[idx] = np.where(np.abs(fwd - bwd) < _MAX_ARM_DISAGREEMENT, 0.5 * (fwd + bwd),
+                          np.where(np.abs(fwd) < np.abs(bwd), fwd, bwd))
+        if crossing is not None and j not in crossing:
+            crossing[j] = idx[(fwd != 0.0) | (bwd != 0.0)]
         arms[j, right] = d[right]
         arms[j + per_side, ~right] = d[~right]
     return arms
@@ -422,6 +441,7 @@ class MuscleModel:
             raise ValueError(f"{self.path}: static optimisation needs DeGrooteFregly2016Muscle muscles")
         self.names = tuple(m.getName() for m in self.muscles)
         self.sides = [n.rsplit("_", 1)[1] for n in self.names]
+        self.crossing: dict[int, np.ndarray] = {}  # muscles spanning each coordinate pair
 
 
 def static_optimization(model: str | Path | MuscleModel, dyn: DynamicsResult, start: int, end: int,
@@ -438,7 +458,8 @@ def static_optimization(model: str | Path | MuscleModel, dyn: DynamicsResult, st
 
     # moment arms on a coarse grid of frames, linearly interpolated in between
     grid = np.unique(np.r_[frames[::_MOMENT_ARM_STRIDE], frames[-1]])
-    arms_grid = np.stack([_moment_arms(model, state, setter, q_all[k], muscles, sides) for k in grid])
+    arms_grid = np.stack([_moment_arms(model, state, setter, q_all[k], muscles, sides, mm.crossing)
+                          for k in grid])
     arms = np.empty((n, len(SO_COORDINATES), len(muscles)))
     flat = arms_grid.reshape(len(grid), -1)
     for c in range(flat.shape[1]):

@@ -63,7 +63,7 @@ CONTACT_STATIONS: tuple[str, ...] = (
 """Foot contact points (stations on the sole), right then left."""
 
 REFERENCE_POSE: dict[str, float] = {
-    "hip_flexion": 55.0, "knee_angle": 80.0, "ankle_angle": 10.0,
+    "hip_flexion": 55.0, "knee_angle": 65.0, "ankle_angle": 10.0,
 }
 """Mid-squat posture (degrees, both sides) in which every muscle fibre is at its
 optimal length; sets the tendon slack lengths."""
@@ -173,7 +173,7 @@ def _combine(parts: Iterable[tuple[float, np.ndarray, np.ndarray]]) -> tuple[flo
 @dataclass(frozen=True)
 class _Geometry:
     """Scale factors that map template points to the subject."""
-    pelvis: float     # template pelvis for a 1.80 m person
+    pelvis: float     # template pelvis for a 1.80 m person (also bone widths)
     femur: float      # template knee at (0, -0.40, 0)
     tibia: float      # template ankle at (0, -0.43, 0)
     foot: float       # template foot 0.26 m long, ankle 0.07 m above the floor
@@ -303,6 +303,12 @@ _MUSCLE_PARAMS: dict[str, tuple[float, float, float]] = {
     "vasint": (1365.3, 0.099, 4.5), "vaslat": (2255.4, 0.099, 18.4), "vasmed": (1443.7, 0.097, 29.6),
 }
 _REFERENCE_MASS = 75.0  # kg; Rajagopal's forces are for a 75 kg subject
+# With rigid tendons the whole knee excursion of a squat (0-130 deg) falls on
+# the quadriceps fibres, which would then leave the plateau of their
+# force-length curve at both ends (nearly no force when standing). Their
+# optimal fibre lengths are lengthened to stand in for the tendon and
+# aponeurosis compliance the rigid-tendon model ignores.
+_FIBRE_LENGTH_FACTOR: dict[str, float] = {"vasmed": 1.8, "vaslat": 1.8, "vasint": 1.8, "recfem": 1.5}
 PASSIVE_STRAIN_AT_ONE_NORM_FORCE = 1.0
 """Fibre strain at which passive force equals the maximum isometric force
 (DeGroote-Fregly default 0.6); more compliant so that deep squats are not
@@ -379,7 +385,7 @@ _MUSCLE_PATHS: dict[str, list[tuple[str, tuple[float, float, float]]]] = {
                _PATELLAR],
 }
 _QUADRICEPS = ("recfem", "vasint", "vaslat", "vasmed")
-_KNEE_WRAP_RADIUS = 0.045  # template metres
+_KNEE_WRAP_RADIUS = 0.040  # template metres
 _KNEE_WRAP_QUADRANT = "+x"
 # Cylinders about the hip flexion axis (on the pelvis) keep the gluteus maximus
 # behind and the iliopsoas in front of the hip in deep flexion.
@@ -588,8 +594,8 @@ def _add_leg(model: osim.Model, pelvis: osim.Body, side: str, seg: dict[str, _Se
     # condyles and patella), on its anterior side
     wrap = osim.WrapCylinder()
     wrap.setName(f"KnExt_at_fem_{s}")
-    wrap.set_radius(_KNEE_WRAP_RADIUS * geo.femur)
-    wrap.set_length(0.12 * geo.femur)
+    wrap.set_radius(_KNEE_WRAP_RADIUS * geo.pelvis)  # joint size follows stature
+    wrap.set_length(0.12 * geo.pelvis)
     wrap.set_translation(osim.Vec3(*knee))
     wrap.set_quadrant(_KNEE_WRAP_QUADRANT)
     femur.addWrapObject(wrap)
@@ -645,7 +651,11 @@ def _add_arm(model: osim.Model, torso: osim.Body, side: str, seg: dict[str, _Seg
 
 def _template_point(body: str, p: Sequence[float], side: str, geo: _Geometry) -> tuple[str, np.ndarray]:
     """Map a template point to (body name, location in that body) for ``side``."""
-    scale = {_P: geo.pelvis, _F: geo.femur, _T: geo.tibia}
+    # pelvis: uniform with stature; femur and tibia: along the bone with the
+    # segment length, across it with stature (bone and joint widths)
+    width = geo.pelvis
+    scale = {_P: np.array([width, width, width]), _F: np.array([width, geo.femur, width]),
+             _T: np.array([width, geo.tibia, width])}
     if body in scale:
         return f"{body}_{side}" if body != _P else "pelvis", _mirror_np(np.asarray(p) * scale[body], side)
     foot_p = np.asarray(p, dtype=float) * geo.foot
@@ -674,7 +684,7 @@ def _add_muscles(model: osim.Model, geo: _Geometry, mass: float, strength: float
             m = osim.DeGrooteFregly2016Muscle()
             m.setName(f"{base}_{side}")
             m.set_max_isometric_force(f0 * force_scale)
-            m.set_optimal_fiber_length(lopt * length_scale)
+            m.set_optimal_fiber_length(lopt * length_scale * _FIBRE_LENGTH_FACTOR.get(base, 1.0))
             m.set_tendon_slack_length(0.1)  # replaced by _set_tendon_slack_lengths
             m.set_pennation_angle_at_optimal(math.radians(penn))
             m.set_ignore_tendon_compliance(True)

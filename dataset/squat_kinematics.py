@@ -37,6 +37,7 @@ from utils.kinematics import ForwardKinematics
 __all__ = ["SubjectParams", "SquatStyle", "SquatTrial", "sample_subject", "generate_trial", "STYLE_RANGES"]
 
 STANDING_KNEE = 3.0  # degrees of knee flexion when standing
+MAX_REP_DEPTH = 125.0  # degrees; deeper repetitions are clipped
 
 STYLE_RANGES: dict[str, tuple[float, float]] = {
     "depth": (20.0, 140.0),        # peak knee flexion, degrees
@@ -126,8 +127,17 @@ class SquatTrial:
         return np.arange(self.coords.shape[0]) / self.frame_rate
 
 
-def sample_subject(rng: np.random.Generator) -> tuple[SubjectParams, SquatStyle]:
-    """Draw a plausible adult and squatting style."""
+DEPTH_SAMPLING_RANGE: tuple[float, float] = (45.0, 120.0)
+"""Range of the subjects' typical squat depth (peak knee flexion, degrees)."""
+
+
+def sample_subject(rng: np.random.Generator, depth_quantile: float | None = None
+                   ) -> tuple[SubjectParams, SquatStyle]:
+    """Draw a plausible adult and squatting style. ``depth_quantile`` in [0, 1)
+    places the subject's typical depth within :data:`DEPTH_SAMPLING_RANGE`
+    (uniformly at random when ``None``)."""
+    if depth_quantile is not None and not (0.0 <= depth_quantile <= 1.0):
+        raise ValueError(f"depth_quantile must be in [0, 1], got {depth_quantile!r}")
     sex = "female" if rng.random() < 0.5 else "male"
     height = float(np.clip(rng.normal(1.64 if sex == "female" else 1.77, 0.07), 1.48, 2.0))
     bmi = float(np.clip(rng.normal(24.0, 3.0), 18.0, 34.0))
@@ -135,7 +145,8 @@ def sample_subject(rng: np.random.Generator) -> tuple[SubjectParams, SquatStyle]
     strength = float(np.clip(rng.normal(1.0, 0.06), 0.85, 1.15))
     heel = float(rng.uniform(4.0, 15.0)) if rng.random() < 0.25 else 0.0
     style = SquatStyle(
-        depth=float(rng.uniform(45.0, 125.0)),
+        depth=float(DEPTH_SAMPLING_RANGE[0] + (DEPTH_SAMPLING_RANGE[1] - DEPTH_SAMPLING_RANGE[0])
+                    * (rng.random() if depth_quantile is None else depth_quantile)),
         depth_jitter=float(rng.uniform(8.0, 16.0)),
         descent=float(rng.uniform(0.9, 1.7)),
         ascent=float(rng.uniform(0.8, 1.4)),
@@ -147,7 +158,7 @@ def sample_subject(rng: np.random.Generator) -> tuple[SubjectParams, SquatStyle]
         asymmetry=float(np.clip(rng.normal(0.0, 3.0), -8, 8)),
         heel_rise=heel,
         knee_valgus=float(rng.uniform(-3.0, 8.0)),
-        noise=float(rng.uniform(0.2, 1.0)),
+        noise=float(rng.uniform(0.2, 0.7)),
         arm_forward=float(rng.uniform(20.0, 90.0)),
         heading=float(rng.uniform(-8.0, 8.0)),
         balance=float(rng.uniform(0.42, 0.50)),
@@ -169,7 +180,7 @@ def _timeline(style: SquatStyle, n_reps: int, rng: np.random.Generator, fs: floa
     t = lead
     lo, hi = STYLE_RANGES["depth"]
     for k in range(n_reps):
-        depth = float(np.clip(style.depth + rng.normal(0.0, style.depth_jitter), lo + 10.0, hi))
+        depth = float(np.clip(style.depth + rng.normal(0.0, style.depth_jitter), lo + 10.0, MAX_REP_DEPTH))
         n_down = max(int(round(style.descent * rng.uniform(0.9, 1.1) * fs)), 8)
         n_hold = int(round(style.hold * rng.uniform(0.7, 1.3) * fs))
         n_up = max(int(round(style.ascent * rng.uniform(0.9, 1.1) * fs)), 8)
@@ -200,12 +211,15 @@ def _smooth_noise(rng: np.random.Generator, n: int, cols: int, sd: float, fs: fl
     return sd * smooth
 
 
-def _hip_angles(theta: np.ndarray, abduction: float, toe_out: float) -> np.ndarray:
+def _hip_angles(theta: np.ndarray, abduction: np.ndarray | float, toe_out: float) -> np.ndarray:
     """Hip (flexion, adduction, rotation) in degrees putting the thigh at flexion
-    ``theta`` (T,) within a leg plane abducted by ``abduction`` and turned out by
-    ``toe_out`` (degrees). Same values for either side (the left axes are mirrored)."""
-    plane = Rotation.from_euler("YX", [-toe_out, -abduction], degrees=True)
-    flex = Rotation.from_euler("Z", np.asarray(theta, dtype=float)[:, None], degrees=True)
+    ``theta`` (T,) within a leg plane abducted by ``abduction`` (scalar or (T,))
+    and turned out by ``toe_out`` (degrees). Same values for either side (the
+    left axes are mirrored)."""
+    theta = np.asarray(theta, dtype=float)
+    abd = np.broadcast_to(np.asarray(abduction, dtype=float), theta.shape)
+    plane = Rotation.from_euler("YX", np.stack([np.full_like(theta, -toe_out), -abd], axis=1), degrees=True)
+    flex = Rotation.from_euler("Z", theta[:, None], degrees=True)
     return (plane * flex).as_euler("ZXY", degrees=True)
 
 
@@ -259,12 +273,19 @@ def generate_trial(fk: ForwardKinematics, style: SquatStyle, n_reps: int, rng: n
     dtype = torch.float64
     knees = {"r": knee_r, "l": knee_l}
 
+    # Per-frame corrections that keep each foot in place (see below): a
+    # right/left opposite ankle offset moves the feet fore-aft relative to each
+    # other, a common change of the leg-plane abduction sets the stance width.
+    feet_offset = np.zeros(T)
+    feet_abduction = np.zeros(T)
+
     def pose(ankle_mean: np.ndarray, rows: np.ndarray) -> np.ndarray:
         out = q[rows].copy()
         for s in ("r", "l"):
-            ankle = ankle_mean + 0.4 * (knees[s][rows] - knee_mean[rows])
+            sign = 1.0 if s == "r" else -1.0
+            ankle = ankle_mean + 0.4 * (knees[s][rows] - knee_mean[rows]) + sign * feet_offset[rows]
             theta = knees[s][rows] - ankle - pelvis_tilt[rows] - heel[rows]
-            hip = _hip_angles(theta, style.stance, style.toe_out)
+            hip = _hip_angles(theta, style.stance + feet_abduction[rows], style.toe_out)
             out[:, c[f"ankle_angle_{s}"]] = ankle
             out[:, c[f"hip_flexion_{s}"]] = hip[:, 0]
             out[:, c[f"hip_adduction_{s}"]] = hip[:, 1] + valgus[rows]
@@ -287,21 +308,53 @@ def generate_trial(fk: ForwardKinematics, style: SquatStyle, n_reps: int, rng: n
         target = heel_x + frac * (met_x - heel_x)
         return com @ forward - target
 
-    # Balance on every other frame, then interpolate (the motion is smooth).
+    lateral = np.array([-forward[2], 0.0, forward[0]])  # to the subject's right
+    foot_i = {s: fk.point_indices([f"heel_{s}", f"met1_{s}", f"met5_{s}", f"toe_{s}"]) for s in ("r", "l")}
+
+    def feet_apart(ankle_mean: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Right-minus-left foot centre, (forward, lateral) metres. (n, 2)"""
+        with torch.no_grad():
+            pts = fk(torch.as_tensor(pose(ankle_mean, rows), dtype=dtype)).numpy()
+        d = pts[:, foot_i["r"]].mean(1) - pts[:, foot_i["l"]].mean(1)
+        return np.stack([d @ forward, d @ lateral], axis=1)
+
+    def solve_balance(rows: np.ndarray, a1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        a0 = a1 - 5.0
+        g0, g1 = imbalance(a0, rows), imbalance(a1, rows)
+        for _ in range(8):
+            denom = g1 - g0
+            safe = np.abs(denom) > 1e-9
+            a2 = np.where(safe, a1 - g1 * (a1 - a0) / np.where(safe, denom, 1.0), a1)
+            a2 = np.clip(a2, -20.0, 50.0)
+            a0, g0 = a1, g1
+            a1, g1 = a2, imbalance(a2, rows)
+            if np.max(np.abs(g1)) < 1e-5:
+                break
+        return a1, g1
+
+    # Balance and feet placement on every other frame, then interpolated (the
+    # motion is smooth). Feet: Newton steps on the fore-aft and lateral
+    # distance between the feet, which must stay as when standing.
     rows = np.unique(np.r_[np.arange(0, T, 2), T - 1])
-    a0 = 0.30 * knee_mean[rows]
-    a1 = 0.45 * knee_mean[rows] + 2.0
-    g0, g1 = imbalance(a0, rows), imbalance(a1, rows)
-    for _ in range(6):
-        denom = g1 - g0
-        safe = np.abs(denom) > 1e-9
-        a2 = np.where(safe, a1 - g1 * (a1 - a0) / np.where(safe, denom, 1.0), a1)
-        a2 = np.clip(a2, -20.0, 50.0)
-        a0, g0 = a1, g1
-        a1, g1 = a2, imbalance(a2, rows)
-        if np.max(np.abs(g1)) < 1e-5:
+    ankle_rows, g1 = solve_balance(rows, 0.4 * knee_mean[rows] + 2.0)
+    target = feet_apart(ankle_rows[:1], rows[:1])[0]
+    step = 0.5  # degrees, for the finite-difference derivatives
+    for _ in range(3):
+        base = feet_apart(ankle_rows, rows) - target
+        if np.abs(base).max() < 1e-3:
             break
-    ankle_mean = np.interp(np.arange(T), rows, a1)
+        feet_offset[rows] += step
+        d_off = (feet_apart(ankle_rows, rows)[:, 0] - target[0] - base[:, 0]) / step
+        feet_offset[rows] -= step
+        feet_abduction[rows] += step
+        d_abd = (feet_apart(ankle_rows, rows)[:, 1] - target[1] - base[:, 1]) / step
+        feet_abduction[rows] -= step
+        feet_offset[rows] -= np.clip(base[:, 0] / np.where(np.abs(d_off) > 1e-6, d_off, np.inf), -10, 10)
+        feet_abduction[rows] -= np.clip(base[:, 1] / np.where(np.abs(d_abd) > 1e-6, d_abd, np.inf), -10, 10)
+        ankle_rows, g1 = solve_balance(rows, ankle_rows)
+    feet_offset[:] = np.interp(np.arange(T), rows, feet_offset[rows])
+    feet_abduction[:] = np.interp(np.arange(T), rows, feet_abduction[rows])
+    ankle_mean = np.interp(np.arange(T), rows, ankle_rows)
     q = pose(ankle_mean, np.arange(T))
 
     clean = _place_on_floor(fk, q, lab_offset)

@@ -40,7 +40,7 @@ from utils.constants import COORDINATES, DEFAULT_DATA_ROOT, FRAME_RATE
 from utils.fileio import atomic_open, atomic_write_json, atomic_write_text
 from utils.motion_io import write_coordinates, write_mot, write_trc
 
-__all__ = ["build_dataset", "session_uuid", "get_args_parser", "main", "TRIAL", "MODEL_FILE"]
+__all__ = ["build_dataset", "session_uuid", "depth_quantile", "build_session", "get_args_parser", "main", "TRIAL", "MODEL_FILE"]
 
 TRIAL = "SQT01"
 MODEL_FILE = "LaiUhlrich2022_scaled.osim"
@@ -70,6 +70,15 @@ def session_uuid(seed: int, index: int) -> str:
     style UUID derived from a hash of both (stable across runs and machines)."""
     digest = hashlib.sha256(f"bige-synthetic/{int(seed)}/{int(index)}".encode()).digest()
     return str(uuid.UUID(bytes=digest[:16], version=4))
+
+
+def depth_quantile(seed: int, index: int) -> float:
+    """Where subject ``index``'s typical squat depth lies in the sampling range:
+    a golden-ratio sequence with a seeded start, so that any run of consecutive
+    subjects covers shallow to deep squats evenly (a dataset of a few subjects
+    still spans the range). Depends only on ``seed`` and ``index``."""
+    start = np.random.default_rng([int(seed), _SEED_SALT, 2]).random()
+    return float((start + index * 0.6180339887498949) % 1.0)
 
 
 def _check_args(n_subjects: int, n_reps: int, seed: int, workers: int) -> None:
@@ -160,7 +169,7 @@ def _build_session(root: Path, seed: int, index: int, n_reps: int) -> dict:
 
     sid = session_uuid(seed, index)
     rng = np.random.default_rng([seed, _SEED_SALT, 0, index])
-    subject, style = sample_subject(rng)
+    subject, style = sample_subject(rng, depth_quantile=depth_quantile(seed, index))
     session = root / "Data" / sid
     sim = session / "OpenSimData"
 

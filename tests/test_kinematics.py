@@ -97,8 +97,8 @@ def test_batched_float32_float64_and_differentiable(fk):
     x = poses.clone().requires_grad_(True)
     fk(x)[..., fk.point_index("heel_r"), 1].sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
-    assert torch.autograd.gradcheck(lambda c: fk(c)[..., fk.point_index("toe_l"), :],
-                                    (poses[0, :2].clone().requires_grad_(True),))
+    toe = fk.point_index("toe_l")
+    assert torch.autograd.gradcheck(lambda c: fk(c)[..., toe, :], (poses[0, :1].clone().requires_grad_(True),))
 
 
 def test_translations_move_every_point_rigidly(fk):
