@@ -32,6 +32,7 @@ This is a synthetic stand-in, not LaiUhlrich2022: see ``docs/synthetic_data.md``
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import tempfile
@@ -761,7 +762,9 @@ def save_model(model: osim.Model, path: str | os.PathLike) -> Path:
 def default_model_path() -> Path:
     """The generic (1.75 m, 70 kg, male) model as an ``.osim`` file, written once
     to ``.cache/bige/`` under the repository and reused afterwards."""
-    path = _CACHE_DIR / "bige_synthetic_generic.osim"
+    # keyed by this module's source, so that a changed model is rebuilt
+    digest = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:10]
+    path = _CACHE_DIR / f"bige_synthetic_generic_{digest}.osim"
     if not path.exists():
         save_model(build_model(), path)
     return path

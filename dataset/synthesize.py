@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import multiprocessing
 import os
 import sys
 import time
@@ -122,7 +123,11 @@ def build_dataset(out: str | os.PathLike, n_subjects: int, n_reps: int = 5, seed
                 if bar is not None:
                     bar.update(1)
         else:
-            with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
+            # forkserver: workers are forked from a fresh server process, never
+            # from a caller whose OpenMP / torch thread pools may already run
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["dataset.synthesize", "dataset.muscle_dynamics", "dataset.squat_kinematics"])
+            with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx) as pool:
                 futures = {pool.submit(build_session, root, seed, i, n_reps): i for i in todo}
                 for fut in as_completed(futures):
                     fut.result()

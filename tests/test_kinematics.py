@@ -124,3 +124,60 @@ def test_wrong_input_width_and_unsupported_joint_are_clear_errors(fk, tmp_path):
         ForwardKinematics.from_osim(path)
     with pytest.raises(FileNotFoundError):
         ForwardKinematics.from_osim(tmp_path / "missing.osim")
+
+
+def _custom_joint(name, parent, loc, child, axes):
+    st = osim.SpatialTransform()
+    for k, (coord, axis, func) in enumerate(axes):
+        ta = st.updTransformAxis(k)
+        ta.setAxis(osim.Vec3(*axis))
+        if coord:
+            ta.setCoordinateNames(osim.ArrayStr(coord, 1))
+        ta.set_function(func)
+    return osim.CustomJoint(name, parent, osim.Vec3(*loc), osim.Vec3(0), child, osim.Vec3(0, 0.02, 0),
+                            osim.Vec3(0), st)
+
+
+def test_joint_functions_other_than_linear_are_tabulated(tmp_path):
+    """A knee whose translations are splines of the knee angle (as in
+    LaiUhlrich2022's walker knee) is reproduced to 1e-5 m."""
+    model = osim.Model()
+    thigh = osim.Body("femur_r", 5.0, osim.Vec3(0), osim.Inertia(0.1, 0.1, 0.1))
+    shank = osim.Body("tibia_r", 3.0, osim.Vec3(0), osim.Inertia(0.1, 0.1, 0.1))
+    model.addBody(thigh)
+    model.addBody(shank)
+    zero = (None, (1, 0, 0), osim.Constant(0.0))
+    model.addJoint(_custom_joint("hip_r", model.getGround(), (0, 1, 0), thigh, [
+        ("hip_flexion_r", (0, 0, 1), osim.LinearFunction(1.0, 0.0)), (None, (1, 0, 0), osim.Constant(0.0)),
+        (None, (0, 1, 0), osim.Constant(0.0)), zero, (None, (0, 1, 0), osim.Constant(0.0)),
+        (None, (0, 0, 1), osim.Constant(0.0))]))
+    spline_x, spline_y = osim.SimmSpline(), osim.SimmSpline()
+    for angle in np.linspace(-0.5, 2.7, 17):
+        spline_x.addPoint(angle, 0.01 * math.sin(2 * angle))
+        spline_y.addPoint(angle, -0.4 + 0.005 * angle * angle)
+    model.addJoint(_custom_joint("walker_knee_r", thigh, (0, 0, 0), shank, [
+        ("knee_angle_r", (0, 0, -1), osim.LinearFunction(1.0, 0.0)), (None, (1, 0, 0), osim.Constant(0.0)),
+        (None, (0, 1, 0), osim.Constant(0.0)), ("knee_angle_r", (1, 0, 0), spline_x),
+        ("knee_angle_r", (0, 1, 0), spline_y), (None, (0, 0, 1), osim.Constant(0.0))]))
+    coord = model.getCoordinateSet().get("knee_angle_r")
+    coord.setRangeMin(-0.2)
+    coord.setRangeMax(2.4)
+    model.initSystem()
+    path = tmp_path / "spline_knee.osim"
+    model.printToXML(str(path))
+    model = osim.Model(str(path))
+    state = model.initSystem()
+    fk = ForwardKinematics.from_osim(path).double()
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    for _ in range(20):
+        q = np.zeros(len(COORDINATES))
+        q[COORDINATES.index("hip_flexion_r")] = rng.uniform(-30, 120)
+        q[COORDINATES.index("knee_angle_r")] = rng.uniform(-10, 135)
+        for name in ("hip_flexion_r", "knee_angle_r"):
+            model.getCoordinateSet().get(name).setValue(state, math.radians(q[COORDINATES.index(name)]), False)
+        model.realizePosition(state)
+        p = model.getJointSet().get("walker_knee_r").getChildFrame().getPositionInGround(state)
+        ours = fk(torch.as_tensor(q))[fk.point_index("knee_r")].numpy()
+        worst = max(worst, float(np.abs(ours - [p.get(0), p.get(1), p.get(2)]).max()))
+    assert worst < 1e-5, worst
