@@ -20,9 +20,9 @@ fraction of a second:
   (:data:`utils.constants.MUSCLE_BASES`) as ``DeGrooteFregly2016Muscle`` with a
   rigid tendon; maximum isometric forces and optimal fibre lengths follow
   Rajagopal et al. (2016); attachment points are simplified from the
-  gait2392 / Rajagopal geometry; the quadriceps wrap over a cylinder about
-  the knee axis (anterior quadrant), so their moment arm stays extensor through
-  deep flexion; tendon slack lengths are set so that fibres are at their optimal length
+  gait2392 / Rajagopal geometry; wrap cylinders keep the quadriceps in front
+  of the knee and the gluteus maximus behind / iliopsoas in front of the hip
+  through deep flexion; forces scale with body mass; tendon slack lengths are set so that fibres are at their optimal length
   in a mid-squat reference posture;
 * markers named like OpenCap's video markers (``r_knee_study``, ...), and
   ``Station``\\ s for the foot contact points (``heel_r``, ``met1_r``,
@@ -204,11 +204,6 @@ def _mirror_axis(axis: Sequence[float], side: str) -> osim.Vec3:
     """Mirror an axis of rotation (an axial vector) into the left side."""
     x, y, z = axis
     return osim.Vec3(x, y, z) if side == "r" else osim.Vec3(-x, -y, z)
-
-
-# Joint definitions: name, parent, child, coordinates with rotation axes (right
-# side; left mirrored), translations.
-_ROT = tuple[str, tuple[float, float, float]]
 
 
 def _make_custom_joint(
@@ -504,7 +499,6 @@ def build_model(height: float = 1.75, mass: float = 70.0, sex: str = "male",
     _add_station(model, torso, "head", head_top)
     model.addMarker(osim.Marker("C7_study", torso, osim.Vec3(*(neck + np.array([-0.02 * geo.torso, 0, 0])))))
 
-    foot_len = seg["foot"].length
     for side in SIDES:
         _add_leg(model, pelvis, side, seg, geo, hip_r)
         _add_arm(model, torso, side, seg, geo, torso_len)
@@ -515,13 +509,11 @@ def build_model(height: float = 1.75, mass: float = 70.0, sex: str = "male",
             _add_marker(model, _marker_name(base, side), body, p, side, geo)
 
     _set_coordinate_defaults(model)
-    state = model.initSystem()
+    model.initSystem()
     _add_muscles(model, geo, mass, strength)
-    state = model.initSystem()
-    _set_tendon_slack_lengths(model)
+    _set_tendon_slack_lengths(model)  # initialises the system itself
     model.finalizeConnections()
     model.initSystem()
-    del foot_len, state
     return model
 
 
@@ -538,7 +530,6 @@ def _foot_point(name: str, geo: _Geometry) -> np.ndarray:
 def _add_leg(model: osim.Model, pelvis: osim.Body, side: str, seg: dict[str, _Segment], geo: _Geometry,
              hip_r: np.ndarray) -> None:
     s = side
-    sign = 1.0 if s == "r" else -1.0
     thigh, shank, foot = seg["thigh"], seg["shank"], seg["foot"]
     knee = np.array([0.0, -thigh.length, 0.0])
     ankle = np.array([0.0, -shank.length, 0.0])
@@ -600,7 +591,6 @@ def _add_leg(model: osim.Model, pelvis: osim.Body, side: str, seg: dict[str, _Se
     wrap.set_translation(osim.Vec3(*knee))
     wrap.set_quadrant(_KNEE_WRAP_QUADRANT)
     femur.addWrapObject(wrap)
-    del sign
 
 
 def _mirror_np(p: Sequence[float], side: str) -> np.ndarray:

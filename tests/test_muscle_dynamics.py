@@ -1,12 +1,10 @@
 """Inverse dynamics and static optimisation (dataset/muscle_dynamics.py) with OpenSim."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import opensim as osim
 import pytest
-import torch
 from scipy.optimize import lsq_linear
 
 from dataset.muscle_dynamics import (SO_COORDINATES, MuscleModel, _moment_arms, _to_si, inverse_dynamics,
