@@ -58,7 +58,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     t.add_argument("--print-iter", type=int, default=200, help="log losses every N steps")
     t.add_argument("--eval-iter", type=int, default=5000,
                    help="every N steps: denoising error on the test split (fixed noise), net_best.pth, net_last.pth")
-    t.add_argument("--save-iter", type=int, default=0, help="also keep a numbered snapshot every N steps (0 = off)")
+    t.add_argument("--snapshot-iter", type=int, default=0,
+                   help="also keep a numbered snapshot <step>.pth every N steps (0 = off); with N = --total-iter "
+                        "it appears only when training completes")
     t.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     t.add_argument("--resume", default=None, help="continue exactly from this checkpoint (net_last.pth)")
     t.add_argument("--overwrite", action="store_true", help="start afresh in an experiment folder that holds a model")

@@ -204,7 +204,7 @@ def _mdm_train_args(root: Path, out: Path, exp: str, total: int, *extra: str):
 
 def test_mdm_trains_resumes_exactly_and_samples_loadable_motions(data_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "runs"
-    full = train_mdm.main(_mdm_train_args(data_root, out, "full", 6))
+    full = train_mdm.main(_mdm_train_args(data_root, out, "full", 6, "--snapshot-iter", "6"))
     assert np.isfinite(full["loss"]) and np.isfinite(full["val_loss"]) and full["step"] == 6
     train_mdm.main(_mdm_train_args(data_root, out, "part", 3))
     with pytest.raises(OutputExistsError, match="--resume"):
@@ -219,7 +219,8 @@ def test_mdm_trains_resumes_exactly_and_samples_loadable_motions(data_root: Path
     for key in a["model"]:
         torch.testing.assert_close(a["model"][key], b["model"][key], atol=0, rtol=0)
     assert a["coordinates"] == list(COORDINATES) and "normalizer" in a and "optimizer" in a and "scheduler" in a
-    assert (out / "full" / "net_best.pth").is_file() and (out / "full" / "run.log").read_text().count("options") == 1
+    assert (out / "full" / "6.pth").is_file() and (out / "full" / "net_best.pth").is_file()
+    assert (out / "full" / "run.log").read_text().count("options") == 1
 
     gen = tmp_path / "gen"
     test_ids = _test_ids(data_root)

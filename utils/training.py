@@ -148,7 +148,7 @@ def run_loop(args: argparse.Namespace, *, model: nn.Module, optimizer: torch.opt
     step. Every ``--print-iter`` steps the rank-averaged losses go to run.log,
     tensorboard (``train/*``) and the tqdm bar; every ``--eval-iter`` steps
     (and at the end) ``val_fn()`` is logged (``val/loss``), ``net_best.pth``
-    is written when it improves and ``net_last.pth`` always; ``--save-iter``
+    is written when it improves and ``net_last.pth`` always; ``--snapshot-iter``
     adds numbered snapshots. ``extra`` goes into every checkpoint. SIGINT or
     SIGTERM stops after the current step with ``net_last.pth`` written
     (``stopped`` = 1 in the result). Returns the last logged numbers and
@@ -211,8 +211,8 @@ def run_loop(args: argparse.Namespace, *, model: nn.Module, optimizer: torch.opt
             elif stopped:
                 checkpoint(exp_dir / LAST_NAME)
                 logger.log(f"stopped by signal at step {step}; continue with --resume {exp_dir / LAST_NAME}")
-            if args.save_iter and step % args.save_iter == 0:
-                checkpoint(exp_dir / f"net_{step}.pth")
+            if args.snapshot_iter and step % args.snapshot_iter == 0:
+                checkpoint(exp_dir / f"{step}.pth")
     bar.close()
     logger.log(f"done at step {step}; checkpoint {exp_dir / LAST_NAME}")
     last["step"] = step
