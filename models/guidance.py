@@ -37,7 +37,9 @@ import torch
 from torch import Tensor
 
 from models import guidance_losses as L
-from utils.constants import COORDINATES, FRAME_RATE
+from utils.constants import COORD_INDEX, COORDINATES, FRAME_RATE
+
+PELVIS_TY = COORD_INDEX["pelvis_ty"]
 
 TERMS: tuple[str, ...] = (
     "proximity", "smoothness", "pelvis_smoothness", "pelvis_acceleration", "symmetry", "pelvis_tilt",
@@ -77,6 +79,7 @@ TERM_HELP: dict[str, str] = {
 }
 
 INIT_UNITS = ("percent-std", "absolute")
+FLOOR_ALIGN = ("frame", "clip", "none")
 PUBLISHED_TOTAL = 3000
 PUBLISHED_PHASES = (500, 500, 1000)
 """Proximity-only, ramp and final proximity-only iterations of the published 3000-iteration schedule."""
@@ -144,12 +147,22 @@ class GuidanceObjective:
     ``contact_stride``-th frame (forward kinematics is the costliest term after
     the decoder); sliding is then divided by ``contact_stride**2`` so that it
     stays a per-frame displacement for smooth motion.
+
+    ``floor_align`` retargets the decoded pelvis height to this subject's
+    model: the VQ-VAE's ``pelvis_ty`` carries the leg length of whichever
+    training subjects its codes came from, so on another model the feet float
+    or sink. ``frame`` shifts ``pelvis_ty`` at every frame so that the lowest
+    foot point touches the floor (feet on the floor by construction; the
+    penetration and float terms are then 0 and only sliding remains);
+    ``clip`` shifts the whole clip by one height (median over frames), leaving
+    per-frame contact to the foot terms; ``none`` decodes as is. ``frame``
+    needs forward kinematics on every frame (``contact_stride`` is ignored).
     """
 
     def __init__(self, vqvae, normalizer, surrogate, muscles: Sequence[str], fk, bank: L.LatentBank,
                  low: float, high: float, floor: float, foot_points: Sequence[int] | None = None,
                  precision: str = "fp32", contact_tol: float = 0.02, contact_stride: int = 1,
-                 fs: float = FRAME_RATE):
+                 floor_align: str = "frame", fs: float = FRAME_RATE):
         from utils.device import autocast
 
         self.device = next(vqvae.parameters()).device
@@ -167,14 +180,17 @@ class GuidanceObjective:
         if contact_stride < 1:
             raise GuidanceError(f"contact stride must be >= 1 frame, got {contact_stride}")
         self.contact_stride = int(contact_stride)
+        if floor_align not in FLOOR_ALIGN:
+            raise GuidanceError(f"unknown floor alignment {floor_align!r}; expected one of {FLOOR_ALIGN}")
+        self.floor_align = floor_align
         self.precision = precision
         self._autocast = lambda: autocast(self.device, precision)
         self.mean = torch.as_tensor(np.asarray(normalizer.mean), dtype=torch.float32, device=self.device)
         self.std = torch.as_tensor(np.asarray(normalizer.std), dtype=torch.float32, device=self.device)
 
     def decode(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """Latents (B, C, L) -> (normalised (B, T, 33), degrees / metres (B, T, 33)), fp32;
-        gradient flows to ``z`` through the straight-through quantiser."""
+        """Latents (B, C, L) -> (normalised (B, T, 33), degrees / metres (B, T, 33)), fp32,
+        before floor alignment; gradient flows to ``z`` through the straight-through quantiser."""
         with self._autocast():
             z_q, _ = self.vqvae.quantize(z)
             x_norm = self.vqvae.decode_latent(z_q).float()
@@ -186,24 +202,43 @@ class GuidanceObjective:
             act = self.surrogate(x_deg)
         return act[..., self.muscle_idx].float()
 
-    def foot_positions(self, x_deg: Tensor) -> Tensor:
-        """Foot contact points at every ``contact_stride``-th frame.
+    def foot_positions(self, x_deg: Tensor, stride: int | None = None) -> Tensor:
+        """Foot contact points at every ``stride``-th frame (default ``contact_stride``).
         (B, T, 33) -> (B, ceil(T / stride), F, 3) metres"""
-        return self.fk(x_deg[:, ::self.contact_stride])[..., self.foot_idx, :]
+        stride = self.contact_stride if stride is None else stride
+        return self.fk(x_deg[:, ::stride])[..., self.foot_idx, :]
+
+    def motion(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Decoded and floor-aligned motion with its foot points:
+        (B, C, L) -> (normalised (B, T, 33), degrees / metres (B, T, 33), feet (B, T', F, 3))."""
+        x_norm, x = self.decode(z)
+        if self.floor_align == "none":
+            return x_norm, x, self.foot_positions(x)
+        stride = 1 if self.floor_align == "frame" else self.contact_stride
+        feet = self.foot_positions(x, stride)
+        lift = feet[..., 1].amin(-1) - self.floor  # (B, T') lowest foot point above the floor
+        if self.floor_align == "clip":
+            lift = lift.median(1, keepdim=True).values.expand(-1, x.shape[1])
+        shift = torch.zeros_like(x)
+        shift[..., PELVIS_TY] = lift
+        x = x - shift
+        lift_feet = lift[:, :feet.shape[1], None]  # the same vertical shift moves every foot point
+        feet = torch.cat([feet[..., :1], feet[..., 1:2] - lift_feet[..., None], feet[..., 2:]], -1)
+        return x_norm - shift / self.std, x, feet
 
     def terms(self, z: Tensor, proximity_only: bool = False) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """Every loss term of latents ``z`` (B, C, L), each (B,) unweighted.
 
         With ``proximity_only`` only ``proximity`` is computed (nothing is decoded).
         Returns ``(terms, extras)``; ``extras`` holds ``motion`` (B, T, 33) degrees /
-        metres and ``activation`` (B, T, M) when decoded.
+        metres (floor-aligned) and ``activation`` (B, T, M) when decoded.
         """
         out = {"proximity": L.proximity(z, self.bank)}
         if proximity_only:
             return out, {}
-        x_norm, x = self.decode(z)
+        x_norm, x, feet = self.motion(z)
         act = self.activations(x)
-        feet = self.foot_positions(x)
+        stride = -(-x.shape[1] // feet.shape[1])  # frames between evaluated foot positions
         out.update(
             smoothness=L.temporal_smoothness(x_norm),
             pelvis_smoothness=L.pelvis_smoothness(x, self.fs),
@@ -213,7 +248,7 @@ class GuidanceObjective:
             depth=L.depth_reward(x),
             foot_penetration=L.foot_penetration(feet, self.floor),
             foot_float=L.foot_float(feet, self.floor),
-            foot_sliding=L.foot_sliding(feet, self.floor, self.contact_tol) / self.contact_stride ** 2,
+            foot_sliding=L.foot_sliding(feet, self.floor, self.contact_tol) / stride ** 2,
             band=L.band_hinge(act, self.low, self.high),
         )
         return out, {"motion": x, "activation": act}
@@ -537,7 +572,8 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
         floor = args.floor_height if args.floor_height is not None else estimate_floor(fk, motions)
         objective = GuidanceObjective(prep.vqvae, prep.normalizer, prep.surrogate, args.muscles, fk, prep.bank,
                                       args.low, args.high, floor, precision=args.precision,
-                                      contact_tol=args.contact_tol, contact_stride=args.contact_stride)
+                                      contact_tol=args.contact_tol, contact_stride=args.contact_stride,
+                                      floor_align=args.floor_align)
         sub_lat = encode_latents(prep.vqvae, prep.normalizer, motions)
         gen = torch.Generator().manual_seed(args.seed + zlib.crc32(session.id.encode()))
         z0 = initial_latents(sub_lat, args.num_runs, tuple(args.init_noise), unit_scale, gen)
@@ -595,6 +631,7 @@ def write_results(args: argparse.Namespace, session_id: str, result: GuidanceRes
         "total_iter": int(args.total_iter),
         "lr": float(args.lr),
         "latent_unit": args.latent_unit,
+        "floor_align": args.floor_align,
         "schedule": {"proximity_only": schedule.proximity_only, "ramp": schedule.ramp,
                      "final_proximity": schedule.final_proximity},
         "weights": dict(weights),

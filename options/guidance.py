@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from models.guidance import DEFAULT_WEIGHTS, INIT_UNITS, TERM_HELP
+from models.guidance import DEFAULT_WEIGHTS, FLOOR_ALIGN, INIT_UNITS, TERM_HELP
 from models.guidance_losses import PROXIMITY_UNITS
 from options.common import add_data_args, add_output_args, add_runtime_args
 from utils.constants import GUIDED_MUSCLES
@@ -70,9 +70,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--floor-height", type=float, default=None,
                    help="floor height in metres (model y); default: estimated per subject as the median over "
                         "frames of the lowest foot point of its own repetitions")
+    g.add_argument("--floor-align", default="frame", choices=FLOOR_ALIGN,
+                   help="retarget the decoded pelvis height to the subject's model: 'frame' shifts pelvis_ty at "
+                        "every frame so the lowest foot point touches the floor, 'clip' shifts the whole clip by "
+                        "one height, 'none' keeps the decoder's pelvis_ty (then only the foot terms act)")
     g.add_argument("--contact-stride", type=int, default=1,
                    help="evaluate the foot-contact terms (forward kinematics) on every N-th frame only; "
-                        "1 = every frame. 2 halves the kinematics cost with little effect on smooth motion")
+                        "1 = every frame. 2 halves the kinematics cost with little effect on smooth motion; "
+                        "ignored with --floor-align frame, which needs every frame")
     g.add_argument("--contact-tol", type=float, default=0.02,
                    help="foot points within this many metres of the floor count as in contact (sliding term)")
 
