@@ -166,6 +166,8 @@ def build_session(root: str | os.PathLike, seed: int, index: int, n_reps: int) -
 def _build_session(root: Path, seed: int, index: int, n_reps: int) -> dict:
     import opensim as osim
 
+    osim.Logger.setLevelString("warn")  # OpenSim's per-model [info] lines would bury the progress bar
+
     from dataset.muscle_dynamics import SO_COORDINATES, StateSetter, simulate_trial
     from dataset.osim_model import ANTHROPOMETRY_SOURCE, build_model, save_model
     from dataset.squat_kinematics import generate_trial, sample_subject
