@@ -2,7 +2,8 @@
 
 A pipeline config (YAML) lists stages in order. Each stage runs one script
 (``script: train_vq.py`` or ``module: dataset.synthesize``) in its own process
-with the flags in ``args``; a stage whose ``outputs`` all exist is skipped, so
+with the flags in ``args``; a stage that finished before (the runner keeps a marker in
+``<out_dir>/.pipeline/<stage>.done``) and whose ``outputs`` all exist is skipped, so
 a second run is fast and an interrupted run continues where it stopped. A stage
 with ``resume: <checkpoint>`` gets ``--resume <checkpoint>`` when that file
 exists (training picks up exactly where it was killed), and ``--overwrite``
@@ -17,7 +18,8 @@ Example::
         args: {out: "{data_root}", subjects: 24}
         outputs: ["{data_root}/split.json"]
 
-Strings may use ``{key}`` for any top-level scalar of the config.
+Positional arguments go in ``positional`` (a pattern with ``*`` becomes its
+first match). Strings may use ``{key}`` for any top-level scalar of the config.
 """
 from __future__ import annotations
 
@@ -48,17 +50,33 @@ class Stage:
     overwrite_partial: bool = False
     description: str = ""
     args: dict[str, Any] = field(default_factory=dict)
+    marker: Path | None = None
+    positional: list[str] = field(default_factory=list)
 
     def done(self) -> bool:
-        return bool(self.outputs) and all(p.exists() for p in self.outputs)
+        """True when the stage finished before: its marker (written by the runner
+        after a successful run) and every listed output exist."""
+        if self.marker is not None and not self.marker.exists():
+            return False
+        return bool(self.outputs or self.marker) and all(p.exists() for p in self.outputs)
 
     def argv(self) -> list[str]:
-        argv = list(self.command)
+        argv = list(self.command) + [_first_match(p) for p in self.positional]
         if self.resume is not None and self.resume.is_file():
             argv += ["--resume", str(self.resume)]
         elif self.overwrite_partial:
             argv += ["--overwrite"]
         return argv
+
+
+def _first_match(pattern: str) -> str:
+    """A positional argument; a pattern with ``*`` or ``?`` becomes its first match (sorted)."""
+    if not any(ch in pattern for ch in "*?["):
+        return pattern
+    import glob
+
+    matches = sorted(glob.glob(pattern))
+    return matches[0] if matches else pattern
 
 
 def _flags(args: dict[str, Any]) -> list[str]:
@@ -113,6 +131,8 @@ def load_config(path: str | os.PathLike) -> tuple[dict[str, Any], list[Stage]]:
             resume=Path(raw["resume"]) if raw.get("resume") else None,
             overwrite_partial=bool(raw.get("overwrite_partial", False)),
             description=raw.get("description", ""), args=args,
+            positional=[str(v) for v in raw.get("positional", [])],
+            marker=Path(variables.get("out_dir", "output")) / ".pipeline" / f"{raw['name']}.done",
         ))
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
@@ -149,6 +169,8 @@ def run_stages(stages: list[Stage], only: list[str] | None = None, force: bool =
         if missing:
             raise PipelineError(f"stage {stage.name!r} finished but did not write {missing}")
         times[stage.name] = round(elapsed, 1)
+        if stage.marker is not None:
+            atomic_write_json(stage.marker, {"seconds": round(elapsed, 1), "command": argv[1:]})
         print(f"[{stage.name}] finished in {elapsed:.0f} s; outputs: {', '.join(map(str, stage.outputs))}",
               flush=True)
         if times_file is not None:
