@@ -36,6 +36,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--frames-per-token", type=int, default=1,
                    help="consecutive frames per transformer token (1 = one per frame as in MDM; 4 makes the "
                         "attention 16x cheaper, for CPU demos)")
+    g.add_argument("--output-filter", type=int, default=5,
+                   help="odd width of a learned per-coordinate temporal filter on the predicted motion, initialised "
+                        "as a binomial smoother (cuts the jitter of briefly trained models); 0 = MDM's plain "
+                        "linear read-out")
     g.add_argument("--diffusion-steps", type=int, default=1000, help="steps of the forward process")
     g.add_argument("--noise-schedule", default="cosine", choices=NOISE_SCHEDULES, help="beta schedule")
     g.add_argument("--cond", default="none", choices=["none", "subject"],

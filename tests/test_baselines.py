@@ -189,6 +189,11 @@ def test_denoiser_conditions_on_the_subject_and_can_drop_it() -> None:
     assert patched(x, t).shape == (2, 20, 33)
     with pytest.raises(ValueError, match="does not fit the model"):
         patched(x[:, :18], t)
+    # the output filter starts as a binomial smoother: a constant clip passes unchanged
+    weights = model.output_filter.weight
+    torch.testing.assert_close(weights.sum(-1), torch.ones_like(weights.sum(-1)))
+    plain = MotionDenoiser(MDMConfig(n_frames=20, latent_dim=32, layers=1, heads=2, ff_size=64, output_filter=0))
+    assert plain.output_filter is None
     assert not torch.allclose(model(x, t, c1), model(x, t, c2))
     dropped = torch.tensor([True, True])
     torch.testing.assert_close(model(x, t, c1, dropped), model(x, t, c2, dropped))

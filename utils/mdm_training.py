@@ -42,6 +42,8 @@ def check_args(args: argparse.Namespace) -> None:
     if args.frames_per_token < 1 or args.clip_length % args.frames_per_token:
         raise ValueError(f"--frames-per-token {args.frames_per_token} must be >= 1 and divide --clip-length "
                          f"{args.clip_length}")
+    if args.output_filter < 0 or (args.output_filter and args.output_filter % 2 == 0):
+        raise ValueError(f"--output-filter must be 0 or an odd width, got {args.output_filter}")
     if args.diffusion_steps < 2:
         raise ValueError(f"--diffusion-steps must be >= 2, got {args.diffusion_steps}")
     if not 0.0 <= args.cond_mask_prob < 1.0:
@@ -52,7 +54,7 @@ def model_config_from_args(args: argparse.Namespace) -> MDMConfig:
     return MDMConfig(
         n_frames=args.clip_length, latent_dim=args.latent_dim, layers=args.layers, heads=args.heads,
         ff_size=args.ff_size, dropout=args.dropout, cond_dim=SUBJECT_FEATURES if args.cond == "subject" else 0,
-        cond_mask_prob=args.cond_mask_prob, frames_per_token=args.frames_per_token,
+        cond_mask_prob=args.cond_mask_prob, frames_per_token=args.frames_per_token, output_filter=args.output_filter,
         diffusion_steps=args.diffusion_steps, noise_schedule=args.noise_schedule)
 
 
