@@ -13,8 +13,12 @@ One interface, two architectures:
 
 Inputs are canonical-order coordinates exactly as dataset arrays hold them
 (rotations in degrees, pelvis translations in metres); the normalisation
-statistics live in the model as buffers, so callers never normalise. Outputs
-are activations in [0, 1] (sigmoid).
+statistics live in the model as buffers, so callers never normalise. Where the
+subject stands and faces in the laboratory does not change which muscles work,
+so by default the horizontal pelvis position (``pelvis_tx``, ``pelvis_tz``) and
+the heading (``pelvis_rotation``) enter relative to their mean over the clip
+(:func:`centre_horizontal`); everything else enters as is. Outputs are
+activations in [0, 1] (sigmoid).
 
 A checkpoint written by ``surrogate_training.py`` holds the weights, the
 architecture options (``model_config``), the coordinate order and the muscle
@@ -33,10 +37,30 @@ from utils.checkpoint import CheckpointError, check_compatible, load_checkpoint
 from utils.constants import CLIP_LENGTH, COORDINATES, MUSCLES
 from utils.device import resolve_device
 
+CENTRED: tuple[str, ...] = ("pelvis_tx", "pelvis_tz", "pelvis_rotation")
+"""Coordinates taken relative to their clip mean (position and heading in the laboratory)."""
+
+
+def centre_horizontal(x, coordinates: Sequence[str] = COORDINATES):
+    """Subtract the clip mean of :data:`CENTRED` coordinates. (..., T, 33) numpy or torch -> same shape.
+
+    The motion is otherwise unchanged (same units); differentiable for tensors.
+    """
+    cols = [list(coordinates).index(c) for c in CENTRED if c in coordinates]
+    if isinstance(x, torch.Tensor):
+        mask = torch.zeros(x.shape[-1], dtype=x.dtype, device=x.device)
+        mask[cols] = 1.0
+        return x - mask * x.mean(dim=-2, keepdim=True)
+    import numpy as np
+
+    out = np.array(x, copy=True)
+    out[..., cols] -= out[..., cols].mean(axis=-2, keepdims=True)
+    return out
+
 ARCHS = ("mlp", "transformer")
 
 DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
-    "mlp": {"window": 9, "hidden": 128, "layers": 3, "stride": 2, "dropout": 0.0},
+    "mlp": {"window": 9, "hidden": 64, "layers": 3, "stride": 4, "dropout": 0.1},
     "transformer": {"d_model": 96, "heads": 3, "layers": 3, "ff": 128, "dropout": 0.1, "max_len": CLIP_LENGTH},
 }
 """Architecture options and their defaults; ``model_config`` in a checkpoint holds one of these."""
@@ -138,12 +162,14 @@ class SurrogateModel(nn.Module):
 
     ``muscles`` names the M outputs in order; ``coordinates`` is the input
     order (always :data:`utils.constants.COORDINATES`). ``x_mean`` / ``x_std``
-    (33,) are buffers: the model normalises its input itself.
+    (33,) are buffers: the model normalises its input itself, after
+    :func:`centre_horizontal` when ``centre`` is true (the statistics must then
+    be fitted on centred motions).
     """
 
     def __init__(self, arch: str = "mlp", muscles: Sequence[str] = MUSCLES,
                  mean: Sequence[float] | Tensor | None = None, std: Sequence[float] | Tensor | None = None,
-                 coordinates: Sequence[str] = COORDINATES, **config: Any):
+                 coordinates: Sequence[str] = COORDINATES, centre: bool = True, **config: Any):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"unknown surrogate architecture {arch!r}; expected one of {ARCHS}")
@@ -162,6 +188,7 @@ class SurrogateModel(nn.Module):
         self.arch = arch
         self.muscles: tuple[str, ...] = muscles
         self.coordinates: tuple[str, ...] = tuple(coordinates)
+        self.centre = bool(centre)
         self.config: dict[str, Any] = {**DEFAULT_CONFIG[arch], **config}
         n_in = len(self.coordinates)
         self.register_buffer("x_mean", _vector(mean, n_in, 0.0, "mean"))
@@ -176,13 +203,15 @@ class SurrogateModel(nn.Module):
     def model_config(self) -> dict[str, Any]:
         """Constructor arguments (without statistics) that rebuild this architecture."""
         return {"arch": self.arch, "muscles": list(self.muscles), "coordinates": list(self.coordinates),
-                **self.config}
+                "centre": self.centre, **self.config}
 
     def logits(self, x_deg: Tensor) -> Tensor:
         """Pre-sigmoid outputs. (B, T, 33) degrees / metres -> (B, T, M)."""
         if x_deg.ndim != 3 or x_deg.shape[-1] != len(self.coordinates):
             raise ValueError(f"surrogate expects (batch, frames, {len(self.coordinates)}) coordinates, "
                              f"got shape {tuple(x_deg.shape)}")
+        if self.centre:
+            x_deg = centre_horizontal(x_deg, self.coordinates)
         return self.net((x_deg - self.x_mean) / self.x_std)
 
     def forward(self, x_deg: Tensor) -> Tensor:

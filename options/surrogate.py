@@ -22,6 +22,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     add_runtime_args(p)
     add_output_args(p, default_exp="surrogate")
 
+    p.add_argument("--num-threads", type=int, default=0,
+                   help="CPU threads PyTorch may use (0 = PyTorch's default; 1 is much faster on a CPU shared "
+                        "with other jobs)")
+
     g = p.add_argument_group("model")
     g.add_argument("--arch", default="mlp", choices=ARCHS,
                    help="mlp: an MLP over a temporal window of frames (fast, smooth gradients); "
@@ -45,19 +49,27 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--dropout", type=float, default=None,
                    help=f"dropout (default: {_MLP['dropout']} for mlp, {_TF['dropout']} for the transformer)")
 
+    g.add_argument("--no-centre", dest="centre", action="store_false",
+                   help="feed the absolute horizontal pelvis position and heading (pelvis_tx, pelvis_tz, "
+                        "pelvis_rotation) instead of their values relative to the clip mean")
+
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=400, help="maximum passes over the training clips")
+    g.add_argument("--epochs", type=int, default=120, help="maximum passes over the training clips")
     g.add_argument("--batch-size", type=int, default=16, help="clips per optimisation step")
     g.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (cosine decay to 1%%)")
     g.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
     g.add_argument("--warmup-epochs", type=int, default=5, help="epochs of linear learning-rate warm-up")
     g.add_argument("--loss-beta", type=float, default=0.05,
                    help="smooth-L1 threshold between the quadratic and the linear part (activation units)")
-    g.add_argument("--noise", type=float, default=0.0,
-                   help="std of Gaussian noise added to the normalised input kinematics during training")
+    g.add_argument("--noise", type=float, default=0.05,
+                   help="std of Gaussian noise added to the input kinematics during training, in units of each "
+                        "coordinate's standard deviation")
+    g.add_argument("--no-mirror", dest="mirror", action="store_false",
+                   help="do not add the left/right mirror image of every training repetition (coordinates and "
+                        "activations swap sides)")
     g.add_argument("--val-fraction", type=float, default=0.2,
                    help="fraction of the training sessions (subjects) held out for validation and early stopping")
-    g.add_argument("--patience", type=int, default=60,
+    g.add_argument("--patience", type=int, default=30,
                    help="stop after this many epochs without a better validation loss (0: never stop early)")
     g.add_argument("--save-every", type=int, default=10,
                    help="write net_last.pth every this many epochs (and at the end); net_best.pth is written "

@@ -34,17 +34,20 @@ from tqdm import tqdm
 
 from dataset.normalization import Normalizer
 from dataset.repetitions import RepetitionSet, load_repetitions
-from models.surrogate import SurrogateModel, build_from_checkpoint, load_surrogate
+from models.surrogate import SurrogateModel, build_from_checkpoint, centre_horizontal, load_surrogate
 from options.surrogate import model_config_from_args, parse_muscles
 from utils.checkpoint import (CheckpointError, check_compatible, load_checkpoint, save_checkpoint,
                               seed_everything, set_rng_state)
-from utils.constants import COORDINATES, GUIDED_MUSCLES, MUSCLES
+from utils.constants import COORD_INDEX, COORDINATES, GUIDED_MUSCLES, MUSCLES
 from utils.device import autocast, resolve_device
 from utils.fileio import atomic_open, atomic_write_json, ensure_writable
 from utils.run_logging import RunLogger
 
 VASTI: tuple[str, ...] = tuple(f"{base}_{side}" for base in ("vasmed", "vaslat", "vasint") for side in ("r", "l"))
 """The six vasti, the muscles the acceptance criterion is stated for."""
+
+R2_MIN_STD = 0.01
+"""Below this standard deviation of the simulated activation, R^2 is reported as NaN."""
 
 BEST_NAME = "net_best.pth"
 LAST_NAME = "net_last.pth"
@@ -114,13 +117,62 @@ def select_muscles(reps: RepetitionSet, muscles: Sequence[str]) -> RepetitionSet
     return out
 
 
+MIRROR_NEGATED: tuple[str, ...] = ("pelvis_list", "pelvis_rotation", "pelvis_tz", "lumbar_bending", "lumbar_rotation")
+"""Coordinates whose sign flips under a left/right (sagittal-plane) mirror; bilateral ones swap sides."""
+
+
+def _other_side(name: str) -> str:
+    if name.endswith("_l"):
+        return name[:-2] + "_r"
+    if name.endswith("_r"):
+        return name[:-2] + "_l"
+    return name
+
+
+def mirror_motions(x: np.ndarray) -> np.ndarray:
+    """Left/right mirror image of (..., 33) canonical coordinates (degrees / metres).
+
+    Bilateral coordinates swap sides (OpenSim's left joint axes are mirrored,
+    so values carry over unchanged); out-of-sagittal-plane pelvis and lumbar
+    coordinates change sign.
+    """
+    order = [COORD_INDEX[_other_side(c)] for c in COORDINATES]
+    out = np.array(x[..., order], copy=True)
+    out[..., [COORD_INDEX[c] for c in MIRROR_NEGATED]] *= -1.0
+    return out
+
+
+def mirror_repetitions(reps: RepetitionSet) -> RepetitionSet:
+    """The mirror image of every repetition: motions mirrored, each muscle's
+    activation taken from its other-side twin. Raises ValueError if a twin is missing."""
+    missing = [m for m in reps.muscles if _other_side(m) not in reps.muscles]
+    if missing:
+        raise ValueError(f"cannot mirror: no activation for the other side of {', '.join(missing)}")
+    out = reps.select(np.ones(len(reps), dtype=bool))
+    out.motions = mirror_motions(reps.motions).astype(np.float32)
+    out.activations = np.ascontiguousarray(reps.activations[..., [reps.muscles.index(_other_side(m))
+                                                                  for m in reps.muscles]])
+    out.trials = [f"{t}(mirrored)" for t in reps.trials]
+    return out
+
+
+def concat_repetitions(a: RepetitionSet, b: RepetitionSet) -> RepetitionSet:
+    """``a`` then ``b`` (same muscles)."""
+    if a.muscles != b.muscles:
+        raise ValueError("cannot concatenate repetition sets with different muscles")
+    return RepetitionSet(
+        motions=np.concatenate([a.motions, b.motions]), sessions=a.sessions + b.sessions,
+        trials=a.trials + b.trials, indices=a.indices + b.indices,
+        activations=np.concatenate([a.activations, b.activations]), muscles=a.muscles,
+        coordinates=a.coordinates, files=list(a.files) + list(b.files))
+
+
 def load_training_data(args: argparse.Namespace, muscles: Sequence[str] | None,
                        val_sessions: Sequence[str] | None = None) -> SurrogateData:
     """Training-split Dynamics repetitions, divided into train and validation sessions."""
     reps = load_repetitions(args.data_root, split="train", source="dynamics", length=args.clip_length,
                             clip_mode=args.clip_mode, split_file=args.split_file)
     chosen = resolve_muscles(muscles, reps.muscles, str(args.data_root))
-    reps = select_muscles(reps, chosen)
     if val_sessions is None:
         train_ids, val_ids = split_validation(reps.sessions, args.val_fraction, args.seed)
     else:
@@ -130,8 +182,11 @@ def load_training_data(args: argparse.Namespace, muscles: Sequence[str] | None,
             raise CheckpointError(f"validation session(s) {', '.join(sorted(unknown))} of the resumed run are "
                                   f"not in the training split of {args.data_root}")
         train_ids = sorted(set(reps.sessions) - set(val_ids))
-    return SurrogateData(train=reps.of_sessions(train_ids), val=reps.of_sessions(val_ids), muscles=chosen,
-                         train_sessions=train_ids, val_sessions=val_ids)
+    train = reps.of_sessions(train_ids)
+    if args.mirror:
+        train = concat_repetitions(train, mirror_repetitions(train))
+    return SurrogateData(train=select_muscles(train, chosen), val=select_muscles(reps.of_sessions(val_ids), chosen),
+                         muscles=chosen, train_sessions=train_ids, val_sessions=val_ids)
 
 
 # ----------------------------------------------------------------------------- loss and prediction
@@ -172,7 +227,8 @@ def activation_metrics(pred: np.ndarray, target: np.ndarray, muscles: Sequence[s
 
     ``rmse``: root mean square error over every frame; ``r2``: 1 - SS_res/SS_tot
     pooled over every frame of every repetition (NaN when the simulated
-    activation does not vary); ``peak_error``: mean over repetitions of
+    activation is practically constant, standard deviation below
+    :data:`R2_MIN_STD`: R^2 means nothing for a muscle that stays off); ``peak_error``: mean over repetitions of
     |max_t pred - max_t sim|; ``sim_mean`` / ``sim_std``: of the simulated
     activation; ``sim_peak``: mean simulated peak. All in activation units.
     """
@@ -188,7 +244,7 @@ def activation_metrics(pred: np.ndarray, target: np.ndarray, muscles: Sequence[s
         rows.append({
             "muscle": name,
             "rmse": float(np.sqrt(np.mean(err ** 2))),
-            "r2": 1.0 - ss_res / ss_tot if ss_tot > 1e-12 else float("nan"),
+            "r2": 1.0 - ss_res / ss_tot if y[..., j].std() >= R2_MIN_STD else float("nan"),
             "peak_error": float(np.mean(np.abs(p[..., j].max(1) - y[..., j].max(1)))),
             "sim_mean": float(y[..., j].mean()),
             "sim_std": float(y[..., j].std()),
@@ -200,7 +256,7 @@ def activation_metrics(pred: np.ndarray, target: np.ndarray, muscles: Sequence[s
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Means over all muscles and over the vasti present, and the worst vasti R^2."""
     def mean(key, subset):
-        vals = [r[key] for r in subset if r[key] == r[key]]
+        vals = [r[key] for r in subset if r[key] == r[key]]  # NaN R^2 (constant activation) left out
         return float(np.mean(vals)) if vals else float("nan")
 
     vasti = [r for r in rows if r["muscle"] in VASTI]
@@ -344,6 +400,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--save-every must be >= 1, got {args.save_every}")
     if args.stop_at is not None and args.stop_at < 1:
         raise ValueError(f"--stop-at must be >= 1, got {args.stop_at}")
+    if not args.resume:
+        SurrogateModel(args.arch, MUSCLES[:1], **model_config_from_args(args))  # architecture options valid?
 
 
 def _prepare_folder(folder: Path, args: argparse.Namespace) -> None:
@@ -383,8 +441,10 @@ def train(args: argparse.Namespace) -> tuple[Path, bool]:
 
     data = load_training_data(args, muscles, val_sessions=None if ckpt is None else ckpt["val_sessions"])
     if ckpt is None:
-        norm = Normalizer.fit(data.train.motions, COORDINATES)
-        model = SurrogateModel(args.arch, data.muscles, norm.mean, norm.std, **model_config_from_args(args))
+        norm = Normalizer.fit(centre_horizontal(data.train.motions) if args.centre else data.train.motions,
+                              COORDINATES)
+        model = SurrogateModel(args.arch, data.muscles, norm.mean, norm.std, centre=args.centre,
+                               **model_config_from_args(args))
     else:
         check_compatible(ckpt, args.resume, "muscles", data.muscles)
         norm = Normalizer.from_state_dict(ckpt["normalizer"])
@@ -410,7 +470,8 @@ def train(args: argparse.Namespace) -> tuple[Path, bool]:
         state.update({k: ckpt[k] for k in state if k in ckpt})
         set_rng_state(ckpt["rng"])
         logger.log(f"resumed from {args.resume} after epoch {state['epoch']} (step {state['step']})")
-    logger.log(f"data: {n_train} training repetitions from {len(data.train_sessions)} subjects, "
+    logger.log(f"data: {n_train} training repetitions{' (half of them mirrored)' if args.mirror else ''} from "
+               f"{len(data.train_sessions)} subjects, "
                f"{len(data.val)} validation repetitions from {len(data.val_sessions)} subjects "
                f"({', '.join(data.val_sessions)}); {len(data.muscles)} muscles")
     n_params = sum(p.numel() for p in model.parameters())
@@ -481,6 +542,18 @@ def train(args: argparse.Namespace) -> tuple[Path, bool]:
 
 def main(args: argparse.Namespace) -> dict[str, Any] | None:
     """Train (unless ``--eval-only``), then evaluate the best checkpoint. Returns the evaluation."""
+    threads = torch.get_num_threads()
+    if args.num_threads < 0:
+        raise ValueError(f"--num-threads must be >= 0, got {args.num_threads}")
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+    try:
+        return _run(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any] | None:
     folder = Path(args.out_dir) / args.exp_name
     if args.eval_only:
         checkpoint = Path(args.checkpoint) if args.checkpoint else folder / BEST_NAME
