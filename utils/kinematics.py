@@ -153,6 +153,8 @@ class ForwardKinematics(nn.Module):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such OpenSim model file")
+        if osim.Logger.shouldLog(osim.Logger.Level_Info):
+            osim.Logger.setLevelString("warn")  # one '[info] Loaded model' line per subject is noise here
         model = osim.Model(str(path))
         model.initSystem()
         return cls(_spec_from_model(model, include_markers, source=str(path)))
