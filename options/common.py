@@ -41,3 +41,18 @@ def add_output_args(parser: argparse.ArgumentParser, default_exp: str) -> None:
     g = parser.add_argument_group("output")
     g.add_argument("--out-dir", default="output", help="parent folder of experiment folders")
     g.add_argument("--exp-name", default=default_exp, help="experiment folder name under --out-dir")
+
+
+def add_loop_args(group: argparse._ArgumentGroup, eval_what: str) -> None:
+    """Logging, evaluation, snapshot and resume flags of the shared training loop
+    (``utils/training.py``); ``eval_what`` says what the periodic evaluation measures."""
+    group.add_argument("--print-iter", type=int, default=200, help="log losses every N steps")
+    group.add_argument("--eval-iter", type=int, default=5000,
+                       help=f"every N steps: {eval_what}, net_best.pth, net_last.pth")
+    group.add_argument("--snapshot-iter", type=int, default=0,
+                       help="also keep a numbered snapshot <step>.pth every N steps (0 = off); with N = --total-iter "
+                            "it appears only when training completes")
+    group.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    group.add_argument("--resume", default=None, help="continue exactly from this checkpoint (net_last.pth)")
+    group.add_argument("--overwrite", action="store_true",
+                       help="start afresh in an experiment folder that holds a model")

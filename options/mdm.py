@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from models.mdm import NOISE_SCHEDULES, SAMPLERS
-from options.common import add_data_args, add_output_args, add_runtime_args
+from options.common import add_data_args, add_loop_args, add_output_args, add_runtime_args
 from options.generation import (add_generation_args, add_generation_runtime_args, add_subject_data_args,
                                 add_threads_arg)
 
@@ -59,15 +59,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     t.add_argument("--grad-clip", type=float, default=1.0, help="gradient norm clipping (0 = off)")
     t.add_argument("--lambda-vel", type=float, default=0.0,
                    help="weight of the velocity (frame-difference) term added to the x0 loss")
-    t.add_argument("--print-iter", type=int, default=200, help="log losses every N steps")
-    t.add_argument("--eval-iter", type=int, default=5000,
-                   help="every N steps: denoising error on the test split (fixed noise), net_best.pth, net_last.pth")
-    t.add_argument("--snapshot-iter", type=int, default=0,
-                   help="also keep a numbered snapshot <step>.pth every N steps (0 = off); with N = --total-iter "
-                        "it appears only when training completes")
-    t.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
-    t.add_argument("--resume", default=None, help="continue exactly from this checkpoint (net_last.pth)")
-    t.add_argument("--overwrite", action="store_true", help="start afresh in an experiment folder that holds a model")
+    add_loop_args(t, "denoising error on the test split (fixed noise)")
     return p
 
 
