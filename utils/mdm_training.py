@@ -24,11 +24,10 @@ from dataset.repetitions import load_repetitions
 from dataset.subjects import SUBJECT_FEATURES, clip_descriptors
 from dataset.torch_data import InMemoryBatches
 from models.mdm import GaussianDiffusion, MDMConfig, build_mdm
-from utils.checkpoint import load_checkpoint, seed_everything
-from utils.device import autocast, resolve_device
-from utils.distributed import cleanup_distributed, init_distributed
+from utils.checkpoint import seed_everything
+from utils.device import autocast
 from utils.run_logging import RunLogger
-from utils.training import (check_run_dir, restore_training_state, run_loop, set_threads, unwrap,
+from utils.training import (restore_training_state, run_distributed, run_loop, start_run, unwrap,
                             warmup_step_lambda)
 
 
@@ -81,18 +80,11 @@ def validation_mse(model: torch.nn.Module, diffusion: GaussianDiffusion, x: torc
 def train(args: argparse.Namespace) -> dict[str, float]:
     """Train (or resume) the diffusion model; returns the final logged numbers."""
     check_args(args)
-    dist_info = init_distributed(resolve_device(args.device).type)
-    try:
-        return _train(args, dist_info)
-    finally:
-        cleanup_distributed()
+    return run_distributed(args, _train)
 
 
 def _train(args: argparse.Namespace, dist_info) -> dict[str, float]:
-    device = resolve_device(args.device, dist_info.local_rank if dist_info.enabled else None)
-    set_threads(args.num_threads, dist_info.world_size, device.type)
-    exp_dir = check_run_dir(f"{args.out_dir}/{args.exp_name}", args.resume, args.overwrite)
-    ckpt = load_checkpoint(args.resume) if args.resume else None
+    device, exp_dir, ckpt = start_run(args, dist_info)
     seed_everything(args.seed + dist_info.rank)
 
     train_reps = load_repetitions(args.data_root, "train", length=args.clip_length, clip_mode=args.clip_mode,

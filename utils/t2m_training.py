@@ -25,11 +25,10 @@ from dataset.subjects import SUBJECT_FEATURES, clip_descriptors
 from dataset.torch_data import InMemoryBatches
 from models.token_prior import TokenPrior, TokenPriorConfig, next_code_loss
 from models.vqvae import VQVAE, load_vqvae
-from utils.checkpoint import CheckpointError, load_checkpoint, seed_everything
-from utils.device import autocast, resolve_device
-from utils.distributed import cleanup_distributed, init_distributed
+from utils.checkpoint import CheckpointError, seed_everything
+from utils.device import autocast
 from utils.run_logging import RunLogger
-from utils.training import (check_run_dir, restore_training_state, run_loop, set_threads, unwrap,
+from utils.training import (restore_training_state, run_distributed, run_loop, start_run, unwrap,
                             warmup_step_lambda)
 
 
@@ -87,18 +86,11 @@ def code_histogram(codes: torch.Tensor, nb_code: int) -> list[int]:
 def train(args: argparse.Namespace) -> dict[str, float]:
     """Train (or resume) the token prior; returns the final logged numbers."""
     check_args(args)
-    dist_info = init_distributed(resolve_device(args.device).type)
-    try:
-        return _train(args, dist_info)
-    finally:
-        cleanup_distributed()
+    return run_distributed(args, _train)
 
 
 def _train(args: argparse.Namespace, dist_info) -> dict[str, float]:
-    device = resolve_device(args.device, dist_info.local_rank if dist_info.enabled else None)
-    set_threads(args.num_threads, dist_info.world_size, device.type)
-    exp_dir = check_run_dir(f"{args.out_dir}/{args.exp_name}", args.resume, args.overwrite)
-    ckpt = load_checkpoint(args.resume) if args.resume else None
+    device, exp_dir, ckpt = start_run(args, dist_info)
     vq, normalizer, vq_ckpt = load_vqvae(args.vq_name, device)
     if ckpt is not None and ckpt.get("vq_config") != vq.config:
         raise CheckpointError(f"{args.resume}: trained on a VQ-VAE with options {ckpt.get('vq_config')}, "

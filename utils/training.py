@@ -34,6 +34,33 @@ LAST_NAME = "net_last.pth"
 BEST_NAME = "net_best.pth"
 
 
+def run_distributed(args: argparse.Namespace,
+                    body: Callable[[argparse.Namespace, Any], dict[str, float]]) -> dict[str, float]:
+    """Join the launcher's process group (if any), run ``body(args, dist_info)``
+    and always leave the group again."""
+    from utils.device import resolve_device
+    from utils.distributed import cleanup_distributed, init_distributed
+
+    dist_info = init_distributed(resolve_device(args.device).type)
+    try:
+        return body(args, dist_info)
+    finally:
+        cleanup_distributed()
+
+
+def start_run(args: argparse.Namespace, dist_info: Any) -> tuple[torch.device, Path, dict | None]:
+    """The opening of every trainer: this rank's device, the thread count, the
+    checked experiment folder and the checkpoint to resume from (or ``None``)."""
+    from utils.checkpoint import load_checkpoint
+    from utils.device import resolve_device
+
+    device = resolve_device(args.device, dist_info.local_rank if dist_info.enabled else None)
+    set_threads(args.num_threads, dist_info.world_size, device.type)
+    exp_dir = check_run_dir(f"{args.out_dir}/{args.exp_name}", args.resume, args.overwrite)
+    ckpt = load_checkpoint(args.resume) if args.resume else None
+    return device, exp_dir, ckpt
+
+
 def set_threads(num_threads: int, world_size: int, device_type: str) -> None:
     """``--num-threads``: use that many CPU threads; with 0 under a multi-process
     launch on the CPU that did not set OMP_NUM_THREADS, share the cores out."""
