@@ -15,7 +15,7 @@ from pathlib import Path
 
 from options.render import plot3_parser
 from utils.fileio import OutputExistsError, ensure_writable
-from utils.render import Camera, Layout, RenderError, load_track, render_animation, split_inputs, titles_from_paths
+from utils.render import RenderError, load_track, render_with_options, split_inputs, titles_from_paths
 
 
 def main(args: argparse.Namespace) -> Path:
@@ -26,9 +26,7 @@ def main(args: argparse.Namespace) -> Path:
     if len(titles) != len(inputs):
         raise RenderError(f"--titles gives {len(titles)} title(s) for {len(inputs)} motion(s)")
     tracks = [load_track(p, model=args.model, title=t, up=args.up) for p, t in zip(inputs, titles)]
-    render_animation(tracks, out, fps=args.fps, stride=args.stride, camera=Camera(args.azim, args.elev),
-                     floor=args.floor, curves=args.curves, sync=args.sync,
-                     layout=Layout(panel_height=args.panel_height), show_progress=not args.quiet)
+    render_with_options(tracks, out, args)
     print(f"wrote {out}")
     return out
 

@@ -17,7 +17,7 @@ from options.render import compare_parser
 from utils.constants import GUIDED_MUSCLES
 from utils.figures import load_reference
 from utils.fileio import OutputExistsError, ensure_writable
-from utils.render import VIDEO_FORMATS, Camera, Layout, RenderError, load_track, render_animation
+from utils.render import VIDEO_FORMATS, RenderError, load_track, render_with_options
 
 
 def main(args: argparse.Namespace) -> Path:
@@ -38,9 +38,7 @@ def main(args: argparse.Namespace) -> Path:
         model = find_session(args.subject).model
     gen = load_track(generated, model=model, title=f"Generated {generated.stem}")
     tracks = [ref.track, gen] + ([ref.markers] if ref.markers is not None else [])
-    render_animation(tracks, out, fps=args.fps, stride=args.stride, camera=Camera(args.azim, args.elev),
-                     floor=args.floor, curves=args.curves, sync=args.sync,
-                     layout=Layout(panel_height=args.panel_height), show_progress=not args.quiet)
+    render_with_options(tracks, out, args)
     print(f"wrote {out}")
     return out
 

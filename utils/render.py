@@ -943,3 +943,12 @@ __all__ = [
     "session_model_for", "side_of", "split_inputs", "titles_from_paths", "track_from_coordinates", "track_from_markers",
     "write_video",
 ]
+
+
+def render_with_options(tracks, out, args) -> None:
+    """``render_animation`` with the view flags shared by plot_3.py and
+    render_compare.py (--fps --stride --azim --elev --floor --curves --sync
+    --panel-height --quiet)."""
+    render_animation(tracks, out, fps=args.fps, stride=args.stride, camera=Camera(args.azim, args.elev),
+                     floor=args.floor, curves=args.curves, sync=args.sync,
+                     layout=Layout(panel_height=args.panel_height), show_progress=not args.quiet)
