@@ -11,24 +11,20 @@ denoising error) and optional numbered snapshots. Runs unchanged under
 from __future__ import annotations
 
 import argparse
-import math
 from dataclasses import asdict
 
 import numpy as np
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 from dataset.mcs import DatasetError
 from dataset.normalization import Normalizer
 from dataset.repetitions import load_repetitions
 from dataset.subjects import SUBJECT_FEATURES, clip_descriptors
-from dataset.torch_data import InMemoryBatches
 from models.mdm import GaussianDiffusion, MDMConfig, build_mdm
 from utils.checkpoint import seed_everything
 from utils.device import autocast
 from utils.run_logging import RunLogger
-from utils.training import (restore_training_state, run_distributed, run_loop, start_run, unwrap,
-                            warmup_step_lambda)
+from utils.training import prepare_training, run_distributed, run_loop, start_run, unwrap
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -105,19 +101,8 @@ def _train(args: argparse.Namespace, dist_info) -> dict[str, float]:
         cond_val = torch.as_tensor(clip_descriptors(val_reps, normalizer)) if config.cond_dim else None
 
     model, diffusion = build_mdm(config, device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=args.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_step_lambda(args.warm_up_iter, sorted(args.lr_scheduler), args.gamma))
-    extra = () if cond is None else (cond,)
-    batches = InMemoryBatches(x, args.batch_size, *extra, seed=args.seed, rank=dist_info.rank,
-                              world_size=dist_info.world_size, device=device)
-    step, best_val = 0, math.inf
-    if ckpt is not None:
-        step = restore_training_state(ckpt, args.resume, model, optimizer, scheduler, batches,
-                                      dist_info.rank, dist_info.world_size, asdict(config))
-        best_val = float(ckpt.get("best_val", math.inf))
-    if dist_info.enabled:
-        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    model, optimizer, scheduler, batches, step, best_val = prepare_training(
+        model, x, cond, args, dist_info, device, ckpt, asdict(config), args.resume)
 
     logger = RunLogger(exp_dir, args, enabled=dist_info.is_main)
     n_params = sum(p.numel() for p in unwrap(model).parameters())

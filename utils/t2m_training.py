@@ -11,25 +11,21 @@ exactly), ``net_best.pth``. Runs unchanged under ``torchrun``.
 from __future__ import annotations
 
 import argparse
-import math
 from dataclasses import asdict
 
 import numpy as np
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 from dataset.mcs import DatasetError
 from dataset.normalization import Normalizer
 from dataset.repetitions import RepetitionSet, load_repetitions
 from dataset.subjects import SUBJECT_FEATURES, clip_descriptors
-from dataset.torch_data import InMemoryBatches
 from models.token_prior import TokenPrior, TokenPriorConfig, next_code_loss
 from models.vqvae import VQVAE, load_vqvae
 from utils.checkpoint import CheckpointError, seed_everything
 from utils.device import autocast
 from utils.run_logging import RunLogger
-from utils.training import (restore_training_state, run_distributed, run_loop, start_run, unwrap,
-                            warmup_step_lambda)
+from utils.training import prepare_training, run_distributed, run_loop, start_run, unwrap
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -116,19 +112,8 @@ def _train(args: argparse.Namespace, dist_info) -> dict[str, float]:
     del vq
 
     model = TokenPrior(config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=args.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_step_lambda(args.warm_up_iter, sorted(args.lr_scheduler), args.gamma))
-    extra = () if cond is None else (cond,)
-    batches = InMemoryBatches(codes, args.batch_size, *extra, seed=args.seed, rank=dist_info.rank,
-                              world_size=dist_info.world_size, device=device)
-    step, best_val = 0, math.inf
-    if ckpt is not None:
-        step = restore_training_state(ckpt, args.resume, model, optimizer, scheduler, batches,
-                                      dist_info.rank, dist_info.world_size, asdict(config))
-        best_val = float(ckpt.get("best_val", math.inf))
-    if dist_info.enabled:
-        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    model, optimizer, scheduler, batches, step, best_val = prepare_training(
+        model, codes, cond, args, dist_info, device, ckpt, asdict(config), args.resume)
 
     logger = RunLogger(exp_dir, args, enabled=dist_info.is_main)
     hist = code_histogram(codes, config.nb_code)

@@ -61,6 +61,36 @@ def start_run(args: argparse.Namespace, dist_info: Any) -> tuple[torch.device, P
     return device, exp_dir, ckpt
 
 
+def prepare_training(model: nn.Module, data: torch.Tensor, cond: torch.Tensor | None,
+                     args: argparse.Namespace, dist_info: Any, device: torch.device, ckpt: dict | None,
+                     config: dict, resume_path: str | None):
+    """AdamW (betas 0.9/0.99), warm-up + step-decay schedule, in-memory batches
+    of ``data`` (and ``cond``) for this rank, the state restored from ``ckpt``
+    when resuming, and the model wrapped in DDP when distributed.
+
+    Returns (model, optimizer, scheduler, batches, step, best_val)."""
+    import math
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    from dataset.torch_data import InMemoryBatches
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_step_lambda(args.warm_up_iter, sorted(args.lr_scheduler), args.gamma))
+    extra = () if cond is None else (cond,)
+    batches = InMemoryBatches(data, args.batch_size, *extra, seed=args.seed, rank=dist_info.rank,
+                              world_size=dist_info.world_size, device=device)
+    step, best_val = 0, math.inf
+    if ckpt is not None:
+        step = restore_training_state(ckpt, resume_path, model, optimizer, scheduler, batches,
+                                      dist_info.rank, dist_info.world_size, config)
+        best_val = float(ckpt.get("best_val", math.inf))
+    if dist_info.enabled:
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return model, optimizer, scheduler, batches, step, best_val
+
+
 def set_threads(num_threads: int, world_size: int, device_type: str) -> None:
     """``--num-threads``: use that many CPU threads; with 0 under a multi-process
     launch on the CPU that did not set OMP_NUM_THREADS, share the cores out."""
