@@ -164,12 +164,16 @@ class SurrogateModel(nn.Module):
     order (always :data:`utils.constants.COORDINATES`). ``x_mean`` / ``x_std``
     (33,) are buffers: the model normalises its input itself, after
     :func:`centre_horizontal` when ``centre`` is true (the statistics must then
-    be fitted on centred motions).
+    be fitted on centred motions). ``x_active`` (33,) is 0 for coordinates
+    that never moved in the training data (``static``, e.g. a locked joint):
+    the model ignores them, so noise or a generator's error there cannot
+    change its prediction.
     """
 
     def __init__(self, arch: str = "mlp", muscles: Sequence[str] = MUSCLES,
                  mean: Sequence[float] | Tensor | None = None, std: Sequence[float] | Tensor | None = None,
-                 coordinates: Sequence[str] = COORDINATES, centre: bool = True, **config: Any):
+                 coordinates: Sequence[str] = COORDINATES, centre: bool = True,
+                 static: Sequence[bool] | Tensor | None = None, **config: Any):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"unknown surrogate architecture {arch!r}; expected one of {ARCHS}")
@@ -195,6 +199,9 @@ class SurrogateModel(nn.Module):
         self.register_buffer("x_std", _vector(std, n_in, 1.0, "std"))
         if (self.x_std <= 0).any():
             raise ValueError("normalisation std must be positive")
+        active = _vector(None, n_in, 1.0, "mask") if static is None else \
+            1.0 - _vector(torch.as_tensor(static, dtype=torch.float32), n_in, 0.0, "static mask")
+        self.register_buffer("x_active", active)
         if arch == "mlp":
             self.net: nn.Module = WindowMLP(n_in, len(muscles), **self.config)
         else:
@@ -212,7 +219,7 @@ class SurrogateModel(nn.Module):
                              f"got shape {tuple(x_deg.shape)}")
         if self.centre:
             x_deg = centre_horizontal(x_deg, self.coordinates)
-        return self.net((x_deg - self.x_mean) / self.x_std)
+        return self.net((x_deg - self.x_mean) / self.x_std * self.x_active)
 
     def forward(self, x_deg: Tensor) -> Tensor:
         """Activations in [0, 1]. (B, T, 33) degrees / metres -> (B, T, M)."""
@@ -258,9 +265,12 @@ def build_from_checkpoint(ckpt: dict, path: str | os.PathLike = "<checkpoint>") 
     config.pop("muscles", None)
     config.pop("coordinates", None)
     arch = config.pop("arch", "mlp")
+    state = dict(ckpt["model"])
+    if "x_active" not in state and "x_mean" in state:  # written before static coordinates were masked
+        state["x_active"] = torch.ones_like(state["x_mean"])
     try:
         model = SurrogateModel(arch, muscles=ckpt["muscles"], coordinates=ckpt["coordinates"], **config)
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(state)
     except (ValueError, RuntimeError) as err:
         raise CheckpointError(f"{path}: surrogate weights do not fit their stored configuration ({err})") from None
     return model

@@ -12,7 +12,7 @@ import torch
 
 from dataset.clips import fit_length
 from dataset.mcs import DatasetError, discover, load_segmentation
-from dataset.normalization import Normalizer
+from dataset.normalization import Normalizer, static_features, std_floor
 from dataset.repetitions import load_repetitions
 from dataset.split import split_sessions
 from dataset.torch_data import InMemoryBatches
@@ -165,6 +165,24 @@ def test_normalizer_round_trip_and_save(tmp_path: Path) -> None:
     assert np.allclose(z.reshape(-1, 33).std(0), 1, atol=1e-9)
     back = Normalizer.load(norm.save(tmp_path / "n.json")).denormalize(torch.as_tensor(z))
     np.testing.assert_allclose(back.numpy(), x, atol=1e-9)
+
+
+def test_normalizer_floors_the_std_of_coordinates_that_barely_move() -> None:
+    """A locked joint must not turn a small later deviation into a huge input."""
+    x = np.random.default_rng(1).normal(0.0, 5.0, size=(4, 50, 33))
+    mtp, ty = COORDINATES.index("mtp_angle_r"), COORDINATES.index("pelvis_ty")
+    x[..., mtp] = 0.0                  # never moves
+    x[..., ty] = 0.9 + 1e-4 * x[..., ty]  # moves by micrometres
+    norm = Normalizer.fit(x)
+    assert norm.std[mtp] == 1.0 and norm.std[ty] == 0.01  # 1 degree, 1 cm
+    assert np.allclose(norm.std[[0, 6, 20]], x[..., [0, 6, 20]].reshape(-1, 3).std(0))
+    assert float(norm.normalize(x + 0.5)[..., mtp].max()) == pytest.approx(0.5)
+    assert std_floor(["knee_angle_r", "pelvis_tx", "vasmed_r"]).tolist() == [1.0, 0.01, 1e-3]
+    assert Normalizer.fit(x, min_std=1e-3).std[mtp] == 1e-3
+    static = static_features(x)
+    assert static[mtp] and not static[ty] and static.sum() == 1
+    with pytest.raises(ValueError, match="33 features but 2 names"):
+        static_features(x, ["a", "b"])
 
 
 def test_in_memory_batches_resume_and_shard() -> None:

@@ -99,6 +99,27 @@ def test_model_takes_degrees_and_metres_normalisation_is_internal():
 
 @torch.no_grad()
 @pytest.mark.parametrize("arch", ["mlp", "transformer"])
+def test_static_coordinates_are_ignored(arch):
+    """A coordinate that never moved in the training data (mask ``static``)
+    cannot change the prediction, however large its value; the others can."""
+    base = fitted(arch).double().eval()
+    static = [name in ("mtp_angle_r", "pro_sup_l") for name in COORDINATES]
+    masked = SurrogateModel(arch, VASTI, base.x_mean, base.x_std, static=static, **SMALL[arch]).double().eval()
+    masked.net.load_state_dict(base.net.state_dict())
+    x = squat_like(2, 30, dtype=torch.float64)
+    noisy = x.clone()
+    noisy[..., COORD_INDEX["mtp_angle_r"]] += 25.0 * torch.randn(2, 30, dtype=torch.float64)
+    noisy[..., COORD_INDEX["pro_sup_l"]] -= 90.0
+    torch.testing.assert_close(masked(noisy), masked(x))
+    assert float((base(noisy) - base(x)).abs().max()) > 1e-3  # without the mask it would matter
+    moved = x.clone()
+    moved[..., COORD_INDEX["knee_angle_r"]] += 10.0
+    assert float((masked(moved) - masked(x)).abs().max()) > 1e-4
+    assert masked.state_dict()["x_active"].tolist() == [0.0 if s else 1.0 for s in static]
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("arch", ["mlp", "transformer"])
 def test_position_and_heading_in_the_laboratory_do_not_matter(arch):
     model = fitted(arch).double().eval()
     x = squat_like(2, 30, dtype=torch.float64)

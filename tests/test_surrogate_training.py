@@ -170,6 +170,22 @@ def test_trained_surrogate_fits_its_training_subjects_and_loads_for_guidance(tra
     assert model.muscles == GUIDED_MUSCLES and float(x.grad.abs().sum()) > 0
 
 
+def test_prediction_agrees_on_the_trial_kinematics_and_the_dynamics_files(trained, synthetic_root):
+    """The same test repetitions cut from the whole-trial motion (what the
+    VQ-VAE learns from and generates) and read from the Dynamics files (what
+    the surrogate learns from) must get the same prediction: no saturation on
+    the trial's measurement noise."""
+    folder, _ = trained
+    model = load_surrogate(folder / "net_best.pth")
+    trial = load_repetitions(synthetic_root, split="test", source="kinematics")
+    dyn = load_repetitions(synthetic_root, split="test", source="dynamics")
+    assert trial.sessions == dyn.sessions and trial.indices == dyn.indices
+    peak_trial = predict(model, trial.motions).max(1)
+    peak_dyn = predict(model, dyn.motions).max(1)
+    assert np.abs(peak_trial - peak_dyn).mean() < 0.05, (peak_trial, peak_dyn)
+    assert peak_trial.max() < 0.95
+
+
 def test_mirror_swaps_sides_and_is_its_own_inverse(synthetic_root):
     reps = load_repetitions(synthetic_root, split="train", source="dynamics")
     mirrored = mirror_repetitions(reps)

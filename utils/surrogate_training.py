@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from dataset.normalization import Normalizer
+from dataset.normalization import Normalizer, static_features
 from dataset.repetitions import RepetitionSet, load_repetitions
 from models.surrogate import SurrogateModel, build_from_checkpoint, centre_horizontal, load_surrogate
 from options.surrogate import model_config_from_args, parse_muscles
@@ -441,10 +441,10 @@ def train(args: argparse.Namespace) -> tuple[Path, bool]:
 
     data = load_training_data(args, muscles, val_sessions=None if ckpt is None else ckpt["val_sessions"])
     if ckpt is None:
-        norm = Normalizer.fit(centre_horizontal(data.train.motions) if args.centre else data.train.motions,
-                              COORDINATES)
+        inputs = centre_horizontal(data.train.motions) if args.centre else data.train.motions
+        norm = Normalizer.fit(inputs, COORDINATES)
         model = SurrogateModel(args.arch, data.muscles, norm.mean, norm.std, centre=args.centre,
-                               **model_config_from_args(args))
+                               static=static_features(inputs, COORDINATES), **model_config_from_args(args))
     else:
         check_compatible(ckpt, args.resume, "muscles", data.muscles)
         norm = Normalizer.from_state_dict(ckpt["normalizer"])
