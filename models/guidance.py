@@ -206,7 +206,7 @@ class GuidanceObjective:
         """Foot contact points at every ``stride``-th frame (default ``contact_stride``).
         (B, T, 33) -> (B, ceil(T / stride), F, 3) metres"""
         stride = self.contact_stride if stride is None else stride
-        return self.fk(x_deg[:, ::stride])[..., self.foot_idx, :]
+        return self.fk(x_deg[:, ::stride], points=self.foot_idx)
 
     def motion(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Decoded and floor-aligned motion with its foot points:
@@ -550,6 +550,8 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
     from utils.kinematics import ForwardKinematics
     from utils.run_logging import RunLogger
 
+    if getattr(args, "num_threads", 0) > 0:
+        torch.set_num_threads(args.num_threads)
     prep = prepare(args)
     seed_everything(args.seed)
     schedule, weights = schedule_from_args(args), weights_from_args(args)

@@ -101,6 +101,25 @@ def test_batched_float32_float64_and_differentiable(fk):
     assert torch.autograd.gradcheck(lambda c: fk(c)[..., toe, :], (poses[0, :1].clone().requires_grad_(True),))
 
 
+def test_selected_points_equal_the_full_computation_and_skip_unneeded_bodies(fk):
+    """``fk(x, points=...)`` (what guidance uses for the feet) returns exactly
+    those rows of the full result, computing only the bodies they hang from."""
+    poses = torch.as_tensor(_random_poses(10, seed=11)).reshape(2, 5, len(COORDINATES))
+    feet = fk.foot_contact_indices()
+    full = fk(poses)
+    torch.testing.assert_close(fk(poses, points=feet), full[..., feet, :], rtol=0, atol=1e-12)
+    some = [fk.point_index("toe_l"), fk.point_index("heel_r"), fk.point_index("toe_l")]
+    torch.testing.assert_close(fk(poses, points=some), full[..., some, :], rtol=0, atol=1e-12)
+    bodies = [fk.body_names[b] for b in fk.bodies_of_points(feet)]
+    assert "pelvis" in bodies and "calcn_r" in bodies and "calcn_l" in bodies
+    assert "torso" not in bodies and len(bodies) < len(fk.body_names)
+    x = poses.clone().requires_grad_(True)
+    fk(x, points=feet)[..., 1].sum().backward()
+    knee = COORDINATES.index("knee_angle_r")
+    assert float(x.grad[..., knee].abs().sum()) > 0
+    assert float(x.grad[..., COORDINATES.index("lumbar_extension")].abs().sum()) == 0.0
+
+
 def test_translations_move_every_point_rigidly(fk):
     q = torch.zeros(2, len(COORDINATES), dtype=torch.float64)
     q[1, COORDINATES.index("pelvis_ty")] = 0.3

@@ -82,14 +82,13 @@ def rotation_about_axis(axis: Tensor, angle: Tensor) -> Tensor:
 
 
 def _mm(a: Tensor, b: Tensor) -> Tensor:
-    """3x3 matrix product with broadcasting, written out (tiny BLAS calls are slow)."""
-    return (a[..., :, 0, None] * b[..., None, 0, :] + a[..., :, 1, None] * b[..., None, 1, :]
-            + a[..., :, 2, None] * b[..., None, 2, :])
+    """3x3 matrix product with broadcasting. (..., 3, 3), (..., 3, 3) -> (..., 3, 3)"""
+    return torch.matmul(a, b)
 
 
 def _mv(a: Tensor, v: Tensor) -> Tensor:
     """3x3 matrix times 3-vector with broadcasting. (..., 3, 3), (..., 3) -> (..., 3)"""
-    return a[..., :, 0] * v[..., 0, None] + a[..., :, 1] * v[..., 1, None] + a[..., :, 2] * v[..., 2, None]
+    return torch.matmul(a, v.unsqueeze(-1)).squeeze(-1)
 
 
 def _hermite(x: Tensor, grid_lo: float, step: float, values: Tensor, slopes: Tensor) -> Tensor:
@@ -197,8 +196,29 @@ class ForwardKinematics(nn.Module):
             raise ValueError(f"expected (..., {len(COORDINATES)}) coordinates, got {tuple(coords.shape)}")
         return coords * self.coord_scale.to(coords.dtype)
 
+    def bodies_of_points(self, points: Sequence[int]) -> list[int]:
+        """Indices of the bodies that carry ``points`` and of all their ancestors
+        (the bodies whose transforms the points need), sorted."""
+        parent = {joint["child"]: joint["parent"] for joint in self._joints}
+        needed: set[int] = set()
+        for p in points:
+            body = self._point_body[p]
+            while body >= 0 and body not in needed:
+                needed.add(body)
+                body = parent.get(body, -1)
+        return sorted(needed)
+
     def body_transforms(self, coords: Tensor) -> tuple[Tensor, Tensor]:
         """Rotation (..., B, 3, 3) and origin (..., B, 3) of every body in ground."""
+        rots, origins, lead = self._transforms(coords, None)
+        R = torch.stack(rots, dim=1)
+        o = torch.stack(origins, dim=1)
+        return R.reshape(*lead, -1, 3, 3), o.reshape(*lead, -1, 3)
+
+    def _transforms(self, coords: Tensor, needed: set[int] | None
+                    ) -> tuple[list[Tensor | None], list[Tensor | None], torch.Size]:
+        """Per-body rotation (N, 3, 3) and origin (N, 3) for the bodies in
+        ``needed`` (every body when None; the others stay None), and the leading shape."""
         if not torch.is_floating_point(coords):
             raise TypeError("coords must be a floating-point tensor")
         lead = coords.shape[:-1]
@@ -210,6 +230,8 @@ class ForwardKinematics(nn.Module):
         zero = torch.zeros(n, 3, dtype=dtype, device=q.device)
         default = self.coord_default.to(dtype)
         for j, joint in enumerate(self._joints):
+            if needed is not None and joint["child"] not in needed:
+                continue
             R_PF = getattr(self, f"j{j}_R_PF").to(dtype)
             p_PF = getattr(self, f"j{j}_p_PF").to(dtype)
             if joint["parent"] < 0:
@@ -236,9 +258,7 @@ class ForwardKinematics(nn.Module):
             child = joint["child"]
             rots[child] = _mm(R_GM, R_MB)
             origins[child] = o_GM + _mv(R_GM, p_MB)
-        R = torch.stack(rots, dim=1)
-        o = torch.stack(origins, dim=1)
-        return R.reshape(*lead, -1, 3, 3), o.reshape(*lead, -1, 3)
+        return rots, origins, lead
 
     def _axis_value(self, j: int, k: int, axis: dict, q: Tensor, default: Tensor) -> Tensor | None:
         kind = axis["kind"]
@@ -253,14 +273,27 @@ class ForwardKinematics(nn.Module):
         slopes = getattr(self, f"j{j}_a{k}_slopes").to(q.dtype)
         return _hermite(x, axis["lo"], axis["step"], values, slopes)
 
-    def forward(self, coords: Tensor) -> Tensor:
-        """(..., 33) coordinates (deg / m) -> (..., P, 3) point positions in ground (m)."""
-        R, o = self.body_transforms(coords)
-        idx = torch.as_tensor(self._point_body, device=coords.device)
-        local = self.point_local.to(coords.dtype)
-        Rp = R.index_select(-3, idx)            # (..., P, 3, 3)
-        op = o.index_select(-2, idx)            # (..., P, 3)
-        return op + _mv(Rp, local)
+    def forward(self, coords: Tensor, points: Sequence[int] | None = None) -> Tensor:
+        """(..., 33) coordinates (deg / m) -> (..., P, 3) point positions in ground (m).
+
+        With ``points`` (indices into :attr:`point_names`) only those points are
+        returned, in that order, and only the bodies they hang from are
+        computed: the feet need about half of the model's joints.
+        """
+        if points is None:
+            R, o = self.body_transforms(coords)
+            idx = torch.as_tensor(self._point_body, device=coords.device)
+            local = self.point_local.to(coords.dtype)
+            Rp = R.index_select(-3, idx)            # (..., P, 3, 3)
+            op = o.index_select(-2, idx)            # (..., P, 3)
+            return op + _mv(Rp, local)
+        points = list(points)
+        rots, origins, lead = self._transforms(coords, set(self.bodies_of_points(points)))
+        bodies = [self._point_body[p] for p in points]
+        Rp = torch.stack([rots[b] for b in bodies], dim=1)      # (N, P, 3, 3)
+        op = torch.stack([origins[b] for b in bodies], dim=1)   # (N, P, 3)
+        local = self.point_local[points].to(coords.dtype)
+        return (op + _mv(Rp, local)).reshape(*lead, len(points), 3)
 
     def center_of_mass(self, coords: Tensor) -> Tensor:
         """Whole-body centre of mass in ground (m). (..., 33) -> (..., 3)"""
