@@ -35,6 +35,9 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=123, help="random seed (data order, initialisation)")
     g.add_argument("--num-workers", type=int, default=0,
                    help="worker processes for file parsing; batches come from memory")
+    g.add_argument("--num-threads", type=int, default=0,
+                   help="CPU threads PyTorch may use per process (0 = PyTorch's default, or the cores shared out "
+                        "under torchrun; 1 is much faster for small models on a CPU shared with other jobs)")
 
 
 def add_output_args(parser: argparse.ArgumentParser, default_exp: str) -> None:

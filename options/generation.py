@@ -45,17 +45,10 @@ def add_subject_data_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_generation_runtime_args(parser: argparse.ArgumentParser) -> None:
-    """The shared runtime flags, ``--seed`` described for sampling, and ``--num-threads``."""
+    """The shared runtime flags, with ``--seed`` described for sampling."""
     from options.common import add_runtime_args
 
     add_runtime_args(parser)
     parser._option_string_actions["--seed"].help = (
         "random seed of the sampling; each subject's generator is seeded from it and the session id")
-    add_threads_arg(parser)
 
-
-def add_threads_arg(parser: argparse.ArgumentParser) -> None:
-    """``--num-threads`` (as train_vq.py has it)."""
-    parser.add_argument("--num-threads", type=int, default=0,
-                        help="CPU threads PyTorch may use per process (0 = PyTorch's default, or the cores shared "
-                             "out under torchrun; 1 is much faster for small models on a CPU shared with other jobs)")

@@ -6,8 +6,7 @@ import argparse
 
 from models.mdm import NOISE_SCHEDULES, SAMPLERS
 from options.common import add_data_args, add_loop_args, add_output_args, add_runtime_args
-from options.generation import (add_generation_args, add_generation_runtime_args, add_subject_data_args,
-                                add_threads_arg)
+from options.generation import add_generation_args, add_generation_runtime_args, add_subject_data_args
 
 
 def milestones(text: str) -> list[int]:
@@ -25,7 +24,6 @@ def get_args_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_data_args(p)
     add_runtime_args(p)
-    add_threads_arg(p)
     add_output_args(p, default_exp="MDM")
     g = p.add_argument_group("model")
     g.add_argument("--latent-dim", type=int, default=512, help="transformer width")

@@ -22,10 +22,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     add_runtime_args(p)
     add_output_args(p, default_exp="surrogate")
 
-    p.add_argument("--num-threads", type=int, default=0,
-                   help="CPU threads PyTorch may use (0 = PyTorch's default; 1 is much faster on a CPU shared "
-                        "with other jobs)")
-
     g = p.add_argument_group("model")
     g.add_argument("--arch", default="mlp", choices=ARCHS,
                    help="mlp: an MLP over a temporal window of frames (fast, smooth gradients); "

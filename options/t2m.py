@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 from options.common import add_data_args, add_loop_args, add_output_args, add_runtime_args
-from options.generation import (add_generation_args, add_generation_runtime_args, add_subject_data_args,
-                                add_threads_arg)
+from options.generation import add_generation_args, add_generation_runtime_args, add_subject_data_args
 from options.mdm import milestones
 
 
@@ -19,7 +18,6 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="train_vq.py checkpoint whose codes the prior models (frozen)")
     add_data_args(p)
     add_runtime_args(p)
-    add_threads_arg(p)
     add_output_args(p, default_exp="T2M")
     g = p.add_argument_group("model")
     g.add_argument("--embed-dim-gpt", type=int, default=512, help="transformer width")

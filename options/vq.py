@@ -84,9 +84,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     add_model_args(parser)
     add_runtime_args(parser)
-    parser.add_argument("--num-threads", type=int, default=0,
-                        help="CPU threads PyTorch may use per process (0 = PyTorch's default; 1 is much faster "
-                             "on a CPU shared with other jobs)")
     add_output_args(parser, default_exp="VQVAE")
     g = parser.add_argument_group("distributed")
     g.add_argument("--deepspeed", action="store_true",
@@ -112,7 +109,6 @@ def get_eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     add_data_args(parser)
     add_runtime_args(parser)
-    parser.add_argument("--num-threads", type=int, default=0, help="CPU threads for PyTorch (0 = default)")
     add_output_args(parser, default_exp="VQVAE_eval")
     parser.set_defaults(data_root=None, split_file=None, clip_length=None, clip_mode=None)
     for flag in ("--data-root", "--split-file", "--clip-length", "--clip-mode"):
