@@ -10,7 +10,7 @@ cost does not depend on the weights):
 * latent-iterations/s of one full guidance step (all terms, forward and
   backward, Adam update) on a batch of ``--batch`` latents, and the achieved
   FLOP rate (FLOPs counted by ``torch.utils.flop_counter``) against the
-  machine's peak matmul rate measured in the same run;
+  machine's peak rate measured in the same run (``bench.common.peak_rate``);
 * the schedule-averaged rate: with the published schedule half of the
   iterations evaluate the proximity term alone;
 * the step profile: decoder, proximity, forward kinematics and surrogate,
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import machine, median_time  # noqa: E402
+from bench.common import machine, median_time, peak_rate  # noqa: E402
 from dataset.normalization import Normalizer  # noqa: E402
 from dataset.osim_model import default_model_path  # noqa: E402
 from models import guidance_losses as L  # noqa: E402
@@ -45,13 +45,6 @@ SIZES = {
     "demo": dict(width=128, code_dim=64, nb_code=128, depth=2),
     "paper": dict(width=512, code_dim=512, nb_code=512, depth=3),
 }
-
-
-def peak_matmul(dtype: torch.dtype, n: int = 1024, repeats: int = 5) -> float:
-    """Measured matmul rate, GFLOP/s, of an n x n product."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    t = median_time(lambda: torch.mm(a, b), repeats=repeats, warmup=2)
-    return 2 * n ** 3 / t / 1e9
 
 
 def per_sample_nearest(z: torch.Tensor, bank: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
@@ -158,8 +151,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     print(machine())
-    peaks = {p: peak_matmul(torch.float32 if p == "fp32" else torch.bfloat16) for p in args.precisions}
-    print("peak matmul (1024^3): " + ", ".join(f"{p} {v:.1f} GFLOP/s" for p, v in peaks.items()))
+    measured = {p: peak_rate(torch.float32 if p == "fp32" else torch.bfloat16, repeats=5 if p == "fp32" else 2)
+                for p in args.precisions}
+    peaks = {p: v[0] for p, v in measured.items()}
+    print("peak: " + ", ".join(f"{p} {v:.1f} GFLOP/s ({kernel})" for p, (v, kernel) in measured.items()))
     print(f"\nfull guidance step, batch {args.batch}, seq_len 49 (196 frames), bank {args.bank_clips} clips")
     print("| size | precision | step (s) | latent-it/s | schedule-avg latent-it/s | GFLOP/s | % of peak | "
           "decoder | proximity | kinematics | surrogate | prox+FK+surr |")

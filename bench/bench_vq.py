@@ -6,8 +6,9 @@
 
 Measures, in one run:
 
-1. the peak matmul rate of this machine (square matmuls, fp32 and bf16,
-   median of several runs), GFLOP/s;
+1. the peak rate of this machine per precision: the best of several runs of
+   square matmuls (n and 2n) and of a 512-channel Conv1d (the VQ-VAE's main
+   kernel), GFLOP/s; the fastest kernel defines the peak;
 2. training steps (forward, backward, AdamW step) of the VQ-VAE at the paper's
    size (width 512, code dim 512, 512 codes, down_t 2, depth 3, 33 features,
    196 frames, batch 32) in fp32 and under bf16 autocast: median step time,
@@ -26,9 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -36,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from bench.common import median_time, peak_rate  # noqa: E402
 from models.vqvae import VQVAE  # noqa: E402
 from utils.device import autocast  # noqa: E402
 
@@ -55,25 +55,6 @@ def machine_info() -> str:
     return (f"{cpu}; {os.cpu_count()} logical cores; torch {torch.__version__} "
             f"({torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} threads; "
             f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
-
-
-def timed(fn, repeats: int, warmup: int = 1) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` runs, seconds."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def peak_matmul(dtype: torch.dtype, n: int, repeats: int) -> float:
-    """GFLOP/s of an n x n matmul in ``dtype``."""
-    a = torch.randn(n, n).to(dtype)
-    b = torch.randn(n, n).to(dtype)
-    return 2 * n ** 3 / timed(lambda: a @ b, repeats) / 1e9
 
 
 def train_step_fn(model: VQVAE, x: torch.Tensor, precision: str):
@@ -107,7 +88,7 @@ def throughput(precision: str, batch: int, frames: int, repeats: int, config: di
     model = VQVAE(**config).train()
     x = torch.randn(batch, frames, config["n_features"])
     flops = step_flops(model, x)
-    t = timed(train_step_fn(model, x, precision), repeats)
+    t = median_time(train_step_fn(model, x, precision), repeats)
     return {"step_s": t, "clips_s": batch / t, "gflops": flops / t / 1e9, "flops": flops}
 
 
@@ -130,22 +111,21 @@ def quality(precision: str, steps: int, data_root: str, threads: int) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--frames", type=int, default=196)
+    p.add_argument("--batch-size", type=int, default=32, help="clips per training step")
+    p.add_argument("--frames", type=int, default=196, help="frames per clip")
     p.add_argument("--repeats", type=int, default=5, help="timed training steps per precision (median)")
     p.add_argument("--bf16-repeats", type=int, default=3, help="timed steps for bf16 (slow on CPUs without bf16 units)")
-    p.add_argument("--matmul-n", type=int, default=1024)
+    p.add_argument("--matmul-n", type=int, default=1024, help="size n of the peak matmuls (n and 2n are timed)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     p.add_argument("--quality-steps", type=int, default=0, help="also compare validation error after N steps")
-    p.add_argument("--data-root", default="data/mcs_synthetic")
+    p.add_argument("--data-root", default="data/mcs_synthetic", help="dataset for --quality-steps")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(machine_info(), flush=True)
-    peak = {"fp32": peak_matmul(torch.float32, args.matmul_n, 5),
-            "bf16": peak_matmul(torch.bfloat16, args.matmul_n, 3)}
-    print(f"peak matmul ({args.matmul_n}^3): fp32 {peak['fp32']:.1f} GFLOP/s, bf16 {peak['bf16']:.1f} GFLOP/s",
-          flush=True)
+    measured = {"fp32": peak_rate(torch.float32, args.matmul_n, 5), "bf16": peak_rate(torch.bfloat16, args.matmul_n, 2)}
+    peak = {k: v[0] for k, v in measured.items()}
+    print("peak: " + ", ".join(f"{k} {v:.1f} GFLOP/s ({kernel})" for k, (v, kernel) in measured.items()), flush=True)
     rows = {}
     for precision, repeats in (("fp32", args.repeats), ("bf16", args.bf16_repeats)):
         r = throughput(precision, args.batch_size, args.frames, repeats, PAPER)
@@ -163,11 +143,12 @@ def main() -> None:
     print(f"Paper-size VQ-VAE (18.7 M parameters), batch {args.batch_size} x {args.frames} frames x 33 features, "
           f"one AdamW training step; median of {args.repeats} (fp32) / {args.bf16_repeats} (bf16) steps.")
     print()
-    print("| precision | s/step | clips/s | GFLOP/s | peak matmul GFLOP/s | fraction of peak | speed vs fp32 |"
+    print("| precision | s/step | clips/s | GFLOP/s | peak GFLOP/s (kernel) | fraction of peak | speed vs fp32 |"
           + (" val MAE (deg) |" if quality_row else ""))
     print("|---|---|---|---|---|---|---|" + ("---|" if quality_row else ""))
     for precision, r in rows.items():
-        line = (f"| {precision} | {r['step_s']:.3f} | {r['clips_s']:.2f} | {r['gflops']:.1f} | {peak[precision]:.1f} | "
+        line = (f"| {precision} | {r['step_s']:.3f} | {r['clips_s']:.2f} | {r['gflops']:.1f} | "
+                f"{peak[precision]:.1f} ({measured[precision][1]}) | "
                 f"{r['gflops'] / peak[precision]:.0%} | {rows['fp32']['step_s'] / r['step_s']:.2f}x |")
         if quality_row:
             line += f" {quality_row[precision]:.3f} |"
