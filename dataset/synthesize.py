@@ -125,7 +125,10 @@ def build_dataset(out: str | os.PathLike, n_subjects: int, n_reps: int = 5, seed
             # forkserver: workers are forked from a fresh server process, never
             # from a caller whose OpenMP / torch thread pools may already run
             ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["dataset.synthesize", "dataset.muscle_dynamics", "dataset.squat_kinematics"])
+            preload = ["dataset.muscle_dynamics", "dataset.squat_kinematics"]
+            if __name__ != "__main__":  # under `python -m dataset.synthesize` the server imports it as the main module
+                preload.append("dataset.synthesize")
+            ctx.set_forkserver_preload(preload)
             with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx) as pool:
                 futures = {pool.submit(build_session, root, seed, i, n_reps): i for i in todo}
                 for fut in as_completed(futures):
