@@ -50,32 +50,88 @@ def static_features(x: np.ndarray, names: Sequence[str] = COORDINATES) -> np.nda
     return flat.std(0) < STATIC_FRACTION * std_floor(names)
 
 
+CENTRED: tuple[str, ...] = ("pelvis_tx", "pelvis_tz", "pelvis_rotation")
+"""Coordinates that only say where the subject stands and faces in the laboratory."""
+
+
+def clip_means(x, columns: Sequence[int]):
+    """The clip mean (over frames, axis -2) of ``columns``, zero elsewhere.
+    (..., T, C) numpy or torch -> (..., 1, C), same type."""
+    if isinstance(x, torch.Tensor):
+        mask = torch.zeros(x.shape[-1], dtype=x.dtype, device=x.device)
+        mask[list(columns)] = 1.0
+        return mask * x.mean(dim=-2, keepdim=True)
+    x = np.asarray(x)
+    out = np.zeros((*x.shape[:-2], 1, x.shape[-1]), dtype=np.result_type(x.dtype, np.float32))
+    if len(columns):
+        out[..., list(columns)] = x[..., list(columns)].mean(axis=-2, keepdims=True)
+    return out
+
+
+def centre_horizontal(x, coordinates: Sequence[str] = COORDINATES):
+    """Subtract the clip mean of :data:`CENTRED` coordinates. (..., T, 33) numpy or torch -> same shape.
+
+    The motion is otherwise unchanged (same units); differentiable for tensors.
+    """
+    cols = [list(coordinates).index(c) for c in CENTRED if c in coordinates]
+    return x - clip_means(x, cols)
+
+
 @dataclass
 class Normalizer:
-    """``(x - mean) / std`` per feature. ``mean``/``std`` have shape (C,)."""
+    """``(x - mean) / std`` per feature. ``mean``/``std`` have shape (C,).
+
+    With ``centred`` feature names (for the generators :data:`CENTRED`: where
+    the subject stands and faces), :meth:`normalize` first takes those
+    features relative to their clip mean, so its input must then be clips
+    (..., T, C); :meth:`denormalize` cannot know the removed means and gives
+    motions centred on them (:meth:`clip_offset` returns what was removed).
+    """
 
     mean: np.ndarray
     std: np.ndarray
     names: tuple[str, ...] = COORDINATES
+    centred: tuple[str, ...] = ()
 
     @classmethod
     def fit(cls, x: np.ndarray, names: Sequence[str] = COORDINATES,
-            min_std: float | np.ndarray | None = None) -> "Normalizer":
-        """Fit on (N, T, C) or (N, C) data.
+            min_std: float | np.ndarray | None = None, centred: Sequence[str] = ()) -> "Normalizer":
+        """Fit on (N, T, C) or (N, C) data ((N, T, C) clips when ``centred``).
 
         The std of each feature is at least ``min_std`` (default
         :func:`std_floor`: 1 degree / 1 cm for coordinates).
         """
-        flat = np.asarray(x, dtype=np.float64).reshape(-1, np.shape(x)[-1])
-        if flat.shape[-1] != len(names):
-            raise ValueError(f"data has {flat.shape[-1]} features but {len(names)} names")
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape[-1] != len(names):
+            raise ValueError(f"data has {x.shape[-1]} features but {len(names)} names")
+        unknown = [c for c in centred if c not in names]
+        if unknown:
+            raise ValueError(f"centred feature(s) {unknown} are not among the names")
+        if centred and x.ndim < 3:
+            raise ValueError(f"centring needs clips (N, T, C), got shape {x.shape}")
+        norm = cls(np.zeros(len(names)), np.ones(len(names)), tuple(names), tuple(centred))
+        flat = norm.centre(x).reshape(-1, x.shape[-1])
         floor = std_floor(names) if min_std is None else min_std
-        return cls(flat.mean(0), np.maximum(flat.std(0), floor), tuple(names))
+        norm.mean, norm.std = flat.mean(0), np.maximum(flat.std(0), floor)
+        return norm
+
+    def _centred_columns(self) -> list[int]:
+        return [self.names.index(c) for c in self.centred]
+
+    def clip_offset(self, x):
+        """What :meth:`normalize` removes before scaling: the clip mean of the
+        centred features, zero elsewhere. (..., T, C) -> (..., 1, C)."""
+        return clip_means(x, self._centred_columns())
+
+    def centre(self, x):
+        """``x`` with the centred features taken relative to their clip mean
+        (``x`` itself when nothing is centred). (..., T, C) -> same."""
+        return x - self.clip_offset(x) if self.centred else x
 
     def normalize(self, x):
-        """Works on numpy arrays and tensors of shape (..., C)."""
+        """Works on numpy arrays and tensors of shape (..., C) ((..., T, C) when centring)."""
         mean, std = self._like(x)
-        return (x - mean) / std
+        return (self.centre(x) - mean) / std
 
     def denormalize(self, x):
         mean, std = self._like(x)
@@ -89,12 +145,12 @@ class Normalizer:
 
     def state_dict(self) -> dict:
         return {"mean": np.asarray(self.mean).tolist(), "std": np.asarray(self.std).tolist(),
-                "names": list(self.names)}
+                "names": list(self.names), "centred": list(self.centred)}
 
     @classmethod
     def from_state_dict(cls, state: dict) -> "Normalizer":
         return cls(np.asarray(state["mean"], dtype=np.float64), np.asarray(state["std"], dtype=np.float64),
-                   tuple(state["names"]))
+                   tuple(state["names"]), tuple(state.get("centred", ())))
 
     def save(self, path: str | os.PathLike) -> Path:
         return atomic_write_json(path, self.state_dict())

@@ -33,29 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dataset.normalization import CENTRED, centre_horizontal  # noqa: F401 (re-exported)
 from utils.checkpoint import CheckpointError, check_compatible, load_checkpoint
 from utils.constants import CLIP_LENGTH, COORDINATES, MUSCLES
 from utils.device import resolve_device
-
-CENTRED: tuple[str, ...] = ("pelvis_tx", "pelvis_tz", "pelvis_rotation")
-"""Coordinates taken relative to their clip mean (position and heading in the laboratory)."""
-
-
-def centre_horizontal(x, coordinates: Sequence[str] = COORDINATES):
-    """Subtract the clip mean of :data:`CENTRED` coordinates. (..., T, 33) numpy or torch -> same shape.
-
-    The motion is otherwise unchanged (same units); differentiable for tensors.
-    """
-    cols = [list(coordinates).index(c) for c in CENTRED if c in coordinates]
-    if isinstance(x, torch.Tensor):
-        mask = torch.zeros(x.shape[-1], dtype=x.dtype, device=x.device)
-        mask[cols] = 1.0
-        return x - mask * x.mean(dim=-2, keepdim=True)
-    import numpy as np
-
-    out = np.array(x, copy=True)
-    out[..., cols] -= out[..., cols].mean(axis=-2, keepdims=True)
-    return out
 
 ARCHS = ("mlp", "transformer")
 

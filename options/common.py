@@ -25,6 +25,18 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
                         "repeating short clips as the original code did (tile)")
 
 
+def add_centre_arg(group, what: str = "model") -> None:
+    """``--no-centre``: keep the absolute laboratory position and heading.
+
+    By default the horizontal pelvis position and the heading (``pelvis_tx``,
+    ``pelvis_tz``, ``pelvis_rotation``) are taken relative to their clip mean:
+    where the subject stood in the laboratory carries nothing about the squat.
+    """
+    group.add_argument("--no-centre", dest="centre", action="store_false",
+                       help=f"feed the {what} the absolute horizontal pelvis position and heading (pelvis_tx, "
+                            "pelvis_tz, pelvis_rotation) instead of their values relative to the clip mean")
+
+
 def add_runtime_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("runtime")
     g.add_argument("--device", default="auto", choices=DEVICES,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from models.mdm import NOISE_SCHEDULES, SAMPLERS
-from options.common import add_data_args, add_loop_args, add_output_args, add_runtime_args
+from options.common import add_centre_arg, add_data_args, add_loop_args, add_output_args, add_runtime_args
 from options.generation import add_generation_args, add_generation_runtime_args, add_subject_data_args
 
 
@@ -26,6 +26,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     add_runtime_args(p)
     add_output_args(p, default_exp="MDM")
     g = p.add_argument_group("model")
+    add_centre_arg(g, "diffusion model (and make it generate)")
     g.add_argument("--latent-dim", type=int, default=512, help="transformer width")
     g.add_argument("--layers", type=int, default=8, help="transformer encoder layers")
     g.add_argument("--heads", type=int, default=4, help="attention heads")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from models.surrogate import ARCHS, DEFAULT_CONFIG
-from options.common import add_data_args, add_output_args, add_runtime_args
+from options.common import add_centre_arg, add_data_args, add_output_args, add_runtime_args
 
 _MLP = DEFAULT_CONFIG["mlp"]
 _TF = DEFAULT_CONFIG["transformer"]
@@ -45,9 +45,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--dropout", type=float, default=None,
                    help=f"dropout (default: {_MLP['dropout']} for mlp, {_TF['dropout']} for the transformer)")
 
-    g.add_argument("--no-centre", dest="centre", action="store_false",
-                   help="feed the absolute horizontal pelvis position and heading (pelvis_tx, pelvis_tz, "
-                        "pelvis_rotation) instead of their values relative to the clip mean")
+    add_centre_arg(g, "surrogate")
 
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, default=120, help="maximum passes over the training clips")

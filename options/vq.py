@@ -5,7 +5,7 @@ import argparse
 
 from models.quantizer import QUANTIZERS
 from models.resnet import ACTIVATIONS, NORMS
-from options.common import add_data_args, add_output_args, add_runtime_args
+from options.common import add_centre_arg, add_data_args, add_output_args, add_runtime_args
 
 RECONS_LOSSES = ("l1", "l2", "l1_smooth")
 
@@ -82,6 +82,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true",
                    help="replace an existing non-empty experiment folder")
     g.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    add_centre_arg(g, "VQ-VAE (and make it generate)")
     add_model_args(parser)
     add_runtime_args(parser)
     add_output_args(parser, default_exp="VQVAE")

@@ -185,6 +185,37 @@ def test_normalizer_floors_the_std_of_coordinates_that_barely_move() -> None:
         static_features(x, ["a", "b"])
 
 
+def test_centring_normalizer_ignores_where_the_subject_stands_and_faces(tmp_path: Path) -> None:
+    """With ``centred``, moving a clip in the laboratory (pelvis_tx/tz) or
+    turning it (pelvis_rotation) does not change its normalised form; the
+    removed clip means come back with ``clip_offset``."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(0.0, 3.0, size=(6, 40, 33))
+    cols = [COORDINATES.index(c) for c in CENTRED]
+    x[..., cols] += rng.uniform(-50, 50, size=(6, 1, 3))  # each clip somewhere else in the laboratory
+    norm = Normalizer.fit(x, centred=CENTRED)
+    assert norm.centred == CENTRED
+    assert np.all(norm.std[cols] < 4.0)  # spread within clips, not across laboratory positions
+    moved = x.copy()
+    moved[..., cols] += np.array([1.5, -0.7, 40.0])
+    np.testing.assert_allclose(norm.normalize(moved), norm.normalize(x), atol=1e-9)
+    z = norm.normalize(torch.as_tensor(x))
+    np.testing.assert_allclose(z.numpy(), norm.normalize(x), atol=1e-9)
+    back = norm.denormalize(norm.normalize(x)) + norm.clip_offset(x)
+    np.testing.assert_allclose(back, x, atol=1e-9)
+    assert np.allclose(norm.denormalize(norm.normalize(x))[..., cols].mean(-2), 0, atol=1e-9)
+    loaded = Normalizer.load(norm.save(tmp_path / "n.json"))
+    assert loaded.centred == CENTRED
+    np.testing.assert_allclose(loaded.normalize(x), norm.normalize(x))
+    old = norm.state_dict()
+    del old["centred"]  # written before centring existed: nothing centred
+    assert Normalizer.from_state_dict(old).centred == ()
+    with pytest.raises(ValueError, match="clips"):
+        Normalizer.fit(x[:, 0], centred=CENTRED)
+    with pytest.raises(ValueError, match="not among the names"):
+        Normalizer.fit(x, centred=["nope"])
+
+
 def test_in_memory_batches_resume_and_shard() -> None:
     x = torch.arange(10 * 196 * 2, dtype=torch.float32).reshape(10, 196, 2)
     a = InMemoryBatches(x, 4, window=64, seed=1)

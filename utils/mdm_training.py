@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from dataset.mcs import DatasetError
-from dataset.normalization import Normalizer
+from dataset.normalization import CENTRED, Normalizer
 from dataset.repetitions import load_repetitions
 from dataset.subjects import SUBJECT_FEATURES, clip_descriptors
 from models.mdm import GaussianDiffusion, MDMConfig, build_mdm
@@ -91,7 +91,7 @@ def _train(args: argparse.Namespace, dist_info) -> dict[str, float]:
     except DatasetError:
         val_reps = None
     normalizer = (Normalizer.from_state_dict(ckpt["normalizer"]) if ckpt is not None
-                  else Normalizer.fit(train_reps.motions))
+                  else Normalizer.fit(train_reps.motions, centred=CENTRED if args.centre else ()))
     config = model_config_from_args(args)
     x = torch.as_tensor(normalizer.normalize(train_reps.motions.astype(np.float64)), dtype=torch.float32)
     cond = torch.as_tensor(clip_descriptors(train_reps, normalizer)) if config.cond_dim else None

@@ -30,7 +30,8 @@ def reconstruct(model: torch.nn.Module, motions: np.ndarray, normalizer: Normali
                 progress: bool = False) -> np.ndarray:
     """Encode, quantise and decode ``motions`` (N, T, C) in physical units, in
     batches, without touching the codebook. Returns (N, T, C) float32 in the
-    same units."""
+    same units; what the normaliser centres (the clip mean of the laboratory
+    position and heading) is added back, so the result compares with ``motions``."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -42,13 +43,14 @@ def reconstruct(model: torch.nn.Module, motions: np.ndarray, normalizer: Normali
         starts = tqdm(starts, desc="reconstruct", unit="batch")
     try:
         for start in starts:
-            x = torch.as_tensor(normalizer.normalize(np.asarray(motions[start:start + batch_size])),
-                                dtype=torch.float32, device=device)
+            chunk = np.asarray(motions[start:start + batch_size])
+            x = torch.as_tensor(normalizer.normalize(chunk), dtype=torch.float32, device=device)
             with autocast(device, precision):
                 z = model.encode_latent(x)
                 z_q, _ = model.quantize(z)
                 x_hat = model.decode_latent(z_q)
-            out[start:start + batch_size] = normalizer.denormalize(x_hat.float()).cpu().numpy()
+            out[start:start + batch_size] = (normalizer.denormalize(x_hat.float()).cpu().numpy()
+                                             + normalizer.clip_offset(chunk))
     finally:
         model.train(was_training)
     return out

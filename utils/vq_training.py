@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dataset.normalization import Normalizer
+from dataset.normalization import CENTRED, Normalizer
 from dataset.repetitions import RepetitionSet, load_repetitions
 from dataset.torch_data import InMemoryBatches
 from models.vqvae import VQVAE
@@ -242,7 +242,7 @@ def train(args: argparse.Namespace) -> TrainResult:
     if ckpt is not None:
         normalizer = Normalizer.from_state_dict(ckpt["normalizer"])
     else:
-        normalizer = Normalizer.fit(train_set.motions)
+        normalizer = Normalizer.fit(train_set.motions, centred=CENTRED if args.centre else ())
     notes = [f"train {len(train_set)} clips from {len(set(train_set.sessions))} sessions, validation "
              f"{len(val_set)} clips from {len(set(val_set.sessions))} sessions"
              + (" of the test split" if on_test else " held out from training")]
