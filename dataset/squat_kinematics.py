@@ -119,7 +119,8 @@ class SquatTrial:
     frame_rate: float = FRAME_RATE
     info: dict = field(default_factory=dict)
     clean: np.ndarray | None = None
-    """The same trial without measurement noise (the planned motion), (T, 33)."""
+    """The same trial without measurement noise (the planned motion, from which
+    the dynamics are computed), (T, 33)."""
 
     @property
     def times(self) -> np.ndarray:

@@ -209,14 +209,14 @@ def _build_session(root: Path, seed: int, index: int, n_reps: int) -> dict:
             positions[k, j] = (p.get(0), p.get(1), p.get(2))
     write_trc(session / "MarkerData" / f"{TRIAL}.trc", times, names, positions, units="m")
 
-    # dynamics of every repetition from the written (noisy) kinematics, as the
-    # real pipeline runs its simulations on the filtered inverse kinematics: the
-    # Dynamics files' coordinates then vary like the trial's, every coordinate
-    # included, and a surrogate trained on them sees what generated motions have
-    knee_r = trial.coords[:, COORDINATES.index("knee_angle_r")]
-    knee_l = trial.coords[:, COORDINATES.index("knee_angle_l")]
+    # dynamics of every repetition from the noise-free motion: the real Dynamics
+    # files hold the smooth kinematics and activations of a tracking simulation,
+    # not the inverse kinematics; static optimisation on the noisy trial would give
+    # spiky activations whose peaks no smooth surrogate can predict
+    knee_r = trial.clean[:, COORDINATES.index("knee_angle_r")]
+    knee_l = trial.clean[:, COORDINATES.index("knee_angle_l")]
     right_share = np.clip(0.5 + 0.004 * (knee_r - knee_l), 0.3, 0.7)
-    dyn, reps = simulate_trial(str(model_path), trial.coords, trial.segments, FRAME_RATE, right_share)
+    dyn, reps = simulate_trial(str(model_path), trial.clean, trial.segments, FRAME_RATE, right_share)
     coord_labels = []
     coords_set = model.getCoordinateSet()
     for name in COORDINATES:

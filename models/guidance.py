@@ -79,6 +79,9 @@ TERM_HELP: dict[str, str] = {
 }
 
 INIT_UNITS = ("percent-std", "absolute")
+QUANTIZER_GRADS = ("straight-through", "relaxed")
+"""How the gradient passes the quantiser: the published straight-through
+estimator, or a soft assignment's gradient (:meth:`models.vqvae.VQVAE.quantize_relaxed`)."""
 FLOOR_ALIGN = ("frame", "clip", "none")
 PUBLISHED_TOTAL = 3000
 PUBLISHED_PHASES = (500, 500, 1000)
@@ -162,7 +165,8 @@ class GuidanceObjective:
     def __init__(self, vqvae, normalizer, surrogate, muscles: Sequence[str], fk, bank: L.LatentBank,
                  low: float, high: float, floor: float, foot_points: Sequence[int] | None = None,
                  precision: str = "fp32", contact_tol: float = 0.02, contact_stride: int = 1,
-                 floor_align: str = "frame", fs: float = FRAME_RATE):
+                 floor_align: str = "frame", fs: float = FRAME_RATE, band_margin: float = 0.0,
+                 quantizer_grad: str = "straight-through", relax_temperature: float = 0.05):
         from utils.device import autocast
 
         self.device = next(vqvae.parameters()).device
@@ -176,6 +180,12 @@ class GuidanceObjective:
             raise GuidanceError("the kinematic model defines no foot contact points (heel/toe stations)")
         self.bank = bank.to(self.device)
         self.low, self.high, self.floor = float(low), float(high), float(floor)
+        self.band_margin = float(band_margin) * (self.high - self.low)
+        if quantizer_grad not in QUANTIZER_GRADS:
+            raise GuidanceError(f"unknown quantiser gradient {quantizer_grad!r}; expected one of {QUANTIZER_GRADS}")
+        self.quantizer_grad, self.relax_temperature = quantizer_grad, float(relax_temperature)
+        if not 0.0 <= band_margin < 0.5:
+            raise GuidanceError(f"band margin {band_margin} must be in [0, 0.5) of the band width")
         self.contact_tol, self.fs = float(contact_tol), float(fs)
         if contact_stride < 1:
             raise GuidanceError(f"contact stride must be >= 1 frame, got {contact_stride}")
@@ -192,7 +202,10 @@ class GuidanceObjective:
         """Latents (B, C, L) -> (normalised (B, T, 33), degrees / metres (B, T, 33)), fp32,
         before floor alignment; gradient flows to ``z`` through the straight-through quantiser."""
         with self._autocast():
-            z_q, _ = self.vqvae.quantize(z)
+            if self.quantizer_grad == "relaxed":
+                z_q, _ = self.vqvae.quantize_relaxed(z, self.relax_temperature)
+            else:
+                z_q, _ = self.vqvae.quantize(z)
             x_norm = self.vqvae.decode_latent(z_q).float()
         return x_norm, x_norm * self.std + self.mean
 
@@ -249,7 +262,7 @@ class GuidanceObjective:
             foot_penetration=L.foot_penetration(feet, self.floor),
             foot_float=L.foot_float(feet, self.floor),
             foot_sliding=L.foot_sliding(feet, self.floor, self.contact_tol) / stride ** 2,
-            band=L.band_hinge(act, self.low, self.high),
+            band=L.band_hinge(act, self.low, self.high, self.band_margin),
         )
         return out, {"motion": x, "activation": act}
 
@@ -445,6 +458,8 @@ def check_args(args: argparse.Namespace) -> None:
 
     if not (0.0 <= args.low < args.high <= 1.0):
         raise GuidanceError(f"--low {args.low} and --high {args.high} must satisfy 0 <= low < high <= 1")
+    if not 0.0 <= args.band_margin < 0.5:
+        raise GuidanceError(f"--band-margin {args.band_margin} must be in [0, 0.5) (a fraction of the band width)")
     for flag in ("num_runs", "min_samples", "batch_size", "total_iter", "seq_len", "log_every", "contact_stride"):
         if getattr(args, flag) < 1:
             raise GuidanceError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
@@ -575,7 +590,8 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
         objective = GuidanceObjective(prep.vqvae, prep.normalizer, prep.surrogate, args.muscles, fk, prep.bank,
                                       args.low, args.high, floor, precision=args.precision,
                                       contact_tol=args.contact_tol, contact_stride=args.contact_stride,
-                                      floor_align=args.floor_align)
+                                      floor_align=args.floor_align, band_margin=args.band_margin,
+                                      quantizer_grad=args.quantizer_grad, relax_temperature=args.relax_temperature)
         sub_lat = encode_latents(prep.vqvae, prep.normalizer, motions)
         gen = torch.Generator().manual_seed(args.seed + zlib.crc32(session.id.encode()))
         z0 = initial_latents(sub_lat, args.num_runs, tuple(args.init_noise), unit_scale, gen)

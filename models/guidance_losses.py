@@ -226,11 +226,16 @@ def peak_activation(act: Tensor) -> Tensor:
     return act.amax(1)
 
 
-def band_hinge(act: Tensor, low: float, high: float) -> Tensor:
-    """Hinge ``max(a - high, low - a, 0)`` on the peak activation ``a`` of each
-    muscle, averaged over muscles; 0 inside the band. (B, T, M) -> (B,)"""
+def band_hinge(act: Tensor, low: float, high: float, margin: float = 0.0) -> Tensor:
+    """Hinge ``max(a - (high - m), (low + m) - a, 0)`` on the peak activation
+    ``a`` of each muscle, averaged over muscles; 0 inside the band narrowed by
+    ``margin`` m on both sides (activation units, ``0 <= 2 m < high - low``).
+    The margin makes the optimiser aim inside the band rather than stop at its
+    edge, where the proximity term would pull it back out. (B, T, M) -> (B,)"""
+    if not 0.0 <= 2 * margin < high - low:
+        raise ValueError(f"band margin {margin} must be >= 0 and leave part of the band [{low}, {high}]")
     a = peak_activation(act)
-    return (F.relu(a - high) + F.relu(low - a)).mean(-1)
+    return (F.relu(a - (high - margin)) + F.relu((low + margin) - a)).mean(-1)
 
 
 def in_band(act: Tensor, low: float, high: float) -> Tensor:

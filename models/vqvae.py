@@ -71,6 +71,29 @@ class VQVAE(nn.Module):
         out = self.quantizer(z, update=False)
         return out.z_q, out.indices
 
+    def quantize_relaxed(self, z: torch.Tensor, temperature: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
+        """Nearest codes in the forward pass, a soft assignment's gradient in the backward pass.
+
+        Forward: exactly :meth:`quantize` (the decoder sees real codes). Backward:
+        the gradient of ``sum_k w_k c_k`` with ``w = softmax(-d / (temperature *
+        mean_k d))``, ``d`` the squared distances of ``z`` to the codes: it moves
+        ``z`` towards the codes whose use would lower the loss, where the
+        straight-through gradient moves it in a straight line that may never
+        reach another code's cell. ``temperature`` is relative to the mean
+        distance (scale-free). (B, code_dim, T') -> (z_q, indices (B, T'))."""
+        if temperature <= 0:
+            raise ValueError(f"relaxation temperature must be positive, got {temperature}")
+        z_hard, indices = self.quantize(z)
+        codes = self.quantizer.codebook.detach().float()
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            flat = z.float().permute(0, 2, 1)                                   # (B, T', D)
+            dist = (flat.pow(2).sum(-1, keepdim=True) - 2.0 * flat @ codes.t()
+                    + codes.pow(2).sum(-1))                                     # (B, T', K)
+            scale = temperature * dist.detach().mean(-1, keepdim=True).clamp_min(1e-12)
+            soft = torch.softmax(-dist / scale, dim=-1) @ codes                 # (B, T', D)
+            soft = soft.permute(0, 2, 1)
+        return z_hard.detach() + (soft - soft.detach()), indices
+
     def decode_latent(self, z_q: torch.Tensor) -> torch.Tensor:
         """(B, code_dim, T') -> reconstructed motion (B, T, C)."""
         return self.decoder(z_q).permute(0, 2, 1)

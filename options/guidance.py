@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from models.guidance import DEFAULT_WEIGHTS, FLOOR_ALIGN, INIT_UNITS, TERM_HELP
+from models.guidance import DEFAULT_WEIGHTS, FLOOR_ALIGN, INIT_UNITS, QUANTIZER_GRADS, TERM_HELP
 from models.guidance_losses import PROXIMITY_UNITS
 from options.common import add_data_args, add_output_args, add_runtime_args
 from utils.constants import GUIDED_MUSCLES
@@ -57,6 +57,18 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="best samples kept per subject (constraint satisfaction first, then realism)")
     g.add_argument("--low", type=float, default=0.35, help="lower edge of the peak-activation band, in [0, 1]")
     g.add_argument("--high", type=float, default=0.45, help="upper edge of the peak-activation band, in [0, 1]")
+    g.add_argument("--quantizer-grad", default="relaxed", choices=QUANTIZER_GRADS,
+                   help="gradient through the quantiser: 'relaxed' (forward still uses the nearest codes; "
+                        "backward follows a soft assignment to the codes, which reaches other codes where the "
+                        "straight line of the straight-through gradient cannot) or 'straight-through' (the "
+                        "published estimator); see docs/guidance.md for the measured difference")
+    g.add_argument("--relax-temperature", type=float, default=0.05,
+                   help="with --quantizer-grad relaxed: softmax temperature relative to the mean squared distance "
+                        "of a latent to the codes")
+    g.add_argument("--band-margin", type=float, default=0.25,
+                   help="the band term aims at the band narrowed by this fraction of its width on each side "
+                        "(0.25 with [0.35, 0.45]: [0.375, 0.425]), so that samples land inside the band instead "
+                        "of stopping at its edge; samples are still judged on [--low, --high]")
     g.add_argument("--init-noise", type=float, nargs=2, default=[10.0, 200.0], metavar=("LOW", "HIGH"),
                    help="each run starts at the mean of the subject's encoder latents plus Gaussian noise whose "
                         "scale is drawn from U(LOW, HIGH), in --latent-unit units")

@@ -12,7 +12,7 @@ import torch
 
 from dataset.clips import fit_length
 from dataset.mcs import DatasetError, discover, load_segmentation
-from dataset.normalization import Normalizer, static_features, std_floor
+from dataset.normalization import CENTRED, Normalizer, static_features, std_floor
 from dataset.repetitions import load_repetitions
 from dataset.split import split_sessions
 from dataset.torch_data import InMemoryBatches

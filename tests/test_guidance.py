@@ -72,11 +72,10 @@ def unguided(trained, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def band_above(unguided):
-    """A band above most unguided samples' peak activation (and within what the
-    tiny training set's squats reach)."""
+    """A band just above every unguided sample's peak activation, 0.12 wide."""
     peaks = np.asarray(_summary(unguided[1])["all_runs"]["peak_activation_mean"])
-    low = float(np.quantile(peaks, 0.6))
-    return round(low, 3), round(min(1.0, low + 0.12), 3)
+    low = round(float(peaks.max()) + 0.01, 3)
+    return low, round(min(1.0, low + 0.12), 3)
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +108,8 @@ def test_guidance_raises_the_fraction_of_samples_in_a_band_above_the_unguided_on
     before = _fraction_in_band(_summary(unguided[1]), low, high)
     s = _summary(guided[1])
     after = s["in_band_fraction_all_runs"]
-    assert after == pytest.approx(_fraction_in_band(s, low, high), abs=0.05)
-    assert before <= 0.45
+    assert after <= _fraction_in_band(s, low, high)  # every muscle in the band implies their mean is
+    assert before == 0.0
     print(f"in band: {before:.2f} unguided, {after:.2f} guided, band [{low}, {high}]")
     assert after >= before + 0.25, f"in band: {before:.2f} unguided, {after:.2f} guided, band [{low}, {high}]"
     # the kept samples are the in-band ones, ordered by peak activation

@@ -170,6 +170,17 @@ def test_band_hinge_is_zero_inside_and_linear_outside() -> None:
     assert act.grad[1, :10].abs().sum() == 0               # only the peak frame
 
 
+def test_band_margin_aims_inside_the_band() -> None:
+    act = torch.zeros(2, T, 1, dtype=torch.float64)
+    act[0, 5] = 0.36   # inside [0.35, 0.45] but within the 0.025 margin of its edge
+    act[1, 5] = 0.40
+    assert L.band_hinge(act, 0.35, 0.45).tolist() == [0.0, 0.0]
+    assert L.band_hinge(act, 0.35, 0.45, margin=0.025).tolist() == pytest.approx([0.015, 0.0])
+    assert L.in_band(act, 0.35, 0.45).tolist() == [True, True]  # judged on the true band
+    with pytest.raises(ValueError, match="margin"):
+        L.band_hinge(act, 0.35, 0.45, margin=0.06)
+
+
 # ----------------------------------------------------------------------------- schedule, weights, init, ranking
 
 

@@ -57,6 +57,28 @@ def test_quantize_gives_gradients_to_latents_without_training_the_codebook() -> 
     assert torch.equal(model.codebook, before)
 
 
+def test_relaxed_quantisation_decodes_the_nearest_codes_and_pulls_towards_better_ones() -> None:
+    """Forward: exactly the nearest codes. Backward: the gradient of a soft
+    assignment, which (unlike straight-through) points from the latent towards
+    a code that lowers the loss."""
+    model = _tiny().train()
+    model(torch.randn(4, 196, 33))  # initialises the codebook
+    model.eval()
+    codes = model.codebook.detach()
+    # one latent step half-way between code 0 and code 1, slightly nearer 0
+    z = (0.55 * codes[0] + 0.45 * codes[1]).reshape(1, -1, 1).clone().requires_grad_(True)
+    z_q, idx = model.quantize_relaxed(z, temperature=0.05)
+    hard, idx_hard = model.quantize(z.detach())
+    assert torch.equal(idx, idx_hard) and int(idx) == 0
+    torch.testing.assert_close(z_q.detach(), hard)
+    # a loss that prefers code 1: distance of the quantised vector to code 1
+    (z_q[0, :, 0] - codes[1]).pow(2).sum().backward()
+    step = -z.grad[0, :, 0]
+    assert float(step @ (codes[1] - codes[0])) > 0  # descent moves z towards code 1
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        model.quantize_relaxed(z, temperature=0.0)
+
+
 def test_motion_of_the_wrong_shape_is_rejected() -> None:
     model = _tiny()
     with pytest.raises(ValueError, match=r"\(B, T, 33\)"):
