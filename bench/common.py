@@ -27,8 +27,8 @@ def machine() -> str:
             f"numpy {numpy.__version__}; torch {torch.__version__} ({torch.get_num_threads()} threads)")
 
 
-def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` runs, seconds."""
+def wall_times(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> list[float]:
+    """Wall time of each of ``repeats`` calls of ``fn()`` after ``warmup`` untimed ones, seconds."""
     for _ in range(warmup):
         fn()
     times = []
@@ -36,19 +36,17 @@ def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> 
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` runs, seconds."""
+    return statistics.median(wall_times(fn, repeats, warmup))
 
 
 def best_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
     """Shortest wall time of ``fn()`` over ``repeats`` runs, seconds (a peak, not a typical time)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return min(wall_times(fn, repeats, warmup))
 
 
 @torch.no_grad()
