@@ -160,13 +160,19 @@ class GuidanceObjective:
     ``clip`` shifts the whole clip by one height (median over frames), leaving
     per-frame contact to the foot terms; ``none`` decodes as is. ``frame``
     needs forward kinematics on every frame (``contact_stride`` is ignored).
+
+    ``quantizer_grad`` (:data:`QUANTIZER_GRADS`) says how the gradient passes
+    the quantiser (``relaxed``: a soft assignment's gradient with temperature
+    ``relax_temperature``; ``straight-through``: the published estimator);
+    ``band_margin`` (a fraction of the band width) narrows the band the hinge
+    aims at on both sides; samples are still judged on ``[low, high]``.
     """
 
     def __init__(self, vqvae, normalizer, surrogate, muscles: Sequence[str], fk, bank: L.LatentBank,
                  low: float, high: float, floor: float, foot_points: Sequence[int] | None = None,
                  precision: str = "fp32", contact_tol: float = 0.02, contact_stride: int = 1,
-                 floor_align: str = "frame", fs: float = FRAME_RATE, band_margin: float = 0.0,
-                 quantizer_grad: str = "straight-through", relax_temperature: float = 0.05):
+                 floor_align: str = "frame", fs: float = FRAME_RATE, band_margin: float = 0.25,
+                 quantizer_grad: str = "relaxed", relax_temperature: float = 0.05):
         from utils.device import autocast
 
         self.device = next(vqvae.parameters()).device
