@@ -83,16 +83,18 @@ class VQVAE(nn.Module):
         distance (scale-free). (B, code_dim, T') -> (z_q, indices (B, T'))."""
         if temperature <= 0:
             raise ValueError(f"relaxation temperature must be positive, got {temperature}")
-        z_hard, indices = self.quantize(z)
+        if z.dim() != 3 or z.shape[1] != self.quantizer.code_dim:
+            raise ValueError(f"expected latents of shape (B, {self.quantizer.code_dim}, T), got {tuple(z.shape)}")
         codes = self.quantizer.codebook.detach().float()
         with torch.autocast(device_type=z.device.type, enabled=False):
             flat = z.float().permute(0, 2, 1)                                   # (B, T', D)
             dist = (flat.pow(2).sum(-1, keepdim=True) - 2.0 * flat @ codes.t()
                     + codes.pow(2).sum(-1))                                     # (B, T', K)
+            indices = dist.detach().argmin(-1)                                  # the nearest codes
             scale = temperature * dist.detach().mean(-1, keepdim=True).clamp_min(1e-12)
             soft = torch.softmax(-dist / scale, dim=-1) @ codes                 # (B, T', D)
-            soft = soft.permute(0, 2, 1)
-        return z_hard.detach() + (soft - soft.detach()), indices
+            hard = codes[indices]
+        return (hard + (soft - soft.detach())).permute(0, 2, 1).contiguous(), indices
 
     def decode_latent(self, z_q: torch.Tensor) -> torch.Tensor:
         """(B, code_dim, T') -> reconstructed motion (B, T, C)."""
