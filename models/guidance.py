@@ -206,7 +206,7 @@ class GuidanceObjective:
 
     def decode(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """Latents (B, C, L) -> (normalised (B, T, 33), degrees / metres (B, T, 33)), fp32,
-        before floor alignment; gradient flows to ``z`` through the straight-through quantiser."""
+        before floor alignment; gradient flows to ``z`` through the quantiser as ``quantizer_grad`` says."""
         with self._autocast():
             if self.quantizer_grad == "relaxed":
                 z_q, _ = self.vqvae.quantize_relaxed(z, self.relax_temperature)
@@ -570,9 +570,9 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
     from utils.checkpoint import seed_everything
     from utils.kinematics import ForwardKinematics
     from utils.run_logging import RunLogger
+    from utils.training import set_threads
 
-    if getattr(args, "num_threads", 0) > 0:
-        torch.set_num_threads(args.num_threads)
+    set_threads(getattr(args, "num_threads", 0), world_size=1, device_type="cpu")
     prep = prepare(args)
     seed_everything(args.seed)
     schedule, weights = schedule_from_args(args), weights_from_args(args)
