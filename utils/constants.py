@@ -6,6 +6,8 @@ pelvis translations are in metres.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 COORDINATES: tuple[str, ...] = (
     "pelvis_tilt", "pelvis_list", "pelvis_rotation", "pelvis_tx", "pelvis_ty", "pelvis_tz",
     "hip_flexion_l", "hip_adduction_l", "hip_rotation_l",
@@ -66,6 +68,13 @@ TEST_SESSIONS: tuple[str, ...] = (
 
 DEFAULT_DATA_ROOT: str = "data/mcs_synthetic"
 """Where the embedded synthetic dataset is generated (relative to the repo root)."""
+
+GENERIC_MODEL: str = str(Path(__file__).resolve().parent.parent / "dataset" / "osim" / "LaiUhlrich2022.osim")
+"""OpenCap's generic (unscaled) model, shipped with the project (Apache-2.0)."""
+
+COUPLED_COORDINATES: tuple[str, ...] = ("knee_angle_r_beta", "knee_angle_l_beta")
+"""OpenCap model coordinates driven by a coupler constraint; never among the 33
+(OpenCap IK files store them in radians even under ``inDegrees=yes``)."""
 
 SYMMETRIC_PAIRS: tuple[tuple[str, str], ...] = (
     ("hip_flexion_l", "hip_flexion_r"),
