@@ -8,18 +8,30 @@ from utils.constants import CLIP_LENGTH
 CLIP_MODES = ("resample", "tile")
 
 
-def fit_length(x: np.ndarray, length: int = CLIP_LENGTH, mode: str = "resample") -> np.ndarray:
+def fit_length(x: np.ndarray, length: int = CLIP_LENGTH, mode: str = "resample",
+               times: np.ndarray | None = None) -> np.ndarray:
     """(T, C) -> (length, C).
 
-    ``resample``: linear time normalisation, first and last frames kept.
+    ``resample``: linear time normalisation, first and last frames kept. With
+    ``times`` (T,), the clip's own time column, the ``length`` output frames
+    are evenly spaced in time, so a file sampled on an uneven mesh (OpenCap's
+    muscle-driven simulations) or at any frame rate is resampled by its
+    clock, not by its row index.
     ``tile``: the original BIGE behaviour; a short clip is repeated end to end
     and cut at ``length``, a long one is cut.
     """
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < 2:
         raise ValueError(f"expected a (T>=2, C) clip, got shape {x.shape}")
+    if times is not None:
+        times = np.asarray(times, dtype=np.float64)
+        if times.shape != (x.shape[0],) or not np.all(np.diff(times) > 0):
+            raise ValueError(f"times must be {x.shape[0]} increasing values, got shape {times.shape}")
     if mode == "resample":
-        src = np.linspace(0.0, 1.0, x.shape[0])
+        if times is None:
+            src = np.linspace(0.0, 1.0, x.shape[0])
+        else:
+            src = (times - times[0]) / (times[-1] - times[0])
         dst = np.linspace(0.0, 1.0, length)
         idx = np.clip(np.searchsorted(src, dst, side="right") - 1, 0, x.shape[0] - 2)
         w = ((dst - src[idx]) / (src[idx + 1] - src[idx]))[:, None]

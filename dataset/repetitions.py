@@ -26,7 +26,7 @@ from utils.motion_io import Motion, MotionFileError, read_motion
 
 SOURCES = ("kinematics", "dynamics")
 SPLITS = ("train", "test", "all")
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: resampled by each file's time column
 
 
 @dataclass
@@ -170,20 +170,21 @@ def _extract(reps: list[Repetition], by_id: dict[str, Session], source: str,
     for r, path in zip(reps, _input_files(reps, by_id, source)):
         motion = get(path)
         coords = motion.coordinates(COORDINATES, degrees=True)
+        times = motion.times
         if source == "kinematics" and r.start is not None and path != r.dynamics:
             if r.end > motion.n_frames:
                 raise DatasetError(
                     f"{path}: segmentation asks for frames {r.start}-{r.end} but the trial has {motion.n_frames}"
                 )
-            coords = coords[r.start:r.end]
+            coords, times = coords[r.start:r.end], times[r.start:r.end]
         if coords.shape[0] < 2:
             raise MotionFileError(path, f"repetition {r.trial} #{r.index} has fewer than 2 frames")
-        motions.append(fit_length(coords, length, clip_mode))
+        motions.append(fit_length(coords, length, clip_mode, times=times))
         if source == "dynamics":
             act = motion.columns(muscles)
             if act.min() < -1e-6 or act.max() > 1 + 1e-6:
                 raise MotionFileError(path, f"activations outside [0, 1] ({act.min():.3g} .. {act.max():.3g})")
-            acts.append(np.clip(fit_length(act, length, clip_mode), 0.0, 1.0))
+            acts.append(np.clip(fit_length(act, length, clip_mode, times=times), 0.0, 1.0))
         files.append(str(path))
     return RepetitionSet(
         motions=np.stack(motions).astype(np.float32),

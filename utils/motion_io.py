@@ -11,6 +11,8 @@ Bad input raises :class:`MotionFileError` naming the file and line.
 from __future__ import annotations
 
 import io
+import logging
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -21,6 +23,8 @@ import numpy as np
 
 from utils.constants import COORDINATES, FRAME_RATE, TRANSLATIONS
 from utils.fileio import atomic_write_text
+
+_LOG = logging.getLogger(__name__)
 
 
 class MotionFileError(ValueError):
@@ -37,15 +41,21 @@ class MotionFileError(ValueError):
 
 _JOINTSET_VALUE = re.compile(r"^/jointset/[^/]+/([^/]+)/value$")
 _FORCESET_ACTIVATION = re.compile(r"^/forceset/([^/]+)/activation$")
+_BARE_ACTIVATION = re.compile(r"^([^/]+)/activation$")
+
+TRC_UNITS: dict[str, float] = {"m": 1.0, "meters": 1.0, "metres": 1.0, "cm": 0.01, "mm": 0.001}
+"""Length units a ``.trc`` header may declare, and their factor to metres."""
 
 
 def canonical_label(label: str) -> str:
     """Short name of an OpenSim column label.
 
     ``/jointset/knee_r/knee_angle_r/value`` -> ``knee_angle_r``;
-    ``/forceset/vasmed_r/activation`` -> ``vasmed_r``; other labels unchanged.
+    ``/forceset/vasmed_r/activation`` and OpenCap's ``vasmed_r/activation``
+    -> ``vasmed_r``; other labels (bare names, as static optimisation writes
+    them) unchanged.
     """
-    for pattern in (_JOINTSET_VALUE, _FORCESET_ACTIVATION):
+    for pattern in (_JOINTSET_VALUE, _FORCESET_ACTIVATION, _BARE_ACTIVATION):
         match = pattern.match(label)
         if match:
             return match.group(1)
@@ -76,6 +86,7 @@ class Motion:
     metadata: dict[str, str] = field(default_factory=dict)
     name: str = "motion"
     source: Path | None = None
+    unit_note: str = ""
 
     def __post_init__(self) -> None:
         self.times = np.asarray(self.times, dtype=np.float64)
@@ -87,7 +98,15 @@ class Motion:
                 f"values of shape {self.values.shape} do not match {len(self.times)} times "
                 f"x {len(self.labels)} labels",
             )
-        self._index = {canonical_label(lab): i for i, lab in enumerate(self.labels)}
+        self._index: dict[str, int] = {}
+        for i, lab in enumerate(self.labels):
+            short = canonical_label(lab)
+            if short in self._index:
+                first = self.labels[self._index[short]]
+                raise MotionFileError(
+                    self.source, f"columns {first!r} and {lab!r} both name {short!r}; keep one of them"
+                )
+            self._index[short] = i
 
     @property
     def n_frames(self) -> int:
@@ -140,7 +159,9 @@ class Motion:
     def markers(self) -> tuple[tuple[str, ...], np.ndarray]:
         """Marker names and positions (T, M, 3) of ``.trc`` data, in metres."""
         names = tuple(lab[:-2] for lab in self.labels[::3])
-        scale = 0.001 if (self.units or "m").lower() == "mm" else 1.0
+        scale = TRC_UNITS.get((self.units or "m").strip().lower())
+        if scale is None:
+            raise MotionFileError(self.source, f"marker units {self.units!r}: expected one of {', '.join(TRC_UNITS)}")
         return names, self.values.reshape(self.n_frames, -1, 3) * scale
 
 
@@ -174,54 +195,128 @@ def _read_text(path: Path) -> str:
         raise MotionFileError(path, "file does not exist") from None
     except IsADirectoryError:
         raise MotionFileError(path, "is a folder, expected a motion file") from None
+    except PermissionError:
+        raise MotionFileError(path, "cannot be read (permission denied)") from None
+    text = text.lstrip("\ufeff")
     if not text.strip():
         raise MotionFileError(path, "file is empty", line=1)
     return text
 
 
-def read_storage(path: str | os.PathLike) -> Motion:
-    """Read an OpenSim storage file (``.mot`` / ``.sto``)."""
-    path = Path(path)
-    text = _read_text(path)
-    lines = text.splitlines()
-    metadata: dict[str, str] = {}
+_HEADER_END = re.compile(r"^[ \t]*endheader[ \t]*$", re.MULTILINE | re.IGNORECASE)
+_LEGACY_KEYS = ("datacolumns", "datarows", "range")
+_COUNT_KEYS = (("nRows", "datarows", 0), ("nColumns", "datacolumns", 1))
+_TRUE = ("yes", "y", "true", "t", "1", "on")
+_FALSE = ("no", "n", "false", "f", "0", "off")
+
+
+def _parse_header(path: Path, lines: list[str]) -> tuple[str, dict[str, str], dict[str, int]]:
+    """Name, ``key -> value`` metadata and ``key -> line number`` of a storage header.
+
+    Takes both OpenSim header styles: ``key=value`` lines (``version=1``,
+    ``nRows``, ``nColumns``, ``inDegrees``) and the older ``datacolumns N`` /
+    ``datarows N`` / ``range a b`` lines. The first line, when it is neither,
+    is the file's name; other free-text lines are ignored.
+    """
     name = path.stem
-    end = None
+    metadata: dict[str, str] = {}
+    where: dict[str, int] = {}
     for i, raw in enumerate(lines):
         line = raw.strip()
-        if line.lower() == "endheader":
-            end = i
-            break
+        if not line:
+            continue
         if "=" in line:
             key, _, value = line.partition("=")
             metadata[key.strip()] = value.strip()
-        elif i == 0 and line:
-            name = line
+            where[key.strip()] = i + 1
+            continue
+        word, _, value = line.partition(" ")
+        if word.lower() in _LEGACY_KEYS and value.strip():
+            metadata[word.lower()] = value.strip()
+            where[word.lower()] = i + 1
+        elif i == 0:
+            name = line[5:].strip() if word.lower() == "name" else line
+    return name, metadata, where
+
+
+def _split_labels(path: Path, line: str, line_no: int) -> list[str]:
+    """Column labels of a storage file: tab-separated (labels may hold spaces)
+    or, without a tab, whitespace-separated; a trailing separator is allowed."""
+    if "\t" in line:
+        labels = [lab.strip() for lab in line.strip().split("\t")]
+    else:
+        labels = line.split()
+    if "" in labels:
+        raise MotionFileError(path, f"column {labels.index('') + 1} has an empty label", line=line_no)
+    return labels
+
+
+def read_storage(path: str | os.PathLike) -> Motion:
+    """Read an OpenSim storage file (``.mot`` / ``.sto``), as OpenSim and OpenCap write them.
+
+    Tabs or spaces between values, a trailing separator on any row, the
+    current header (``version=1``, ``nRows``, ``nColumns``, ``inDegrees``,
+    free text) and the older one (``name``, ``datacolumns``, ``datarows``,
+    ``range``). Where the header does not give ``inDegrees`` the unit is
+    decided by :func:`decide_angle_unit` and the decision is logged.
+    """
+    path = Path(path)
+    text = _read_text(path)
+    end = _HEADER_END.search(text)
     if end is None:
-        raise MotionFileError(path, "no 'endheader' line: not an OpenSim storage file", line=len(lines))
+        raise MotionFileError(path, "no 'endheader' line: not an OpenSim storage file",
+                              line=text.count("\n") + (not text.endswith("\n")))
+    header_lines = text[:end.start()].split("\n")[:-1]
+    name, metadata, where = _parse_header(path, header_lines)
+    end_line = len(header_lines) + 1
+    rest = text[end.end():].split("\n")[1:]
+    k = 0
+    while k < len(rest) and not rest[k].strip():
+        k += 1
+    if k >= len(rest):
+        raise MotionFileError(path, "no column labels after 'endheader'", line=end_line)
+    label_no = end_line + k + 1
+    labels = _split_labels(path, rest[k], label_no)
+    if labels[0].lower() != "time":
+        raise MotionFileError(path, f"first column must be 'time', found {labels[:1]}", line=label_no)
+    _check_duplicates(path, labels, label_no)
 
-    label_no = end + 1
-    while label_no < len(lines) and not lines[label_no].strip():
-        label_no += 1
-    if label_no >= len(lines):
-        raise MotionFileError(path, "no column labels after 'endheader'", line=end + 1)
-    sep = "\t" if "\t" in lines[label_no] else None
-    labels = [lab.strip() for lab in lines[label_no].split(sep) if lab.strip()]
-    if not labels or labels[0].lower() != "time":
-        raise MotionFileError(path, f"first column must be 'time', found {labels[:1]}", line=label_no + 1)
-    _check_duplicates(path, labels, label_no + 1)
+    data = _parse_body(path, rest[k + 1:], label_no + 1, len(labels))
+    _check_counts(path, metadata, where, data.shape, label_no)
+    _check_time(path, data[:, 0], label_no + 1)
 
-    body_start = label_no + 1
-    data = _parse_body(path, lines, body_start, len(labels), sep)
-    _check_counts(path, metadata, data.shape, label_no + 1)
-
-    in_degrees = _parse_bool(metadata.get("inDegrees", "yes"))
-    motion = Motion(
-        times=data[:, 0], labels=tuple(labels[1:]), values=data[:, 1:],
-        in_degrees=in_degrees, metadata=metadata, name=name, source=path,
+    values_labels = tuple(labels[1:])
+    if "inDegrees" in metadata:
+        in_degrees = _parse_bool(path, "inDegrees", metadata["inDegrees"], where["inDegrees"])
+        unit_note = f"inDegrees={metadata['inDegrees']} in the header"
+    else:
+        in_degrees, unit_note = decide_angle_unit(values_labels, data[:, 1:])
+        level = logging.WARNING if "ambiguous" in unit_note else logging.INFO
+        _LOG.log(level, "%s: no inDegrees in the header; %s", path, unit_note)
+    return Motion(
+        times=data[:, 0], labels=values_labels, values=data[:, 1:],
+        in_degrees=in_degrees, metadata=metadata, name=name, source=path, unit_note=unit_note,
     )
-    _check_time(path, motion.times, body_start)
-    return motion
+
+
+def decide_angle_unit(labels: Sequence[str], values: np.ndarray) -> tuple[bool, str]:
+    """Decide degrees or radians for a storage file whose header does not say.
+
+    Returns ``(in_degrees, reason)``. The rule, as a careful user would apply
+    it: OpenSim's own ``Storage`` assumes degrees for such files, and OpenCap's
+    older files are in degrees. Degrees is certain when a rotational
+    coordinate exceeds 2*pi in magnitude (impossible as a joint angle in
+    radians); otherwise degrees is still assumed (as OpenSim does) and the
+    reason says the values are ambiguous, so the caller logs a warning.
+    """
+    rot = [i for i, lab in enumerate(labels) if is_rotation(lab)]
+    if not rot:
+        return True, "no rotational coordinates among the columns; unit irrelevant, degrees assumed"
+    peak = float(np.max(np.abs(values[:, rot]))) if len(values) else 0.0
+    if peak > 2.0 * math.pi:
+        return True, f"degrees: rotations reach {peak:.1f}, more than 2*pi, so they cannot be radians"
+    return True, (f"degrees assumed as OpenSim does, but ambiguous: every rotation is within "
+                  f"+-{peak:.2f}, plausible in radians too; add inDegrees=yes/no to the header")
 
 
 def read_trc(path: str | os.PathLike) -> Motion:
@@ -250,22 +345,29 @@ def read_trc(path: str | os.PathLike) -> Motion:
     body_start = 5
     while body_start < len(lines) and not lines[body_start].strip():
         body_start += 1
-    data = _parse_body(path, lines, body_start, 2 + 3 * n_markers, "\t")
+    data = _parse_body(path, lines[body_start:], body_start + 1, 2 + 3 * n_markers)
     if data.shape[0] != n_frames:
         raise MotionFileError(path, f"NumFrames={n_frames} but the body has {data.shape[0]} rows", line=3)
     labels = tuple(f"{m}_{axis}" for m in names for axis in "XYZ")
+    if header["Units"].strip().lower() not in TRC_UNITS:
+        raise MotionFileError(path, f"Units={header['Units']!r}: expected one of {', '.join(TRC_UNITS)}", line=3)
     motion = Motion(
         times=data[:, 1], labels=labels, values=data[:, 2:], in_degrees=None,
         units=header["Units"], metadata=header, name=path.stem, source=path,
     )
-    _check_time(path, motion.times, body_start)
+    _check_time(path, motion.times, body_start + 1)
     if abs(motion.frame_rate - rate) > 1e-3 * rate and motion.n_frames > 1:
         raise MotionFileError(path, f"DataRate={rate} but the time column runs at {motion.frame_rate:.3f} Hz", line=3)
     return motion
 
 
-def _parse_bool(value: str) -> bool:
-    return value.strip().lower() in ("yes", "true", "1")
+def _parse_bool(path: Path, key: str, value: str, line: int) -> bool:
+    word = value.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise MotionFileError(path, f"{key}={value!r}: expected yes or no", line=line)
 
 
 def _check_duplicates(path: Path, labels: Sequence[str], line: int) -> None:
@@ -276,67 +378,99 @@ def _check_duplicates(path: Path, labels: Sequence[str], line: int) -> None:
         seen.add(lab)
 
 
-def _parse_body(path: Path, lines: list[str], start: int, n_cols: int, sep: str | None) -> np.ndarray:
-    """Parse the numeric rows ``lines[start:]`` into (rows, n_cols) float64."""
-    body = lines[start:]
+def _parse_body(path: Path, body: list[str], first_line: int, n_cols: int) -> np.ndarray:
+    """Parse the numeric rows ``body`` (``body[0]`` is line ``first_line``) into
+    (rows, n_cols) float64.
+
+    Fast path: one C-level parse of the whole body (any whitespace, trailing
+    separators included); only when its count does not come out right are the
+    rows walked one by one to name the first bad line and column.
+    """
     while body and not body[-1].strip():
         body.pop()
-    if not body:
-        raise MotionFileError(path, "no data rows", line=start + 1)
+    n_rows = sum(1 for row in body if row.strip())
+    if n_rows == 0:
+        raise MotionFileError(path, "no data rows", line=first_line)
     try:
-        data = np.loadtxt(body, delimiter=sep, dtype=np.float64, ndmin=2)
+        flat = np.fromstring("\n".join(body), dtype=np.float64, sep=" ")
     except ValueError:
-        data = None
-    if data is None or data.shape[1] != n_cols:
-        _diagnose_rows(path, body, start, n_cols, sep)
-        raise MotionFileError(path, f"could not parse the data rows as {n_cols} numbers each", line=start + 1)
+        flat = None
+    if flat is None or flat.size != n_rows * n_cols:
+        _diagnose_rows(path, body, first_line, n_cols)
+        raise MotionFileError(path, f"could not parse the data rows as {n_cols} numbers each", line=first_line)
+    data = flat.reshape(n_rows, n_cols)
     if not np.isfinite(data).all():
         row, col = np.argwhere(~np.isfinite(data))[0]
-        raise MotionFileError(
-            path, f"non-finite value {data[row, col]} in column {col + 1}", line=start + row + 1
-        )
+        raise MotionFileError(path, f"non-finite value {data[row, col]} in column {col + 1}",
+                              line=_line_of_row(body, first_line, int(row)))
     return data
 
 
-def _diagnose_rows(path: Path, body: list[str], start: int, n_cols: int, sep: str | None) -> None:
+def _line_of_row(body: list[str], first_line: int, row: int) -> int:
+    """File line number of the ``row``-th non-blank row of ``body``."""
+    seen = -1
+    for k, raw in enumerate(body):
+        if raw.strip():
+            seen += 1
+            if seen == row:
+                return first_line + k
+    return first_line + len(body) - 1
+
+
+def _row_fields(raw: str) -> list[str]:
+    """The value fields of one data row: tab-separated when it holds a tab
+    (spaces around a value allowed, a trailing tab ignored), else whitespace."""
+    text = raw.strip()
+    if "\t" in text:
+        return [f.strip() for f in text.split("\t")]
+    return text.split()
+
+
+def _diagnose_rows(path: Path, body: list[str], first_line: int, n_cols: int) -> None:
     """Find the first bad row and raise an error that names it."""
     for k, raw in enumerate(body):
-        line_no = start + k + 1
-        fields = [f for f in (raw.split(sep) if sep else raw.split())]
-        if sep:
-            fields = [f for f in fields if f.strip() != ""] if raw.strip() else []
+        if not raw.strip():
+            continue
+        line_no = first_line + k
+        fields = _row_fields(raw)
+        if "" in fields:
+            raise MotionFileError(path, f"column {fields.index('') + 1} is empty", line=line_no)
         if len(fields) != n_cols:
             raise MotionFileError(path, f"expected {n_cols} numbers, found {len(fields)}", line=line_no)
-        for col, text in enumerate(fields):
+        for col, field_text in enumerate(fields):
             try:
-                float(text)
+                float(field_text)
             except ValueError:
-                raise MotionFileError(
-                    path, f"column {col + 1}: {text.strip()!r} is not a number", line=line_no
-                ) from None
+                raise MotionFileError(path, f"column {col + 1}: {field_text!r} is not a number",
+                                      line=line_no) from None
 
 
-def _check_counts(path: Path, metadata: dict[str, str], shape: tuple[int, int], line: int) -> None:
-    for key, actual in (("nRows", shape[0]), ("nColumns", shape[1])):
-        if key in metadata:
+def _check_counts(path: Path, metadata: dict[str, str], where: dict[str, int],
+                  shape: tuple[int, int], label_line: int) -> None:
+    """Row and column counts declared in either header style against the body."""
+    for key, legacy, axis in _COUNT_KEYS:
+        for name in (key, legacy):
+            if name not in metadata:
+                continue
             try:
-                declared = int(metadata[key])
+                declared = int(metadata[name])
             except ValueError:
-                raise MotionFileError(path, f"{key}={metadata[key]!r} is not an integer") from None
-            if declared != actual:
-                raise MotionFileError(
-                    path, f"header says {key}={declared} but the body has {actual}", line=line
-                )
+                raise MotionFileError(path, f"{name}={metadata[name]!r} is not an integer",
+                                      line=where.get(name)) from None
+            if declared != shape[axis]:
+                raise MotionFileError(path, f"header says {name}={declared} but the body has {shape[axis]}",
+                                      line=label_line)
 
 
-def _check_time(path: Path, times: np.ndarray, body_start: int) -> None:
+def _check_time(path: Path, times: np.ndarray, first_line: int) -> None:
+    """Times must increase; ``first_line`` is the file line of the first row."""
     if len(times) > 1:
         steps = np.diff(times)
         bad = np.flatnonzero(steps <= 0)
         if bad.size:
             k = int(bad[0]) + 1
             raise MotionFileError(
-                path, f"time is not increasing ({times[k - 1]} then {times[k]})", line=body_start + k + 1
+                path, f"time is not increasing ({times[k - 1]} then {times[k]})", line=first_line + k
             )
 
 
