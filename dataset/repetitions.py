@@ -221,3 +221,63 @@ def _load_cached(path: Path) -> RepetitionSet:
             indices=meta["indices"], activations=z["activations"] if "activations" in z else None,
             muscles=tuple(meta["muscles"]), coordinates=tuple(meta["coordinates"]), files=meta["files"],
         )
+
+
+MOTION_SUFFIXES = (".mot", ".sto")
+
+
+def find_motion_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """``.mot`` / ``.sto`` files named in ``paths``: files as given, folders
+    searched recursively (sorted). Raises :class:`DatasetError` for a path
+    that does not exist or a folder without such files."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_file():
+            found.append(p)
+        elif p.is_dir():
+            inside = sorted(f for f in p.rglob("*") if f.suffix.lower() in MOTION_SUFFIXES and f.is_file())
+            if not inside:
+                raise DatasetError(f"{p}: no .mot or .sto files in this folder (searched recursively)")
+            found.extend(inside)
+        else:
+            raise DatasetError(f"{p}: no such file or folder")
+    return found
+
+
+def load_dynamics_files(paths: Sequence[str | os.PathLike], length: int = CLIP_LENGTH,
+                        clip_mode: str = "resample") -> RepetitionSet:
+    """Muscle-driven files outside an MCS layout (one repetition each, e.g. a
+    folder of OpenCap ``kinematics_activations*.mot``) as a :class:`RepetitionSet`.
+
+    Each file must hold the 33 coordinates and activation columns of
+    :data:`MUSCLES` (any naming style, any order); it is resampled by its own
+    time column. ``muscles`` are those every file holds; a file holding none
+    is named in the error. ``sessions`` are the file stems.
+    """
+    files = find_motion_files(paths)
+    motions, acts, present = [], [], []
+    for path in files:
+        motion = read_motion(path)
+        have = [m for m in MUSCLES if motion.has(m)]
+        if not have:
+            raise DatasetError(f"{path}: no muscle activation columns (expected names such as "
+                               f"vasmed_r, vasmed_r/activation or /forceset/vasmed_r/activation)")
+        present.append(set(have))
+        motions.append((path, motion))
+    common = set.intersection(*present)
+    muscles = tuple(m for m in MUSCLES if m in common)
+    if not muscles:
+        raise DatasetError(f"{files[0]}: the files share no muscle (first file has {len(present[0])})")
+    out_x, out_a = [], []
+    for path, motion in motions:
+        act = motion.columns(muscles)
+        if act.min() < -1e-6 or act.max() > 1 + 1e-6:
+            raise MotionFileError(path, f"activations outside [0, 1] ({act.min():.3g} .. {act.max():.3g})")
+        out_x.append(fit_length(motion.coordinates(COORDINATES, degrees=True), length, clip_mode,
+                                times=motion.times))
+        out_a.append(np.clip(fit_length(act, length, clip_mode, times=motion.times), 0.0, 1.0))
+    return RepetitionSet(
+        motions=np.stack(out_x).astype(np.float32), sessions=[p.stem for p in files],
+        trials=[p.stem for p in files], indices=[1] * len(files),
+        activations=np.stack(out_a).astype(np.float32), muscles=muscles, files=[str(p) for p in files],
+    )

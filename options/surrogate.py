@@ -83,6 +83,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--checkpoint", default=None, help="checkpoint evaluated with --eval-only")
     g.add_argument("--eval-split", default="test", choices=["test", "train", "all"],
                    help="split whose repetitions are evaluated after training")
+    g.add_argument("--eval-data", nargs="+", default=None, metavar="PATH",
+                   help="also (with --eval-only: only) evaluate on these muscle-driven files or folders "
+                        "(searched recursively for .mot/.sto), e.g. real OpenCap kinematics_activations*.mot; "
+                        "each file is one repetition resampled by its time column. Reports per-muscle R^2, RMSE, "
+                        "temporal correlation and peak error as eval_<--eval-name>.csv/.json/.png")
+    g.add_argument("--eval-name", default=None,
+                   help="name of the --eval-data reports (default: the first path's stem)")
     g.add_argument("--plot-reps", type=int, default=4,
                    help="test repetitions drawn in the predicted-vs-simulated activation figure")
     return p

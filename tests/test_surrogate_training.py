@@ -26,7 +26,8 @@ from dataset.repetitions import load_repetitions
 from utils.constants import COORD_INDEX, COORDINATES, GUIDED_MUSCLES
 from utils.fileio import OutputExistsError
 from utils.surrogate_training import (VASTI, activation_metrics, check_muscle_names, main, mirror_motions,
-                                      mirror_repetitions, predict, select_muscles, split_validation, summarize)
+                                      mirror_repetitions, predict, select_muscles, split_validation, summarize,
+                                      temporal_correlation)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -87,6 +88,18 @@ def test_activation_metrics_on_known_errors():
     assert summary["mean_r2"] == pytest.approx(rows[0]["r2"])  # NaN left out of the mean
     with pytest.raises(ValueError, match=r"\(N, T, M\)"):
         activation_metrics(pred[0], sim[0], ["vasmed_r", "soleus_r"])
+    # an offset does not change the temporal correlation; a time-reversed curve does
+    assert rows[0]["corr"] == pytest.approx(1.0) and np.isnan(rows[1]["corr"])
+    assert rows[0]["pred_peak"] == pytest.approx(rows[0]["sim_peak"] + 0.1)
+    ramp = np.stack([t, t])[:, :, None]
+    assert activation_metrics(ramp[:, ::-1], ramp, ["vasmed_r"])[0]["corr"] == pytest.approx(-1.0)
+
+
+def test_temporal_correlation_by_hand():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(3, 40)), rng.normal(size=(3, 40))
+    expected = np.mean([np.corrcoef(a[i], b[i])[0, 1] for i in range(3)])
+    assert temporal_correlation(a, b) == pytest.approx(expected, rel=1e-12)
 
 
 # ----------------------------------------------------------------------------- training on the synthetic dataset
@@ -278,3 +291,45 @@ def test_command_line_help_and_errors(synthetic_root, tmp_path):
     with pytest.raises(DatasetError, match="does not exist"):
         main(make_args(tmp_path / "none", tmp_path, "--exp-name", "none"))
     assert not (tmp_path / "none").exists()
+
+
+REAL_MUSCLE_DRIVEN = REPO / "tests" / "data" / "real_opencap" / "opencap-to-nwb" / "Squats_0_1_kinematics_activations.mot"
+
+
+def test_eval_data_scores_a_real_opencap_muscle_driven_file(trained, tmp_path):
+    """--eval-only --eval-data on OpenCap's own muscle-driven file (older header,
+    left side first, rows ending in a tab, ~50 Hz uneven mesh): the report holds
+    every muscle of the model with finite numbers computed against the file."""
+    folder, _ = trained
+    args = make_args(tmp_path / "no_such_root", folder.parent, "--exp-name", "mlp", "--eval-only",
+                     "--eval-data", str(REAL_MUSCLE_DRIVEN.parent), "--eval-name", "real", "--plot-reps", "1")
+    result = main(args)
+    report = json.loads((folder / "eval_real.json").read_text())
+    assert (folder / "eval_real.png").is_file() and (folder / "eval_real.csv").is_file()
+    assert report["files"] == [str(REAL_MUSCLE_DRIVEN)] and report["n_repetitions"] == 1
+    assert [r["muscle"] for r in report["muscles"]] == list(VASTI)
+    by_muscle = {r["muscle"]: r for r in report["muscles"]}
+    from utils.motion_io import read_motion
+    real = read_motion(REAL_MUSCLE_DRIVEN)
+    # the simulated peak in the report is the file's own peak (resampling by time keeps it within 1 %)
+    assert by_muscle["vasmed_l"]["sim_peak"] == pytest.approx(real.column("vasmed_l").max(), rel=0.01)
+    for r in report["muscles"]:
+        assert all(np.isfinite(r[k]) for k in ("rmse", "r2", "corr", "peak_error", "pred_peak"))
+        assert -1.0 <= r["corr"] <= 1.0
+    assert result["summary"] == report["summary"]
+
+
+def test_eval_data_errors_name_the_path(trained, tmp_path):
+    folder, _ = trained
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for target, words in ((tmp_path / "missing", "no such file or folder"), (empty, "no .mot or .sto files")):
+        args = make_args(tmp_path, folder.parent, "--exp-name", "mlp", "--eval-only", "--eval-data", str(target))
+        with pytest.raises(DatasetError, match=words):
+            main(args)
+    kin_only = tmp_path / "ik.mot"
+    kin_only.write_bytes((REPO / "tests" / "data" / "real_opencap" / "opencap-processing" /
+                          "squats1_videoAndMocap.mot").read_bytes())
+    args = make_args(tmp_path, folder.parent, "--exp-name", "mlp", "--eval-only", "--eval-data", str(kin_only))
+    with pytest.raises(DatasetError, match=r"ik\.mot: no muscle activation columns"):
+        main(args)

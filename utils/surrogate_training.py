@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from dataset.normalization import Normalizer, static_features
-from dataset.repetitions import RepetitionSet, load_repetitions
+from dataset.repetitions import RepetitionSet, load_dynamics_files, load_repetitions
 from models.surrogate import SurrogateModel, build_from_checkpoint, centre_horizontal, load_surrogate
 from options.surrogate import model_config_from_args, parse_muscles
 from utils.checkpoint import (CheckpointError, check_compatible, load_checkpoint, save_checkpoint,
@@ -229,8 +229,12 @@ def activation_metrics(pred: np.ndarray, target: np.ndarray, muscles: Sequence[s
     pooled over every frame of every repetition (NaN when the simulated
     activation is practically constant, standard deviation below
     :data:`R2_MIN_STD`: R^2 means nothing for a muscle that stays off); ``peak_error``: mean over repetitions of
-    |max_t pred - max_t sim|; ``sim_mean`` / ``sim_std``: of the simulated
-    activation; ``sim_peak``: mean simulated peak. All in activation units.
+    |max_t pred - max_t sim|; ``corr``: temporal correlation, the mean over
+    repetitions of Pearson's r between the predicted and the simulated curve
+    (repetitions where either curve is flat, std below 1e-6, left out; NaN
+    when all are); ``sim_mean`` / ``sim_std``: of the simulated activation;
+    ``sim_peak``: mean simulated peak; ``pred_peak``: mean predicted peak.
+    All but ``r2`` and ``corr`` in activation units.
     """
     if pred.shape != target.shape or pred.ndim != 3:
         raise ValueError(f"prediction {pred.shape} and target {target.shape} must both be (N, T, M)")
@@ -246,11 +250,24 @@ def activation_metrics(pred: np.ndarray, target: np.ndarray, muscles: Sequence[s
             "rmse": float(np.sqrt(np.mean(err ** 2))),
             "r2": 1.0 - ss_res / ss_tot if y[..., j].std() >= R2_MIN_STD else float("nan"),
             "peak_error": float(np.mean(np.abs(p[..., j].max(1) - y[..., j].max(1)))),
+            "corr": temporal_correlation(p[..., j], y[..., j]),
             "sim_mean": float(y[..., j].mean()),
             "sim_std": float(y[..., j].std()),
             "sim_peak": float(y[..., j].max(1).mean()),
+            "pred_peak": float(p[..., j].max(1).mean()),
         })
     return rows
+
+
+def temporal_correlation(pred: np.ndarray, target: np.ndarray) -> float:
+    """Mean over repetitions of Pearson's r between (N, T) curves; flat curves left out."""
+    pc = pred - pred.mean(axis=1, keepdims=True)
+    tc = target - target.mean(axis=1, keepdims=True)
+    ps, ts = np.sqrt((pc ** 2).sum(1)), np.sqrt((tc ** 2).sum(1))
+    ok = (pred.std(axis=1) > 1e-6) & (target.std(axis=1) > 1e-6)
+    if not ok.any():
+        return float("nan")
+    return float(np.mean((pc[ok] * tc[ok]).sum(1) / (ps[ok] * ts[ok])))
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -260,36 +277,40 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         return float(np.mean(vals)) if vals else float("nan")
 
     vasti = [r for r in rows if r["muscle"] in VASTI]
-    out = {f"mean_{k}": mean(k, rows) for k in ("rmse", "r2", "peak_error")}
+    keys = ("rmse", "r2", "peak_error", "corr")
+    out = {f"mean_{k}": mean(k, rows) for k in keys}
     if vasti:
-        out.update({f"vasti_mean_{k}": mean(k, vasti) for k in ("rmse", "r2", "peak_error")})
+        out.update({f"vasti_mean_{k}": mean(k, vasti) for k in keys})
         out["vasti_min_r2"] = float(min(r["r2"] for r in vasti))
     return out
 
 
 def format_table(rows: list[dict[str, Any]], summary: dict[str, Any] | None = None) -> str:
     """A fixed-width text table of per-muscle metrics."""
-    head = f"{'muscle':<12} {'RMSE':>7} {'R^2':>7} {'peak err':>9} {'sim peak':>9} {'sim std':>8}"
+    head = (f"{'muscle':<12} {'RMSE':>7} {'R^2':>7} {'corr':>6} {'peak err':>9} {'sim peak':>9} "
+            f"{'pred peak':>9} {'sim std':>8}")
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['muscle']:<12} {r['rmse']:7.4f} {r['r2']:7.3f} {r['peak_error']:9.4f} "
-                     f"{r['sim_peak']:9.4f} {r['sim_std']:8.4f}")
+        lines.append(f"{r['muscle']:<12} {r['rmse']:7.4f} {r['r2']:7.3f} {r['corr']:6.3f} {r['peak_error']:9.4f} "
+                     f"{r['sim_peak']:9.4f} {r['pred_peak']:9.4f} {r['sim_std']:8.4f}")
     if summary:
         lines.append("-" * len(head))
         lines.append(f"{'mean':<12} {summary['mean_rmse']:7.4f} {summary['mean_r2']:7.3f} "
-                     f"{summary['mean_peak_error']:9.4f}")
+                     f"{summary['mean_corr']:6.3f} {summary['mean_peak_error']:9.4f}")
         if "vasti_mean_r2" in summary:
             lines.append(f"{'vasti mean':<12} {summary['vasti_mean_rmse']:7.4f} {summary['vasti_mean_r2']:7.3f} "
-                         f"{summary['vasti_mean_peak_error']:9.4f}   (min R^2 {summary['vasti_min_r2']:.3f})")
+                         f"{summary['vasti_mean_corr']:6.3f} {summary['vasti_mean_peak_error']:9.4f}"
+                         f"   (min R^2 {summary['vasti_min_r2']:.3f})")
     return "\n".join(lines)
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     """The per-muscle metrics as a markdown table (for docs)."""
-    lines = ["| muscle | RMSE | R^2 | peak error | simulated peak |", "| --- | ---: | ---: | ---: | ---: |"]
+    lines = ["| muscle | RMSE | R^2 | temporal corr. | peak error | simulated peak | predicted peak |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        lines.append(f"| {r['muscle']} | {r['rmse']:.4f} | {r['r2']:.3f} | {r['peak_error']:.4f} | "
-                     f"{r['sim_peak']:.3f} |")
+        lines.append(f"| {r['muscle']} | {r['rmse']:.4f} | {r['r2']:.3f} | {r['corr']:.3f} | {r['peak_error']:.4f} | "
+                     f"{r['sim_peak']:.3f} | {r['pred_peak']:.3f} |")
     return "\n".join(lines)
 
 
@@ -349,31 +370,48 @@ def evaluate_checkpoint(checkpoint: str | Path, args: argparse.Namespace, folder
 
     Returns the JSON content (``summary`` and per-muscle ``muscles`` rows).
     """
-    device = resolve_device(args.device)
-    model = load_surrogate(checkpoint, device=device)
+    model = load_surrogate(checkpoint, device=resolve_device(args.device))
     reps = load_repetitions(args.data_root, split=args.eval_split, source="dynamics", length=args.clip_length,
                             clip_mode=args.clip_mode, split_file=args.split_file)
-    reps = select_muscles(reps, resolve_muscles(model.muscles, reps.muscles, f"{args.data_root} ({args.eval_split})"))
+    info = {"checkpoint": str(checkpoint), "data_root": str(args.data_root), "split": args.eval_split}
+    return evaluate_repetitions(model, reps, f"eval_{args.eval_split}", info, args, folder, logger,
+                                what=f"{args.eval_split} subjects")
+
+
+def evaluate_files(checkpoint: str | Path, args: argparse.Namespace, folder: str | Path,
+                   logger: RunLogger | None = None) -> dict[str, Any]:
+    """Evaluate a surrogate checkpoint on the muscle-driven files of ``args.eval_data``
+    (files or folders, e.g. real OpenCap ``kinematics_activations*.mot``), written
+    as ``eval_<args.eval_name>.csv/.json/.png`` in ``folder``."""
+    model = load_surrogate(checkpoint, device=resolve_device(args.device))
+    reps = load_dynamics_files(args.eval_data, length=args.clip_length, clip_mode=args.clip_mode)
+    info = {"checkpoint": str(checkpoint), "eval_data": [str(p) for p in args.eval_data], "files": reps.files}
+    return evaluate_repetitions(model, reps, f"eval_{args.eval_name}", info, args, folder, logger,
+                                what=f"files of {', '.join(map(str, args.eval_data))}")
+
+
+def evaluate_repetitions(model: SurrogateModel, reps: RepetitionSet, name: str, info: dict[str, Any],
+                         args: argparse.Namespace, folder: str | Path, logger: RunLogger | None,
+                         what: str) -> dict[str, Any]:
+    """Predict ``reps``, write ``<name>.csv/.json`` and ``<name>.png`` into ``folder``, print the table."""
+    reps = select_muscles(reps, resolve_muscles(model.muscles, reps.muscles, what))
     pred = predict(model, reps.motions, precision=args.precision)
-    rows = activation_metrics(pred, reps.activations, model.muscles)
-    name = f"eval_{args.eval_split}"
-    info = {"checkpoint": str(checkpoint), "data_root": str(args.data_root), "split": args.eval_split,
-            "arch": model.arch, "n_repetitions": len(reps), "sessions": sorted(set(reps.sessions))}
+    rows = activation_metrics(pred, reps.activations, reps.muscles)
+    info = {**info, "arch": model.arch, "n_repetitions": len(reps), "sessions": sorted(set(reps.sessions))}
     paths = write_evaluation(folder, name, rows, info)
-    show = [m for m in GUIDED_MUSCLES if m in model.muscles] or list(model.muscles[:2])
+    show = [m for m in GUIDED_MUSCLES if m in reps.muscles] or list(reps.muscles[:2])
     n_plot = min(args.plot_reps, len(reps))
     if n_plot > 0:
         pick = np.linspace(0, len(reps) - 1, n_plot).round().astype(int)
         labels = [f"{reps.sessions[i][:8]} {reps.trials[i]}#{reps.indices[i]}" for i in pick]
         paths.append(plot_activation_curves(
-            Path(folder) / f"{name}.png", pred[pick], reps.activations[pick], model.muscles, show, labels,
-            title=f"{model.arch} surrogate vs simulation, {args.eval_split} subjects"))
+            Path(folder) / f"{name}.png", pred[pick], reps.activations[pick], reps.muscles, show, labels,
+            title=f"{model.arch} surrogate vs simulation, {what}"))
     summary = summarize(rows)
     table = format_table(rows, summary)
-    print(f"\nsurrogate evaluation on {len(reps)} {args.eval_split} repetitions "
-          f"({len(info['sessions'])} subjects):\n{table}")
+    print(f"\nsurrogate evaluation on {len(reps)} repetitions ({what}):\n{table}")
     if logger is not None:
-        logger.log(f"evaluation on {args.eval_split} ({len(reps)} repetitions):\n{table}")
+        logger.log(f"evaluation on {what} ({len(reps)} repetitions):\n{table}")
         logger.log("wrote " + ", ".join(str(p) for p in paths))
     return {**info, "summary": summary, "muscles": rows}
 
@@ -555,11 +593,15 @@ def main(args: argparse.Namespace) -> dict[str, Any] | None:
 
 def _run(args: argparse.Namespace) -> dict[str, Any] | None:
     folder = Path(args.out_dir) / args.exp_name
+    if args.eval_data and not args.eval_name:
+        args.eval_name = Path(args.eval_data[0]).stem
     if args.eval_only:
         checkpoint = Path(args.checkpoint) if args.checkpoint else folder / BEST_NAME
         load_surrogate(checkpoint)  # fail on a bad checkpoint before reading data
         logger = RunLogger(folder, args, tensorboard=False)
         try:
+            if args.eval_data:  # only the named files: the data root may not even exist
+                return evaluate_files(checkpoint, args, folder, logger)
             return evaluate_checkpoint(checkpoint, args, folder, logger)
         finally:
             logger.close()
@@ -568,6 +610,9 @@ def _run(args: argparse.Namespace) -> dict[str, Any] | None:
         return None  # stopped with --stop-at: evaluate when the run is complete
     logger = RunLogger(folder, None, tensorboard=False)
     try:
-        return evaluate_checkpoint(folder / BEST_NAME, args, folder, logger)
+        result = evaluate_checkpoint(folder / BEST_NAME, args, folder, logger)
+        if args.eval_data:
+            result["eval_data"] = evaluate_files(folder / BEST_NAME, args, folder, logger)
+        return result
     finally:
         logger.close()
