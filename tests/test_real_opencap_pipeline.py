@@ -1,0 +1,98 @@
+"""The whole pipeline, script by script as a user runs it, on an MCS-layout root
+assembled from real OpenCap files (``tests/real_session.py``), at tiny sizes.
+
+Each stage must complete, and the numbers must be sane: the repetitions come
+from the real IK at 100 Hz cut by the segmentation, the activations read from
+the real muscle-driven file match the file, and the real motion capture's feet
+stay on the floor through the project's forward kinematics of the subject's
+ScaleTool-scaled model.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.real_session import MUSCLE_DRIVEN_FILE, build_real_root
+from utils.motion_io import read_motion
+
+REPO = Path(__file__).resolve().parents[1]
+THREADS = ["--num-threads", "1"]
+
+
+def run(script: str, *args, expect_ok: bool = True) -> subprocess.CompletedProcess:
+    """Run a root script as a user does; fail the test with its output when it fails."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, str(REPO / script), *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    if expect_ok and proc.returncode != 0:
+        pytest.fail(f"{script} exited {proc.returncode}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n"
+                    f"{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def real_root(tmp_path_factory) -> Path:
+    return build_real_root(tmp_path_factory.mktemp("real_mcs") / "root")
+
+
+@pytest.fixture(scope="module")
+def trained(real_root, tmp_path_factory) -> dict[str, Path]:
+    """A tiny VQ-VAE and a tiny surrogate trained on the real root."""
+    out = tmp_path_factory.mktemp("real_out")
+    run("train_vq.py", "--data-root", real_root, "--out-dir", out, "--exp-name", "vq", "--width", "32",
+        "--code-dim", "16", "--nb-code", "32", "--depth", "2", "--batch-size", "8", "--window-size", "64",
+        "--total-iter", "30", "--warm-up-iter", "5", "--eval-iter", "30", "--snapshot-iter", "30", "--lr", "2e-3",
+        "--no-progress", "--device", "cpu", *THREADS)
+    run("surrogate_training.py", "--data-root", real_root, "--out-dir", out, "--exp-name", "sur",
+        "--muscles", "vasmed_r", "vasmed_l", "--hidden", "32", "--epochs", "20", "--batch-size", "2",
+        "--val-fraction", "0.34", "--plot-reps", "1", "--device", "cpu", "--eval-data", MUSCLE_DRIVEN_FILE,
+        "--eval-name", "real", *THREADS)
+    return {"out": out, "vq": out / "vq" / "net_best.pth", "sur": out / "sur" / "net_best.pth"}
+
+
+def test_vq_trains_and_reconstructs_the_real_test_session(trained, real_root):
+    out = trained["out"]
+    run("MOT_eval.py", "--data-root", real_root, "--out-dir", out, "--exp-name", "vq", "--resume-pth",
+        trained["vq"], "--device", "cpu", *THREADS)
+    errors = json.loads((out / "vq" / "reconstruction_test" / "errors.json").read_text())
+    written = sorted((out / "vq" / "reconstruction_test" / "mot").glob("*.mot"))
+    assert len(written) == 5  # the five squats of the test session's real IK
+    assert errors["n_clips"] == 5
+    assert np.isfinite(errors["mae_deg"]) and 0.0 < errors["mae_deg"] < 60.0  # 30 steps: sane, not good
+    assert np.isfinite(errors["mae_cm"]) and errors["mae_cm"] < 50.0
+    back = read_motion(written[0]).coordinates()
+    assert back.shape[1] == 33 and np.isfinite(back).all()
+
+
+def test_surrogate_reads_the_real_activations_exactly(trained):
+    report = json.loads((trained["out"] / "sur" / "eval_real.json").read_text())
+    real = read_motion(MUSCLE_DRIVEN_FILE)
+    for row in report["muscles"]:
+        # the report's simulated peak is the file's own (resampled by time: within 1 %)
+        assert row["sim_peak"] == pytest.approx(real.column(row["muscle"]).max(), rel=0.01)
+    test_report = json.loads((trained["out"] / "sur" / "eval_test.json").read_text())
+    assert test_report["n_repetitions"] == 1 and test_report["sessions"] == ["real03"]
+
+
+def test_generation_and_distribution_metrics_on_the_real_root(trained, real_root, tmp_path):
+    out = trained["out"]
+    run("generate_vq.py", "--data-root", real_root, "--out-dir", out, "--exp-name", "VQVAE", "--vq-name",
+        trained["vq"], "--subject", "all", "--num-samples", "3", "--device", "cpu", *THREADS)
+    generated = sorted((out / "VQVAE").rglob("*.mot"))
+    assert [p.parent.name for p in generated] == ["real03"] * 3  # "all" = every test subject
+    assert read_motion(generated[0]).coordinates().shape == (196, 33)
+    run("wasserstein_mocap.py", "--file_type", "mot", "--folder_path", real_root / "Data", "--out", tmp_path / "ref",
+        "--bootstrap", "5", "--projections", "16", "--no-progress")
+    run("calculate_wasserstein.py", "--file_type", "mot", "--folder_path", out / "VQVAE", "--data-root", real_root,
+        "--out", tmp_path / "gen", "--bootstrap", "5", "--projections", "16", "--no-progress")
+    for folder in (tmp_path / "ref", tmp_path / "gen"):
+        tables = list(folder.glob("*.json"))
+        assert tables, folder
+        text = tables[0].read_text()
+        assert "NaN" not in text and "Infinity" not in text
