@@ -296,3 +296,28 @@ def test_pin_slider_universal_gimbal_and_weld_joints_match_opensim(tmp_path):
             p = model.getBodySet().get(name).getPositionInGround(state)
             worst = max(worst, float(np.abs(origins[k, b].numpy() - [p.get(0), p.get(1), p.get(2)]).max()))
     assert worst < 1e-9, worst
+
+
+def test_scripts_report_an_unsupported_model_in_one_line(tmp_path):
+    """A model FK cannot represent stops a script with one line naming the
+    file, the joint and its type (plot_3.py end to end; the metric and
+    guidance scripts through metrics.evaluate.user_errors)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from metrics.evaluate import user_errors
+    from utils.motion_io import write_coordinates
+
+    assert issubclass(ModelError, user_errors())
+    model = _save(_two_body_model(lambda m, b: osim.BallJoint("ball", m.getGround(), osim.Vec3(0), osim.Vec3(0), b,
+                                                                   osim.Vec3(0), osim.Vec3(0))), tmp_path / "ball.osim")
+    motion = write_coordinates(tmp_path / "squat.mot", np.zeros((3, len(COORDINATES))))
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, str(root / "plot_3.py"), str(motion), str(tmp_path / "out.gif"),
+                             "--model", model], capture_output=True, text=True, cwd=root, timeout=300)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "ball.osim: joint ball is a BallJoint" in lines[0]
+    assert not (tmp_path / "out.gif").exists()
