@@ -711,6 +711,37 @@ class _ModelReader:
         }
 
 
+FOOT_WIDTH_RATIO = 0.18
+"""Half the distance between the first and fifth metatarsal heads, as a
+fraction of the heel-to-MTP length (about 3.2 cm for a 1.70 m subject)."""
+
+TOE_LENGTH_RATIO = 0.30
+"""Toe tip beyond the MTP joint, as a fraction of the heel-to-MTP length."""
+
+
+def _derived_foot_points(joints: list[dict], bodies: Sequence[str]) -> list[tuple[str, int, np.ndarray]]:
+    """Foot contact points of a model that defines none (OpenCap's models have
+    no foot stations and, generic, no markers), built from its own geometry in
+    each ``calcn`` body frame, so they scale with the model:
+    ``heel`` at the calcaneus origin (the bottom of the heel in the
+    Rajagopal-family models OpenCap uses: 3.5 mm above the floor when
+    standing), ``met1`` / ``met5`` either side of the MTP joint centre by
+    :data:`FOOT_WIDTH_RATIO` of the heel-MTP length, ``toe`` beyond the MTP
+    joint by :data:`TOE_LENGTH_RATIO` of it (on the calcaneus: the MTP
+    coordinate is locked in OpenCap's squats)."""
+    out: list[tuple[str, int, np.ndarray]] = []
+    for side, lateral in (("r", 1.0), ("l", -1.0)):
+        mtp = next((j for j in joints if j["name"] == f"mtp_{side}"), None)
+        if mtp is None or f"calcn_{side}" not in bodies or bodies[mtp["parent"]] != f"calcn_{side}":
+            continue
+        calcn = mtp["parent"]
+        v = np.asarray(mtp["p_PF"], dtype=np.float64)
+        width = FOOT_WIDTH_RATIO * float(np.linalg.norm(v)) * np.array([0.0, 0.0, lateral])
+        out += [(f"heel_{side}", calcn, np.zeros(3)), (f"met1_{side}", calcn, v - width),
+                (f"met5_{side}", calcn, v + width), (f"toe_{side}", calcn, (1.0 + TOE_LENGTH_RATIO) * v)]
+    return out
+
+
 def _spec_from_model(model, include_markers: bool, source: str) -> dict:
     import opensim as osim
 
@@ -745,6 +776,8 @@ def _spec_from_model(model, include_markers: bool, source: str) -> dict:
             continue  # path points and other nested stations
         b, R, p = frame_body(station.getParentFrame())
         points.append((station.getName(), b, R @ _vec(station.get_location()) + p))
+    if not any(p[0] in FOOT_CONTACT_POINTS for p in points):
+        points.extend(_derived_foot_points(ordered, reader.bodies))
     if include_markers:
         ms = model.getMarkerSet()
         for i in range(ms.getSize()):
