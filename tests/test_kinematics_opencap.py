@@ -161,3 +161,13 @@ def test_patella_follows_the_knee_through_the_coupler(models, squat):
     femur, pat = fk.body_names.index("femur_r"), fk.body_names.index("patella_r")
     local = torch.einsum("fji,fj->fi", R[:, femur], o[:, pat] - o[:, femur])  # patella origin in the femur frame
     assert float((local.max(0).values - local.min(0).values).norm()) > 0.02
+
+
+def test_gradients_through_splines_polynomials_and_couplers_are_exact(models, squat):
+    """``gradcheck`` on points hanging from the patella (coupler + spline), the
+    knee (polynomials) and the toes (pin joints) of the scaled model."""
+    q, _ = squat
+    fk = ForwardKinematics.from_osim(models["scaled"]).double()
+    points = fk.point_indices(["patellofemoral_r", "patellofemoral_l", "ankle_r", "mtp_l"])
+    x = torch.as_tensor(q[N_FRAMES // 2:N_FRAMES // 2 + 1]).clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda c: fk(c, points=points), (x,))

@@ -152,7 +152,13 @@ class ForwardKinematics(nn.Module):
     """
 
     point_names: tuple[str, ...]
+    """Names of the output points, in output order."""
     body_names: tuple[str, ...]
+    """Names of the bodies, in the order of :meth:`body_transforms`."""
+    coupled_names: tuple[str, ...]
+    """Model coordinates computed from a coupler constraint (not inputs)."""
+    source: str
+    """The model file (or model name) the kinematics were read from."""
 
     def __init__(self, spec: dict) -> None:
         super().__init__()
@@ -391,16 +397,20 @@ _SUPPORTED_JOINTS = ("CustomJoint", *_AXIS_JOINTS, "WeldJoint")
 
 @contextlib.contextmanager
 def _opensim_quiet() -> Iterator[None]:
-    """Silence OpenSim's log below errors while a model loads (missing mesh
-    files, '[info] Loaded model'); afterwards log warnings and errors only."""
+    """Silence OpenSim's log below errors while a model loads (one warning per
+    missing mesh file, '[info] Loaded model'). Afterwards the previous level
+    is restored, except that info (or more verbose) becomes warn: one
+    '[info] Loaded model' line per subject is noise in the scripts."""
     import opensim as osim
 
+    previous = osim.Logger.getLevelString()
+    verbose = osim.Logger.shouldLog(osim.Logger.Level_Info)
     if osim.Logger.shouldLog(osim.Logger.Level_Warn):
         osim.Logger.setLevelString("error")
     try:
         yield
     finally:
-        osim.Logger.setLevelString("warn")
+        osim.Logger.setLevelString("warn" if verbose else previous)
 
 
 def _first_line(exc: BaseException) -> str:
