@@ -65,8 +65,9 @@ def main(args) -> list[dict]:
         if args.osim not in ("subject", "generic") and not Path(args.osim).is_file():
             raise FileNotFoundError(f"--osim {args.osim}: no such model file")
         notes.append(f"floor at y = {args.floor_height} m, contact within {args.contact_height} m of it")
-    notes.append(f"activation band [{args.low}, {args.high}] on {', '.join(args.muscles)}; frame rate "
-                 f"{args.frame_rate} Hz")
+    notes.append(f"activation band [{args.low}, {args.high}] on {', '.join(args.muscles)}; rates "
+                 + (f"at an assumed {args.frame_rate} Hz (--frame-rate)" if args.frame_rate else
+                    "in real time (each file's time column, each repetition's real duration)"))
     for note in notes:
         print(note)
 

@@ -19,7 +19,7 @@ from metrics.guidance import (
     peak_activation_frame, summarise,
 )
 from metrics.report import Column
-from utils.constants import COORDINATES, FRAME_RATE, TRANSLATIONS
+from utils.constants import COORDINATES, TRANSLATIONS
 from utils.motion_sets import MotionSet
 
 def user_errors() -> tuple[type[BaseException], ...]:
@@ -93,7 +93,8 @@ UNITS = {
     "pelvis_tilt_at_peak_deg": "pelvis_tilt at the frame of peak mean guided activation, deg",
     "pelvis_tilt_at_depth_deg": "pelvis_tilt at the frame of lowest pelvis, deg",
     "asymmetry_deg": "RMS over frames and the hip/knee/ankle left-right pairs of (left - right), deg",
-    "angular_velocity_rms_deg_s": "RMS over frames and the 30 rotations of the 60 Hz forward difference, deg/s",
+    "angular_velocity_rms_deg_s": "RMS over frames and the 30 rotations of the forward difference in real time "
+                                  "(the file's time column / the repetition's duration), deg/s",
     "pelvis_velocity_rms_m_s": "RMS over frames of the pelvis translation's speed, m/s",
     "pelvis_acceleration_rms_m_s2": "RMS over frames of the pelvis translation's acceleration norm, m/s^2",
     "foot_slide_cm": "horizontal path of a foot sole point while within --contact-height of the floor, "
@@ -327,18 +328,21 @@ def foot_positions(motions: np.ndarray, fk: Any, chunk: int = 128, threads: int 
 def guidance_per_motion(
     mset: MotionSet, *, activations: np.ndarray | None = None, muscles: Sequence[str] = (),
     low: float = 0.35, high: float = 0.45, feet: np.ndarray | None = None, floor_height: float = 0.0,
-    contact_height: float = 0.03, frame_rate: float = FRAME_RATE,
+    contact_height: float = 0.03, frame_rate: float | None = None,
 ) -> dict[str, np.ndarray]:
     """Every guidance metric of every motion of ``mset``: kinematic ones
     always, activation ones with ``activations`` (N, T, G) of ``muscles``,
-    foot ones with ``feet`` (N, T, P, 3). -> {name: (N,)}"""
-    out = kinematic_metrics(mset.motions, frame_rate)
+    foot ones with ``feet`` (N, T, P, 3). Rates in real time from
+    ``mset.time_steps``; ``frame_rate`` (Hz) overrides them for every motion.
+    -> {name: (N,)}"""
+    dt = mset.frame_times() if frame_rate is None else 1.0 / frame_rate
+    out = kinematic_metrics(mset.motions, dt)
     if activations is not None:
         act = activation_metrics(activations, muscles, low, high)
         act["pelvis_tilt_at_peak_deg"] = pelvis_tilt_at(mset.motions, peak_activation_frame(activations))
         out = {**act, **out}
     if feet is not None:
-        out.update(foot_metrics(feet, floor_height, contact_height, frame_rate))
+        out.update(foot_metrics(feet, floor_height, contact_height, dt))
     return out
 
 

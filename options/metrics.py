@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from dataset.clips import CLIP_MODES
-from utils.constants import CLIP_LENGTH, DEFAULT_DATA_ROOT, FRAME_RATE, GUIDED_MUSCLES
+from utils.constants import CLIP_LENGTH, DEFAULT_DATA_ROOT, GUIDED_MUSCLES
 from utils.device import DEVICES
 
 SET_KINDS = ("auto", "mocap", "mot", "npy")
@@ -148,7 +148,10 @@ def get_guidance_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto", choices=DEVICES, help="device of the surrogate")
     g.add_argument("--batch-size", type=int, default=256, help="motions per surrogate batch")
     g = p.add_argument_group("kinematics")
-    g.add_argument("--frame-rate", type=float, default=FRAME_RATE, help="frame rate of the motions, Hz")
+    g.add_argument("--frame-rate", type=float, default=None,
+                   help="override: assume this frame rate (Hz) for every stored clip; unset, rates are in real "
+                        "time from each .mot file's time column (a .npy's .mot twin) and each motion-capture "
+                        "repetition's real duration")
     g.add_argument("--osim", default="subject",
                    help="model for forward kinematics of the foot points: 'subject' = each subject's own scaled "
                         "model (OpenSimData/Model/*.osim of its session in the motion-capture root, or in "

@@ -328,3 +328,46 @@ def test_detect_kind_and_subject_names(tmp_path: Path) -> None:
     assert subject_of(folder / f"latents_subject_run_{SID}" / "entry_0.mot", folder) == SID
     assert subject_of(folder / "subj7" / "deep" / "a.mot", folder) == "subj7"
     assert subject_of(folder / "a.mot", folder) == "gen"
+
+
+def test_rates_are_in_real_time_from_the_files_time_column(tmp_path: Path) -> None:
+    """A pelvis moving at 0.5 m/s for 98 frames at 60 Hz, resampled to 196
+    frames, still moves at 0.5 m/s (an assumed 60 Hz would say 0.25); its
+    .npy twin gets the same time; a lone .npy gets 60 Hz and a warning."""
+    t = np.arange(99) / FRAME_RATE
+    x = np.zeros((99, 33))
+    x[:, COORD_INDEX["pelvis_tx"]] = 0.5 * t
+    x[:, COORD_INDEX["knee_angle_r"]] = 30.0 * t  # 30 deg/s on 1 of 30 rotations
+    write_coordinates(tmp_path / "a" / SID / "entry_0_x.mot", x)
+    atomic_save_npy(tmp_path / "a" / SID / "entry_0_x.npy", x.astype(np.float32))
+    for kind in ("mot", "npy"):
+        mset = load_folder(tmp_path / "a", kind, progress=False)
+        assert mset.time_steps[0] == pytest.approx(98 / 60 / 195)
+        m = kinematic_metrics(mset.motions, mset.time_steps)
+        assert m["pelvis_velocity_rms_m_s"][0] == pytest.approx(0.5, rel=1e-5)
+        assert m["pelvis_acceleration_rms_m_s2"][0] == pytest.approx(0.0, abs=1e-3)
+        assert m["angular_velocity_rms_deg_s"][0] == pytest.approx(30.0 / math.sqrt(30.0), rel=1e-5)
+        assert kinematic_metrics(mset.motions)["pelvis_velocity_rms_m_s"][0] == pytest.approx(0.5 * 98 / 195,
+                                                                                               rel=1e-5)
+    tiled = load_folder(tmp_path / "a", "mot", clip_mode="tile", progress=False)
+    assert tiled.time_steps[0] == pytest.approx(1 / 60)
+    atomic_save_npy(tmp_path / "b" / "lone.npy", x.astype(np.float32))
+    lone = load_folder(tmp_path / "b", "npy", progress=False)
+    assert lone.time_steps[0] == pytest.approx(98 / 60 / 195)  # 99 frames at an assumed 60 Hz
+    assert any("without a time column" in w for w in lone.warnings)
+
+
+def test_kinematic_and_foot_rates_scale_with_each_motions_time_step() -> None:
+    x = squats(2)
+    x[1] = x[0]
+    m = kinematic_metrics(x, np.array([1 / 60, 1 / 30]))
+    assert m["pelvis_velocity_rms_m_s"][1] == pytest.approx(m["pelvis_velocity_rms_m_s"][0] / 2)
+    assert m["pelvis_acceleration_rms_m_s2"][1] == pytest.approx(m["pelvis_acceleration_rms_m_s2"][0] / 4)
+    assert m["angular_velocity_rms_deg_s"][1] == pytest.approx(m["angular_velocity_rms_deg_s"][0] / 2)
+    p = np.zeros((2, 11, 1, 3))
+    p[:, :, 0, 0] = np.linspace(0, 0.1, 11)  # 10 cm slide in contact over 10 steps
+    f = foot_metrics(p, dt=np.array([0.01, 0.02]))
+    np.testing.assert_allclose(f["foot_slide_cm"], [10.0, 10.0])
+    np.testing.assert_allclose(f["foot_slide_speed_cm_s"], [100.0, 50.0])
+    with pytest.raises(ValueError, match="positive finite time step"):
+        kinematic_metrics(x, np.array([1 / 60, 0.0]))
