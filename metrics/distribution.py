@@ -320,11 +320,12 @@ def compare_sets(
     """All distribution numbers of ``candidate`` (N, T, 33) against
     ``reference`` (M, T, 33).
 
-    Keys: ``published_w2sq`` (published form, W2^2), ``published_w2``,
+    Keys: ``gaussian_w2sq`` (the paper's formula on the two pooled sets,
+    W2^2), ``gaussian_w2``,
     ``entropy`` and ``reference_entropy`` (nats), ``w1`` {coordinate: deg|cm},
     ``w1_mean`` (all 33), ``w1_mean_rot_deg``, ``w1_mean_trans_cm``, and with
     ``multivariate`` ``emd_w2`` / ``sliced_w2`` as :meth:`Distance.as_dict`.
-    The published numbers and the entropy use the values as stored; with
+    The Gaussian W2 and the entropy use the values as stored; with
     ``horizontal="relative"`` (default) the honest distances see
     ``pelvis_tx/tz`` relative to each motion's first frame
     (:func:`relative_horizontal`), with ``"absolute"`` as stored.
@@ -339,8 +340,8 @@ def compare_sets(
         cand, ref = candidate, reference
     w1 = per_coordinate_w1(cand, ref)
     out = {
-        "published_w2sq": pub["w2_squared"],
-        "published_w2": pub["w2"],
+        "gaussian_w2sq": pub["w2_squared"],
+        "gaussian_w2": pub["w2"],
         "pool_mean": pub["mu_a"], "pool_std": pub["sigma_a"],
         "reference_pool_mean": pub["mu_b"], "reference_pool_std": pub["sigma_b"],
         "entropy": published_entropy(candidate),

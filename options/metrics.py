@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from dataset.clips import CLIP_MODES
+from metrics.published import PROTOCOLS
 from utils.constants import CLIP_LENGTH, DEFAULT_DATA_ROOT, GUIDED_MUSCLES
 from utils.device import DEVICES
 
@@ -43,9 +44,15 @@ def _input_args(parser: argparse.ArgumentParser, kinds: tuple[str, ...], default
     g.add_argument("--clip-length", type=int, default=CLIP_LENGTH,
                    help="frames every motion is brought to (motions of another length are time-normalised "
                         "and reported)")
-    g.add_argument("--clip-mode", default="resample", choices=CLIP_MODES,
+    g.add_argument("--clip-mode", default=None, choices=CLIP_MODES,
                    help="how motions of another length are brought to --clip-length: linear time "
-                        "normalisation (resample) or repetition of short clips as the original code did (tile)")
+                        "normalisation (resample, the project protocol's default) or repetition of short clips "
+                        "as the original code did (tile, the published protocol's)")
+    g.add_argument("--protocol", default="project", choices=PROTOCOLS,
+                   help="project: this project's metrics (per motion, mean ± std over motions); published: the "
+                        "paper's protocol for comparability (per subject folder, mean ± std over folders, the test "
+                        "sessions' Dynamics kinematics as reference, clips tiled, omega over 7 coordinates); "
+                        "see docs/metrics.md")
     if compare:  # the scripts that read folders of generated motions
         g.add_argument("--strict", action="store_true",
                        help="stop on any unusable file instead of skipping and listing it")
@@ -98,8 +105,9 @@ def get_wasserstein_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("reference")
     g.add_argument("--data-root", default=DEFAULT_DATA_ROOT,
                    help="MCS dataset root (or its Data folder) whose repetitions are the reference")
-    g.add_argument("--reference-split", default="train", choices=("train", "test", "all"),
-                   help="which sessions of --data-root form the reference set")
+    g.add_argument("--reference-split", default=None, choices=("train", "test", "all"),
+                   help="which sessions of --data-root form the reference set; unset: train (project protocol), "
+                        "test (published protocol, their Dynamics kinematics)")
     g.add_argument("--dataname", default="mcs", choices=["mcs"], help="dataset kind (kept for the published commands)")
     _distance_args(p)
     _output_args(p, "wasserstein")
@@ -117,8 +125,9 @@ def get_wasserstein_mocap_parser() -> argparse.ArgumentParser:
     _input_args(p, ("mot", "mocap"), "mot", compare=False,
                 folder_help="MCS dataset root, or its Data folder (kept as --folder_path for the published command)")
     g = p.add_argument_group("reference")
-    g.add_argument("--reference-split", default="train", choices=("train", "test", "all"),
-                   help="which sessions of the same root form the reference set")
+    g.add_argument("--reference-split", default=None, choices=("train", "test", "all"),
+                   help="which sessions of the same root form the reference set; unset: train (project "
+                        "protocol), test (published protocol: their Dynamics kinematics)")
     _distance_args(p)
     _output_args(p, "wasserstein_mocap")
     return p
