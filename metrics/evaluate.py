@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from metrics.distribution import compare_sets
+from metrics.distribution import compare_sets, published_entropy
 from metrics.guidance import (
     activation_metrics, foot_metrics, foot_point_indices, kinematic_metrics, pelvis_tilt_at,
     peak_activation_frame, summarise,
@@ -191,7 +191,8 @@ def published_distribution_row(label: str, mset: MotionSet, reference: np.ndarra
     row: dict[str, Any] = {"label": label, "protocol": "published", "kind": mset.kind, "n": len(mset),
                            "folders": res["folders"], "reference_n": int(len(reference)),
                            "published_w2sq": res["w2sq"], "published_w2sq_std": res["w2sq_std"],
-                           "published_entropy": res["entropy"], "published_entropy_std": res["entropy_std"]}
+                           "published_entropy": res["entropy"], "published_entropy_std": res["entropy_std"],
+                           "published_reference_entropy": published_entropy(reference)}
     row.update({f"w2sq_{f}": r["w2sq"] for f, r in res["per_folder"].items()})
     row.update({"skipped": len(mset.skipped), "refitted": len(mset.refitted), "source": mset.source})
     return row
