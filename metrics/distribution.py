@@ -6,14 +6,16 @@ in degrees and ``pelvis_tx/ty/tz`` in metres (what ``utils.motion_sets`` and
 
 Two families of numbers:
 
-* **Published** (kept for comparability with the BIGE paper): each set is
-  flattened into one pool of numbers (degrees and metres mixed, as the files
-  hold them) and summarised by its mean and standard deviation; the Gaussian
-  2-Wasserstein distance between the two summaries is
-  ``W2^2 = (mu1 - mu2)^2 + (sigma1 - sigma2)^2``. :func:`published_w2` returns
-  both ``w2_squared`` (the formula above, the published form) and ``w2`` (its
-  square root). The published entropy is the mean over samples of the Shannon
-  entropy (nats) of a 10-bin histogram of the sample's flattened values.
+* **The paper's formulas**: each set is flattened into one pool of numbers
+  (degrees and metres mixed, as the files hold them) and summarised by its
+  mean and standard deviation; the Gaussian 2-Wasserstein distance between
+  the two summaries is ``W2^2 = (mu1 - mu2)^2 + (sigma1 - sigma2)^2``.
+  :func:`published_w2` returns both ``w2_squared`` (the formula above) and
+  ``w2`` (its square root). The entropy is the mean over samples of the
+  Shannon entropy (nats) of a 10-bin histogram of the sample's flattened
+  values. Applied to two whole sets, as :func:`compare_sets` does, these are
+  the project protocol's numbers; the paper's protocol (per subject folder,
+  its reference set and clip fitting) is :mod:`metrics.published`.
 * **Honest**: the exact 1-D Wasserstein-1 distance of each coordinate's values
   (pooled over frames and motions; degrees for rotations, centimetres for
   translations), and multivariate optimal transport between whole motions:

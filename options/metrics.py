@@ -73,9 +73,9 @@ def _distance_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--absolute-horizontal", action="store_true",
                    help="compare pelvis_tx/tz as stored; by default the honest distances measure them from each "
                         "motion's first frame, because where a subject stood in the lab differs per session "
-                        "(the published numbers always use the stored values)")
+                        "(the Gaussian W2^2 and the entropy always use the stored values)")
     g.add_argument("--no-multivariate", action="store_true",
-                   help="skip the earth mover's and sliced distances (published numbers and per-coordinate "
+                   help="skip the earth mover's and sliced distances (Gaussian W2^2, entropy and per-coordinate "
                         "W1 only)")
 
 
@@ -98,8 +98,10 @@ def get_wasserstein_parser() -> argparse.ArgumentParser:
     sets against the training split of the dataset."""
     p = argparse.ArgumentParser(
         description="Distances between a set of generated motions and the training split of the motion-capture "
-                    "dataset: the published Gaussian W2^2 and entropy, exact per-coordinate W1, and earth mover's "
-                    "and sliced W2 between whole motions with bootstrap intervals.",
+                    "dataset: the Gaussian W2^2 and entropy, exact per-coordinate W1, and earth mover's "
+                    "and sliced W2 between whole motions with bootstrap intervals (--protocol project); or the "
+                    "paper's per-subject-folder W2^2 and entropy against the test sessions' Dynamics kinematics "
+                    "(--protocol published).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _input_args(p, SET_KINDS, "auto")
     g = p.add_argument_group("reference")
@@ -120,7 +122,8 @@ def get_wasserstein_mocap_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="The reference row of the distance table: the segmented motion-capture repetitions of the "
                     "test sessions against those of the training sessions, with the numbers of "
-                    "calculate_wasserstein.py.",
+                    "calculate_wasserstein.py (--protocol project); or, per test session, against the test "
+                    "sessions' Dynamics kinematics (--protocol published).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _input_args(p, ("mot", "mocap"), "mot", compare=False,
                 folder_help="MCS dataset root, or its Data folder (kept as --folder_path for the published command)")
