@@ -49,7 +49,7 @@ def squats(n: int, seed: int = 0, frames: int = 196) -> np.ndarray:
 def test_identical_sets_have_distance_zero() -> None:
     a = squats(40)
     res = compare_sets(a, a.copy(), ot_samples=40, bootstrap=0, n_projections=64)
-    assert res["published_w2sq"] == 0.0
+    assert res["gaussian_w2sq"] == 0.0
     assert max(res["w1"].values()) == 0.0
     assert res["emd_w2"]["value"] == pytest.approx(0.0, abs=1e-6)
     assert res["sliced_w2"]["value"] == pytest.approx(0.0, abs=1e-9)
@@ -82,7 +82,7 @@ def test_lab_placement_is_ignored_by_honest_distances_unless_absolute() -> None:
     assert rel["horizontal"] == "relative"
     assert rel["w1"]["pelvis_tx"] == pytest.approx(0.0, abs=1e-9)
     assert rel["emd_w2"]["value"] == pytest.approx(0.0, abs=1e-6)
-    assert rel["published_w2sq"] > 0  # the published number sees stored values
+    assert rel["gaussian_w2sq"] > 0  # the Gaussian W2^2 sees stored values
     ab = compare_sets(b, a, ot_samples=50, bootstrap=0, n_projections=32, horizontal="absolute")
     assert ab["w1"]["pelvis_tx"] == pytest.approx(per_coordinate_w1(b, a)[COORD_INDEX["pelvis_tx"]])
     assert ab["w1"]["pelvis_tx"] > 10.0 and ab["emd_w2"]["value"] > 10.0  # cm
