@@ -17,8 +17,10 @@ from __future__ import annotations
 import sys
 import time
 
-from calculate_wasserstein import write_distribution_tables
-from metrics.evaluate import distribution_row, published_distribution_row, resolve_protocol, set_info, user_errors
+from calculate_wasserstein import reference_label, write_distribution_tables
+from metrics.evaluate import (
+    PROTOCOL_TITLES, distribution_row, published_distribution_row, resolve_protocol, set_info, user_errors,
+)
 from metrics.report import output_paths
 from options.metrics import get_wasserstein_mocap_parser
 from utils.motion_sets import MotionSetError, is_mcs_root, load_mocap
@@ -42,6 +44,8 @@ def main(args) -> dict:
     reference = load_mocap(args.folder_path, split=args.reference_split,
                            with_activations=protocol == "published", **common)
     mocap = load_mocap(args.folder_path, split=args.split, **common)
+    print(PROTOCOL_TITLES[protocol])
+    print(f"reference: {reference.describe()} [{reference_label(args)}]")
     for line in mocap.report_lines(limit=10_000 if args.verbose else 5):
         print(line)
     label = f"MoCap ({args.split})"
