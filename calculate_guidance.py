@@ -3,6 +3,13 @@ activation of the guided muscles (surrogate, or the simulation for motion
 capture) and the constraint band, squat depth, pelvis tilt, asymmetry,
 smoothness, foot sliding and floor penetration. See docs/metrics.md.
 
+``--protocol project`` (default): per motion, mean ± std per subject and
+pooled over motions. ``--protocol published``: the paper's protocol, for
+comparability: per subject folder (one RMS per folder), mean ± std over
+folders, angular velocity over the 7 published coordinates, clips tiled; the
+paper's floor metrics have other definitions and are not reported there.
+Rates are in real time under both.
+
     python calculate_guidance.py --file_type mocap --folder_path data/mcs_synthetic --surrogate output/surrogate/net_best.pth
     python calculate_guidance.py --file_type mot --folder_path output/guidance/BIGE
     python calculate_guidance.py --compare data/mcs_synthetic output/vq_samples output/guidance/BIGE --labels MoCap VQ-VAE BIGE
@@ -15,9 +22,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from metrics.evaluate import (
-    GUIDANCE_COLUMNS, UNITS, SubjectFeet, find_surrogate, guidance_per_motion, guidance_rows, input_specs,
-    load_surrogate_model, options_dict, output_location, set_info, subject_models, surrogate_activations,
-    user_errors,
+    GUIDANCE_COLUMNS, PROTOCOL_TITLES, PUBLISHED_GUIDANCE_COLUMNS, UNITS, SubjectFeet, find_surrogate,
+    guidance_per_motion, guidance_rows, input_specs, load_surrogate_model, options_dict, output_location,
+    published_guidance_rows, resolve_protocol, set_info, subject_models, surrogate_activations, user_errors,
 )
 from metrics.report import csv_text, output_paths, text_table, write_outputs
 from options.metrics import get_guidance_parser
@@ -28,6 +35,8 @@ from utils.motion_sets import MotionSetError, load_motion_set
 def main(args) -> list[dict]:
     """Evaluate every set the options name; print and write the table. Returns the rows."""
     started = time.time()
+    protocol = resolve_protocol(args)
+    published = protocol == "published"
     specs = input_specs(args)
     compare = bool(args.compare)
     if args.low > args.high:
@@ -42,7 +51,7 @@ def main(args) -> list[dict]:
     if per_motion_path.exists() and not args.overwrite:
         raise OutputExistsError(f"results exist: {per_motion_path}; pass --overwrite or choose --out-name / --out")
 
-    notes, model = [], None
+    notes, model = [PROTOCOL_TITLES[protocol]], None
     if args.activations == "surrogate":
         path, note = find_surrogate(args.surrogate)
         notes.append(note)
@@ -52,8 +61,11 @@ def main(args) -> list[dict]:
         notes.append("activations from the muscle-driven simulation files (kinematics from those files too)")
     else:
         notes.append("--activations none: activation columns skipped")
-    use_fk = not args.no_fk
-    if args.no_fk:
+    use_fk = not args.no_fk and not published
+    if published:
+        notes.append("published protocol: foot sliding and floor penetration not reported (the paper's floor "
+                     "metrics use other definitions)")
+    elif args.no_fk:
         notes.append("--no-fk: foot sliding and floor penetration skipped")
     else:
         try:
@@ -65,8 +77,9 @@ def main(args) -> list[dict]:
         if args.osim not in ("subject", "generic") and not Path(args.osim).is_file():
             raise FileNotFoundError(f"--osim {args.osim}: no such model file")
         notes.append(f"floor at y = {args.floor_height} m, contact within {args.contact_height} m of it")
-    notes.append(f"activation band [{args.low}, {args.high}] on {', '.join(args.muscles)}; frame rate "
-                 f"{args.frame_rate} Hz")
+    notes.append(f"activation band [{args.low}, {args.high}] on {', '.join(args.muscles)}; rates "
+                 + (f"at an assumed {args.frame_rate} Hz (--frame-rate)" if args.frame_rate else
+                    "in real time (each file's time column, each repetition's real duration)"))
     for note in notes:
         print(note)
 
@@ -96,6 +109,12 @@ def main(args) -> list[dict]:
             feet = engine.positions(mset.motions, mset.subjects)
             notes.append(f"{label}: {engine.note()}")
             print(notes[-1])
+        if published:
+            rows += published_guidance_rows(mset, label if compare else "all", per_folder_rows=not compare,
+                                            activations=acts, low=args.low, high=args.high,
+                                            frame_rate=args.frame_rate)
+            infos.append(set_info(label, mset))
+            continue
         per_motion = guidance_per_motion(mset, activations=acts, muscles=args.muscles, low=args.low,
                                          high=args.high, feet=feet, floor_height=args.floor_height,
                                          contact_height=args.contact_height, frame_rate=args.frame_rate)
@@ -105,20 +124,26 @@ def main(args) -> list[dict]:
             motion_rows.append({"set": label, "subject": mset.subjects[i], "file": mset.files[i],
                                 **{k: float(v[i]) for k, v in per_motion.items()}})
 
-    columns = [c for c in GUIDANCE_COLUMNS if any(c.key in r for r in rows)]
+    columns = [c for c in (PUBLISHED_GUIDANCE_COLUMNS if published else GUIDANCE_COLUMNS)
+               if any(c.key in r for r in rows)]
     if compare:
         columns[0] = replace(columns[0], header="set")
     print()
     print(text_table(rows, columns))
-    if args.verbose:
+    if args.verbose and motion_rows:
         print()
         print(text_table(motion_rows, [replace(columns[0], key="file", header="file")] + columns[2:]))
-    payload = {"script": "calculate_guidance.py", "options": options_dict(args), "notes": notes, "sets": infos,
-               "units": UNITS, "seconds": round(time.time() - started, 2)}
-    write_outputs(paths, rows, columns, payload, "Guidance metrics",
-                  notes=notes + ["mean ± standard deviation over motions; see the JSON 'units' for definitions"])
-    atomic_write_text(per_motion_path, csv_text(motion_rows))
-    print(f"\nwrote {', '.join(str(p) for p in [*paths.values(), per_motion_path])}")
+    payload = {"script": "calculate_guidance.py", "protocol": protocol, "options": options_dict(args),
+               "notes": notes, "sets": infos, "units": UNITS, "seconds": round(time.time() - started, 2)}
+    spread = ("mean ± population standard deviation over subject folders (n = folders)" if published
+              else "mean ± standard deviation over motions")
+    write_outputs(paths, rows, columns, payload, f"Guidance metrics: {PROTOCOL_TITLES[protocol]}",
+                  notes=notes + [f"{spread}; see the JSON 'units' for definitions"])
+    written = list(paths.values())
+    if motion_rows:
+        atomic_write_text(per_motion_path, csv_text(motion_rows))
+        written.append(per_motion_path)
+    print(f"\nwrote {', '.join(str(p) for p in written)}")
     return rows
 
 

@@ -1,5 +1,5 @@
 """Time the metrics of 1,000 motions of 196 frames against a reference set of
-1,000 motions: the distribution numbers (published W2^2 and entropy, exact
+1,000 motions: the distribution numbers (Gaussian W2^2 and entropy, exact
 per-coordinate W1, EMD W2 on 300 + 100 bootstrap resamples, sliced W2 with 256
 directions + 100 bootstrap resamples) and the guidance metrics (surrogate of
 the default MLP size, forward kinematics of the foot points, kinematics).
@@ -114,7 +114,7 @@ def main() -> None:
         surrogate = load_surrogate_model(Path(tmp) / "s.pth", "cpu", GUIDED_MUSCLES)
 
     parts = {
-        "published W2^2 + entropy": lambda: (published_w2(a, b), published_entropy(a)),
+        "Gaussian W2^2 + entropy": lambda: (published_w2(a, b), published_entropy(a)),
         "per-coordinate W1 (exact)": lambda: per_coordinate_w1(a, b),
         "EMD W2, 300x300, 100 bootstrap": lambda: emd_w2(a, b, 300, 100),
         "sliced W2, 256 dirs, 100 bootstrap": lambda: sliced_w2(a, b, 256, 100),
@@ -145,7 +145,7 @@ def main() -> None:
         print(f"  {name:40s} {w:8.2f} {c:8.2f}")
     print(f"  {'all metrics of the set (budget 30 s)':40s} {t_all[0]:8.2f} {t_all[1]:8.2f}")
     print("baseline (per-sample / per-coordinate loops) in the same run, CPU s:")
-    print(f"  published + entropy + W1: loops {t_base_dist[1]:6.2f}, vectorised {t_new_dist[1]:6.2f} "
+    print(f"  Gaussian W2^2 + entropy + W1: loops {t_base_dist[1]:6.2f}, vectorised {t_new_dist[1]:6.2f} "
           f"({t_base_dist[1] / t_new_dist[1]:.1f}x)")
     print(f"  kinematic metrics: per motion {t_base_kin[1]:6.2f}, batched {times['kinematic metrics'][1]:6.2f} "
           f"({t_base_kin[1] / times['kinematic metrics'][1]:.1f}x)")

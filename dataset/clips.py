@@ -40,3 +40,22 @@ def fit_length(x: np.ndarray, length: int = CLIP_LENGTH, mode: str = "resample",
         reps = -(-length // x.shape[0])
         return np.tile(x, (reps, 1))[:length]
     raise ValueError(f"unknown clip mode {mode!r}; expected one of {CLIP_MODES}")
+
+
+def clip_time_step(duration: float, source_frames: int, length: int = CLIP_LENGTH, mode: str = "resample") -> float:
+    """Seconds between two frames of a clip fitted by :func:`fit_length`.
+
+    ``duration`` is the source's real time from its first to its last frame
+    and ``source_frames`` its frame count. ``resample`` spreads that duration
+    over ``length`` frames (``duration / (length - 1)``); ``tile`` keeps the
+    source's interval (``duration / (source_frames - 1)``); a clip that already
+    has ``length`` frames is left as it is by either mode.
+    """
+    if source_frames < 2 or not duration > 0:
+        raise ValueError(f"need >= 2 source frames spanning a positive duration, got {source_frames} "
+                         f"frames over {duration} s")
+    if mode == "tile" or source_frames == length:
+        return float(duration) / (source_frames - 1)
+    if mode == "resample":
+        return float(duration) / (length - 1)
+    raise ValueError(f"unknown clip mode {mode!r}; expected one of {CLIP_MODES}")

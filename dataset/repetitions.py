@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from dataset.clips import fit_length
+from dataset.clips import clip_time_step, fit_length
 from dataset.mcs import DatasetError, Repetition, Session, dataset_root, discover
 from dataset.split import split_sessions
 from utils.constants import CLIP_LENGTH, COORDINATES, MUSCLES
@@ -36,6 +36,13 @@ class RepetitionSet:
     ``motions`` (N, T, 33) float32, canonical coordinate order, rotations in
     degrees, translations in metres. ``activations`` (N, T, M) float32 in
     [0, 1] for ``muscles`` (only with ``source="dynamics"``).
+
+    Physical time: ``durations`` (N,) seconds from the first to the last
+    frame of each repetition in its source file, and ``frame_rates`` (N,) the
+    source's sampling rate, Hz (from the file's time column). ``clip_mode``
+    says how the clips were brought to T frames, so :meth:`time_steps` gives
+    the seconds between two frames of each stored clip. ``None`` when
+    unknown (sets built by hand).
     """
 
     motions: np.ndarray
@@ -46,6 +53,9 @@ class RepetitionSet:
     muscles: tuple[str, ...] = ()
     coordinates: tuple[str, ...] = COORDINATES
     files: list[str] = field(default_factory=list)
+    durations: np.ndarray | None = None
+    frame_rates: np.ndarray | None = None
+    clip_mode: str = "resample"
 
     def __len__(self) -> int:
         return len(self.motions)
@@ -61,7 +71,32 @@ class RepetitionSet:
             activations=None if self.activations is None else self.activations[keep],
             muscles=self.muscles, coordinates=self.coordinates,
             files=[self.files[i] for i in keep] if self.files else [],
+            durations=None if self.durations is None else self.durations[keep],
+            frame_rates=None if self.frame_rates is None else self.frame_rates[keep],
+            clip_mode=self.clip_mode,
         )
+
+    def time_steps(self) -> np.ndarray:
+        """Seconds between two consecutive frames of each stored clip. (N,)
+
+        ``resample`` spreads the repetition's real duration over the T frames
+        (``duration / (T - 1)``); ``tile`` keeps the source's frame interval
+        (``1 / frame_rate``). Raises ``ValueError`` when the set carries no
+        time information."""
+        if self.durations is None or self.frame_rates is None:
+            raise ValueError("this repetition set carries no durations (built without dataset.repetitions)")
+        n_source = np.rint(np.asarray(self.durations) * np.asarray(self.frame_rates)).astype(int) + 1
+        return np.array([clip_time_step(d, n, self.motions.shape[1], self.clip_mode)
+                         for d, n in zip(self.durations, n_source)])
+
+    def mean_duration(self, session: str) -> float:
+        """Mean real duration (s) of the repetitions of ``session``."""
+        if self.durations is None:
+            raise ValueError("this repetition set carries no durations (built without dataset.repetitions)")
+        mine = [d for s, d in zip(self.sessions, self.durations) if s == session]
+        if not mine:
+            raise ValueError(f"no repetitions of session {session}")
+        return float(np.mean(mine))
 
     def of_sessions(self, session_ids: Sequence[str]) -> "RepetitionSet":
         wanted = set(session_ids)
@@ -152,7 +187,7 @@ def _input_files(reps: list[Repetition], by_id: dict[str, Session], source: str)
 
 def _extract(reps: list[Repetition], by_id: dict[str, Session], source: str,
              length: int, clip_mode: str) -> RepetitionSet:
-    motions, acts, files = [], [], []
+    motions, acts, files, durations, rates = [], [], [], [], []
     parsed: dict[Path, Motion] = {}
 
     def get(path: Path) -> Motion:
@@ -180,6 +215,8 @@ def _extract(reps: list[Repetition], by_id: dict[str, Session], source: str,
         if coords.shape[0] < 2:
             raise MotionFileError(path, f"repetition {r.trial} #{r.index} has fewer than 2 frames")
         motions.append(fit_length(coords, length, clip_mode, times=times))
+        durations.append(float(times[-1] - times[0]))
+        rates.append((len(times) - 1) / durations[-1])
         if source == "dynamics":
             act = motion.columns(muscles)
             if act.min() < -1e-6 or act.max() > 1 + 1e-6:
@@ -192,6 +229,7 @@ def _extract(reps: list[Repetition], by_id: dict[str, Session], source: str,
         indices=[r.index for r in reps],
         activations=np.stack(acts).astype(np.float32) if acts else None,
         muscles=muscles, files=files,
+        durations=np.asarray(durations), frame_rates=np.asarray(rates), clip_mode=clip_mode,
     )
 
 
@@ -206,7 +244,9 @@ def _cache_key(inputs: list[str], source: str, length: int, clip_mode: str) -> s
 
 def _save_cached(path: Path, s: RepetitionSet) -> None:
     meta = json.dumps({"sessions": s.sessions, "trials": s.trials, "indices": s.indices,
-                       "muscles": list(s.muscles), "coordinates": list(s.coordinates), "files": s.files})
+                       "muscles": list(s.muscles), "coordinates": list(s.coordinates), "files": s.files,
+                       "durations": s.durations.tolist(), "frame_rates": s.frame_rates.tolist(),
+                       "clip_mode": s.clip_mode})
     arrays = {"motions": s.motions, "meta": np.array(meta)}
     if s.activations is not None:
         arrays["activations"] = s.activations
@@ -220,6 +260,8 @@ def _load_cached(path: Path) -> RepetitionSet:
             motions=z["motions"], sessions=meta["sessions"], trials=meta["trials"],
             indices=meta["indices"], activations=z["activations"] if "activations" in z else None,
             muscles=tuple(meta["muscles"]), coordinates=tuple(meta["coordinates"]), files=meta["files"],
+            durations=np.asarray(meta["durations"]), frame_rates=np.asarray(meta["frame_rates"]),
+            clip_mode=meta["clip_mode"],  # a cache written before durations existed lacks these: re-extracted
         )
 
 
@@ -280,4 +322,6 @@ def load_dynamics_files(paths: Sequence[str | os.PathLike], length: int = CLIP_L
         motions=np.stack(out_x).astype(np.float32), sessions=[p.stem for p in files],
         trials=[p.stem for p in files], indices=[1] * len(files),
         activations=np.stack(out_a).astype(np.float32), muscles=muscles, files=[str(p) for p in files],
+        durations=np.array([m.times[-1] - m.times[0] for _, m in motions]),
+        frame_rates=np.array([m.frame_rate for _, m in motions]), clip_mode=clip_mode,
     )

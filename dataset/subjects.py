@@ -80,6 +80,19 @@ def session_repetitions(
     return load_repetitions(session.path.parent, sessions=[session.id], length=length, clip_mode=clip_mode)
 
 
+def mean_repetition_duration(session: Session) -> float | None:
+    """Mean real duration (s, first to last frame) of the session's squat
+    repetitions: the time a generated motion of this subject is given. None
+    when the session has no readable repetitions."""
+    from dataset.mcs import DatasetError
+    from utils.motion_io import MotionFileError
+
+    try:
+        return session_repetitions(session).mean_duration(session.id)
+    except (DatasetError, MotionFileError, ValueError):
+        return None
+
+
 def subject_descriptor(motions_norm: np.ndarray) -> np.ndarray:
     """Descriptor of one subject from its normalised repetitions.
 

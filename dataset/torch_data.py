@@ -21,6 +21,8 @@ class ClipDataset(Dataset):
     def __init__(self, reps: RepetitionSet, normalizer: Normalizer):
         self.x = torch.as_tensor(normalizer.normalize(reps.motions), dtype=torch.float32)
         self.y = None if reps.activations is None else torch.as_tensor(reps.activations, dtype=torch.float32)
+        # real time of each clip (s between frames), for rates; None for hand-built sets
+        self.time_steps = None if reps.durations is None else torch.as_tensor(reps.time_steps())
 
     def __len__(self) -> int:
         return len(self.x)

@@ -6,14 +6,16 @@ in degrees and ``pelvis_tx/ty/tz`` in metres (what ``utils.motion_sets`` and
 
 Two families of numbers:
 
-* **Published** (kept for comparability with the BIGE paper): each set is
-  flattened into one pool of numbers (degrees and metres mixed, as the files
-  hold them) and summarised by its mean and standard deviation; the Gaussian
-  2-Wasserstein distance between the two summaries is
-  ``W2^2 = (mu1 - mu2)^2 + (sigma1 - sigma2)^2``. :func:`published_w2` returns
-  both ``w2_squared`` (the formula above, the published form) and ``w2`` (its
-  square root). The published entropy is the mean over samples of the Shannon
-  entropy (nats) of a 10-bin histogram of the sample's flattened values.
+* **The paper's formulas**: each set is flattened into one pool of numbers
+  (degrees and metres mixed, as the files hold them) and summarised by its
+  mean and standard deviation; the Gaussian 2-Wasserstein distance between
+  the two summaries is ``W2^2 = (mu1 - mu2)^2 + (sigma1 - sigma2)^2``.
+  :func:`published_w2` returns both ``w2_squared`` (the formula above) and
+  ``w2`` (its square root). The entropy is the mean over samples of the
+  Shannon entropy (nats) of a 10-bin histogram of the sample's flattened
+  values. Applied to two whole sets, as :func:`compare_sets` does, these are
+  the project protocol's numbers; the paper's protocol (per subject folder,
+  its reference set and clip fitting) is :mod:`metrics.published`.
 * **Honest**: the exact 1-D Wasserstein-1 distance of each coordinate's values
   (pooled over frames and motions; degrees for rotations, centimetres for
   translations), and multivariate optimal transport between whole motions:
@@ -320,11 +322,12 @@ def compare_sets(
     """All distribution numbers of ``candidate`` (N, T, 33) against
     ``reference`` (M, T, 33).
 
-    Keys: ``published_w2sq`` (published form, W2^2), ``published_w2``,
+    Keys: ``gaussian_w2sq`` (the paper's formula on the two pooled sets,
+    W2^2), ``gaussian_w2``,
     ``entropy`` and ``reference_entropy`` (nats), ``w1`` {coordinate: deg|cm},
     ``w1_mean`` (all 33), ``w1_mean_rot_deg``, ``w1_mean_trans_cm``, and with
     ``multivariate`` ``emd_w2`` / ``sliced_w2`` as :meth:`Distance.as_dict`.
-    The published numbers and the entropy use the values as stored; with
+    The Gaussian W2 and the entropy use the values as stored; with
     ``horizontal="relative"`` (default) the honest distances see
     ``pelvis_tx/tz`` relative to each motion's first frame
     (:func:`relative_horizontal`), with ``"absolute"`` as stored.
@@ -339,8 +342,8 @@ def compare_sets(
         cand, ref = candidate, reference
     w1 = per_coordinate_w1(cand, ref)
     out = {
-        "published_w2sq": pub["w2_squared"],
-        "published_w2": pub["w2"],
+        "gaussian_w2sq": pub["w2_squared"],
+        "gaussian_w2": pub["w2"],
         "pool_mean": pub["mu_a"], "pool_std": pub["sigma_a"],
         "reference_pool_mean": pub["mu_b"], "reference_pool_std": pub["sigma_b"],
         "entropy": published_entropy(candidate),

@@ -13,13 +13,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from metrics.distribution import compare_sets
+from metrics.distribution import compare_sets, published_entropy
 from metrics.guidance import (
     activation_metrics, foot_metrics, foot_point_indices, kinematic_metrics, pelvis_tilt_at,
     peak_activation_frame, summarise,
 )
+from metrics.published import (
+    PROTOCOLS, PUBLISHED_CLIP_MODE, published_fidelity, published_guidance_per_folder, published_summary,
+)
 from metrics.report import Column
-from utils.constants import COORDINATES, FRAME_RATE, TRANSLATIONS
+from utils.constants import COORDINATES, TRANSLATIONS
 from utils.motion_sets import MotionSet
 
 def user_errors() -> tuple[type[BaseException], ...]:
@@ -43,7 +46,7 @@ script and of the demo pipeline."""
 DISTRIBUTION_COLUMNS = (
     Column("label", "set", ""),
     Column("n", "n", "d"),
-    Column("published_w2sq", "W2^2 published", ".4f"),
+    Column("gaussian_w2sq", "Gaussian W2^2 (pooled)", ".4f"),
     Column("entropy", "entropy (nats)", ".4f"),
     Column("w1_mean_rot_deg", "W1 rot (deg)", ".3f"),
     Column("w1_mean_trans_cm", "W1 trans (cm)", ".3f"),
@@ -71,8 +74,18 @@ GUIDANCE_COLUMNS = (
 )
 
 UNITS = {
-    "published_w2sq": "published Gaussian W2^2 = (mu1-mu2)^2 + (s1-s2)^2 of the flattened pools "
-                      "(degrees and metres mixed, as stored); published_w2 is its square root",
+    "gaussian_w2sq": "project protocol: Gaussian W2^2 = (mu1-mu2)^2 + (s1-s2)^2 of the two sets each flattened "
+                     "to one pool (degrees and metres mixed, as stored); gaussian_w2 is its square root",
+    "published_w2sq": "published protocol: the same W2^2 formula for each subject folder against the test "
+                      "sessions' muscle-driven (Dynamics) kinematics tiled to the clip length; mean over folders "
+                      "(published_w2sq_std: population std over folders)",
+    "published_guidance": "published protocol (calculate_guidance.py --protocol published): per subject folder "
+                          "asymmetry, omega (7 coordinates: hip/knee/ankle flexion both sides, pelvis tilt), pelvis "
+                          "velocity and acceleration are one RMS over the folder's motions and frames, violation one "
+                          "RMS of the hinge over its motions and guided muscles, tilt at peak and peak activation "
+                          "means over its motions; rows give mean and population std over folders",
+    "published_entropy": "published protocol: mean over motions of the 10-bin entropy (nats); "
+                         "published_entropy_std: std over folders of the folder means",
     "entropy": "nats; mean over samples of the Shannon entropy of a 10-bin histogram of the sample's values "
                "(max log 10 = 2.303)",
     "w1_<coordinate>": "exact 1-D Wasserstein-1 of the coordinate's values pooled over frames and motions; "
@@ -95,7 +108,8 @@ UNITS = {
     "pelvis_tilt_at_peak_deg": "pelvis_tilt at the frame of peak mean guided activation, deg",
     "pelvis_tilt_at_depth_deg": "pelvis_tilt at the frame of lowest pelvis, deg",
     "asymmetry_deg": "RMS over frames and the hip/knee/ankle left-right pairs of (left - right), deg",
-    "angular_velocity_rms_deg_s": "RMS over frames and the 30 rotations of the 60 Hz forward difference, deg/s",
+    "angular_velocity_rms_deg_s": "RMS over frames and the 30 rotations of the forward difference in real time "
+                                  "(the file's time column / the repetition's duration), deg/s",
     "pelvis_velocity_rms_m_s": "RMS over frames of the pelvis translation's speed, m/s",
     "pelvis_acceleration_rms_m_s2": "RMS over frames of the pelvis translation's acceleration norm, m/s^2",
     "foot_slide_cm": "horizontal path of a foot sole point while within --contact-height of the floor, "
@@ -105,6 +119,99 @@ UNITS = {
     "foot_height_min_cm": "lowest foot point relative to the floor, cm",
 }
 """What every reported number is, with its unit; written into the JSON output."""
+
+
+PUBLISHED_DISTRIBUTION_COLUMNS = (
+    Column("label", "set", ""),
+    Column("n", "n", "d"),
+    Column("folders", "folders", "d"),
+    Column("published_w2sq", "W2^2 (published protocol)", ".4f", std=True),
+    Column("published_entropy", "entropy (nats, published protocol)", ".4f", std=True),
+)
+
+PUBLISHED_GUIDANCE_COLUMNS = (
+    Column("subject", "subject", ""),
+    Column("n", "n", "d"),
+    Column("folders", "folders", "d"),
+    Column("activation_peak", "peak act.", ".3f", std=True),
+    Column("violation", "constrain (hinge RMS)", ".3f", std=True),
+    Column("pelvis_tilt_at_peak_deg", "pelvis tilt@peak (deg)", ".2f", std=True),
+    Column("asymmetry_deg", "asym. (deg)", ".2f", std=True),
+    Column("angular_velocity_rms_deg_s", "omega, 7 coords (deg/s)", ".2f", std=True),
+    Column("pelvis_velocity_rms_m_s", "pelvis vel (m/s)", ".3f", std=True),
+    Column("pelvis_acceleration_rms_m_s2", "pelvis acc (m/s^2)", ".2f", std=True),
+)
+
+PROTOCOL_TITLES = {
+    "project": "project protocol (per motion; mean ± std over motions; rates in real time)",
+    "published": "published protocol (per subject folder; mean ± std over folders, n = folders; for "
+                 "comparability with the paper; rates in real time)",
+}
+"""How each table names the protocol its numbers follow."""
+
+
+# ----------------------------------------------------------------------------- protocols
+
+
+def resolve_protocol(args: Any) -> str:
+    """Fill the protocol-dependent defaults of ``args`` in place and return
+    the protocol: ``--clip-mode`` (project: resample; published: tile) and,
+    where the script has one, ``--reference-split`` (project: train;
+    published: test, the test sessions' Dynamics kinematics). Raises
+    :class:`~utils.motion_sets.MotionSetError` for options that contradict
+    the published protocol."""
+    from utils.motion_sets import MotionSetError
+
+    protocol = getattr(args, "protocol", "project")
+    if protocol not in PROTOCOLS:
+        raise MotionSetError(f"unknown --protocol {protocol!r}; expected one of {PROTOCOLS}")
+    if protocol == "published":
+        if args.clip_mode not in (None, PUBLISHED_CLIP_MODE):
+            raise MotionSetError(f"--protocol published fits clips by tiling; --clip-mode {args.clip_mode} "
+                                 "departs from it (use --protocol project)")
+        if getattr(args, "reference_split", None) not in (None, "test"):
+            raise MotionSetError("--protocol published compares against the test sessions' Dynamics kinematics; "
+                                 f"--reference-split {args.reference_split} departs from it")
+        args.clip_mode = PUBLISHED_CLIP_MODE
+        if hasattr(args, "reference_split"):
+            args.reference_split = "test"
+    else:
+        args.clip_mode = args.clip_mode or "resample"
+        if hasattr(args, "reference_split") and args.reference_split is None:
+            args.reference_split = "train"
+    return protocol
+
+
+def published_distribution_row(label: str, mset: MotionSet, reference: np.ndarray) -> dict[str, Any]:
+    """One flat row of the published protocol: W2^2 of each subject folder of
+    ``mset`` against ``reference`` (M, T, 33), mean ± std over folders, and
+    the entropy; the per-folder values as ``w2sq_<folder>``."""
+    if mset.motions.shape[1] != reference.shape[1]:
+        raise ValueError(f"{mset.source}: motions have {mset.motions.shape[1]} frames, the reference "
+                         f"{reference.shape[1]}; load both with the same --clip-length")
+    res = published_fidelity(mset.motions, mset.subjects, reference)
+    row: dict[str, Any] = {"label": label, "protocol": "published", "kind": mset.kind, "n": len(mset),
+                           "folders": res["folders"], "reference_n": int(len(reference)),
+                           "published_w2sq": res["w2sq"], "published_w2sq_std": res["w2sq_std"],
+                           "published_entropy": res["entropy"], "published_entropy_std": res["entropy_std"],
+                           "published_reference_entropy": published_entropy(reference)}
+    row.update({f"w2sq_{f}": r["w2sq"] for f, r in res["per_folder"].items()})
+    row.update({"skipped": len(mset.skipped), "refitted": len(mset.refitted), "source": mset.source})
+    return row
+
+
+def published_guidance_rows(
+    mset: MotionSet, label: str, per_folder_rows: bool, *, activations: np.ndarray | None = None,
+    low: float = 0.35, high: float = 0.45, frame_rate: float | None = None,
+) -> list[dict]:
+    """The published protocol's guidance rows of ``mset``: one per subject
+    folder (with ``per_folder_rows``) and the summary row ``label`` (mean ±
+    std over folders). Rates in real time from ``mset.time_steps`` unless
+    ``frame_rate`` overrides them."""
+    dt = mset.frame_times() if frame_rate is None else 1.0 / frame_rate
+    per = published_guidance_per_folder(mset.motions, mset.subjects, dt, activations, low, high)
+    rows = [{"subject": f, "folders": 1, **r} for f, r in per.items()] if per_folder_rows else []
+    return rows + [{**published_summary(per, label), "protocol": "published"}]
 
 
 # ----------------------------------------------------------------------------- distributions
@@ -125,7 +232,7 @@ def distribution_row(
     row: dict[str, Any] = {"label": label, "kind": mset.kind, "n": len(mset),
                            "subjects": len(set(mset.subjects)), "reference_n": int(len(reference)),
                            "horizontal": horizontal}
-    for key in ("published_w2sq", "published_w2", "entropy", "reference_entropy", "w1_mean",
+    for key in ("gaussian_w2sq", "gaussian_w2", "entropy", "reference_entropy", "w1_mean",
                 "w1_mean_rot_deg", "w1_mean_trans_cm", "pool_mean", "pool_std",
                 "reference_pool_mean", "reference_pool_std"):
         row[key] = res[key]
@@ -329,18 +436,21 @@ def foot_positions(motions: np.ndarray, fk: Any, chunk: int = 128, threads: int 
 def guidance_per_motion(
     mset: MotionSet, *, activations: np.ndarray | None = None, muscles: Sequence[str] = (),
     low: float = 0.35, high: float = 0.45, feet: np.ndarray | None = None, floor_height: float = 0.0,
-    contact_height: float = 0.03, frame_rate: float = FRAME_RATE,
+    contact_height: float = 0.03, frame_rate: float | None = None,
 ) -> dict[str, np.ndarray]:
     """Every guidance metric of every motion of ``mset``: kinematic ones
     always, activation ones with ``activations`` (N, T, G) of ``muscles``,
-    foot ones with ``feet`` (N, T, P, 3). -> {name: (N,)}"""
-    out = kinematic_metrics(mset.motions, frame_rate)
+    foot ones with ``feet`` (N, T, P, 3). Rates in real time from
+    ``mset.time_steps``; ``frame_rate`` (Hz) overrides them for every motion.
+    -> {name: (N,)}"""
+    dt = mset.frame_times() if frame_rate is None else 1.0 / frame_rate
+    out = kinematic_metrics(mset.motions, dt)
     if activations is not None:
         act = activation_metrics(activations, muscles, low, high)
         act["pelvis_tilt_at_peak_deg"] = pelvis_tilt_at(mset.motions, peak_activation_frame(activations))
         out = {**act, **out}
     if feet is not None:
-        out.update(foot_metrics(feet, floor_height, contact_height, frame_rate))
+        out.update(foot_metrics(feet, floor_height, contact_height, dt))
     return out
 
 

@@ -8,9 +8,13 @@ foot-point positions (N, T, P, 3) in metres with y up. Every per-motion
 function returns ``{metric_name: (N,) float64}``; the metric names carry their
 unit (``_deg``, ``_cm``, ``_deg_s``, ``_m_s``, ``_m_s2``).
 
-Finite differences are forward differences at ``frame_rate`` (60 Hz):
-velocity ``(x[t+1] - x[t]) * fps``, acceleration
-``(x[t+2] - 2 x[t+1] + x[t]) * fps^2``.
+Rates are in seconds of real time: every motion comes with ``dt``, the
+seconds between two of its frames (scalar, or (N,) one per motion), taken
+from its file's time column or its repetition's real duration
+(``utils.motion_sets.MotionSet.time_steps``), never an assumed 60 Hz for a
+clip whose time was stretched to 196 frames. Finite differences are forward
+differences: velocity ``(x[t+1] - x[t]) / dt``, acceleration
+``(x[t+2] - 2 x[t+1] + x[t]) / dt^2``.
 """
 from __future__ import annotations
 
@@ -34,8 +38,20 @@ def _rms(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     return np.sqrt(np.mean(np.square(x), axis=axes))
 
 
-def kinematic_metrics(motions: np.ndarray, frame_rate: float = FRAME_RATE) -> dict[str, np.ndarray]:
-    """Depth, symmetry and smoothness of each motion. (N, T, 33) -> {name: (N,)}
+def time_steps(dt: float | np.ndarray, n: int) -> np.ndarray:
+    """``dt`` (s between frames; scalar or one per motion) as (N,) positive floats."""
+    out = np.asarray(dt, dtype=np.float64)
+    if out.ndim == 0:
+        out = np.full(n, float(out))
+    if out.shape != (n,) or not (np.isfinite(out) & (out > 0)).all():
+        raise ValueError(f"expected a positive finite time step for each of {n} motions, got shape "
+                         f"{out.shape}, min {out.min() if out.size else 'n/a'}")
+    return out
+
+
+def kinematic_metrics(motions: np.ndarray, dt: float | np.ndarray = 1.0 / FRAME_RATE) -> dict[str, np.ndarray]:
+    """Depth, symmetry and smoothness of each motion. (N, T, 33), ``dt``
+    seconds between frames (scalar or (N,)) -> {name: (N,)}
 
     - ``depth_cm``: pelvis drop, ``pelvis_ty`` of the first (standing) frame
       minus its lowest value, cm (as in the generation summaries);
@@ -50,14 +66,15 @@ def kinematic_metrics(motions: np.ndarray, frame_rate: float = FRAME_RATE) -> di
     if x.ndim != 3 or x.shape[2] != len(COORDINATES) or x.shape[1] < 3:
         raise ValueError(f"expected motions (N, T>=3, {len(COORDINATES)}), got shape {x.shape}")
     n = len(x)
+    step = time_steps(dt, n)[:, None, None]
     ty = x[:, :, _TY]
     lowest = ty.argmin(axis=1)
     left = x[:, :, [COORD_INDEX[lft] for lft, _ in SYMMETRIC_PAIRS]]
     right = x[:, :, [COORD_INDEX[rgt] for _, rgt in SYMMETRIC_PAIRS]]
     trans = x[:, :, _TRANS]
-    vel = np.diff(trans, axis=1) * frame_rate
-    acc = np.diff(trans, n=2, axis=1) * frame_rate ** 2
-    ang_vel = np.diff(x[:, :, _ROT], axis=1) * frame_rate
+    vel = np.diff(trans, axis=1) / step
+    acc = np.diff(trans, n=2, axis=1) / step ** 2
+    ang_vel = np.diff(x[:, :, _ROT], axis=1) / step
     return {
         "depth_cm": (ty[:, 0] - ty.min(axis=1)) * 100.0,
         "knee_flexion_peak_deg": x[:, :, _KNEES].mean(axis=2).max(axis=1),
@@ -119,10 +136,10 @@ def foot_point_indices(point_names: Sequence[str]) -> list[int]:
 
 def foot_metrics(
     points: np.ndarray, floor_height: float = 0.0, contact_height: float = 0.03,
-    frame_rate: float = FRAME_RATE,
+    dt: float | np.ndarray = 1.0 / FRAME_RATE,
 ) -> dict[str, np.ndarray]:
     """Foot sliding and floor penetration. (N, T, P, 3) foot points, metres,
-    y up -> {name: (N,)}
+    y up, ``dt`` seconds between frames (scalar or (N,)) -> {name: (N,)}
 
     - ``foot_slide_cm``: horizontal (x-z) path length of a foot point over the
       frame steps where it stays within ``contact_height`` of the floor at both
@@ -140,7 +157,7 @@ def foot_metrics(
     contact = near[:, 1:] & near[:, :-1]  # (N, T-1, P)
     step = np.linalg.norm(np.diff(p[..., [0, 2]], axis=1), axis=-1)  # (N, T-1, P)
     path = (step * contact).sum(axis=1)  # (N, P)
-    time_in_contact = contact.sum(axis=1) / frame_rate
+    time_in_contact = contact.sum(axis=1) * time_steps(dt, len(p))[:, None]
     speed = np.divide(path, time_in_contact, out=np.zeros_like(path), where=time_in_contact > 0)
     lowest = height.min(axis=(1, 2))
     return {

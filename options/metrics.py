@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 
 from dataset.clips import CLIP_MODES
-from utils.constants import CLIP_LENGTH, DEFAULT_DATA_ROOT, FRAME_RATE, GUIDED_MUSCLES
+from metrics.published import PROTOCOLS
+from utils.constants import CLIP_LENGTH, DEFAULT_DATA_ROOT, GUIDED_MUSCLES
 from utils.device import DEVICES
 
 SET_KINDS = ("auto", "mocap", "mot", "npy")
@@ -43,9 +44,15 @@ def _input_args(parser: argparse.ArgumentParser, kinds: tuple[str, ...], default
     g.add_argument("--clip-length", type=int, default=CLIP_LENGTH,
                    help="frames every motion is brought to (motions of another length are time-normalised "
                         "and reported)")
-    g.add_argument("--clip-mode", default="resample", choices=CLIP_MODES,
+    g.add_argument("--clip-mode", default=None, choices=CLIP_MODES,
                    help="how motions of another length are brought to --clip-length: linear time "
-                        "normalisation (resample) or repetition of short clips as the original code did (tile)")
+                        "normalisation (resample, the project protocol's default) or repetition of short clips "
+                        "as the original code did (tile, the published protocol's)")
+    g.add_argument("--protocol", default="project", choices=PROTOCOLS,
+                   help="project: this project's metrics (per motion, mean ± std over motions); published: the "
+                        "paper's protocol for comparability (per subject folder, mean ± std over folders, the test "
+                        "sessions' Dynamics kinematics as reference, clips tiled, omega over 7 coordinates); "
+                        "see docs/metrics.md")
     if compare:  # the scripts that read folders of generated motions
         g.add_argument("--strict", action="store_true",
                        help="stop on any unusable file instead of skipping and listing it")
@@ -66,9 +73,9 @@ def _distance_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--absolute-horizontal", action="store_true",
                    help="compare pelvis_tx/tz as stored; by default the honest distances measure them from each "
                         "motion's first frame, because where a subject stood in the lab differs per session "
-                        "(the published numbers always use the stored values)")
+                        "(the Gaussian W2^2 and the entropy always use the stored values)")
     g.add_argument("--no-multivariate", action="store_true",
-                   help="skip the earth mover's and sliced distances (published numbers and per-coordinate "
+                   help="skip the earth mover's and sliced distances (Gaussian W2^2, entropy and per-coordinate "
                         "W1 only)")
 
 
@@ -91,15 +98,18 @@ def get_wasserstein_parser() -> argparse.ArgumentParser:
     sets against the training split of the dataset."""
     p = argparse.ArgumentParser(
         description="Distances between a set of generated motions and the training split of the motion-capture "
-                    "dataset: the published Gaussian W2^2 and entropy, exact per-coordinate W1, and earth mover's "
-                    "and sliced W2 between whole motions with bootstrap intervals.",
+                    "dataset: the Gaussian W2^2 and entropy, exact per-coordinate W1, and earth mover's "
+                    "and sliced W2 between whole motions with bootstrap intervals (--protocol project); or the "
+                    "paper's per-subject-folder W2^2 and entropy against the test sessions' Dynamics kinematics "
+                    "(--protocol published).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _input_args(p, SET_KINDS, "auto")
     g = p.add_argument_group("reference")
     g.add_argument("--data-root", default=DEFAULT_DATA_ROOT,
                    help="MCS dataset root (or its Data folder) whose repetitions are the reference")
-    g.add_argument("--reference-split", default="train", choices=("train", "test", "all"),
-                   help="which sessions of --data-root form the reference set")
+    g.add_argument("--reference-split", default=None, choices=("train", "test", "all"),
+                   help="which sessions of --data-root form the reference set; unset: train (project protocol), "
+                        "test (published protocol, their Dynamics kinematics)")
     g.add_argument("--dataname", default="mcs", choices=["mcs"], help="dataset kind (kept for the published commands)")
     _distance_args(p)
     _output_args(p, "wasserstein")
@@ -112,13 +122,15 @@ def get_wasserstein_mocap_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="The reference row of the distance table: the segmented motion-capture repetitions of the "
                     "test sessions against those of the training sessions, with the numbers of "
-                    "calculate_wasserstein.py.",
+                    "calculate_wasserstein.py (--protocol project); or, per test session, against the test "
+                    "sessions' Dynamics kinematics (--protocol published).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _input_args(p, ("mot", "mocap"), "mot", compare=False,
                 folder_help="MCS dataset root, or its Data folder (kept as --folder_path for the published command)")
     g = p.add_argument_group("reference")
-    g.add_argument("--reference-split", default="train", choices=("train", "test", "all"),
-                   help="which sessions of the same root form the reference set")
+    g.add_argument("--reference-split", default=None, choices=("train", "test", "all"),
+                   help="which sessions of the same root form the reference set; unset: train (project "
+                        "protocol), test (published protocol: their Dynamics kinematics)")
     _distance_args(p)
     _output_args(p, "wasserstein_mocap")
     return p
@@ -148,7 +160,10 @@ def get_guidance_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto", choices=DEVICES, help="device of the surrogate")
     g.add_argument("--batch-size", type=int, default=256, help="motions per surrogate batch")
     g = p.add_argument_group("kinematics")
-    g.add_argument("--frame-rate", type=float, default=FRAME_RATE, help="frame rate of the motions, Hz")
+    g.add_argument("--frame-rate", type=float, default=None,
+                   help="override: assume this frame rate (Hz) for every stored clip; unset, rates are in real "
+                        "time from each .mot file's time column (a .npy's .mot twin) and each motion-capture "
+                        "repetition's real duration")
     g.add_argument("--osim", default="subject",
                    help="model for forward kinematics of the foot points: 'subject' = each subject's own scaled "
                         "model (OpenSimData/Model/*.osim of its session in the motion-capture root, or in "

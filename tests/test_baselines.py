@@ -95,17 +95,18 @@ def _opensim_rows(path: Path) -> tuple[int, list[str]]:
 
 def _check_generated(folder: Path, exp_name: str, n: int) -> np.ndarray:
     """Every subject folder holds n entries: .mot loads in OpenSim with the 33
-    coordinates and 196 rows, .npy twins are finite (196, 33)."""
+    coordinates and 196 rows, .npy twins are finite (196, 33), and the time
+    column spans the duration the summary states."""
     motions = read_subject_samples(folder)
     assert motions.shape == (n, CLIP_LENGTH, len(COORDINATES))
     assert np.isfinite(motions).all()
+    summary = json.loads((folder / "summary.json").read_text())
     for k in range(n):
         rows, labels = _opensim_rows(folder / f"entry_{k}_{exp_name}.mot")
         assert rows == CLIP_LENGTH and labels == list(COORDINATES)
         mot = read_motion(folder / f"entry_{k}_{exp_name}.mot")
         np.testing.assert_allclose(mot.coordinates(), motions[k], atol=1e-4)
-        assert abs(mot.frame_rate - 60.0) < 1e-6
-    summary = json.loads((folder / "summary.json").read_text())
+        assert mot.times[-1] - mot.times[0] == pytest.approx(summary["duration_s"], rel=1e-6)
     assert summary["num_samples"] == n and len(summary["samples"]) == n
     return motions
 
@@ -122,6 +123,11 @@ def test_subject_output_is_written_whole_and_never_overwritten_silently(tmp_path
     motions = rng.normal(size=(3, CLIP_LENGTH, len(COORDINATES)))
     folder = write_subject_samples(tmp_path / "exp", "s1", motions, "exp", info={"method": "test"})
     _check_generated(folder, "exp", 3)
+    assert json.loads((folder / "summary.json").read_text())["time_source"].startswith("assumed 60 Hz")
+    timed = write_subject_samples(tmp_path / "timed", "s1", motions, "exp", duration=2.5)
+    assert read_motion(timed / "entry_0_exp.mot").frame_rate == pytest.approx(195 / 2.5)
+    with pytest.raises(ValueError, match="s1: duration must be a positive"):
+        write_subject_samples(tmp_path / "timed2", "s1", motions, "exp", duration=0.0)
     with pytest.raises(OutputExistsError, match="--overwrite"):
         write_subject_samples(tmp_path / "exp", "s1", motions[:1], "exp")
     write_subject_samples(tmp_path / "exp", "s1", motions[:1], "exp", overwrite=True)
@@ -343,6 +349,10 @@ def test_unguided_vq_samples_subject_and_random_modes(data_root: Path, vq_checkp
             "--subject", *test_ids, *extra])
         folders = generate_vq.main(args)
         motions = [_check_generated(f, exp, 3) for f in folders]
+        for f in folders:  # each subject's samples last as long as its own repetitions, on average
+            reps = load_repetitions(data_root, "all")
+            summary = json.loads((f / "summary.json").read_text())
+            assert summary["duration_s"] == pytest.approx(reps.mean_duration(f.name), rel=1e-6)
         if extra:  # no noise: every sample is the subject's mean latent, quantised and decoded
             np.testing.assert_allclose(motions[0][0], motions[0][2], atol=1e-4)
     with pytest.raises(ValueError, match="--noise-range needs 0 <= LOW <= HIGH"):

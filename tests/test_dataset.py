@@ -17,7 +17,7 @@ from dataset.repetitions import load_repetitions
 from dataset.split import split_sessions
 from dataset.torch_data import InMemoryBatches
 from utils.constants import COORDINATES, TEST_SESSIONS
-from utils.motion_io import write_coordinates
+from utils.motion_io import write_coordinates, write_mot
 
 SESSIONS = ["aaaa-1", "bbbb-2", "cccc-3", "dddd-4", "eeee-5"]
 
@@ -229,3 +229,29 @@ def test_in_memory_batches_resume_and_shard() -> None:
     r1 = InMemoryBatches(x, 4, seed=1, rank=1, world_size=2)
     clips = {int(v) // (196 * 2) for v in r1.tensors[0][:, 0, 0]}
     assert clips == {1, 3, 5, 7, 9}
+
+
+def test_repetitions_keep_their_real_duration_through_resampling_and_tiling(tmp_path: Path, monkeypatch) -> None:
+    """A 100-frame repetition at 60 Hz lasts 99/60 s whatever the clip mode;
+    resampled to 196 frames its frames are 99/60/195 s apart, tiled 1/60 s;
+    a Dynamics file on a 50 Hz mesh keeps its own rate."""
+    monkeypatch.setenv("BIGE_CACHE_DIR", str(tmp_path / "cache"))
+    make_layout(tmp_path, sessions=SESSIONS[:2])
+    dyn = tmp_path / "Data" / SESSIONS[0] / "OpenSimData" / "Dynamics" / "SQT01_segment_1"
+    x = _trial(300, 40)[:100]
+    write_mot(dyn / "kinematics_activations_SQT01_segment_1_muscle_driven.mot", np.arange(100) / 50.0,
+              [*COORDINATES, "vasmed_r", "vasmed_l"], np.column_stack([x, np.zeros((100, 2))]))
+    reps = load_repetitions(tmp_path, "all")
+    np.testing.assert_allclose(reps.durations, 99 / 60)
+    np.testing.assert_allclose(reps.frame_rates, 60.0)
+    np.testing.assert_allclose(reps.time_steps(), 99 / 60 / 195)
+    tiled = load_repetitions(tmp_path, "all", clip_mode="tile")
+    np.testing.assert_allclose(tiled.time_steps(), 1 / 60)
+    dynamics = load_repetitions(tmp_path, "all", source="dynamics")
+    first = dynamics.select([s == SESSIONS[0] and i == 1 for s, i in zip(dynamics.sessions, dynamics.indices)])
+    assert first.durations[0] == pytest.approx(99 / 50) and first.frame_rates[0] == pytest.approx(50.0)
+    assert dynamics.mean_duration(SESSIONS[0]) == pytest.approx((99 / 50 + 2 * 99 / 60) / 3)
+    # the durations survive the cache and the views
+    again = load_repetitions(tmp_path, "all")
+    np.testing.assert_allclose(again.durations, reps.durations)
+    assert again.of_sessions([SESSIONS[1]]).durations.shape == (3,)

@@ -105,21 +105,21 @@ def test_reference_row_equals_the_same_repetitions_read_from_files(mcs_root: Pat
         write_coordinates(export / sid / f"entry_{k}_mocap.mot", motion)
     row = calculate_wasserstein.main(_args(get_wasserstein_parser(), "--file_type", "mot", "--folder_path", export,
                                            "--data-root", mcs_root, *FAST))[0]
-    for key in ("published_w2sq", "entropy", "w1_mean_rot_deg", "w1_mean_trans_cm", "emd_w2", "sliced_w2"):
+    for key in ("gaussian_w2sq", "entropy", "w1_mean_rot_deg", "w1_mean_trans_cm", "emd_w2", "sliced_w2"):
         assert row[key] == pytest.approx(ref_row[key], rel=1e-5, abs=1e-6), key
     assert 0 < row["emd_w2_ci_low"] <= row["emd_w2"] <= row["emd_w2_ci_high"]
     # written into the folder: CSV, JSON (with every per-coordinate W1 and the units), Markdown
     out = json.loads((export / "wasserstein.json").read_text())
     assert out["rows"][0]["w1_knee_angle_r"] == pytest.approx(row["w1_knee_angle_r"])
     assert out["reference"]["n"] == 12 and out["sets"][0]["skipped"] == []
-    assert "published" in out["units"]["published_w2sq"]
+    assert "project protocol" in out["units"]["gaussian_w2sq"]
     md = (export / "wasserstein.md").read_text()
-    assert "| set | n | W2^2 published |" in md and "knee_angle_r (deg)" in md
+    assert "| set | n | Gaussian W2^2 (pooled) |" in md and "knee_angle_r (deg)" in md
     assert (export / "wasserstein.csv").read_text().startswith("label,kind,n,")
     # the Data folder or the root: same numbers
     again = wasserstein_mocap.main(_args(get_wasserstein_mocap_parser(), "--folder_path", mcs_root,
                                          "--out", tmp_path / "ref2", *FAST))
-    assert again["published_w2sq"] == ref_row["published_w2sq"]
+    assert again["gaussian_w2sq"] == ref_row["gaussian_w2sq"]
 
 
 def test_compare_mode_builds_one_row_per_folder_and_never_overwrites(
@@ -129,7 +129,7 @@ def test_compare_mode_builds_one_row_per_folder_and_never_overwrites(
     rows = calculate_wasserstein.main(_args(get_wasserstein_parser(), *argv))
     assert [r["label"] for r in rows] == ["MoCap", "BIGE-npy", "BIGE-mot"]
     assert [r["kind"] for r in rows] == ["mocap", "npy", "mot"]
-    assert rows[1]["published_w2sq"] == pytest.approx(rows[2]["published_w2sq"], rel=1e-5)
+    assert rows[1]["gaussian_w2sq"] == pytest.approx(rows[2]["gaussian_w2sq"], rel=1e-5)
     assert rows[1]["w1_mean_rot_deg"] > rows[0]["w1_mean_rot_deg"]  # deeper squats than the data
     assert (tmp_path / "wasserstein_compare.md").is_file()
     with pytest.raises(OutputExistsError, match="wasserstein_compare.csv.*--overwrite"):
@@ -222,6 +222,69 @@ def test_bad_input_gives_clear_errors(mcs_root: Path, tmp_path: Path) -> None:
     assert not (bad / "wasserstein.json").exists()
 
 
+# ----------------------------------------------------------------------------- the published protocol
+
+
+def test_published_protocol_distribution_rows_per_session_against_tiled_dynamics(
+        mcs_root: Path, generated: Path, tmp_path: Path) -> None:
+    """--protocol published: each test session's repetitions (tiled) against
+    the test sessions' Dynamics kinematics (tiled), mean ± std over sessions;
+    the MoCap row of calculate_wasserstein.py equals wasserstein_mocap.py's."""
+    rows = calculate_wasserstein.main(_args(get_wasserstein_parser(), "--compare", mcs_root, generated, "--labels",
+                                            "MoCap", "BIGE", "--data-root", mcs_root, "--protocol", "published",
+                                            "--out", tmp_path, *FAST))
+    mocap = load_repetitions(mcs_root, "test", clip_mode="tile")
+    ref = load_repetitions(mcs_root, "test", source="dynamics", clip_mode="tile").motions.astype(np.float64)
+    # tiled, not resampled: a 150-240-frame repetition starts again after its last frame
+    first = mocap.motions[0].astype(np.float64)
+    n0 = int(round(mocap.durations[0] * 60)) + 1
+    np.testing.assert_allclose(first[n0:2 * n0][:196 - n0], first[:196 - n0], atol=1e-5)
+    per = []
+    for sid in TEST:
+        x = mocap.motions[np.asarray(mocap.sessions) == sid].astype(np.float64)
+        per.append((x.mean() - ref.mean()) ** 2 + (x.std() - ref.std()) ** 2)
+    assert rows[0]["folders"] == 2 and rows[0]["reference_n"] == 6
+    assert rows[0]["published_w2sq"] == pytest.approx(np.mean(per), rel=1e-5)
+    assert rows[0]["published_w2sq_std"] == pytest.approx(np.std(per), rel=1e-5)
+    assert rows[1]["folders"] == 2 and rows[1]["n"] == 8
+    md = (tmp_path / "wasserstein_compare.md").read_text()
+    assert "published protocol" in md and "W2^2 (published protocol)" in md and "Gaussian W2^2" not in md
+    assert json.loads((tmp_path / "wasserstein_compare.json").read_text())["protocol"] == "published"
+    row = wasserstein_mocap.main(_args(get_wasserstein_mocap_parser(), "--folder_path", mcs_root, "--protocol",
+                                       "published", "--out", tmp_path / "m", *FAST))
+    assert row["published_w2sq"] == pytest.approx(rows[0]["published_w2sq"], rel=1e-9)
+    # the project protocol names itself, and the published words stay away from its numbers
+    calculate_wasserstein.main(_args(get_wasserstein_parser(), "--folder_path", generated, "--data-root", mcs_root,
+                                     "--out", tmp_path / "p", "--no-multivariate", *FAST))
+    md = (tmp_path / "p" / "wasserstein.md").read_text()
+    assert "project protocol" in md and "published" not in md
+    with pytest.raises(MotionSetError, match="--protocol published fits clips by tiling"):
+        calculate_wasserstein.main(_args(get_wasserstein_parser(), "--folder_path", generated, "--data-root",
+                                         mcs_root, "--protocol", "published", "--clip-mode", "resample"))
+
+
+def test_published_protocol_guidance_per_session_in_real_time(mcs_root: Path, tmp_path: Path) -> None:
+    rows = calculate_guidance.main(_args(get_guidance_parser(), "--file_type", "mocap", "--folder_path", mcs_root,
+                                         "--protocol", "published", "--activations", "simulation",
+                                         "--out", tmp_path, "--no-progress"))
+    assert [r["subject"] for r in rows] == [*TEST, "all"]
+    assert "foot_slide_cm" not in rows[-1] and rows[-1]["folders"] == 2
+    reps = load_repetitions(mcs_root, "test", source="dynamics", clip_mode="tile")
+    x = reps.motions.astype(np.float64)
+    omega_idx = [COORD_INDEX[c] for c in ("hip_flexion_l", "hip_flexion_r", "knee_angle_l", "knee_angle_r",
+                                          "ankle_angle_l", "ankle_angle_r", "pelvis_tilt")]
+    per = []
+    for sid in TEST:
+        mine = np.asarray(reps.sessions) == sid
+        w = np.diff(x[mine][:, :, omega_idx], axis=1) * 60.0  # the files are at 60 Hz, tiled clips keep it
+        per.append(np.sqrt(np.mean(w ** 2)))
+    assert rows[-1]["angular_velocity_rms_deg_s"] == pytest.approx(np.mean(per), rel=1e-5)
+    assert rows[-1]["angular_velocity_rms_deg_s_std"] == pytest.approx(np.std(per), rel=1e-5)
+    md = (tmp_path / "guidance.md").read_text()
+    assert "published protocol" in md and "omega, 7 coords (deg/s)" in md
+    assert not (tmp_path / "guidance_motions.csv").exists()
+
+
 # ----------------------------------------------------------------------------- the synthetic OpenSim dataset
 
 
@@ -234,7 +297,7 @@ def test_metrics_on_the_synthetic_dataset(synthetic_root: Path, tmp_path: Path, 
                                        synthetic_root / "Data", "--out", tmp_path / "w", *FAST))
     test_reps = load_repetitions(synthetic_root, split="test")
     assert ref["n"] == len(test_reps) and ref["reference_n"] == len(load_repetitions(synthetic_root, split="train"))
-    assert np.isfinite([ref["published_w2sq"], ref["emd_w2"], ref["sliced_w2"]]).all()
+    assert np.isfinite([ref["gaussian_w2sq"], ref["emd_w2"], ref["sliced_w2"]]).all()
     assert 0.0 < ref["entropy"] < np.log(10)
 
     rows = calculate_guidance.main(_args(get_guidance_parser(), "--file_type", "mocap", "--folder_path",

@@ -49,7 +49,7 @@ def squats(n: int, seed: int = 0, frames: int = 196) -> np.ndarray:
 def test_identical_sets_have_distance_zero() -> None:
     a = squats(40)
     res = compare_sets(a, a.copy(), ot_samples=40, bootstrap=0, n_projections=64)
-    assert res["published_w2sq"] == 0.0
+    assert res["gaussian_w2sq"] == 0.0
     assert max(res["w1"].values()) == 0.0
     assert res["emd_w2"]["value"] == pytest.approx(0.0, abs=1e-6)
     assert res["sliced_w2"]["value"] == pytest.approx(0.0, abs=1e-9)
@@ -82,7 +82,7 @@ def test_lab_placement_is_ignored_by_honest_distances_unless_absolute() -> None:
     assert rel["horizontal"] == "relative"
     assert rel["w1"]["pelvis_tx"] == pytest.approx(0.0, abs=1e-9)
     assert rel["emd_w2"]["value"] == pytest.approx(0.0, abs=1e-6)
-    assert rel["published_w2sq"] > 0  # the published number sees stored values
+    assert rel["gaussian_w2sq"] > 0  # the Gaussian W2^2 sees stored values
     ab = compare_sets(b, a, ot_samples=50, bootstrap=0, n_projections=32, horizontal="absolute")
     assert ab["w1"]["pelvis_tx"] == pytest.approx(per_coordinate_w1(b, a)[COORD_INDEX["pelvis_tx"]])
     assert ab["w1"]["pelvis_tx"] > 10.0 and ab["emd_w2"]["value"] > 10.0  # cm
@@ -328,3 +328,117 @@ def test_detect_kind_and_subject_names(tmp_path: Path) -> None:
     assert subject_of(folder / f"latents_subject_run_{SID}" / "entry_0.mot", folder) == SID
     assert subject_of(folder / "subj7" / "deep" / "a.mot", folder) == "subj7"
     assert subject_of(folder / "a.mot", folder) == "gen"
+
+
+def test_rates_are_in_real_time_from_the_files_time_column(tmp_path: Path) -> None:
+    """A pelvis moving at 0.5 m/s for 98 frames at 60 Hz, resampled to 196
+    frames, still moves at 0.5 m/s (an assumed 60 Hz would say 0.25); its
+    .npy twin gets the same time; a lone .npy gets 60 Hz and a warning."""
+    t = np.arange(99) / FRAME_RATE
+    x = np.zeros((99, 33))
+    x[:, COORD_INDEX["pelvis_tx"]] = 0.5 * t
+    x[:, COORD_INDEX["knee_angle_r"]] = 30.0 * t  # 30 deg/s on 1 of 30 rotations
+    write_coordinates(tmp_path / "a" / SID / "entry_0_x.mot", x)
+    atomic_save_npy(tmp_path / "a" / SID / "entry_0_x.npy", x.astype(np.float32))
+    for kind in ("mot", "npy"):
+        mset = load_folder(tmp_path / "a", kind, progress=False)
+        assert mset.time_steps[0] == pytest.approx(98 / 60 / 195)
+        m = kinematic_metrics(mset.motions, mset.time_steps)
+        assert m["pelvis_velocity_rms_m_s"][0] == pytest.approx(0.5, rel=1e-5)
+        assert m["pelvis_acceleration_rms_m_s2"][0] == pytest.approx(0.0, abs=1e-3)
+        assert m["angular_velocity_rms_deg_s"][0] == pytest.approx(30.0 / math.sqrt(30.0), rel=1e-5)
+        assert kinematic_metrics(mset.motions)["pelvis_velocity_rms_m_s"][0] == pytest.approx(0.5 * 98 / 195,
+                                                                                               rel=1e-5)
+    tiled = load_folder(tmp_path / "a", "mot", clip_mode="tile", progress=False)
+    assert tiled.time_steps[0] == pytest.approx(1 / 60)
+    atomic_save_npy(tmp_path / "b" / "lone.npy", x.astype(np.float32))
+    lone = load_folder(tmp_path / "b", "npy", progress=False)
+    assert lone.time_steps[0] == pytest.approx(98 / 60 / 195)  # 99 frames at an assumed 60 Hz
+    assert any("without a time column" in w for w in lone.warnings)
+
+
+def test_kinematic_and_foot_rates_scale_with_each_motions_time_step() -> None:
+    x = squats(2)
+    x[1] = x[0]
+    m = kinematic_metrics(x, np.array([1 / 60, 1 / 30]))
+    assert m["pelvis_velocity_rms_m_s"][1] == pytest.approx(m["pelvis_velocity_rms_m_s"][0] / 2)
+    assert m["pelvis_acceleration_rms_m_s2"][1] == pytest.approx(m["pelvis_acceleration_rms_m_s2"][0] / 4)
+    assert m["angular_velocity_rms_deg_s"][1] == pytest.approx(m["angular_velocity_rms_deg_s"][0] / 2)
+    p = np.zeros((2, 11, 1, 3))
+    p[:, :, 0, 0] = np.linspace(0, 0.1, 11)  # 10 cm slide in contact over 10 steps
+    f = foot_metrics(p, dt=np.array([0.01, 0.02]))
+    np.testing.assert_allclose(f["foot_slide_cm"], [10.0, 10.0])
+    np.testing.assert_allclose(f["foot_slide_speed_cm_s"], [100.0, 50.0])
+    with pytest.raises(ValueError, match="positive finite time step"):
+        kinematic_metrics(x, np.array([1 / 60, 0.0]))
+
+
+# ----------------------------------------------------------------------------- the published protocol
+
+
+def test_published_w2_is_per_folder_and_can_flip_the_pooled_ranking() -> None:
+    """Folder A all 1, folder B all 3, reference half 0 half 2 (mean 1, std 1):
+    W2^2 per folder 0 + 1 = 1 and 4 + 1 = 5, so 3 ± 2 over folders; pooled,
+    A and B are mean 2, std 1: W2^2 = 1 + 0 = 1."""
+    from metrics.published import published_fidelity
+
+    x = np.ones((4, 6, 33))
+    x[2:] = 3.0
+    ref = np.zeros((2, 6, 33))
+    ref[1] = 2.0
+    res = published_fidelity(x, ["A", "A", "B", "B"], ref)
+    assert res["per_folder"]["A"]["w2sq"] == pytest.approx(1.0) and res["per_folder"]["B"]["w2sq"] == pytest.approx(5.0)
+    assert res["w2sq"] == pytest.approx(3.0) and res["w2sq_std"] == pytest.approx(2.0)
+    assert res["folders"] == 2
+    assert published_w2(x, ref)["w2_squared"] == pytest.approx(1.0)
+    # entropy: A holds one sample split half 0 half 1 (ln 2), B two constant samples (0)
+    y = np.zeros((3, 6, 33))
+    y[0, :3] = 1.0
+    ent = published_fidelity(y, ["A", "B", "B"], ref)
+    assert ent["entropy"] == pytest.approx(math.log(2) / 3)  # mean over motions
+    assert ent["entropy_std"] == pytest.approx(math.log(2) / 2)  # std of the folder means ln 2 and 0
+
+
+def _published_guidance_set() -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
+    """Three 3-frame motions: folder A = a moving motion (dt 0.5 s) and a still
+    one (dt 1/60 s), folder B = a still one; two guided muscles."""
+    x = np.zeros((3, 3, 33))
+    x[0, :, COORD_INDEX["pelvis_tx"]] = [0.0, 1.0, 3.0]  # velocity 2, 4 m/s; acceleration 4 m/s^2
+    x[0, :, COORD_INDEX["knee_angle_l"]] = [2.0, 3.0, 4.0]  # 2 deg/s, 2 deg left of right
+    x[0, :, KNEE_R] = [0.0, 1.0, 2.0]  # 2 deg/s
+    x[0, :, COORD_INDEX["hip_rotation_r"]] = [0.0, 10.0, 20.0]  # not one of the 7 omega coordinates
+    x[0, :, COORD_INDEX["pelvis_tilt"]] = [10.0, 20.0, 30.0]
+    x[1, :, COORD_INDEX["pelvis_tilt"]] = [-5.0, 0.0, 0.0]
+    act = np.zeros((3, 3, 2))
+    act[0] = [[0.1, 0.1], [0.5, 0.3], [0.2, 0.55]]  # peaks 0.5, 0.55; mean peaks at frame 1
+    act[1] = [[0.4, 0.4], [0.3, 0.1], [0.2, 0.1]]  # peaks 0.4, 0.4; frame 0
+    act[2] = [[0.2, 0.2], [0.3, 0.3], [0.2, 0.2]]  # peaks 0.3, 0.3; frame 1
+    return x, ["A", "A", "B"], np.array([0.5, 1 / 60, 1 / 60]), act
+
+
+def test_published_guidance_numbers_by_hand() -> None:
+    from metrics.published import published_guidance_per_folder, published_summary
+
+    x, folders, dt, act = _published_guidance_set()
+    per = published_guidance_per_folder(x, folders, dt, act, low=0.35, high=0.45)
+    a, b = per["A"], per["B"]
+    assert a["n"] == 2 and b["n"] == 1
+    # one RMS over the folder's motions and frames
+    assert a["asymmetry_deg"] == pytest.approx(math.sqrt((4 / 3 + 0) / 2))  # (l - r)^2 = 4 on 1 of 3 pairs
+    # omega over the 7 coordinates: motion 0 has knees at 2 deg/s and tilt at 20 deg/s in both steps,
+    # motion 1 tilt at 5 deg / (1/60 s) = 300 deg/s in one of its two steps; hip rotation is not counted
+    assert a["angular_velocity_rms_deg_s"] == pytest.approx(math.sqrt(((4 + 4 + 400) / 7 + 300 ** 2 / 14) / 2))
+    assert a["pelvis_velocity_rms_m_s"] == pytest.approx(math.sqrt((4 + 16) / 2 / 2))
+    assert a["pelvis_acceleration_rms_m_s2"] == pytest.approx(math.sqrt(16 / 2))
+    assert a["violation"] == pytest.approx(math.sqrt((0.05 ** 2 + 0.1 ** 2) / 2 / 2))
+    assert a["activation_peak"] == pytest.approx((0.525 + 0.4) / 2)
+    assert a["pelvis_tilt_at_peak_deg"] == pytest.approx((20.0 - 5.0) / 2)  # each motion at its own peak
+    assert b["violation"] == pytest.approx(0.05) and b["pelvis_velocity_rms_m_s"] == 0.0
+    row = published_summary(per, "set")
+    assert row["n"] == 3 and row["folders"] == 2
+    assert row["asymmetry_deg"] == pytest.approx(math.sqrt(2 / 3) / 2)
+    assert row["asymmetry_deg_std"] == pytest.approx(math.sqrt(2 / 3) / 2)
+    assert row["pelvis_tilt_at_peak_deg"] == pytest.approx(3.75) and row["pelvis_tilt_at_peak_deg_std"] == 3.75
+    # the original's indexing x[:, peaks, tilt] mixes every motion's tilt with every peak: (20+10+0-5)/4
+    peaks = act[:2].mean(axis=2).argmax(axis=1)
+    assert x[:2][:, peaks, COORD_INDEX["pelvis_tilt"]].mean() == pytest.approx(6.25) != a["pelvis_tilt_at_peak_deg"]

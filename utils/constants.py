@@ -82,3 +82,11 @@ SYMMETRIC_PAIRS: tuple[tuple[str, str], ...] = (
     ("ankle_angle_l", "ankle_angle_r"),
 )
 """Left/right coordinate pairs used for asymmetry losses and metrics."""
+
+
+PUBLISHED_OMEGA_COORDINATES: tuple[str, ...] = (
+    "hip_flexion_l", "hip_flexion_r", "knee_angle_l", "knee_angle_r",
+    "ankle_angle_l", "ankle_angle_r", "pelvis_tilt",
+)
+"""The 7 coordinates whose angular velocity the published protocol averages
+(hip, knee and ankle flexion of both sides, and pelvis tilt)."""

@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from dataset.mcs import Session
-from dataset.subjects import resolve_subjects
+from dataset.subjects import mean_repetition_duration, resolve_subjects
 from options.generation import check_generation_args
 from utils.distributed import DistInfo, barrier, cleanup_distributed, init_distributed
 from utils.generation_output import check_outputs, write_subject_samples
@@ -70,7 +70,7 @@ def generate_for_subjects(args: argparse.Namespace, dist_info: DistInfo, subject
         motions, per_sample = sampler(session, args.num_samples, gen)
         folder = write_subject_samples(exp_dir, session.id, motions, args.exp_name, overwrite=args.overwrite,
                                        info={**info, "seed": args.seed, "subject_folder": str(session.path)},
-                                       per_sample=per_sample)
+                                       per_sample=per_sample, duration=mean_repetition_duration(session))
         written.append(folder)
         logger.log(f"{session.id}: {len(motions)} samples in {time.perf_counter() - t0:.1f} s -> {folder}")
     barrier()

@@ -4,9 +4,15 @@ scripts read baselines and BIGE alike.
 Layout of one generation run (``<out-dir>/<exp-name>``)::
 
     run.log                                   options first, then progress
-    <session>/entry_<k>_<exp-name>.mot        OpenSim-loadable, 33 canonical columns, degrees, 60 Hz
+    <session>/entry_<k>_<exp-name>.mot        OpenSim-loadable, 33 canonical columns, degrees, real time
     <session>/entry_<k>_<exp-name>.npy        the same motion, (T, 33) float32, degrees / metres
     <session>/summary.json                    method, checkpoint, options, per-sample numbers
+
+Real time: the ``.mot`` time column spans ``duration`` seconds, the mean
+real duration of the subject's own squat repetitions
+(:func:`dataset.subjects.mean_repetition_duration`), so the metrics compute
+rates in seconds of real time; without a duration the clip is written at
+``FRAME_RATE`` (60 Hz) and ``summary.json`` says so (``time_source``).
 
 A subject folder is written completely in a hidden temporary sibling and
 renamed into place, so it is never half written; an existing non-empty subject
@@ -79,12 +85,15 @@ def write_subject_samples(
     info: Mapping[str, Any] | None = None,
     per_sample: Sequence[Mapping[str, Any]] | None = None,
     frame_rate: float = FRAME_RATE,
+    duration: float | None = None,
 ) -> Path:
     """Write the generated motions of one subject into ``exp_dir/<session_id>``.
 
     ``motions`` (N, T, 33) canonical order, rotations in degrees, pelvis
     translations in metres. ``info`` goes into ``summary.json`` as is (method,
     checkpoint, sampler settings...); ``per_sample`` adds one dict per motion.
+    ``duration`` (s, first to last frame) sets the time column of every
+    ``.mot``; None writes them at ``frame_rate``.
     Returns the subject folder. Raises ``ValueError`` for a wrong shape or
     non-finite values (naming the subject and sample) before writing anything,
     :class:`OutputExistsError` if the folder holds results and not ``overwrite``.
@@ -97,6 +106,12 @@ def write_subject_samples(
         raise ValueError(f"{session_id}: generated sample(s) {bad.tolist()[:10]} hold NaN or infinite values")
     if per_sample is not None and len(per_sample) != len(motions):
         raise ValueError(f"{session_id}: {len(per_sample)} per-sample records for {len(motions)} motions")
+    if duration is not None:
+        if not (np.isfinite(duration) and duration > 0):
+            raise ValueError(f"{session_id}: duration must be a positive number of seconds, got {duration}")
+        frame_rate = (motions.shape[1] - 1) / float(duration)
+    time_source = ("mean real duration of the subject's repetitions" if duration is not None
+                   else f"assumed {frame_rate:g} Hz (no duration given)")
     exp_dir = Path(exp_dir)
     final = exp_dir / session_id
     ensure_writable(final, overwrite)
@@ -118,6 +133,8 @@ def write_subject_samples(
             "num_samples": int(len(motions)),
             "frames": int(motions.shape[1]),
             "frame_rate": float(frame_rate),
+            "duration_s": float((motions.shape[1] - 1) / frame_rate),
+            "time_source": time_source,
             "coordinates": list(COORDINATES),
             "units": {"rotations": "degrees", "translations": "metres",
                       "translation_coordinates": sorted(TRANSLATIONS)},

@@ -13,6 +13,13 @@ Nothing is dropped silently: a file (or one motion of a stack) that cannot be
 used is listed in :attr:`MotionSet.skipped` with the reason, and motions of
 another length are brought to the clip length with
 :func:`dataset.clips.fit_length` and listed in :attr:`MotionSet.refitted`.
+
+Real time: every motion carries the seconds between two of its stored frames
+(:attr:`MotionSet.time_steps`), taken from the ``.mot`` file's time column
+(for a ``.npy``, from its ``.mot`` twin) and from the repetition's real
+duration for motion capture, so rates are never computed at an assumed
+60 Hz for a clip whose time was stretched. A ``.npy`` without a twin has no
+time column: 60 Hz is assumed and a warning says so.
 """
 from __future__ import annotations
 
@@ -24,9 +31,9 @@ from typing import Sequence
 
 import numpy as np
 
-from dataset.clips import fit_length
+from dataset.clips import clip_time_step, fit_length
 from dataset.mcs import DatasetError
-from utils.constants import CLIP_LENGTH, COORDINATES, TRANSLATIONS
+from utils.constants import CLIP_LENGTH, COORDINATES, FRAME_RATE, TRANSLATIONS
 from utils.motion_io import MotionFileError, read_motion
 
 FILE_TYPES = ("mot", "npy")
@@ -49,7 +56,8 @@ class MotionSet:
     ``skipped`` (path, reason) for every unusable file or motion; ``refitted``
     (path, original frame count) for every motion brought to ``length``;
     ``activations`` (N, length, M) for ``muscles`` when the source has them
-    (mocap muscle-driven simulations).
+    (mocap muscle-driven simulations); ``time_steps`` (N,) seconds between
+    two stored frames of each motion (real time, see the module docstring).
     """
 
     motions: np.ndarray
@@ -62,6 +70,7 @@ class MotionSet:
     warnings: list[str] = field(default_factory=list)
     activations: np.ndarray | None = None
     muscles: tuple[str, ...] = ()
+    time_steps: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.motions)
@@ -97,7 +106,14 @@ class MotionSet:
             files=[self.files[i] for i in keep], kind=self.kind, source=self.source,
             skipped=list(self.skipped), refitted=list(self.refitted), warnings=list(self.warnings),
             activations=None if self.activations is None else self.activations[keep], muscles=self.muscles,
+            time_steps=None if self.time_steps is None else self.time_steps[keep],
         )
+
+    def frame_times(self) -> np.ndarray:
+        """Seconds between two stored frames of each motion; 1/60 s where unknown. (N,)"""
+        if self.time_steps is None:
+            return np.full(len(self), 1.0 / FRAME_RATE)
+        return np.asarray(self.time_steps, dtype=np.float64)
 
 
 # ----------------------------------------------------------------------------- folder layout
@@ -165,35 +181,53 @@ def detect_kind(path: str | os.PathLike) -> str:
 # ----------------------------------------------------------------------------- reading
 
 
-_Read = tuple[list[np.ndarray], list[tuple[str, str]], bool]
-"""Motions (T, 33) of one file, (path, reason) of its problems, whether it is a stack."""
+_Read = tuple[list[np.ndarray], list[tuple[str, str]], bool, float | None]
+"""Motions (T, 33) of one file, (path, reason) of its problems, whether it is
+a stack, and the real duration (s) from its first to its last frame (None: no
+time column)."""
 
 
 def _read_mot(path: Path) -> _Read:
     try:
-        return [read_motion(path).coordinates(COORDINATES, degrees=True)], [], False
+        motion = read_motion(path)
+        duration = float(motion.times[-1] - motion.times[0]) if motion.n_frames > 1 else None
+        return [motion.coordinates(COORDINATES, degrees=True)], [], False, duration
     except MotionFileError as err:
         where = f"{path}:{err.line}" if err.line is not None else f"{path}"
         reason = str(err).removeprefix(where).removeprefix(": ") or "unreadable"
-        return [], [(str(path), f"line {err.line}: {reason}" if err.line is not None else reason)], False
+        return [], [(str(path), f"line {err.line}: {reason}" if err.line is not None else reason)], False, None
+
+
+def _twin_duration(path: Path, frames: int) -> float | None:
+    """Real duration (s) of a ``.npy`` motion from its ``.mot`` twin's time
+    column, when the twin exists, reads and has the same frame count."""
+    twin = path.with_suffix(".mot")
+    if not twin.is_file():
+        return None
+    try:
+        times = read_motion(twin).times
+    except MotionFileError:
+        return None
+    return float(times[-1] - times[0]) if len(times) == frames and frames > 1 else None
 
 
 def _read_npy(path: Path) -> _Read:
     try:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as err:
-        return [], [(str(path), f"cannot read as a numeric .npy array ({err})")], False
+        return [], [(str(path), f"cannot read as a numeric .npy array ({err})")], False, None
     if not np.issubdtype(arr.dtype, np.number):
-        return [], [(str(path), f"dtype {arr.dtype} is not numeric")], False
+        return [], [(str(path), f"dtype {arr.dtype} is not numeric")], False, None
     stacked, shape = arr.ndim == 3, arr.shape
     if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3 or arr.shape[2] != len(COORDINATES):
         return [], [(str(path), f"shape {shape}: expected (T, {len(COORDINATES)}) or (N, T, "
-                                f"{len(COORDINATES)}) in canonical coordinate order")], False
+                                f"{len(COORDINATES)}) in canonical coordinate order")], False, None
     if arr.shape[0] == 0:
-        return [], [(str(path), f"shape {arr.shape}: an empty stack")], True
-    return [a for a in arr.astype(np.float64)], [], stacked
+        return [], [(str(path), f"shape {arr.shape}: an empty stack")], True, None
+    duration = None if stacked else _twin_duration(path, arr.shape[1])
+    return [a for a in arr.astype(np.float64)], [], stacked, duration
 
 
 def _read_one(args: tuple[Path, str]) -> _Read:
@@ -239,8 +273,8 @@ def load_folder(
     else:
         results = [_read_one(j) for j in _progress(jobs, len(jobs), progress, f"reading {folder.name}")]
 
-    motions, subjects, files, skipped, refitted = [], [], [], [], []
-    for path, (arrays, errors, stacked) in zip(paths, results):
+    motions, subjects, files, skipped, refitted, steps, untimed = [], [], [], [], [], [], []
+    for path, (arrays, errors, stacked, duration) in zip(paths, results):
         skipped.extend(errors)
         for k, x in enumerate(arrays):
             name = f"{path}[{k}]" if stacked else str(path)
@@ -248,6 +282,10 @@ def load_folder(
             if reason:
                 skipped.append((name, reason))
                 continue
+            if duration is None or not duration > 0:
+                untimed.append(name)
+                duration = (x.shape[0] - 1) / FRAME_RATE
+            steps.append(clip_time_step(duration, x.shape[0], length, clip_mode))
             if x.shape[0] != length:
                 refitted.append((name, int(x.shape[0])))
                 x = fit_length(x, length, clip_mode)
@@ -261,8 +299,11 @@ def load_folder(
         listing = "\n".join(f"  {p}: {r}" for p, r in skipped[:20])
         raise MotionSetError(f"{folder}: none of the {len(paths)} .{file_type} file(s) is usable:\n{listing}")
     result = MotionSet(np.stack(motions).astype(np.float32), subjects, files, file_type, str(folder),
-                       skipped, refitted)
+                       skipped, refitted, time_steps=np.asarray(steps))
     result.warnings.extend(_unit_warnings(result.motions))
+    if untimed:
+        result.warnings.append(f"{len(untimed)} motion(s) without a time column (e.g. {untimed[0]}): "
+                               f"{FRAME_RATE:g} Hz assumed for their rates")
     return result
 
 
@@ -303,7 +344,8 @@ def load_mocap(
         raise MotionSetError(f"{root}: cannot load the {split} motion-capture repetitions: {err}") from None
     files = [f"{f}#{t}-{i}" for f, t, i in zip(reps.files, reps.trials, reps.indices)]
     result = MotionSet(np.asarray(reps.motions, dtype=np.float32), list(reps.sessions), files, "mocap",
-                       str(root), activations=reps.activations, muscles=tuple(reps.muscles))
+                       str(root), activations=reps.activations, muscles=tuple(reps.muscles),
+                       time_steps=reps.time_steps())
     bad = ~np.isfinite(result.motions).reshape(len(result), -1).all(axis=1)
     if bad.any():
         result.skipped.extend((files[i], "non-finite values") for i in np.flatnonzero(bad))

@@ -164,7 +164,13 @@ def concat_repetitions(a: RepetitionSet, b: RepetitionSet) -> RepetitionSet:
         motions=np.concatenate([a.motions, b.motions]), sessions=a.sessions + b.sessions,
         trials=a.trials + b.trials, indices=a.indices + b.indices,
         activations=np.concatenate([a.activations, b.activations]), muscles=a.muscles,
-        coordinates=a.coordinates, files=list(a.files) + list(b.files))
+        coordinates=a.coordinates, files=list(a.files) + list(b.files),
+        durations=_concat_optional(a.durations, b.durations),
+        frame_rates=_concat_optional(a.frame_rates, b.frame_rates), clip_mode=a.clip_mode)
+
+
+def _concat_optional(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    return None if a is None or b is None else np.concatenate([a, b])
 
 
 def load_training_data(args: argparse.Namespace, muscles: Sequence[str] | None,

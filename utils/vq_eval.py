@@ -18,7 +18,7 @@ import torch
 
 from dataset.normalization import Normalizer
 from dataset.repetitions import load_repetitions
-from utils.constants import COORDINATES, DEFAULT_DATA_ROOT, FRAME_RATE, TRANSLATIONS
+from utils.constants import COORDINATES, DEFAULT_DATA_ROOT, TRANSLATIONS
 from utils.device import autocast, resolve_device
 from utils.fileio import atomic_write_json, atomic_write_text, ensure_writable
 from utils.motion_io import write_coordinates
@@ -108,7 +108,8 @@ def errors_table(errors: dict) -> str:
 def evaluate_checkpoint(args) -> dict:
     """What ``MOT_eval.py`` does: reconstruct a split with the checkpoint
     ``args.resume_pth`` and write, under ``<out-dir>/<exp-name>/reconstruction_<split>/``,
-    one ``.mot`` per repetition (canonical 33 columns, degrees / metres, 60 Hz)
+    one ``.mot`` per repetition (canonical 33 columns, degrees / metres, time
+    column in the repetition's real time)
     plus ``errors.csv`` and ``errors.json`` (MAE per coordinate, degrees / cm).
     Returns the error dict. Data options left unset come from the checkpoint."""
     folder = Path(args.out_dir) / args.exp_name / f"reconstruction_{args.split}"
@@ -142,9 +143,11 @@ def _evaluate(args, folder: Path, device: torch.device) -> dict:
     if folder.exists() and args.overwrite:
         shutil.rmtree(folder)
     clips = []
+    steps = reps.time_steps()
     for i in range(len(reps)):
         name = f"{reps.sessions[i]}_{reps.trials[i]}_rep{reps.indices[i]}.mot"
-        write_coordinates(folder / "mot" / name, recon[i], frame_rate=FRAME_RATE)
+        # the reconstruction spans its repetition's real time, not 195 frames at 60 Hz
+        write_coordinates(folder / "mot" / name, recon[i], frame_rate=1.0 / steps[i])
         e = coordinate_errors(recon[i:i + 1], reps.motions[i:i + 1])
         clips.append({"file": f"mot/{name}", "session": reps.sessions[i], "trial": reps.trials[i],
                       "repetition": reps.indices[i], "mae_deg": e["mae_deg"], "mae_cm": e["mae_cm"]})
