@@ -7,9 +7,10 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test install bench clean-demo
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt utils/fastparse.c
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m utils.fastparse --build
 	@touch $(STAMP)
 
 install: $(STAMP)

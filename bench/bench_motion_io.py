@@ -1,7 +1,9 @@
-"""Parse 1,000 .mot files of 200 rows x 120 columns with utils.motion_io, and
-with a plain pure-Python line-by-line parser in the same run for comparison.
+"""Parse .mot files of 200 rows x 120 columns with utils.motion_io (its C
+parser, and its numpy fallback) and with a plain pure-Python line-by-line
+parser, in interleaved rounds of one process; ratios are medians of the
+per-round ratios, so a machine whose speed drifts still compares fairly.
 
-    .venv/bin/python bench/bench_motion_io.py [--files 1000] [--repeats 3]
+    .venv/bin/python bench/bench_motion_io.py [--files 1000] [--repeats 5]
 """
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import machine, median_time  # noqa: E402
+from bench.common import machine, wall_times  # noqa: E402
+from utils import fastparse  # noqa: E402
 from utils.motion_io import read_many, read_motion, write_mot  # noqa: E402
 
 
@@ -37,7 +40,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--rows", type=int, default=200)
     parser.add_argument("--cols", type=int, default=120)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -46,14 +49,30 @@ def main() -> None:
             values = rng.normal(size=(args.rows, args.cols - 1)) * 30
             labels = [f"c{j}" for j in range(args.cols - 1)]
             paths.append(write_mot(Path(tmp) / f"f{i:04d}.mot", np.arange(args.rows) / 60, labels, values))
-        t_naive = median_time(lambda: [naive_read(p) for p in paths], args.repeats)
-        t_one = median_time(lambda: [read_motion(p) for p in paths], args.repeats)
-        t_two = median_time(lambda: read_many(paths, workers=2), args.repeats)
+        c_parser = fastparse._C_PARSER
+
+        def with_numpy() -> list:
+            fastparse._C_PARSER = None
+            try:
+                return [read_motion(p) for p in paths]
+            finally:
+                fastparse._C_PARSER = c_parser
+
+        rounds = {"naive": [], "C": [], "numpy": [], "two": []}
+        for _ in range(args.repeats):
+            rounds["naive"].append(wall_times(lambda: [naive_read(p) for p in paths], 1, 0)[0])
+            rounds["C"].append(wall_times(lambda: [read_motion(p) for p in paths], 1, 0)[0])
+            rounds["numpy"].append(wall_times(with_numpy, 1, 0)[0])
+            rounds["two"].append(wall_times(lambda: read_many(paths, workers=2), 1, 0)[0])
+    med = {k: float(np.median(v)) for k, v in rounds.items()}
+    ratio = {k: float(np.median(np.array(rounds["naive"]) / np.array(v))) for k, v in rounds.items()}
     print(machine())
-    print(f"{args.files} files x {args.rows} rows x {args.cols} columns, median of {args.repeats}")
-    print(f"pure-Python line parser : {t_naive:7.2f} s")
-    print(f"read_motion, 1 process  : {t_one:7.2f} s  ({t_naive / t_one:.1f}x)")
-    print(f"read_many, 2 processes  : {t_two:7.2f} s  ({t_naive / t_two:.1f}x)")
+    print(f"{args.files} files x {args.rows} rows x {args.cols} columns, {args.repeats} interleaved rounds "
+          f"(median; ratio = median of per-round ratios to the line parser); parser backend: {fastparse.backend()}")
+    print(f"pure-Python line parser           : {med['naive']:7.3f} s")
+    print(f"read_motion, C parser, 1 process  : {med['C']:7.3f} s  ({ratio['C']:.1f}x)")
+    print(f"read_motion, numpy, 1 process     : {med['numpy']:7.3f} s  ({ratio['numpy']:.1f}x)")
+    print(f"read_many, C parser, 2 processes  : {med['two']:7.3f} s  ({ratio['two']:.1f}x)")
 
 
 if __name__ == "__main__":

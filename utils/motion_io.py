@@ -22,6 +22,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from utils.constants import COORDINATES, FRAME_RATE, TRANSLATIONS
+from utils.fastparse import ParseError, parse_table
 from utils.fileio import atomic_write_text
 
 _LOG = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ def canonical_label(label: str) -> str:
     -> ``vasmed_r``; other labels (bare names, as static optimisation writes
     them) unchanged.
     """
+    if "/" not in label:
+        return label
     for pattern in (_JOINTSET_VALUE, _FORCESET_ACTIVATION, _BARE_ACTIVATION):
         match = pattern.match(label)
         if match:
@@ -188,22 +191,30 @@ def read_motion(path: str | os.PathLike) -> Motion:
     raise MotionFileError(path, f"unknown motion file type {suffix!r}; expected .mot, .sto or .trc")
 
 
-def _read_text(path: Path) -> str:
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, a UTF-8 byte-order mark removed; clear errors for
+    missing, unreadable, folder and empty paths."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise MotionFileError(path, "file does not exist") from None
     except IsADirectoryError:
         raise MotionFileError(path, "is a folder, expected a motion file") from None
     except PermissionError:
         raise MotionFileError(path, "cannot be read (permission denied)") from None
-    text = text.lstrip("\ufeff")
-    if not text.strip():
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    if not data.strip():
         raise MotionFileError(path, "file is empty", line=1)
-    return text
+    return data
 
 
-_HEADER_END = re.compile(r"^[ \t]*endheader[ \t]*$", re.MULTILINE | re.IGNORECASE)
+def _read_text(path: Path) -> str:
+    """The file as text (UTF-8, undecodable bytes replaced, newlines unified)."""
+    return _read_bytes(path).decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+
+
+_HEADER_END = re.compile(rb"^[ \t]*endheader[ \t]*\r?$", re.MULTILINE | re.IGNORECASE)
 _LEGACY_KEYS = ("datacolumns", "datarows", "range")
 _COUNT_KEYS = (("nRows", "datarows", 0), ("nColumns", "datacolumns", 1))
 _TRUE = ("yes", "y", "true", "t", "1", "on")
@@ -261,27 +272,30 @@ def read_storage(path: str | os.PathLike) -> Motion:
     decided by :func:`decide_angle_unit` and the decision is logged.
     """
     path = Path(path)
-    text = _read_text(path)
-    end = _HEADER_END.search(text)
+    raw = _read_bytes(path)
+    end = _HEADER_END.search(raw)
     if end is None:
         raise MotionFileError(path, "no 'endheader' line: not an OpenSim storage file",
-                              line=text.count("\n") + (not text.endswith("\n")))
-    header_lines = text[:end.start()].split("\n")[:-1]
-    name, metadata, where = _parse_header(path, header_lines)
+                              line=raw.count(b"\n") + (not raw.endswith(b"\n")))
+    header_lines = raw[:end.start()].decode("utf-8", errors="replace").split("\n")[:-1]
+    name, metadata, where = _parse_header(path, [h.rstrip("\r") for h in header_lines])
     end_line = len(header_lines) + 1
-    rest = text[end.end():].split("\n")[1:]
-    k = 0
-    while k < len(rest) and not rest[k].strip():
-        k += 1
-    if k >= len(rest):
-        raise MotionFileError(path, "no column labels after 'endheader'", line=end_line)
-    label_no = end_line + k + 1
-    labels = _split_labels(path, rest[k], label_no)
+    pos, line_no = raw.find(b"\n", end.end()) + 1, end_line + 1  # the line after endheader
+    while True:
+        if pos <= 0 or pos >= len(raw):
+            raise MotionFileError(path, "no column labels after 'endheader'", line=end_line)
+        stop = raw.find(b"\n", pos)
+        stop = len(raw) if stop < 0 else stop
+        if raw[pos:stop].strip():
+            break
+        pos, line_no = stop + 1, line_no + 1
+    label_no = line_no
+    labels = _split_labels(path, raw[pos:stop].decode("utf-8", errors="replace"), label_no)
     if labels[0].lower() != "time":
         raise MotionFileError(path, f"first column must be 'time', found {labels[:1]}", line=label_no)
     _check_duplicates(path, labels, label_no)
 
-    data = _parse_body(path, rest[k + 1:], label_no + 1, len(labels))
+    data = _parse_body(path, raw, stop + 1, label_no + 1, len(labels))
     _check_counts(path, metadata, where, data.shape, label_no)
     _check_time(path, data[:, 0], label_no + 1)
 
@@ -345,7 +359,7 @@ def read_trc(path: str | os.PathLike) -> Motion:
     body_start = 5
     while body_start < len(lines) and not lines[body_start].strip():
         body_start += 1
-    data = _parse_body(path, lines[body_start:], body_start + 1, 2 + 3 * n_markers)
+    data = _parse_body(path, "\n".join(lines[body_start:]).encode(), 0, body_start + 1, 2 + 3 * n_markers)
     if data.shape[0] != n_frames:
         raise MotionFileError(path, f"NumFrames={n_frames} but the body has {data.shape[0]} rows", line=3)
     labels = tuple(f"{m}_{axis}" for m in names for axis in "XYZ")
@@ -378,35 +392,41 @@ def _check_duplicates(path: Path, labels: Sequence[str], line: int) -> None:
         seen.add(lab)
 
 
-def _parse_body(path: Path, body: list[str], first_line: int, n_cols: int) -> np.ndarray:
-    """Parse the numeric rows ``body`` (``body[0]`` is line ``first_line``) into
-    (rows, n_cols) float64.
+def _parse_body(path: Path, raw: bytes, start: int, first_line: int, n_cols: int) -> np.ndarray:
+    """Parse the numeric rows of ``raw[start:]`` (whose first line is file line
+    ``first_line``) into (rows, n_cols) float64.
 
-    Fast path: one C-level parse of the whole body (any whitespace, trailing
-    separators included); only when its count does not come out right are the
-    rows walked one by one to name the first bad line and column.
+    Fast path: one C-level pass over the whole body (:mod:`utils.fastparse`:
+    any whitespace, trailing separators, blank lines) that also counts the
+    numbers of every line; only when something is wrong is the offending line
+    decoded to name the line and column.
     """
-    while body and not body[-1].strip():
-        body.pop()
-    n_rows = sum(1 for row in body if row.strip())
-    if n_rows == 0:
-        raise MotionFileError(path, "no data rows", line=first_line)
     try:
-        flat = np.fromstring("\n".join(body), dtype=np.float64, sep=" ")
-    except ValueError:
-        flat = None
-    if flat is None or flat.size != n_rows * n_cols:
-        _diagnose_rows(path, body, first_line, n_cols)
-        raise MotionFileError(path, f"could not parse the data rows as {n_cols} numbers each", line=first_line)
-    data = flat.reshape(n_rows, n_cols)
+        table = parse_table(raw, start, n_cols)
+    except ParseError as err:
+        bad = raw.count(b"\n", start, err.offset)
+        _diagnose_line(path, raw, start, bad, first_line, n_cols)
+        raise MotionFileError(path, "not a number", line=first_line + bad) from None
+    if table.rows == 0:
+        raise MotionFileError(path, "no data rows", line=first_line)
+    if table.bad_line >= 0:
+        _diagnose_line(path, raw, start, table.bad_line, first_line, n_cols)
+        raise MotionFileError(path, f"could not parse the row as {n_cols} numbers", line=first_line + table.bad_line)
+    data = table.values.reshape(table.rows, n_cols)
     if not np.isfinite(data).all():
         row, col = np.argwhere(~np.isfinite(data))[0]
         raise MotionFileError(path, f"non-finite value {data[row, col]} in column {col + 1}",
-                              line=_line_of_row(body, first_line, int(row)))
+                              line=_line_of_row(raw[start:].split(b"\n"), first_line, int(row)))
     return data
 
 
-def _line_of_row(body: list[str], first_line: int, row: int) -> int:
+def _diagnose_line(path: Path, raw: bytes, start: int, index: int, first_line: int, n_cols: int) -> None:
+    """Raise the precise error for line ``index`` (0-based from ``start``) of the body."""
+    line = raw[start:].split(b"\n")[index].decode("utf-8", errors="replace")
+    _diagnose_rows(path, [line], first_line + index, n_cols)
+
+
+def _line_of_row(body: Sequence[str | bytes], first_line: int, row: int) -> int:
     """File line number of the ``row``-th non-blank row of ``body``."""
     seen = -1
     for k, raw in enumerate(body):

@@ -1,0 +1,151 @@
+"""The C-speed number parser behind :mod:`utils.motion_io` (``fastparse.c``).
+
+``make install`` (run by ``make test`` and ``make demo``) compiles
+``utils/fastparse.c`` into ``utils/_fastparse.so`` with the system C compiler
+(``python -m utils.fastparse --build``). :func:`parse_table` uses it when it
+is there and falls back to numpy's ``fromstring`` otherwise; both return the
+correctly rounded value of every token (the C parser is checked against
+numpy's in the tests), so results never depend on which one ran.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SOURCE = Path(__file__).with_name("fastparse.c")
+LIBRARY = Path(__file__).with_name("_fastparse.so")
+
+
+class ParseError(ValueError):
+    """A token is not a number; ``offset`` is its first byte in the buffer."""
+
+    def __init__(self, offset: int):
+        super().__init__(f"not a number at byte {offset}")
+        self.offset = offset
+
+
+def build(dest: str | os.PathLike = LIBRARY, compiler: str | None = None) -> Path:
+    """Compile ``fastparse.c`` into the shared library ``dest`` (atomically).
+
+    Raises ``RuntimeError`` with the compiler's message when no C compiler is
+    found or compilation fails."""
+    dest = Path(dest)
+    cc = compiler or os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        raise RuntimeError("no C compiler (cc/gcc) found; motion files are parsed with numpy instead")
+    fd, tmp = tempfile.mkstemp(prefix=".fastparse.", suffix=".so", dir=dest.parent)
+    os.close(fd)
+    try:
+        proc = subprocess.run([cc, "-O3", "-shared", "-fPIC", "-o", tmp, str(SOURCE)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{cc} could not compile {SOURCE}:\n{proc.stderr.strip()}")
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
+
+
+def load(path: str | os.PathLike = LIBRARY):
+    """The compiled ``bige_parse_table`` function, or ``None`` when ``path``
+    is missing, unloadable or older than the source."""
+    path = Path(path)
+    try:
+        if not path.is_file() or path.stat().st_mtime < SOURCE.stat().st_mtime:
+            return None
+        lib = ctypes.CDLL(str(path))
+    except OSError:
+        return None
+    fn = lib.bige_parse_table
+    fn.restype = ctypes.c_long
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_long, ctypes.c_long, ctypes.c_long,
+                   ctypes.POINTER(ctypes.c_double), ctypes.c_long,
+                   ctypes.POINTER(ctypes.c_long), ctypes.POINTER(ctypes.c_long)]
+    return fn
+
+
+_C_PARSER = load()
+
+
+@dataclass
+class Table:
+    """What :func:`parse_table` found: every number in order, the count of
+    lines holding numbers, and the first line (0-based from the start) whose
+    count of numbers differs from the one asked (-1: none)."""
+
+    values: np.ndarray
+    rows: int
+    bad_line: int
+
+
+def parse_table(data: bytes, start: int = 0, n_cols: int = 0, parser=None) -> Table:
+    """Parse the whitespace-separated numbers of ``data[start:]``.
+
+    Raises :class:`ParseError` (``offset`` from the start of ``data``) at the
+    first token that is not a number. ``n_cols > 0`` also checks each line's
+    count of numbers (``Table.bad_line``)."""
+    fn = parser if parser is not None else _C_PARSER
+    if fn is None:
+        return _parse_table_numpy(data, start, n_cols)
+    n = len(data) - start
+    cap = n // 2 + 1  # a number and its separator take at least two bytes
+    out = np.empty(cap, dtype=np.float64)
+    rows, bad = ctypes.c_long(), ctypes.c_long()
+    count = fn(data, start, n, n_cols, out.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), cap,
+               ctypes.byref(rows), ctypes.byref(bad))
+    if count < 0:
+        raise ParseError(-count - 1)
+    return Table(out[:count], rows.value, bad.value)
+
+
+def _parse_table_numpy(data: bytes, start: int, n_cols: int) -> Table:
+    """:func:`parse_table` with numpy's parser (no C compiler at install)."""
+    lines = data[start:].split(b"\n")
+    counts = [len(line.split()) for line in lines]
+    bad = next((k for k, c in enumerate(counts) if c and n_cols > 0 and c != n_cols), -1)
+    try:
+        values = np.fromstring(data[start:].decode("utf-8", errors="replace"), dtype=np.float64, sep=" ")
+    except ValueError:
+        offset = start
+        for line in lines:
+            for token in line.split():
+                try:
+                    float(token)
+                except ValueError:
+                    raise ParseError(data.index(token, offset)) from None
+            offset += len(line) + 1
+        raise ParseError(start) from None
+    return Table(values, sum(1 for c in counts if c), bad)
+
+
+def backend() -> str:
+    """Which parser :func:`parse_floats` uses: ``"C"`` or ``"numpy"``."""
+    return "C" if _C_PARSER is not None else "numpy"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build the C number parser of utils/motion_io.py.")
+    parser.add_argument("--build", action="store_true", help=f"compile {SOURCE.name} into {LIBRARY.name}")
+    args = parser.parse_args(argv)
+    if not args.build:
+        print(f"parser in use: {backend()}")
+        return 0
+    try:
+        print(f"built {build()}")
+    except RuntimeError as err:  # not fatal: numpy's parser gives the same values, slower
+        print(f"fastparse: {err}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
