@@ -10,6 +10,7 @@
 """
 from options.guidance import get_args_parser
 from models.guidance import run
+from utils.cli import run as run_cli
 
 
 def main(args):
@@ -17,4 +18,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    main(get_args_parser().parse_args())
+    run_cli(main, get_args_parser())

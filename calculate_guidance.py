@@ -9,7 +9,6 @@ smoothness, foot sliding and floor penetration. See docs/metrics.md.
 """
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -17,10 +16,10 @@ from pathlib import Path
 from metrics.evaluate import (
     GUIDANCE_COLUMNS, UNITS, SubjectFeet, find_surrogate, guidance_per_motion, guidance_rows, input_specs,
     load_surrogate_model, options_dict, output_location, set_info, subject_models, surrogate_activations,
-    user_errors,
 )
 from metrics.report import csv_text, output_paths, text_table, write_outputs
 from options.metrics import get_guidance_parser
+from utils.cli import run as run_cli
 from utils.fileio import OutputExistsError, atomic_write_text
 from utils.motion_sets import MotionSetError, load_motion_set
 
@@ -123,7 +122,4 @@ def main(args) -> list[dict]:
 
 
 if __name__ == "__main__":
-    try:
-        main(get_guidance_parser().parse_args())
-    except user_errors() as err:
-        sys.exit(f"error: {err}")
+    run_cli(main, get_guidance_parser())

@@ -9,15 +9,15 @@ bootstrap intervals. See docs/metrics.md.
 """
 from __future__ import annotations
 
-import sys
 import time
 
 from metrics.evaluate import (
     DISTRIBUTION_COLUMNS, UNITS, distribution_row, input_specs, options_dict, output_location,
-    per_coordinate_columns, set_info, user_errors,
+    per_coordinate_columns, set_info,
 )
 from metrics.report import markdown_table, output_paths, text_table, write_outputs
 from options.metrics import get_wasserstein_parser
+from utils.cli import run as run_cli
 from utils.motion_sets import load_mocap, load_motion_set
 
 NOTES = (
@@ -72,7 +72,4 @@ def main(args) -> list[dict]:
 
 
 if __name__ == "__main__":
-    try:
-        main(get_wasserstein_parser().parse_args())
-    except user_errors() as err:
-        sys.exit(f"error: {err}")
+    run_cli(main, get_wasserstein_parser())

@@ -10,10 +10,10 @@ Stages whose outputs exist are skipped; see utils/pipeline.py for the format.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from utils.pipeline import PipelineError, load_config, run_stages
+from utils.cli import run as run_cli
+from utils.pipeline import load_config, run_stages
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -38,7 +38,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(get_args_parser().parse_args()))
-    except PipelineError as err:
-        sys.exit(f"run_pipeline: {err}")
+    run_cli(main, get_args_parser())

@@ -6,15 +6,15 @@ the same MCS root, with the numbers of calculate_wasserstein.py.
 """
 from __future__ import annotations
 
-import sys
 import time
 
 from calculate_wasserstein import NOTES
 from metrics.evaluate import (
-    DISTRIBUTION_COLUMNS, UNITS, distribution_row, options_dict, per_coordinate_columns, set_info, user_errors,
+    DISTRIBUTION_COLUMNS, UNITS, distribution_row, options_dict, per_coordinate_columns, set_info,
 )
 from metrics.report import markdown_table, output_paths, text_table, write_outputs
 from options.metrics import get_wasserstein_mocap_parser
+from utils.cli import run as run_cli
 from utils.motion_sets import MotionSetError, is_mcs_root, load_mocap
 
 
@@ -59,7 +59,4 @@ def main(args) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main(get_wasserstein_mocap_parser().parse_args())
-    except user_errors() as err:
-        sys.exit(f"error: {err}")
+    run_cli(main, get_wasserstein_mocap_parser())

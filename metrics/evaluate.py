@@ -23,14 +23,11 @@ from utils.constants import COORDINATES, FRAME_RATE, TRANSLATIONS
 from utils.motion_sets import MotionSet
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """Errors caused by the input or options, reported as one message without a traceback."""
-    from dataset.mcs import DatasetError
-    from utils.checkpoint import CheckpointError
-    from utils.fileio import OutputExistsError
-    from utils.motion_io import MotionFileError
-    from utils.motion_sets import MotionSetError
+    """Errors caused by the input or options (the scripts report them through
+    :func:`utils.cli.run`, which catches the same base)."""
+    from utils.errors import BigeError
 
-    return (MotionSetError, DatasetError, MotionFileError, CheckpointError, OutputExistsError, FileNotFoundError)
+    return (BigeError,)
 
 
 DEFAULT_SURROGATES = ("output/surrogate/net_best.pth", "output/demo/surrogate/net_best.pth")

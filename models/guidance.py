@@ -38,6 +38,7 @@ from torch import Tensor
 
 from models import guidance_losses as L
 from utils.constants import COORD_INDEX, COORDINATES, FRAME_RATE
+from utils.errors import BigeError
 
 PELVIS_TY = COORD_INDEX["pelvis_ty"]
 
@@ -88,7 +89,7 @@ PUBLISHED_PHASES = (500, 500, 1000)
 """Proximity-only, ramp and final proximity-only iterations of the published 3000-iteration schedule."""
 
 
-class GuidanceError(ValueError):
+class GuidanceError(BigeError, ValueError):
     """Guidance cannot run with the given inputs; the message says why."""
 
 

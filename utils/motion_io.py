@@ -20,10 +20,11 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from utils.constants import COORDINATES, FRAME_RATE, TRANSLATIONS
+from utils.errors import BigeError
 from utils.fileio import atomic_write_text
 
 
-class MotionFileError(ValueError):
+class MotionFileError(BigeError, ValueError):
     """A motion file could not be read; the message names the file and line."""
 
     def __init__(self, path: str | os.PathLike | None, message: str, line: int | None = None):

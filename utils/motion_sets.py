@@ -27,6 +27,7 @@ import numpy as np
 from dataset.clips import fit_length
 from dataset.mcs import DatasetError
 from utils.constants import CLIP_LENGTH, COORDINATES, TRANSLATIONS
+from utils.errors import BigeError
 from utils.motion_io import MotionFileError, read_motion
 
 FILE_TYPES = ("mot", "npy")
@@ -35,7 +36,7 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 _ROT = np.array([name not in TRANSLATIONS for name in COORDINATES])
 
 
-class MotionSetError(ValueError):
+class MotionSetError(BigeError, ValueError):
     """A set of motions cannot be evaluated; the message names the folder or files."""
 
 

@@ -34,10 +34,11 @@ from typing import Any
 
 import yaml
 
+from utils.errors import BigeError
 from utils.fileio import atomic_write_json
 
 
-class PipelineError(ValueError):
+class PipelineError(BigeError, ValueError):
     """A pipeline config is invalid or a stage failed."""
 
 

@@ -42,6 +42,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Polygon, Rectangle  # noqa: E402
 
 from utils.constants import COORDINATES, FRAME_RATE  # noqa: E402
+from utils.errors import BigeError  # noqa: E402
 from utils.motion_io import Motion, MotionFileError, read_motion  # noqa: E402
 
 VIDEO_FORMATS = (".mp4", ".gif")
@@ -98,7 +99,7 @@ VIRTUAL_MARKERS: dict[str, tuple[str, ...]] = {
 join them; drawn only as segment ends, never as markers."""
 
 
-class RenderError(ValueError):
+class RenderError(BigeError, ValueError):
     """Input that cannot be rendered; the message names the file and the problem."""
 
 
