@@ -20,6 +20,7 @@ from metrics.evaluate import (
 from metrics.report import csv_text, output_paths, text_table, write_outputs
 from options.metrics import get_guidance_parser
 from utils.cli import run as run_cli
+from utils.errors import UserError
 from utils.fileio import OutputExistsError, atomic_write_text
 from utils.motion_sets import MotionSetError, load_motion_set
 
@@ -62,7 +63,7 @@ def main(args) -> list[dict]:
             notes.append(f"forward kinematics unavailable ({err}): foot sliding and floor penetration skipped")
     if use_fk:
         if args.osim not in ("subject", "generic") and not Path(args.osim).is_file():
-            raise FileNotFoundError(f"--osim {args.osim}: no such model file")
+            raise UserError(f"--osim {args.osim}: no such model file")
         notes.append(f"floor at y = {args.floor_height} m, contact within {args.contact_height} m of it")
     notes.append(f"activation band [{args.low}, {args.high}] on {', '.join(args.muscles)}; frame rate "
                  f"{args.frame_rate} Hz")

@@ -21,6 +21,7 @@ from dataset.clips import fit_length
 from dataset.mcs import DatasetError, Repetition, Session, dataset_root, discover
 from dataset.split import split_sessions
 from utils.constants import CLIP_LENGTH, COORDINATES, MUSCLES
+from utils.errors import UserError
 from utils.fileio import atomic_save_npz
 from utils.motion_io import Motion, MotionFileError, read_motion
 
@@ -85,7 +86,7 @@ def select_sessions(
 ) -> list[Session]:
     """The sessions of ``split`` (train/test/all)."""
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        raise UserError(f"unknown split {split!r}; expected one of {SPLITS}")
     if split == "all":
         return sessions
     train, test = split_sessions([s.id for s in sessions], root=dataset_root(root),
@@ -107,7 +108,7 @@ def load_repetitions(
 ) -> RepetitionSet:
     """Load every squat repetition of ``split`` (or of the named ``sessions``)."""
     if source not in SOURCES:
-        raise ValueError(f"unknown source {source!r}; expected one of {SOURCES}")
+        raise UserError(f"unknown source {source!r}; expected one of {SOURCES}")
     found = discover(root)
     if sessions is not None:
         wanted = set(sessions)

@@ -20,6 +20,7 @@ from metrics.guidance import (
 )
 from metrics.report import Column
 from utils.constants import COORDINATES, FRAME_RATE, TRANSLATIONS
+from utils.errors import UserError
 from utils.motion_sets import MotionSet
 
 def user_errors() -> tuple[type[BaseException], ...]:
@@ -112,7 +113,7 @@ def distribution_row(
 ) -> dict[str, Any]:
     """One flat result row of ``mset`` against ``reference`` (M, T, 33)."""
     if mset.motions.shape[1] != reference.shape[1]:
-        raise ValueError(f"{mset.source}: motions have {mset.motions.shape[1]} frames, the reference "
+        raise UserError(f"{mset.source}: motions have {mset.motions.shape[1]} frames, the reference "
                          f"{reference.shape[1]}; load both with the same --clip-length")
     res = compare_sets(mset.motions, reference, ot_samples=ot_samples, bootstrap=bootstrap,
                        n_projections=projections, confidence=confidence, seed=seed, multivariate=multivariate,
@@ -155,7 +156,7 @@ def find_surrogate(explicit: str | os.PathLike | None) -> tuple[Path | None, str
     if explicit:
         path = Path(explicit)
         if not path.is_file():
-            raise FileNotFoundError(f"--surrogate {path}: no such checkpoint file")
+            raise UserError(f"--surrogate {path}: no such checkpoint file")
         return path, f"activations from the surrogate {path}"
     for candidate in DEFAULT_SURROGATES:
         if Path(candidate).is_file():

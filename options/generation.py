@@ -4,6 +4,7 @@ guidance does."""
 from __future__ import annotations
 
 import argparse
+from utils.errors import UserError
 
 
 def add_generation_args(parser: argparse.ArgumentParser, default_exp: str, default_out: str = "output") -> None:
@@ -24,9 +25,9 @@ def add_generation_args(parser: argparse.ArgumentParser, default_exp: str, defau
 def check_generation_args(args: argparse.Namespace) -> None:
     """Reject impossible values with a clear message (before any work)."""
     if args.num_samples < 1:
-        raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}")
+        raise UserError(f"--num-samples must be >= 1, got {args.num_samples}")
     if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
 
 
 def add_subject_data_args(parser: argparse.ArgumentParser) -> None:

@@ -5,6 +5,7 @@ import argparse
 
 from models.surrogate import ARCHS, DEFAULT_CONFIG
 from options.common import add_centre_arg, add_data_args, add_output_args, add_runtime_args
+from utils.errors import UserError
 
 _MLP = DEFAULT_CONFIG["mlp"]
 _TF = DEFAULT_CONFIG["transformer"]
@@ -96,7 +97,7 @@ def parse_muscles(values: list[str] | str) -> list[str] | None:
     if not names or names == ["all"]:
         return None
     if "all" in names:
-        raise ValueError("--muscles: 'all' cannot be combined with muscle names")
+        raise UserError("--muscles: 'all' cannot be combined with muscle names")
     return names
 
 

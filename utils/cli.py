@@ -51,6 +51,15 @@ def fail(prog: str, message: str, code: int = EXIT_USER_ERROR) -> NoReturn:
     raise SystemExit(code)
 
 
+def _is_user_os_error(err: OSError) -> bool:
+    """An OSError about the user's paths or disk (by errno, or one of the
+    path errors raised with a message and no errno)."""
+    if err.errno is None:
+        return isinstance(err, (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+                                PermissionError))
+    return err.errno in USER_ERRNOS
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -91,7 +100,7 @@ def run(main: Callable[[argparse.Namespace], Any], parser: argparse.ArgumentPars
         print(f"\n{prog}: stopped by signal", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_SIGNAL) from None
     except OSError as err:
-        if err.errno not in USER_ERRNOS:
+        if not _is_user_os_error(err):
             raise
         fail(prog, describe_os_error(err))
     if _stopped(result):

@@ -22,6 +22,7 @@ from dataset.mcs import Session
 from dataset.subjects import resolve_subjects
 from options.generation import check_generation_args
 from utils.distributed import DistInfo, barrier, cleanup_distributed, init_distributed
+from utils.errors import UserError
 from utils.generation_output import check_outputs, write_subject_samples
 from utils.run_logging import RunLogger
 
@@ -99,7 +100,7 @@ def generate_mdm(args: argparse.Namespace) -> list[Path]:
     from utils.device import autocast, resolve_device
 
     if args.sampler == "ddim" and args.ddim_steps < 1:
-        raise ValueError(f"--ddim-steps must be >= 1, got {args.ddim_steps}")
+        raise UserError(f"--ddim-steps must be >= 1, got {args.ddim_steps}")
     dist_info, subjects, exp_dir = prepare(args)
     try:
         device = resolve_device(args.device, dist_info.local_rank if dist_info.enabled else None)
@@ -154,9 +155,9 @@ def generate_vq(args: argparse.Namespace) -> list[Path]:
     from utils.device import autocast, resolve_device
 
     if args.noise_scale < 0:
-        raise ValueError(f"--noise-scale must be >= 0, got {args.noise_scale}")
+        raise UserError(f"--noise-scale must be >= 0, got {args.noise_scale}")
     if args.noise_range is not None and not 0 <= args.noise_range[0] <= args.noise_range[1]:
-        raise ValueError(f"--noise-range needs 0 <= LOW <= HIGH, got {args.noise_range}")
+        raise UserError(f"--noise-range needs 0 <= LOW <= HIGH, got {args.noise_range}")
     dist_info, subjects, exp_dir = prepare(args)
     try:
         device = resolve_device(args.device, dist_info.local_rank if dist_info.enabled else None)
@@ -223,9 +224,9 @@ def generate_t2m(args: argparse.Namespace) -> list[Path]:
     from utils.device import autocast, resolve_device
 
     if args.top_k < 0:
-        raise ValueError(f"--top-k must be >= 0, got {args.top_k}")
+        raise UserError(f"--top-k must be >= 0, got {args.top_k}")
     if args.temperature < 0:
-        raise ValueError(f"--temperature must be >= 0, got {args.temperature}")
+        raise UserError(f"--temperature must be >= 0, got {args.temperature}")
     dist_info, subjects, exp_dir = prepare(args)
     try:
         device = resolve_device(args.device, dist_info.local_rank if dist_info.enabled else None)

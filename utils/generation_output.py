@@ -24,6 +24,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from utils.constants import COORD_INDEX, COORDINATES, FRAME_RATE, N_COORDS, TRANSLATIONS
+from utils.errors import UserError
 from utils.fileio import OutputExistsError, atomic_save_npy, atomic_write_json, ensure_writable
 from utils.motion_io import write_coordinates
 
@@ -148,6 +149,6 @@ def read_subject_samples(folder: str | os.PathLike) -> np.ndarray:
     folder = Path(folder)
     files = sorted(folder.glob("entry_*.npy"), key=lambda p: int(p.stem.split("_")[1]))
     if not files:
-        raise FileNotFoundError(f"{folder}: no entry_*.npy samples")
+        raise UserError(f"{folder}: no entry_*.npy samples")
     return np.stack([np.load(f) for f in files])
 

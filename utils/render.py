@@ -216,7 +216,7 @@ def track_from_markers(names: Sequence[str], positions: np.ndarray, times: np.nd
     if up == "z":
         positions = np.stack([positions[..., 0], positions[..., 2], -positions[..., 1]], axis=-1)
     elif up != "y":
-        raise ValueError(f"up must be 'y', 'z' or 'auto', got {up!r}")
+        raise RenderError(f"up must be 'y', 'z' or 'auto', got {up!r}")
     if times is None:
         times = np.arange(positions.shape[0]) / FRAME_RATE
     hip = _hip_centre(names, positions)
@@ -632,7 +632,7 @@ def frame_indices(tracks: Sequence[Track], sync: str = "phase") -> np.ndarray:
         elif sync == "time":
             out.append(np.minimum(np.arange(n), t.n_frames - 1))
         else:
-            raise ValueError(f"sync must be 'phase' or 'time', got {sync!r}")
+            raise RenderError(f"sync must be 'phase' or 'time', got {sync!r}")
     return np.stack(out)
 
 
@@ -670,7 +670,7 @@ class Animator:
         curves = [c for c in (curves or []) if any(t.coordinates is not None for t in self.tracks)]
         unknown = [c for c in curves if c not in ANGLE_CURVES]
         if unknown:
-            raise ValueError(f"unknown angle curves {unknown}; choose from {list(ANGLE_CURVES)}")
+            raise RenderError(f"unknown angle curves {unknown}; choose from {list(ANGLE_CURVES)}")
         curve_h = lay.curves_px if curves else 0
         width = _even(max(k * panel_w, 260 * len(curves)))
         height = _even(lay.title_px + lay.panel_height + curve_h)
@@ -773,7 +773,7 @@ def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: floa
     path = Path(path)
     ext = path.suffix.lower()
     if ext not in VIDEO_FORMATS:
-        raise ValueError(f"{path}: unknown video format {ext!r}; expected one of {', '.join(VIDEO_FORMATS)}")
+        raise RenderError(f"{path}: unknown video format {ext!r}; expected one of {', '.join(VIDEO_FORMATS)}")
     count = 0
     with atomic_output(path) as tmp:
         if ext == ".mp4":
@@ -851,9 +851,9 @@ def playback(ext: str, data_rate: float, fps: float | None = None, stride: int |
     elif fps is None:
         fps = data_rate / stride
     if stride < 1 or fps <= 0:
-        raise ValueError(f"stride must be >= 1 and fps > 0 (got stride={stride}, fps={fps})")
+        raise RenderError(f"stride must be >= 1 and fps > 0 (got stride={stride}, fps={fps})")
     if ext == ".gif" and fps > GIF_MAX_FPS:
-        raise ValueError(f"GIF plays at most {GIF_MAX_FPS:g} fps; use a lower --fps or a larger --stride")
+        raise RenderError(f"GIF plays at most {GIF_MAX_FPS:g} fps; use a lower --fps or a larger --stride")
     return float(fps), int(stride)
 
 

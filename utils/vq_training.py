@@ -43,6 +43,7 @@ from utils.checkpoint import (CheckpointError, check_compatible, load_checkpoint
 from utils.constants import COORDINATES
 from utils.device import autocast, resolve_device
 from utils.distributed import DistInfo, all_reduce_mean, barrier, cleanup_distributed, init_distributed
+from utils.errors import UserError
 from utils.fileio import OutputExistsError, ensure_writable
 from utils.run_logging import RunLogger
 from utils.vq_eval import coordinate_errors, reconstruct
@@ -79,7 +80,7 @@ def recons_loss_fn(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Te
     """``l1`` | ``l2`` | ``l1_smooth`` (Huber, beta 1) on normalised features."""
     fns = {"l1": F.l1_loss, "l2": F.mse_loss, "l1_smooth": F.smooth_l1_loss}
     if name not in fns:
-        raise ValueError(f"unknown reconstruction loss {name!r}; expected one of {sorted(fns)}")
+        raise UserError(f"unknown reconstruction loss {name!r}; expected one of {sorted(fns)}")
     return fns[name]
 
 
@@ -132,7 +133,7 @@ def check_options(args: argparse.Namespace) -> None:
     if args.lr <= 0:
         problems.append(f"--lr must be positive, got {args.lr}")
     if problems:
-        raise ValueError("; ".join(problems))
+        raise UserError("; ".join(problems))
 
 
 def check_resume(ckpt: dict, path: str, args: argparse.Namespace) -> None:
@@ -413,7 +414,7 @@ def _import_deepspeed():
     try:
         import deepspeed
     except ImportError:
-        raise ImportError("DeepSpeed was asked for (--deepspeed or the deepspeed launcher) but is not installed; "
+        raise UserError("DeepSpeed was asked for (--deepspeed or the deepspeed launcher) but is not installed; "
                           "pip install -r requirements-deepspeed.txt, or use torchrun for DDP") from None
     if os.environ.get("BIGE_DS_SHM", "0") != "1":
         # On CPU, DeepSpeed JIT-compiles a shared-memory all-reduce extension at start-up (over four
@@ -430,7 +431,7 @@ def _deepspeed_engine(deepspeed, net, optimizer, scheduler, args, info: DistInfo
     try:
         config = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: cannot read the DeepSpeed configuration ({err})") from None
+        raise UserError(f"{path}: cannot read the DeepSpeed configuration ({err})") from None
     # the flags decide batch size and clipping; precision is handled by torch.autocast
     config["train_micro_batch_size_per_gpu"] = args.batch_size
     config["gradient_accumulation_steps"] = 1
@@ -438,6 +439,6 @@ def _deepspeed_engine(deepspeed, net, optimizer, scheduler, args, info: DistInfo
     config["gradient_clipping"] = float(args.grad_clip)
     for key in ("fp16", "bf16"):
         if config.get(key, {}).get("enabled"):
-            raise ValueError(f"{path}: set precision with --precision, not the {key!r} section")
+            raise UserError(f"{path}: set precision with --precision, not the {key!r} section")
     engine, _, _, _ = deepspeed.initialize(model=net, optimizer=optimizer, lr_scheduler=scheduler, config=config)
     return engine
