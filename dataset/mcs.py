@@ -175,6 +175,20 @@ def load_segmentation(path: str | os.PathLike) -> dict[str, list[tuple[int, int]
     return out
 
 
+def dynamics_files(folder: Path) -> list[Path]:
+    """The muscle-driven simulation files of one ``<trial>_segment_<k>`` folder,
+    best first: ``*muscle_driven*`` as ``.mot`` or ``.sto``, else any ``.mot``,
+    else an ``.sto`` whose name mentions activations."""
+    files = [p for p in sorted(folder.iterdir()) if p.suffix.lower() in (".mot", ".sto")]
+    for accept in (lambda p: "muscle_driven" in p.name,
+                   lambda p: p.suffix.lower() == ".mot",
+                   lambda p: "activation" in p.name.lower()):
+        chosen = [p for p in files if accept(p)]
+        if chosen:
+            return chosen
+    return []
+
+
 def find_session(path: str | os.PathLike) -> Session:
     """Scan one session folder."""
     path = Path(path)
@@ -192,7 +206,7 @@ def find_session(path: str | os.PathLike) -> Session:
             match = _DYNAMICS_DIR.match(d.name)
             if not (d.is_dir() and match and is_squat(match["trial"])):
                 continue
-            files = sorted(d.glob("*muscle_driven*.mot")) or sorted(d.glob("*.mot"))
+            files = dynamics_files(d)
             if files:
                 session.dynamics[(match["trial"], int(match["k"]))] = files[0]
     markers = path / "MarkerData"

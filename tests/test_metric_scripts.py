@@ -214,11 +214,11 @@ def test_bad_input_gives_clear_errors(mcs_root: Path, tmp_path: Path) -> None:
         wasserstein_mocap.main(_args(get_wasserstein_mocap_parser(), "--folder_path", bad))
     with pytest.raises(MotionSetError, match="--labels names 1 row"):
         calculate_wasserstein.main(_args(get_wasserstein_parser(), "--compare", bad, mcs_root, "--labels", "x"))
-    # from the command line: one clear line on stderr, exit status 1, nothing written
+    # from the command line: one clear line on stderr, exit status 2 (user error), nothing written
     proc = subprocess.run([sys.executable, "calculate_wasserstein.py", "--file_type", "npy", "--folder_path",
                            str(bad), "--data-root", str(mcs_root)], cwd=REPO, capture_output=True, text=True)
-    assert proc.returncode == 1
-    assert proc.stderr.startswith("error: ") and "nan.npy" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("calculate_wasserstein.py: error: ") and "nan.npy" in proc.stderr and "Traceback" not in proc.stderr
     assert not (bad / "wasserstein.json").exists()
 
 

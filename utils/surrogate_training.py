@@ -148,7 +148,10 @@ def mirror_repetitions(reps: RepetitionSet) -> RepetitionSet:
     activation taken from its other-side twin. Raises ValueError if a twin is missing."""
     missing = [m for m in reps.muscles if _other_side(m) not in reps.muscles]
     if missing:
-        raise UserError(f"cannot mirror: no activation for the other side of {', '.join(missing)}")
+        where = reps.files[0] if reps.files else "the Dynamics files"
+        raise UserError(f"{where} (and every other Dynamics file): no activation for the other side of "
+                        f"{', '.join(missing)}, needed to mirror; pass --no-mirror or train on muscles present on "
+                        "both sides")
     out = reps.select(np.ones(len(reps), dtype=bool))
     out.motions = mirror_motions(reps.motions).astype(np.float32)
     out.activations = np.ascontiguousarray(reps.activations[..., [reps.muscles.index(_other_side(m))
