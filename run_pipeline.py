@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from utils.cli import run as run_cli
+from utils.fileio import RunLock
 from utils.pipeline import load_config, run_stages
 
 
@@ -31,8 +32,10 @@ def main(args: argparse.Namespace) -> int:
         for s in stages:
             print(f"{s.name:12s} {'done   ' if s.done() else 'pending'} {' '.join(s.argv()[1:])}")
         return 0
-    times_file = Path(variables.get("out_dir", "output")) / "pipeline_times.json"
-    run_stages(stages, only=args.stage, force=args.force, times_file=times_file)
+    out_dir = Path(variables.get("out_dir", "output"))
+    times_file = out_dir / "pipeline_times.json"
+    with RunLock(out_dir / ".pipeline"):  # one runner per output folder
+        run_stages(stages, only=args.stage, force=args.force, times_file=times_file)
     print(f"stage times (s): {times_file}")
     return 0
 

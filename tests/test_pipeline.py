@@ -23,6 +23,7 @@ COUNTER = textwrap.dedent("""
     p = argparse.ArgumentParser()
     p.add_argument("--out"); p.add_argument("--steps", type=int); p.add_argument("--resume")
     p.add_argument("--sleep", type=float, default=0.0); p.add_argument("--fail", action="store_true")
+    p.add_argument("--overwrite", action="store_true")
     a = p.parse_args()
     if a.fail:
         sys.exit(3)

@@ -82,26 +82,26 @@ class RunLockedError(BigeError, RuntimeError):
 
 
 class RunLock:
-    """One writer per run folder: an exclusive ``fcntl`` lock on
-    ``<folder>/.lock``, which the kernel releases when its process dies (so a
-    killed run never holds it forever). The file records the holder's pid.
+    """One writer per run folder: an exclusive ``fcntl`` lock on the sibling
+    file ``.<folder>.lock`` (outside the folder, so ``--overwrite`` deleting
+    the folder cannot delete a live writer's lock). The kernel releases the
+    lock when its process dies, so a killed run never holds it forever; the
+    file records the holder's pid for the message.
 
         with RunLock(folder):
             ...
     """
 
-    NAME = ".lock"
-
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
-        self.path = self.folder / self.NAME
+        self.path = self.folder.parent / f".{self.folder.name}.lock"
         self._fd: int | None = None
 
     def acquire(self) -> "RunLock":
         import fcntl
 
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
         except OSError as err:
             raise OutputWriteError(f"cannot lock {self.folder}: {describe_os_error(err)}") from None
@@ -203,6 +203,18 @@ def staged_dir(folder: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def exclusive_run(folder: str | os.PathLike, enabled: bool = True) -> Iterator[list[Path]]:
+    """Hold ``folder``'s :class:`RunLock` for the block and first delete the
+    temporary files a dead writer left there; yields the files removed. With
+    ``enabled`` false (a non-main rank) does nothing."""
+    if not enabled:
+        yield []
+        return
+    with RunLock(folder):
+        yield remove_stale_temps(folder)
 
 
 def _pid_alive(pid: int) -> bool:

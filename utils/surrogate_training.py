@@ -41,7 +41,7 @@ from utils.checkpoint import (CheckpointError, check_compatible, load_checkpoint
 from utils.constants import COORD_INDEX, COORDINATES, GUIDED_MUSCLES, MUSCLES
 from utils.device import autocast, resolve_device
 from utils.errors import UserError
-from utils.fileio import atomic_open, atomic_write_json, ensure_writable
+from utils.fileio import atomic_open, atomic_write_json, ensure_writable, exclusive_run
 from utils.run_logging import RunLogger
 
 VASTI: tuple[str, ...] = tuple(f"{base}_{side}" for base in ("vasmed", "vaslat", "vasint") for side in ("r", "l"))
@@ -552,7 +552,8 @@ def main(args: argparse.Namespace) -> dict[str, Any] | None:
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     try:
-        return _run(args)
+        with exclusive_run(Path(args.out_dir) / args.exp_name):  # one writer per run folder
+            return _run(args)
     finally:
         torch.set_num_threads(threads)
 

@@ -44,7 +44,7 @@ from utils.constants import COORDINATES
 from utils.device import autocast, resolve_device
 from utils.distributed import DistInfo, all_reduce_mean, barrier, cleanup_distributed, init_distributed
 from utils.errors import UserError
-from utils.fileio import OutputExistsError, ensure_writable
+from utils.fileio import OutputExistsError, ensure_writable, exclusive_run
 from utils.run_logging import RunLogger
 from utils.vq_eval import coordinate_errors, reconstruct
 
@@ -390,6 +390,13 @@ def train(args: argparse.Namespace) -> TrainResult:
                 log(f"stopped by signal at step {step}; resume with --resume {folder / 'net_last.pth'}")
                 result.stopped = True
                 break
+    if step >= args.total_iter and start_step >= args.total_iter:  # resumed a finished run: restore lost files
+        if args.snapshot_iter and step % args.snapshot_iter == 0 and not (folder / f"{step}.pth").exists():
+            save(folder / f"{step}.pth", step, ckpt.get("val", {}) if ckpt else {})
+            log(f"rewrote the missing final snapshot {folder / f'{step}.pth'}")
+        if not (folder / "net_best.pth").exists():
+            save(folder / "net_best.pth", step, ckpt.get("val", {}) if ckpt else {})
+            log(f"rewrote the missing {folder / 'net_best.pth'} from the final state")
     result.step = step
     result.model = net
     if progress is not None:
@@ -402,8 +409,10 @@ def train(args: argparse.Namespace) -> TrainResult:
 def main(args: argparse.Namespace) -> TrainResult:
     """Entry point of ``train_vq.py``: train, then leave the process group."""
     threads = torch.get_num_threads()
+    main_rank = int(os.environ.get("RANK", "0")) == 0
     try:
-        return train(args)
+        with exclusive_run(Path(args.out_dir) / args.exp_name, enabled=main_rank):  # one writer per run folder
+            return train(args)
     finally:
         cleanup_distributed()
         torch.set_num_threads(threads)
