@@ -14,7 +14,7 @@ from pathlib import Path
 
 from utils.cli import run as run_cli
 from utils.fileio import RunLock
-from utils.pipeline import load_config, run_stages
+from utils.pipeline import PipelineError, load_config, run_stages
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -28,6 +28,10 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     variables, stages = load_config(args.config)
+    unknown = sorted(set(args.stage or ()) - {s.name for s in stages})
+    if unknown:
+        raise PipelineError(f"--stage: unknown stage(s) {', '.join(unknown)}; {args.config} has "
+                            f"{', '.join(s.name for s in stages)}")
     if args.list:
         for s in stages:
             print(f"{s.name:12s} {'done   ' if s.done() else 'pending'} {' '.join(s.argv()[1:])}")

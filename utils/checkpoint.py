@@ -106,7 +106,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path}: cannot read checkpoint (not a PyTorch checkpoint: {detail[:120]})") from None
     except OSError as err:
         raise CheckpointError(f"{path}: cannot read checkpoint ({err.strerror or err})") from None
-    except (RuntimeError, EOFError, ValueError, KeyError, IndexError) as err:  # torch's errors for corrupt files
+    except EOFError:
+        raise CheckpointError(f"{path}: cannot read checkpoint (the file is empty or cut short)") from None
+    except (RuntimeError, ValueError, KeyError, IndexError) as err:  # torch's errors for corrupt files
         raise CheckpointError(f"{path}: cannot read checkpoint (not a PyTorch checkpoint: {type(err).__name__}: "
                               f"{str(err).splitlines()[0][:200] if str(err) else ''})") from None
     if not isinstance(ckpt, dict):

@@ -9,7 +9,9 @@ what was expected.
 """
 from __future__ import annotations
 
+import errno
 import os
+from pathlib import Path
 
 EXIT_OK = 0
 EXIT_USER_ERROR = 2
@@ -40,6 +42,19 @@ def describe_os_error(err: OSError, path: str | os.PathLike | None = None) -> st
     error itself names no file."""
     name = err.filename if err.filename is not None else path
     reason = err.strerror or str(err) or type(err).__name__
+    if name is not None and err.errno in (errno.EEXIST, errno.ENOTDIR):
+        blocker = _file_in_the_way(name)
+        if blocker is not None:
+            return f"{blocker}: is a file, expected a folder"
     if getattr(err, "filename2", None):
         name = f"{name} -> {err.filename2}"
     return f"{name}: {reason}" if name is not None else reason
+
+
+def _file_in_the_way(path: str | os.PathLike) -> Path | None:
+    """The nearest of ``path`` and its ancestors that exists as a regular file
+    (what makes creating a folder there fail), or ``None``."""
+    for candidate in (Path(path), *Path(path).parents):
+        if candidate.is_file():
+            return candidate
+    return None

@@ -104,7 +104,7 @@ class RunLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
         except OSError as err:
-            raise OutputWriteError(f"cannot lock {self.folder}: {describe_os_error(err)}") from None
+            raise OutputWriteError(f"cannot create the run folder {self.folder}: {describe_os_error(err)}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
