@@ -27,7 +27,7 @@ import numpy as np
 from dataset.clips import fit_length
 from dataset.mcs import DatasetError
 from utils.constants import CLIP_LENGTH, COORDINATES, TRANSLATIONS
-from utils.errors import BigeError
+from utils.errors import BigeError, UserError
 from utils.motion_io import MotionFileError, read_motion
 
 FILE_TYPES = ("mot", "npy")
@@ -329,4 +329,10 @@ def load_motion_set(
         if not is_mcs_root(path):
             raise MotionSetError(f"{path}: not an MCS dataset root (expected <root>/Data/<session>/OpenSimData)")
         return load_mocap(path, split, length, clip_mode, split_file, with_activations)
+    from utils.generation_output import check_uniform_settings
+
+    try:
+        check_uniform_settings(path)  # a folder mixing settings is not one set of motions
+    except UserError as err:
+        raise MotionSetError(str(err)) from None
     return load_folder(path, kind, length, clip_mode, workers, strict, progress)
