@@ -6,6 +6,7 @@ clear errors for bad input."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -259,3 +260,16 @@ def test_metrics_on_the_synthetic_dataset(synthetic_root: Path, tmp_path: Path, 
                                           "--no-progress"))[-1]
     for key in ("foot_slide_cm", "floor_penetration_cm", "depth_cm", "asymmetry_deg"):
         assert copy[key] == pytest.approx(mocap[key], rel=1e-4, abs=1e-4), key
+
+
+def test_a_folder_mixing_generation_settings_is_refused(generated: Path, tmp_path: Path) -> None:
+    mixed = tmp_path / "mixed"
+    shutil.copytree(generated, mixed)
+    for sid, band in zip(TEST, ([0.35, 0.45], [0.55, 0.65])):  # e.g. after --overwrite on one subject
+        (mixed / sid / "summary.json").write_text(json.dumps({"method": "BIGE guidance", "band": band}))
+    with pytest.raises(MotionSetError, match=rf"{TEST[1]}/summary.json: generated with other settings .*band"):
+        calculate_guidance.main(_args(get_guidance_parser(), "--folder_path", mixed, "--no-fk", "--out", tmp_path))
+    (mixed / TEST[1] / "summary.json").write_text(json.dumps({"method": "BIGE guidance", "band": [0.35, 0.45]}))
+    rows = calculate_guidance.main(_args(get_guidance_parser(), "--folder_path", mixed, "--no-fk", "--out", tmp_path,
+                                         "--activations", "none"))
+    assert [r["subject"] for r in rows] == [*TEST, "all"]
