@@ -323,6 +323,11 @@ OTHER_CASES = [
     ("train_mdm.py", ["--data-root", "{root}", "--heads", "5", "--out-dir", "{tmp}/o"], ["--heads"]),
     ("MOT_eval.py", ["--resume-pth", "{garbage_pth}", "--split", "nope"], ["--split"]),
     ("generate_vq.py", ["--vq-name", "{garbage_pth}", "--num-samples", "0"], ["--num-samples"]),
+    ("wasserstein_mocap.py", ["--folder_path", "{root}", "--clip-length", "0"], ["--clip-length", ">= 2"]),
+    ("calculate_wasserstein.py", ["--folder_path", "{gen}", "--bootstrap", "-1"], ["--bootstrap", ">= 0"]),
+    ("MOT_eval.py", ["--resume-pth", "{garbage_pth}", "--batch-size", "0"], ["--batch-size", ">= 1"]),
+    ("LIMO_Surrogate.py", ["--vq-name", "x", "--surrogate", "y", "--num-runs", "0"], ["--num-runs", ">= 1"]),
+    ("train_vq.py", ["--clip-length", "x"], ["--clip-length", "'x'"]),
 ]
 
 CASES = COMMON_CASES + TRAINER_DATA_CASES + SURROGATE_CASES + CKPT_CASES + WRONG_KIND_CASES + OTHER_CASES
