@@ -126,8 +126,10 @@ def test_run_lock_admits_one_writer_and_dies_with_its_process(tmp_path: Path) ->
 def test_stale_temporary_files_of_a_dead_writer_are_removed(tmp_path: Path) -> None:
     (tmp_path / ".net_last.pth.abc123.tmp").write_bytes(b"half a checkpoint")
     (tmp_path / "net_best.pth").write_bytes(b"kept")
+    (tmp_path / ".session-1.x7.tmp").mkdir()  # a subject folder being staged when its writer died
+    (tmp_path / ".session-1.x7.tmp" / "entry_0_BIGE.mot").write_text("half")
     with exclusive_run(tmp_path) as removed:
-        assert [p.name for p in removed] == [".net_last.pth.abc123.tmp"]
+        assert sorted(p.name for p in removed) == [".net_last.pth.abc123.tmp", ".session-1.x7.tmp"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["net_best.pth"]
 
 

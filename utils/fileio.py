@@ -67,12 +67,17 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
     """Delete the temporary files an interrupted :func:`atomic_open` left in
     ``folder`` (call it only while holding the folder's :class:`RunLock`, so
     no live writer owns them). Returns the files removed."""
+    import shutil
+
     folder = Path(folder)
     removed = []
     if folder.is_dir():
-        for p in folder.glob(f".*{TEMP_SUFFIX}"):
+        for p in folder.glob(f".*{TEMP_SUFFIX}"):  # files of atomic_open, folders of staged subject results
             with contextlib.suppress(FileNotFoundError):
-                p.unlink()
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
                 removed.append(p)
     return removed
 
