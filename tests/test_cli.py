@@ -187,6 +187,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     w["gen"] = tmp / "gen"  # a folder of generated motions with one broken file
     write_coordinates(w["gen"] / TEST[0] / "entry_0_X.mot", _squat(196, 90.0, rng))
     (w["gen"] / TEST[0] / "entry_1_X.mot").write_text("garbage\n")
+    # a real (tiny) VQ-VAE checkpoint, to pass where another kind is expected
+    from options.vq import get_args_parser as vq_parser
+    from utils.vq_training import main as train_vq
+
+    train_vq(vq_parser().parse_args([
+        "--data-root", str(root), "--out-dir", str(tmp), "--exp-name", "vq", "--width", "16", "--code-dim", "16",
+        "--nb-code", "16", "--depth", "1", "--batch-size", "4", "--total-iter", "2", "--eval-iter", "2",
+        "--no-progress", "--device", "cpu", "--num-threads", "1"]))
+    w["vq_pth"] = tmp / "vq" / "net_last.pth"
     w["bad_yaml"] = tmp / "bad.yaml"
     w["bad_yaml"].write_text("stages: [\n  {name: x\n")
     w["evil_stage"] = tmp / "evil_stage.yaml"
@@ -272,6 +281,25 @@ CKPT_CASES = [(s, flags(c), words if s not in ("calculate_guidance.py", "plot_sa
 WRONG_KIND_CASES = [(s, CHECKPOINT_FLAGS[s]("{wrong_pth}"), ["wrong.pth"])
                     for s in ("MOT_eval.py", "generate_vq.py", "train_t2m_trans.py", "generate_mdm.py", "train_vq.py")]
 
+OTHER_KIND_CASES = [
+    ("LIMO_Surrogate.py", ["--vq-name", "{vq_pth}", "--surrogate", "{vq_pth}", "--data-root", "{root}",
+                           "--out-dir", "{tmp}/o"], ["vq/net_last.pth", "not a surrogate checkpoint"]),
+    ("calculate_guidance.py", ["--folder_path", "{gen}", "--surrogate", "{vq_pth}", "--no-fk", "--out", "{tmp}/g"],
+     ["vq/net_last.pth", "not a surrogate checkpoint"]),
+    ("surrogate_training.py", ["--resume", "{vq_pth}", "--data-root", "{root}", "--out-dir", "{tmp}/o"],
+     ["vq/net_last.pth", "not a surrogate checkpoint"]),
+    ("generate_mdm.py", ["--model-path", "{vq_pth}", "--data-root", "{root}", "--out-dir", "{tmp}/o"],
+     ["vq/net_last.pth", "not a train_mdm.py checkpoint"]),
+    ("generate_t2m.py", ["--resume-trans", "{vq_pth}", "--vq-name", "{vq_pth}", "--data-root", "{root}",
+                         "--out-dir", "{tmp}/o"], ["vq/net_last.pth", "not a train_t2m_trans.py checkpoint"]),
+    ("train_mdm.py", ["--resume", "{vq_pth}", "--data-root", "{root}", "--out-dir", "{tmp}/o", "--total-iter", "2"],
+     ["vq/net_last.pth", "not a training checkpoint"]),
+    ("train_vq.py", ["--resume", "{vq_pth}", "--data-root", "{root}", "--out-dir", "{tmp}/o", "--total-iter", "2"],
+     ["vq/net_last.pth", "does not match the options", "nb_code"]),
+    ("MOT_eval.py", ["--resume-pth", "{vq_pth}", "--data-root", "{root}", "--out-dir", "{tmp}/o",
+                     "--clip-length", "30"], ["--clip-length 30"]),
+]
+
 OTHER_CASES = [
     # metric scripts
     ("calculate_wasserstein.py", ["--folder_path", "{tmp}/nowhere", "--data-root", "{root}"], ["nowhere"]),
@@ -330,7 +358,8 @@ OTHER_CASES = [
     ("train_vq.py", ["--clip-length", "x"], ["--clip-length", "'x'"]),
 ]
 
-CASES = COMMON_CASES + TRAINER_DATA_CASES + SURROGATE_CASES + CKPT_CASES + WRONG_KIND_CASES + OTHER_CASES
+CASES = (COMMON_CASES + TRAINER_DATA_CASES + SURROGATE_CASES + CKPT_CASES + WRONG_KIND_CASES + OTHER_KIND_CASES
+         + OTHER_CASES)
 """Every bad input the suite drives (counted in the README's Reliability section)."""
 
 

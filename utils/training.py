@@ -157,6 +157,9 @@ def restore_training_state(ckpt: dict, path: str | os.PathLike, model: nn.Module
     """Load what :func:`save_training_state` wrote into live objects and this
     rank's random state; returns the step to continue from. Raises
     :class:`CheckpointError` if the architecture or world size differ."""
+    missing = [k for k in ("model_config", "model", "optimizer", "scheduler", "step", "ranks") if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: not a training checkpoint of this script (no {', '.join(map(repr, missing))})")
     if ckpt.get("model_config") != model_config:
         diff = {k: (ckpt.get("model_config", {}).get(k), v) for k, v in model_config.items()
                 if ckpt.get("model_config", {}).get(k) != v}

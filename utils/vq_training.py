@@ -141,7 +141,7 @@ def check_resume(ckpt: dict, path: str, args: argparse.Namespace) -> None:
     differs from the one the options describe."""
     if ckpt.get("kind") != CHECKPOINT_KIND or "model" not in ckpt:
         raise CheckpointError(f"{path}: not a VQ-VAE training checkpoint (kind={ckpt.get('kind')!r})")
-    for key in ("optimizer", "scheduler", "step", "batches", "normalizer"):
+    for key in ("config", "optimizer", "scheduler", "step", "batches", "normalizer"):
         if key not in ckpt:
             raise CheckpointError(f"{path}: cannot resume, the checkpoint has no {key!r}")
     check_compatible(ckpt, path, "coordinates", COORDINATES)
