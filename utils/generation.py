@@ -23,6 +23,7 @@ from dataset.subjects import resolve_subjects
 from options.generation import check_generation_args
 from utils.distributed import DistInfo, barrier, cleanup_distributed, init_distributed
 from utils.errors import UserError
+from utils.fileio import RunLock, remove_stale_temps
 from utils.generation_output import check_outputs, write_subject_samples
 from utils.run_logging import RunLogger
 
@@ -34,6 +35,10 @@ def subject_seed(seed: int, session_id: str) -> int:
     """A stable 63-bit seed from ``--seed`` and a session id."""
     digest = hashlib.sha256(f"{seed}:{session_id}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+_HELD_LOCKS: list[RunLock] = []
+"""The results-folder lock :func:`prepare` takes and :func:`finish` releases."""
 
 
 def prepare(args: argparse.Namespace) -> tuple[DistInfo, list[Session], Path]:
@@ -50,6 +55,9 @@ def prepare(args: argparse.Namespace) -> tuple[DistInfo, list[Session], Path]:
     subjects = resolve_subjects(args.data_root, args.subject, split_file=args.split_file)
     exp_dir = Path(args.out_dir) / args.exp_name
     check_outputs(exp_dir, [s.id for s in subjects], args.overwrite)
+    if dist_info.is_main:  # one writer per results folder, until finish() (or the process ends)
+        _HELD_LOCKS.append(RunLock(exp_dir).acquire())
+        remove_stale_temps(exp_dir)
     return dist_info, subjects, exp_dir
 
 
@@ -86,8 +94,10 @@ def batched(n: int, batch_size: int) -> list[int]:
 
 
 def finish() -> None:
-    """Leave the process group (no-op without one)."""
+    """Leave the process group (no-op without one) and release the results folder."""
     cleanup_distributed()
+    while _HELD_LOCKS:
+        _HELD_LOCKS.pop().release()
 
 
 # ----------------------------------------------------------------------------- motion diffusion model
