@@ -114,7 +114,7 @@ def distribution_row(
     """One flat result row of ``mset`` against ``reference`` (M, T, 33)."""
     if mset.motions.shape[1] != reference.shape[1]:
         raise UserError(f"{mset.source}: motions have {mset.motions.shape[1]} frames, the reference "
-                         f"{reference.shape[1]}; load both with the same --clip-length")
+                        f"{reference.shape[1]}; load both with the same --clip-length")
     res = compare_sets(mset.motions, reference, ot_samples=ot_samples, bootstrap=bootstrap,
                        n_projections=projections, confidence=confidence, seed=seed, multivariate=multivariate,
                        horizontal=horizontal)

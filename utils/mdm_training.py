@@ -37,7 +37,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--latent-dim {args.latent_dim} must be divisible by --heads {args.heads}")
     if args.frames_per_token < 1 or args.clip_length % args.frames_per_token:
         raise UserError(f"--frames-per-token {args.frames_per_token} must be >= 1 and divide --clip-length "
-                         f"{args.clip_length}")
+                        f"{args.clip_length}")
     if args.output_filter < 0 or (args.output_filter and args.output_filter % 2 == 0):
         raise UserError(f"--output-filter must be 0 or an odd width, got {args.output_filter}")
     if args.diffusion_steps < 2:

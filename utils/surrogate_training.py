@@ -92,7 +92,7 @@ def resolve_muscles(requested: Sequence[str] | None, available: Sequence[str], w
     missing = [m for m in requested if m not in available]
     if missing:
         raise UserError(f"{where}: no activation column for {', '.join(missing)}; "
-                         f"the Dynamics files hold {', '.join(available)}")
+                        f"the Dynamics files hold {', '.join(available)}")
     return tuple(requested)
 
 

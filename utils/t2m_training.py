@@ -54,7 +54,7 @@ def encode_codes(vq: VQVAE, normalizer: Normalizer, motions: np.ndarray, device:
 def prior_config(args: argparse.Namespace, vq: VQVAE, clip_length: int) -> TokenPriorConfig:
     if clip_length % vq.downsample:
         raise UserError(f"--clip-length {clip_length} is not a multiple of the VQ-VAE's downsampling "
-                         f"{vq.downsample}")
+                        f"{vq.downsample}")
     return TokenPriorConfig(
         nb_code=vq.config["nb_code"], block_size=clip_length // vq.downsample, embed_dim=args.embed_dim_gpt,
         num_layers=args.num_layers, n_head=args.n_head_gpt, ff_rate=args.ff_rate, dropout=args.drop_out_rate,

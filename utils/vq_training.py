@@ -424,7 +424,7 @@ def _import_deepspeed():
         import deepspeed
     except ImportError:
         raise UserError("DeepSpeed was asked for (--deepspeed or the deepspeed launcher) but is not installed; "
-                          "pip install -r requirements-deepspeed.txt, or use torchrun for DDP") from None
+                        "pip install -r requirements-deepspeed.txt, or use torchrun for DDP") from None
     if os.environ.get("BIGE_DS_SHM", "0") != "1":
         # On CPU, DeepSpeed JIT-compiles a shared-memory all-reduce extension at start-up (over four
         # minutes on a 2-core machine, and its ninja cache is not reused between runs); gloo does the
