@@ -60,8 +60,14 @@ def _is_user_os_error(err: OSError) -> bool:
     return err.errno in USER_ERRNOS
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt.
+    Unlike Ctrl-C in a terminal, it reached this process only (a runner
+    passes it on to its child, see :mod:`utils.pipeline`)."""
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+    raise Terminated
 
 
 def _stopped(result: Any) -> bool:

@@ -167,14 +167,20 @@ def load_config(path: str | os.PathLike) -> tuple[dict[str, Any], list[Stage]]:
 
 def _run_stage(argv: list[str]) -> int:
     """Run one stage's command and return its exit status. If the runner is
-    interrupted, the stage gets the same signal (SIGTERM) and up to
-    :data:`STOP_GRACE_S` seconds to save its state before it is killed."""
+    stopped, the stage gets up to :data:`STOP_GRACE_S` seconds to save its
+    state and exit before it is killed: a SIGTERM sent to the runner is passed
+    on to it; Ctrl-C in a terminal reaches it directly (the whole foreground
+    group gets SIGINT), so it is not sent twice (a trainer's second signal
+    means "stop now, without saving")."""
+    from utils.cli import Terminated
+
     proc = subprocess.Popen(argv)
     try:
         return proc.wait()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+            if isinstance(stop, Terminated):
+                proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(timeout=STOP_GRACE_S)
             except subprocess.TimeoutExpired:
