@@ -335,7 +335,8 @@ OTHER_CASES = [
     ("plot_samples.py", ["{tmp}/nowhere", "--out", "{tmp}/s.png"], ["nowhere"]),
     # the pipeline runner
     ("run_pipeline.py", ["--config", "{tmp}/none.yaml"], ["none.yaml"]),
-    ("run_pipeline.py", ["--config", "{bad_yaml}"], ["bad.yaml"]),
+    ("run_pipeline.py", ["--config", "{bad_yaml}"], ["bad.yaml:3:1: not valid YAML"]),
+    ("run_pipeline.py", ["--config", "{evil_pth}"], ["evil.pth", "not a text file"]),
     ("run_pipeline.py", ["--config", "{not_mapping}"], ["list.yaml", "'stages'"]),
     ("run_pipeline.py", ["--config", "{evil_stage}"], ["evil_stage.yaml", "stage name '../../escape'"]),
     ("run_pipeline.py", ["--config", str(REPO / "configs" / "demo.yaml"), "--stage", "nope", "--list"],

@@ -131,9 +131,16 @@ def load_config(path: str | os.PathLike) -> tuple[dict[str, Any], list[Stage]]:
     """Read a pipeline YAML into its variables and stages."""
     path = Path(path)
     try:
-        cfg = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise PipelineError(f"{path}: cannot read pipeline config ({err})") from None
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise PipelineError(f"{path}: cannot read pipeline config ({err.strerror or err})") from None
+    except UnicodeDecodeError as err:
+        raise PipelineError(f"{path}: not a text file (byte {err.start}: {err.reason}); expected a YAML "
+                            "pipeline config") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        raise PipelineError(f"{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
     if not isinstance(cfg, dict) or not isinstance(cfg.get("stages"), list):
         raise PipelineError(f"{path}: expected a mapping with a 'stages' list")
     variables = {k: str(v) for k, v in cfg.items() if not isinstance(v, (list, dict))}
