@@ -328,6 +328,7 @@ OTHER_CASES = [
     ("plot_3.py", ["{good_mot}", "{tmp}/v.avi"], ["v.avi"]),
     ("plot_3.py", ["{good_mot}", "{file}/v.gif"], ["a_file.txt"]),
     ("plot_3.py", ["{good_mot}", "{tmp}/t.gif", "--titles", "a", "b"], ["--titles"]),
+    ("plot_3.py", ["{good_mot}", "{tmp}/m.gif", "--model", "{file}"], ["a_file.txt", "not a loadable OpenSim model"]),
     ("render_compare.py", ["{tmp}/nosub", "{good_mot}", "{tmp}/c.gif"], ["nosub"]),
     ("render_compare.py", ["{folder}", "{good_mot}", "{tmp}/c.gif"], ["a_folder"]),
     ("render_compare.py", ["{root}/Data/" + SESSIONS[0], "{gen}", "{tmp}/c.gif"], ["gen"]),

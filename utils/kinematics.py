@@ -154,8 +154,14 @@ class ForwardKinematics(nn.Module):
             raise FileNotFoundError(f"{path}: no such OpenSim model file")
         if osim.Logger.shouldLog(osim.Logger.Level_Info):
             osim.Logger.setLevelString("warn")  # one '[info] Loaded model' line per subject is noise here
-        model = osim.Model(str(path))
-        model.initSystem()
+        try:
+            model = osim.Model(str(path))
+            model.initSystem()
+        except RuntimeError as err:  # OpenSim reports a bad file as a RuntimeError from C++
+            from utils.errors import UserError
+
+            detail = next((ln.strip() for ln in str(err).splitlines()[1:] if ln.strip()), str(err))[:160]
+            raise UserError(f"{path}: not a loadable OpenSim model ({detail})") from None
         return cls(_spec_from_model(model, include_markers, source=str(path)))
 
     @classmethod
