@@ -8,13 +8,19 @@
 ``--subject all`` guides every test-split session. The method lives in
 :mod:`models.guidance`; see ``docs/guidance.md``.
 """
+from pathlib import Path
+
 from options.guidance import get_args_parser
 from models.guidance import run
+from utils.cli import run as run_cli
+from utils.fileio import exclusive_run
 
 
 def main(args):
-    return run(args)
+    """Guide the subjects ``args`` names, one writer per results folder."""
+    with exclusive_run(Path(args.out_dir) / args.exp_name):
+        return run(args)
 
 
 if __name__ == "__main__":
-    main(get_args_parser().parse_args())
+    run_cli(main, get_args_parser())

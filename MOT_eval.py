@@ -7,7 +7,8 @@ repetition under ``mot/``, ``errors.csv`` and ``errors.json`` (MAE per
 coordinate, degrees / cm), and prints the table.
 """
 from options.vq import get_eval_parser
+from utils.cli import run as run_cli
 from utils.vq_eval import evaluate_checkpoint
 
 if __name__ == "__main__":
-    evaluate_checkpoint(get_eval_parser().parse_args())
+    run_cli(evaluate_checkpoint, get_eval_parser())

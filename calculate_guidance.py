@@ -16,7 +16,6 @@ Rates are in real time under both.
 """
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -24,10 +23,12 @@ from pathlib import Path
 from metrics.evaluate import (
     GUIDANCE_COLUMNS, PROTOCOL_TITLES, PUBLISHED_GUIDANCE_COLUMNS, UNITS, SubjectFeet, find_surrogate,
     guidance_per_motion, guidance_rows, input_specs, load_surrogate_model, options_dict, output_location,
-    published_guidance_rows, resolve_protocol, set_info, subject_models, surrogate_activations, user_errors,
+    published_guidance_rows, resolve_protocol, set_info, subject_models, surrogate_activations,
 )
 from metrics.report import csv_text, output_paths, text_table, write_outputs
 from options.metrics import get_guidance_parser
+from utils.cli import run as run_cli
+from utils.errors import UserError
 from utils.fileio import OutputExistsError, atomic_write_text
 from utils.motion_sets import MotionSetError, load_motion_set
 
@@ -75,7 +76,7 @@ def main(args) -> list[dict]:
             notes.append(f"forward kinematics unavailable ({err}): foot sliding and floor penetration skipped")
     if use_fk:
         if args.osim not in ("subject", "generic") and not Path(args.osim).is_file():
-            raise FileNotFoundError(f"--osim {args.osim}: no such model file")
+            raise UserError(f"--osim {args.osim}: no such model file")
         notes.append(f"floor at y = {args.floor_height} m, contact within {args.contact_height} m of it")
     notes.append(f"activation band [{args.low}, {args.high}] on {', '.join(args.muscles)}; rates "
                  + (f"at an assumed {args.frame_rate} Hz (--frame-rate)" if args.frame_rate else
@@ -148,7 +149,4 @@ def main(args) -> list[dict]:
 
 
 if __name__ == "__main__":
-    try:
-        main(get_guidance_parser().parse_args())
-    except user_errors() as err:
-        sys.exit(f"error: {err}")
+    run_cli(main, get_guidance_parser())

@@ -14,16 +14,15 @@ under one of two protocols (``--protocol``, see docs/metrics.md):
 """
 from __future__ import annotations
 
-import sys
 import time
 
 from metrics.evaluate import (
     DISTRIBUTION_COLUMNS, PROTOCOL_TITLES, PUBLISHED_DISTRIBUTION_COLUMNS, UNITS, distribution_row, input_specs,
     options_dict, output_location, per_coordinate_columns, published_distribution_row, resolve_protocol, set_info,
-    user_errors,
 )
 from metrics.report import markdown_table, output_paths, text_table, write_outputs
 from options.metrics import get_wasserstein_parser
+from utils.cli import run as run_cli
 from utils.motion_sets import MotionSet, load_mocap, load_motion_set
 
 NOTES = (
@@ -120,7 +119,4 @@ def write_distribution_tables(args, paths, rows, reference, infos, script: str, 
 
 
 if __name__ == "__main__":
-    try:
-        main(get_wasserstein_parser().parse_args())
-    except user_errors() as err:
-        sys.exit(f"error: {err}")
+    run_cli(main, get_wasserstein_parser())

@@ -10,14 +10,9 @@ calculate_wasserstein.py and calculate_guidance.py like guidance outputs.
 """
 from __future__ import annotations
 
-import sys
-
-from dataset.mcs import DatasetError
 from options.mdm import get_generate_parser
-from utils.checkpoint import CheckpointError
-from utils.fileio import OutputExistsError
+from utils.cli import run as run_cli
 from utils.generation import generate_mdm
-from utils.motion_io import MotionFileError
 
 
 def main(args) -> list:
@@ -25,7 +20,4 @@ def main(args) -> list:
 
 
 if __name__ == "__main__":
-    try:
-        main(get_generate_parser().parse_args())
-    except (DatasetError, MotionFileError, CheckpointError, OutputExistsError, ValueError) as err:
-        sys.exit(f"generate_mdm: {err}")
+    run_cli(main, get_generate_parser())

@@ -8,14 +8,9 @@ Outputs: <out-dir>/<exp-name>/<session>/entry_<k>_<exp-name>.{mot,npy} and summa
 """
 from __future__ import annotations
 
-import sys
-
-from dataset.mcs import DatasetError
 from options.t2m import get_generate_parser
-from utils.checkpoint import CheckpointError
-from utils.fileio import OutputExistsError
+from utils.cli import run as run_cli
 from utils.generation import generate_t2m
-from utils.motion_io import MotionFileError
 
 
 def main(args) -> list:
@@ -23,7 +18,4 @@ def main(args) -> list:
 
 
 if __name__ == "__main__":
-    try:
-        main(get_generate_parser().parse_args())
-    except (DatasetError, MotionFileError, CheckpointError, OutputExistsError, ValueError) as err:
-        sys.exit(f"generate_t2m: {err}")
+    run_cli(main, get_generate_parser())

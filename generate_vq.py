@@ -9,14 +9,9 @@ Outputs: <out-dir>/<exp-name>/<session>/entry_<k>_<exp-name>.{mot,npy} and summa
 """
 from __future__ import annotations
 
-import sys
-
-from dataset.mcs import DatasetError
 from options.generate_vq import get_args_parser
-from utils.checkpoint import CheckpointError
-from utils.fileio import OutputExistsError
+from utils.cli import run as run_cli
 from utils.generation import generate_vq
-from utils.motion_io import MotionFileError
 
 
 def main(args) -> list:
@@ -24,7 +19,4 @@ def main(args) -> list:
 
 
 if __name__ == "__main__":
-    try:
-        main(get_args_parser().parse_args())
-    except (DatasetError, MotionFileError, CheckpointError, OutputExistsError, ValueError) as err:
-        sys.exit(f"generate_vq: {err}")
+    run_cli(main, get_args_parser())

@@ -10,11 +10,11 @@ drawing lives in :mod:`utils.render`.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from options.render import plot3_parser
-from utils.fileio import OutputExistsError, ensure_writable
+from utils.cli import run as run_cli
+from utils.fileio import ensure_writable
 from utils.render import RenderError, load_track, render_with_options, split_inputs, titles_from_paths
 
 
@@ -35,7 +35,4 @@ if __name__ == "__main__":
     from utils.render import quiet_opensim
 
     quiet_opensim()
-    try:
-        main(plot3_parser().parse_args())
-    except (RenderError, OutputExistsError) as err:
-        sys.exit(f"plot_3.py: error: {err}")
+    run_cli(main, plot3_parser())

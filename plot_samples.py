@@ -16,10 +16,11 @@ import sys
 from pathlib import Path
 
 from options.render import samples_parser
+from utils.cli import run as run_cli
 from utils.figures import (
     guidance_sessions, load_reference, read_guidance_session, reference_folder, samples_figure_for_session,
 )
-from utils.fileio import OutputExistsError, ensure_writable
+from utils.fileio import ensure_writable
 from utils.render import Camera, RenderError
 
 
@@ -67,7 +68,4 @@ if __name__ == "__main__":
     from utils.render import quiet_opensim
 
     quiet_opensim()
-    try:
-        main(samples_parser().parse_args())
-    except (RenderError, OutputExistsError) as err:
-        sys.exit(f"plot_samples.py: error: {err}")
+    run_cli(main, samples_parser())

@@ -10,13 +10,13 @@ the MCS layout; both motions are posed with the subject's scaled model unless
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from options.render import compare_parser
+from utils.cli import run as run_cli
 from utils.constants import GUIDED_MUSCLES
 from utils.figures import load_reference
-from utils.fileio import OutputExistsError, ensure_writable
+from utils.fileio import ensure_writable
 from utils.render import VIDEO_FORMATS, RenderError, load_track, render_with_options
 
 
@@ -47,7 +47,4 @@ if __name__ == "__main__":
     from utils.render import quiet_opensim
 
     quiet_opensim()
-    try:
-        main(compare_parser().parse_args())
-    except (RenderError, OutputExistsError) as err:
-        sys.exit(f"render_compare.py: error: {err}")
+    run_cli(main, compare_parser())

@@ -10,9 +10,10 @@ Stages whose outputs exist are skipped; see utils/pipeline.py for the format.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from utils.cli import run as run_cli
+from utils.fileio import RunLock
 from utils.pipeline import PipelineError, load_config, run_stages
 
 
@@ -27,18 +28,21 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     variables, stages = load_config(args.config)
+    unknown = sorted(set(args.stage or ()) - {s.name for s in stages})
+    if unknown:
+        raise PipelineError(f"--stage: unknown stage(s) {', '.join(unknown)}; {args.config} has "
+                            f"{', '.join(s.name for s in stages)}")
     if args.list:
         for s in stages:
             print(f"{s.name:12s} {'done   ' if s.done() else 'pending'} {' '.join(s.argv()[1:])}")
         return 0
-    times_file = Path(variables.get("out_dir", "output")) / "pipeline_times.json"
-    run_stages(stages, only=args.stage, force=args.force, times_file=times_file)
+    out_dir = Path(variables.get("out_dir", "output"))
+    times_file = out_dir / "pipeline_times.json"
+    with RunLock(out_dir / ".pipeline"):  # one runner per output folder
+        run_stages(stages, only=args.stage, force=args.force, times_file=times_file)
     print(f"stage times (s): {times_file}")
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(get_args_parser().parse_args()))
-    except PipelineError as err:
-        sys.exit(f"run_pipeline: {err}")
+    run_cli(main, get_args_parser())

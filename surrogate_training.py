@@ -13,13 +13,9 @@ tensorboard/, eval_test.csv, eval_test.json, eval_test.png.
 from __future__ import annotations
 
 import argparse
-import sys
 
-from dataset.mcs import DatasetError
 from options.surrogate import get_args_parser
-from utils.checkpoint import CheckpointError
-from utils.fileio import OutputExistsError
-from utils.motion_io import MotionFileError
+from utils.cli import run as run_cli
 from utils.surrogate_training import main as run
 
 
@@ -29,7 +25,4 @@ def main(args: argparse.Namespace):
 
 
 if __name__ == "__main__":
-    try:
-        main(get_args_parser().parse_args())
-    except (DatasetError, MotionFileError, CheckpointError, OutputExistsError, ValueError) as err:
-        sys.exit(f"surrogate_training: error: {err}")
+    run_cli(main, get_args_parser())

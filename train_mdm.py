@@ -9,14 +9,9 @@ Outputs: <out-dir>/<exp-name>/{run.log, tensorboard/, net_last.pth, net_best.pth
 """
 from __future__ import annotations
 
-import sys
-
-from dataset.mcs import DatasetError
 from options.mdm import get_args_parser
-from utils.checkpoint import CheckpointError
-from utils.fileio import OutputExistsError
+from utils.cli import run as run_cli
 from utils.mdm_training import train
-from utils.motion_io import MotionFileError
 
 
 def main(args) -> dict:
@@ -24,9 +19,4 @@ def main(args) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        result = main(get_args_parser().parse_args())
-    except (DatasetError, MotionFileError, CheckpointError, OutputExistsError, ValueError) as err:
-        sys.exit(f"train_mdm: {err}")
-    if result.get("stopped"):
-        sys.exit(130)  # interrupted: net_last.pth holds the state, continue with --resume
+    run_cli(main, get_args_parser())

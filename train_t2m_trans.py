@@ -9,13 +9,8 @@ Outputs: <out-dir>/<exp-name>/{run.log, tensorboard/, net_last.pth, net_best.pth
 """
 from __future__ import annotations
 
-import sys
-
-from dataset.mcs import DatasetError
 from options.t2m import get_args_parser
-from utils.checkpoint import CheckpointError
-from utils.fileio import OutputExistsError
-from utils.motion_io import MotionFileError
+from utils.cli import run as run_cli
 from utils.t2m_training import train
 
 
@@ -24,9 +19,4 @@ def main(args) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        result = main(get_args_parser().parse_args())
-    except (DatasetError, MotionFileError, CheckpointError, OutputExistsError, ValueError) as err:
-        sys.exit(f"train_t2m_trans: {err}")
-    if result.get("stopped"):
-        sys.exit(130)  # interrupted: net_last.pth holds the state, continue with --resume
+    run_cli(main, get_args_parser())

@@ -8,7 +8,8 @@ The same command runs under ``torchrun --nproc_per_node N`` (DDP) or the
 ``deepspeed`` launcher. The loop lives in :mod:`utils.vq_training`.
 """
 from options.vq import get_args_parser
+from utils.cli import run as run_cli
 from utils.vq_training import main
 
 if __name__ == "__main__":
-    main(get_args_parser().parse_args())
+    run_cli(main, get_args_parser())

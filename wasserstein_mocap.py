@@ -14,15 +14,15 @@
 """
 from __future__ import annotations
 
-import sys
 import time
 
 from calculate_wasserstein import reference_label, write_distribution_tables
 from metrics.evaluate import (
-    PROTOCOL_TITLES, distribution_row, published_distribution_row, resolve_protocol, set_info, user_errors,
+    PROTOCOL_TITLES, distribution_row, published_distribution_row, resolve_protocol, set_info,
 )
 from metrics.report import output_paths
 from options.metrics import get_wasserstein_mocap_parser
+from utils.cli import run as run_cli
 from utils.motion_sets import MotionSetError, is_mcs_root, load_mocap
 
 
@@ -63,7 +63,4 @@ def main(args) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main(get_wasserstein_mocap_parser().parse_args())
-    except user_errors() as err:
-        sys.exit(f"error: {err}")
+    run_cli(main, get_wasserstein_mocap_parser())

@@ -16,14 +16,17 @@ path separators).
 from __future__ import annotations
 
 import os
+import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from utils.errors import BigeError
 
-class DatasetError(ValueError):
+
+class DatasetError(BigeError, ValueError):
     """The dataset root is not usable; the message names the path."""
 
 
@@ -94,19 +97,71 @@ def dataset_root(root: str | os.PathLike) -> Path:
     return data_dir(root).parent
 
 
+_SAFE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+}
+"""The only classes and functions a segmentation file's pickle may name:
+NumPy's array and scalar reconstruction. Lists, tuples, dicts, numbers and
+strings need none; anything else (``os.system``, ``eval``...) is refused."""
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickles NumPy arrays and scalars, lists, tuples, dicts, numbers and
+    strings; refuses every other global, so a data file cannot run code."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _SAFE_GLOBALS:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name}")
+        if module.startswith("numpy.core.") and int(np.__version__.split(".")[0]) >= 2:
+            module = "numpy._core." + module[len("numpy.core."):]
+        return super().find_class(module, name)
+
+
+def _read_npy(path: Path) -> object:
+    """A ``.npy`` file's content: a plain array, or for an object array the
+    unpickled value through :class:`_RestrictedUnpickler`."""
+    from numpy.lib import format as npy_format
+
+    with open(path, "rb") as handle:
+        try:
+            version = npy_format.read_magic(handle)
+            if version not in ((1, 0), (2, 0)):
+                handle.seek(0)
+                return np.load(handle, allow_pickle=False)
+            shape, fortran, dtype = (npy_format.read_array_header_1_0(handle) if version == (1, 0)
+                                     else npy_format.read_array_header_2_0(handle))
+        except ValueError as err:
+            raise DatasetError(f"{path}: not a NumPy .npy file ({err})") from None
+        if not dtype.hasobject:
+            handle.seek(0)
+            return np.load(handle, allow_pickle=False)
+        try:
+            return _RestrictedUnpickler(handle, encoding="latin1").load()
+        except pickle.UnpicklingError as err:
+            raise DatasetError(f"{path}: refused: the pickled content is not plain data ({err}); a segmentation "
+                               "file holds only a dict trial -> [(start, end), ...]") from None
+        except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
+            raise DatasetError(f"{path}: cannot read segmentation file ({type(err).__name__}: {err})") from None
+
+
 def load_segmentation(path: str | os.PathLike) -> dict[str, list[tuple[int, int]]]:
-    """Read a segmentation ``.npy`` (pickled dict: trial -> [(start, end), ...])."""
+    """Read a segmentation ``.npy`` (pickled dict: trial -> [(start, end), ...]).
+
+    Never runs code from the file: only NumPy arrays and scalars, lists,
+    tuples, dicts, numbers and strings are unpickled."""
     path = Path(path)
-    try:
-        obj = np.load(path, allow_pickle=True)
-    except (OSError, ValueError) as err:
-        raise DatasetError(f"{path}: cannot read segmentation file ({err})") from None
+    obj = _read_npy(path)
     if isinstance(obj, np.ndarray) and obj.dtype == object and obj.shape == ():
         obj = obj.item()
     if not isinstance(obj, dict):
         raise DatasetError(f"{path}: expected a dict trial -> [(start, end), ...], found {type(obj).__name__}")
     out: dict[str, list[tuple[int, int]]] = {}
     for trial, bounds in obj.items():
+        if not isinstance(bounds, (list, tuple, np.ndarray)):
+            raise DatasetError(f"{path}: {trial} = {bounds!r}, expected a list of (start, end) frame pairs")
         pairs = []
         for j, pair in enumerate(bounds):
             try:
@@ -118,6 +173,20 @@ def load_segmentation(path: str | os.PathLike) -> dict[str, list[tuple[int, int]
             pairs.append((start, end))
         out[str(trial)] = pairs
     return out
+
+
+def dynamics_files(folder: Path) -> list[Path]:
+    """The muscle-driven simulation files of one ``<trial>_segment_<k>`` folder,
+    best first: ``*muscle_driven*`` as ``.mot`` or ``.sto``, else any ``.mot``,
+    else an ``.sto`` whose name mentions activations."""
+    files = [p for p in sorted(folder.iterdir()) if p.suffix.lower() in (".mot", ".sto")]
+    for accept in (lambda p: "muscle_driven" in p.name,
+                   lambda p: p.suffix.lower() == ".mot",
+                   lambda p: "activation" in p.name.lower()):
+        chosen = [p for p in files if accept(p)]
+        if chosen:
+            return chosen
+    return []
 
 
 def find_session(path: str | os.PathLike) -> Session:
@@ -137,7 +206,7 @@ def find_session(path: str | os.PathLike) -> Session:
             match = _DYNAMICS_DIR.match(d.name)
             if not (d.is_dir() and match and is_squat(match["trial"])):
                 continue
-            files = sorted(d.glob("*muscle_driven*.mot")) or sorted(d.glob("*.mot"))
+            files = dynamics_files(d)
             if files:
                 session.dynamics[(match["trial"], int(match["k"]))] = files[0]
     markers = path / "MarkerData"

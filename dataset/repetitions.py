@@ -3,8 +3,9 @@
 Kinematics come either from the whole-trial inverse-kinematics files cut by the
 segmentation (``source="kinematics"``) or from the muscle-driven Dynamics
 files, which also carry activations (``source="dynamics"``). Parsed results are
-cached as ``.npz`` keyed by every input file's path, size and mtime, so a
-second run does not re-parse text.
+cached as ``.npz`` keyed by the reader version, the options, the sessions and
+every input file (trials, segmentation, Dynamics, split), so a second run does
+not re-parse text and a corrected file is never shadowed by an old result.
 """
 from __future__ import annotations
 
@@ -19,14 +20,15 @@ import numpy as np
 
 from dataset.clips import clip_time_step, fit_length
 from dataset.mcs import DatasetError, Repetition, Session, dataset_root, discover
+from dataset.plausibility import check_plausible
 from dataset.split import split_sessions
-from utils.constants import CLIP_LENGTH, COORDINATES, MUSCLES
+from utils.constants import CLIP_LENGTH, COORDINATES, MUSCLES, READER_VERSION
+from utils.errors import UserError
 from utils.fileio import atomic_save_npz
 from utils.motion_io import Motion, MotionFileError, read_motion
 
 SOURCES = ("kinematics", "dynamics")
 SPLITS = ("train", "test", "all")
-_CACHE_VERSION = 2  # 2: resampled by each file's time column
 
 
 @dataclass
@@ -120,7 +122,7 @@ def select_sessions(
 ) -> list[Session]:
     """The sessions of ``split`` (train/test/all)."""
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        raise UserError(f"unknown split {split!r}; expected one of {SPLITS}")
     if split == "all":
         return sessions
     train, test = split_sessions([s.id for s in sessions], root=dataset_root(root),
@@ -142,7 +144,7 @@ def load_repetitions(
 ) -> RepetitionSet:
     """Load every squat repetition of ``split`` (or of the named ``sessions``)."""
     if source not in SOURCES:
-        raise ValueError(f"unknown source {source!r}; expected one of {SOURCES}")
+        raise UserError(f"unknown source {source!r}; expected one of {SOURCES}")
     found = discover(root)
     if sessions is not None:
         wanted = set(sessions)
@@ -159,7 +161,8 @@ def load_repetitions(
         raise DatasetError(f"{root}: no {source} repetitions in split {split!r}")
     by_id = {s.id: s for s in chosen}
     inputs = sorted({str(p) for p in _input_files(reps, by_id, source)})
-    key = _cache_key(inputs, source, length, clip_mode)
+    key = _cache_key(inputs, source, length, clip_mode, _key_files(root, chosen, reps, split_file),
+                     [s.id for s in chosen])
     cache_path = cache_dir(root) / f"reps_{key}.npz"
     if use_cache and cache_path.is_file():
         try:
@@ -189,6 +192,7 @@ def _extract(reps: list[Repetition], by_id: dict[str, Session], source: str,
              length: int, clip_mode: str) -> RepetitionSet:
     motions, acts, files, durations, rates = [], [], [], [], []
     parsed: dict[Path, Motion] = {}
+    checked: set[Path] = set()
 
     def get(path: Path) -> Motion:
         if path not in parsed:
@@ -198,14 +202,23 @@ def _extract(reps: list[Repetition], by_id: dict[str, Session], source: str,
     muscles: tuple[str, ...] = ()
     if source == "dynamics":
         present = [set(m for m in MUSCLES if get(r.dynamics).has(m)) for r in reps]
-        common = set.intersection(*present)
-        muscles = tuple(m for m in MUSCLES if m in common)
+        union = set.union(*present)
+        for r, found in zip(reps, present):  # a muscle missing from one file must not vanish from the dataset
+            lacking = [m for m in MUSCLES if m in union and m not in found]
+            if lacking:
+                raise DatasetError(f"{r.dynamics}: no activation column for {', '.join(lacking[:5])}"
+                                   f"{' ...' if len(lacking) > 5 else ''} ({len(lacking)} muscle(s)), which the "
+                                   "other Dynamics files hold; expected the same muscles in every file")
+        muscles = tuple(m for m in MUSCLES if m in union)
         if not muscles:
             raise DatasetError(f"{reps[0].dynamics}: no muscle activation columns found")
     for r, path in zip(reps, _input_files(reps, by_id, source)):
         motion = get(path)
         coords = motion.coordinates(COORDINATES, degrees=True)
         times = motion.times
+        if path not in checked:
+            check_plausible(coords, path)
+            checked.add(path)
         if source == "kinematics" and r.start is not None and path != r.dynamics:
             if r.end > motion.n_frames:
                 raise DatasetError(
@@ -233,12 +246,37 @@ def _extract(reps: list[Repetition], by_id: dict[str, Session], source: str,
     )
 
 
-def _cache_key(inputs: list[str], source: str, length: int, clip_mode: str) -> str:
+def _key_files(root: str | os.PathLike, chosen: list[Session], reps: list[Repetition],
+               split_file: str | os.PathLike | None = None) -> list[Path]:
+    """Every other file whose content changes the result: the sessions'
+    segmentation files, their Dynamics files and the split file."""
+    base = dataset_root(root)
+    files = [base / "squat-segmentation-data" / f"{s.id}.npy" for s in chosen]
+    files += [r.dynamics for r in reps if r.dynamics is not None]
+    files.append(Path(split_file) if split_file else base / "split.json")
+    return files
+
+
+def _cache_key(inputs: list[str], source: str, length: int, clip_mode: str,
+               extra_files: Sequence[Path] = (), sessions: Sequence[str] = ()) -> str:
+    """Hash of the reader version, the options, the chosen sessions, and the
+    path, size and modification time of every input (the content itself for
+    the small segmentation and split files; a missing file counts too)."""
     h = hashlib.sha1()
-    h.update(json.dumps([_CACHE_VERSION, source, length, clip_mode]).encode())
+    h.update(json.dumps([READER_VERSION, source, length, clip_mode, sorted(sessions)]).encode())
     for p in inputs:
         st = os.stat(p)
         h.update(f"{os.path.abspath(p)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    for p in sorted({Path(p) for p in extra_files}):
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            h.update(f"{os.path.abspath(p)}|absent\n".encode())
+            continue
+        h.update(f"{os.path.abspath(p)}|{st.st_size}|{st.st_mtime_ns}".encode())
+        if p.suffix in (".npy", ".json") and st.st_size < 1 << 20:
+            h.update(hashlib.sha1(p.read_bytes()).digest())
+        h.update(b"\n")
     return h.hexdigest()[:20]
 
 
@@ -297,7 +335,7 @@ def load_dynamics_files(paths: Sequence[str | os.PathLike], length: int = CLIP_L
     is named in the error. ``sessions`` are the file stems.
     """
     files = find_motion_files(paths)
-    motions, acts, present = [], [], []
+    motions, present = [], []
     for path in files:
         motion = read_motion(path)
         have = [m for m in MUSCLES if motion.has(m)]

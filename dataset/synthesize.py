@@ -32,11 +32,11 @@ import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from utils.constants import COORDINATES, DEFAULT_DATA_ROOT, FRAME_RATE
+from utils.errors import UserError
 from utils.fileio import atomic_open, atomic_write_json, atomic_write_text
 from utils.motion_io import write_coordinates, write_mot, write_trc
 
@@ -85,9 +85,9 @@ def _check_args(n_subjects: int, n_reps: int, seed: int, workers: int) -> None:
     for name, value, lo, hi in (("n_subjects", n_subjects, 1, 100000), ("n_reps", n_reps, 1, 50),
                                 ("workers", workers, 1, 1024)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not (lo <= value <= hi):
-            raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
+            raise UserError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        raise UserError(f"seed must be a non-negative integer, got {seed!r}")
 
 
 def _session_complete(root: Path, sid: str) -> bool:
@@ -286,18 +286,15 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
+def main(args: argparse.Namespace) -> int:
+    """Build the dataset the options describe; returns the exit status."""
     start = time.perf_counter()
-    try:
-        root = build_dataset(args.out, args.subjects, args.reps, args.seed, args.workers,
-                             progress=not args.no_progress)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    root = build_dataset(args.out, args.subjects, args.reps, args.seed, args.workers, progress=not args.no_progress)
     print(f"synthetic dataset: {args.subjects} sessions in {root} ({time.perf_counter() - start:.1f} s)")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from utils.cli import run
+
+    run(main, get_args_parser(), prog="python -m dataset.synthesize")

@@ -23,19 +23,15 @@ from metrics.published import (
 )
 from metrics.report import Column
 from utils.constants import COORDINATES, TRANSLATIONS
+from utils.errors import UserError
 from utils.motion_sets import MotionSet
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """Errors caused by the input or options, reported as one message without a traceback."""
-    from dataset.mcs import DatasetError
-    from utils.checkpoint import CheckpointError
-    from utils.fileio import OutputExistsError
-    from utils.kinematics import ModelError
-    from utils.motion_io import MotionFileError
-    from utils.motion_sets import MotionSetError
+    """Errors caused by the input or options (the scripts report them through
+    :func:`utils.cli.run`, which catches the same base)."""
+    from utils.errors import BigeError
 
-    return (MotionSetError, DatasetError, MotionFileError, CheckpointError, OutputExistsError, FileNotFoundError,
-            ModelError)
+    return (BigeError,)
 
 
 DEFAULT_SURROGATES = ("output/surrogate/net_best.pth", "output/demo/surrogate/net_best.pth")
@@ -224,8 +220,8 @@ def distribution_row(
 ) -> dict[str, Any]:
     """One flat result row of ``mset`` against ``reference`` (M, T, 33)."""
     if mset.motions.shape[1] != reference.shape[1]:
-        raise ValueError(f"{mset.source}: motions have {mset.motions.shape[1]} frames, the reference "
-                         f"{reference.shape[1]}; load both with the same --clip-length")
+        raise UserError(f"{mset.source}: motions have {mset.motions.shape[1]} frames, the reference "
+                        f"{reference.shape[1]}; load both with the same --clip-length")
     res = compare_sets(mset.motions, reference, ot_samples=ot_samples, bootstrap=bootstrap,
                        n_projections=projections, confidence=confidence, seed=seed, multivariate=multivariate,
                        horizontal=horizontal)
@@ -267,7 +263,7 @@ def find_surrogate(explicit: str | os.PathLike | None) -> tuple[Path | None, str
     if explicit:
         path = Path(explicit)
         if not path.is_file():
-            raise FileNotFoundError(f"--surrogate {path}: no such checkpoint file")
+            raise UserError(f"--surrogate {path}: no such checkpoint file")
         return path, f"activations from the surrogate {path}"
     for candidate in DEFAULT_SURROGATES:
         if Path(candidate).is_file():

@@ -38,6 +38,7 @@ from torch import Tensor
 
 from models import guidance_losses as L
 from utils.constants import COORD_INDEX, COORDINATES, FRAME_RATE
+from utils.errors import BigeError
 
 PELVIS_TY = COORD_INDEX["pelvis_ty"]
 
@@ -88,7 +89,7 @@ PUBLISHED_PHASES = (500, 500, 1000)
 """Proximity-only, ramp and final proximity-only iterations of the published 3000-iteration schedule."""
 
 
-class GuidanceError(ValueError):
+class GuidanceError(BigeError, ValueError):
     """Guidance cannot run with the given inputs; the message says why."""
 
 
@@ -450,6 +451,27 @@ def latent_unit_scale(unit: str, bank: L.LatentBank) -> float:
     return bank.std / 100.0 if unit == "percent-std" else 1.0
 
 
+def guidance_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings every subject of one results folder must share, as written
+    into each ``summary.json`` (see :data:`utils.generation_output.SETTINGS_KEYS`)."""
+    schedule = schedule_from_args(args)
+    return {
+        "method": "BIGE guidance",
+        "vq_checkpoint": str(args.vq_name),
+        "surrogate_checkpoint": str(args.surrogate),
+        "muscles": list(args.muscles),
+        "band": [float(args.low), float(args.high)],
+        "num_runs": int(args.num_runs),
+        "total_iter": int(args.total_iter),
+        "lr": float(args.lr),
+        "latent_unit": args.latent_unit,
+        "floor_align": args.floor_align,
+        "schedule": {"proximity_only": schedule.proximity_only, "ramp": schedule.ramp,
+                     "final_proximity": schedule.final_proximity},
+        "weights": weights_from_args(args),
+    }
+
+
 def schedule_from_args(args: argparse.Namespace) -> Schedule:
     return Schedule.published(args.total_iter, args.proximity_only_iter, args.ramp_iter, args.final_proximity_iter)
 
@@ -532,7 +554,7 @@ def prepare(args: argparse.Namespace) -> Prepared:
     from models.vqvae import load_vqvae
     from utils.checkpoint import CheckpointError
     from utils.device import resolve_device
-    from utils.generation_output import check_outputs
+    from utils.generation_output import check_outputs, check_uniform_settings
 
     check_args(args)
     device = resolve_device(args.device)
@@ -540,6 +562,8 @@ def prepare(args: argparse.Namespace) -> Prepared:
     sessions = resolve_subjects(root, args.subject, args.split_file, args.seed)
     exp_dir = Path(args.out_dir) / args.exp_name
     check_outputs(exp_dir, [s.id for s in sessions], args.overwrite)
+    # subjects not rewritten now must have been guided the same way, or the folder would mix settings
+    check_uniform_settings(exp_dir, expected=guidance_settings(args), skip=[s.id for s in sessions])
 
     vqvae, normalizer, ckpt = load_vqvae(args.vq_name, device)
     n_features = int(ckpt["config"].get("n_features", -1))
@@ -645,17 +669,9 @@ def write_results(args: argparse.Namespace, session_id: str, result: GuidanceRes
             "in_band": bool(inb[i]),
         })
     info = {
-        "method": "BIGE guidance",
-        "vq_checkpoint": str(args.vq_name),
-        "surrogate_checkpoint": str(args.surrogate),
+        **guidance_settings(args),
         "muscles": list(objective.muscles),
-        "band": [float(args.low), float(args.high)],
         "floor_height_m": float(floor),
-        "num_runs": int(args.num_runs),
-        "total_iter": int(args.total_iter),
-        "lr": float(args.lr),
-        "latent_unit": args.latent_unit,
-        "floor_align": args.floor_align,
         "schedule": {"proximity_only": schedule.proximity_only, "ramp": schedule.ramp,
                      "final_proximity": schedule.final_proximity},
         "weights": dict(weights),

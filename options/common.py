@@ -8,6 +8,26 @@ from utils.constants import CLIP_LENGTH, DEFAULT_DATA_ROOT
 from utils.device import DEVICES, PRECISIONS
 
 
+def int_at_least(minimum: int):
+    """An argparse ``type``: an integer ``>= minimum``; anything else is a
+    one-line usage error naming the flag."""
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value!r}") from None
+        if n < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return n
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+MIN_CLIP_LENGTH = 2
+"""Fewest frames a clip may be brought to (velocities need two)."""
+
+
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("data")
     g.add_argument("--data-root", default=DEFAULT_DATA_ROOT,
@@ -18,7 +38,7 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--split-file", default=None,
                    help="JSON {'train': [...], 'test': [...]} of session ids; default: <data-root>/split.json, "
                         "else the 21 published test sessions, else a seeded 20%% of sessions")
-    g.add_argument("--clip-length", type=int, default=CLIP_LENGTH,
+    g.add_argument("--clip-length", type=int_at_least(MIN_CLIP_LENGTH), default=CLIP_LENGTH,
                    help="frames per repetition after length normalisation")
     g.add_argument("--clip-mode", default="resample", choices=CLIP_MODES,
                    help="bring repetitions to --clip-length by linear time normalisation (resample) or by "
@@ -45,9 +65,9 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> None:
                    help="bf16 runs matmuls and convolutions in bfloat16 autocast (faster on CPUs with bf16 "
                         "units and on recent GPUs)")
     g.add_argument("--seed", type=int, default=123, help="random seed (data order, initialisation)")
-    g.add_argument("--num-workers", type=int, default=0,
+    g.add_argument("--num-workers", type=int_at_least(0), default=0,
                    help="worker processes for file parsing; batches come from memory")
-    g.add_argument("--num-threads", type=int, default=0,
+    g.add_argument("--num-threads", type=int_at_least(0), default=0,
                    help="CPU threads PyTorch may use per process (0 = PyTorch's default, or the cores shared out "
                         "under torchrun; 1 is much faster for small models on a CPU shared with other jobs)")
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import argparse
 
+from options.common import int_at_least
+from utils.errors import UserError
+
 
 def add_generation_args(parser: argparse.ArgumentParser, default_exp: str, default_out: str = "output") -> None:
     """``--subject --num-samples --batch-size --out-dir --exp-name --overwrite``."""
@@ -13,7 +16,7 @@ def add_generation_args(parser: argparse.ArgumentParser, default_exp: str, defau
                    help="'all' = every session of the test split (--split-file, else <data-root>/split.json, "
                         "...), or one or more session folders (<root>/Data/<session>) or session ids")
     g.add_argument("--num-samples", type=int, default=20, help="motions generated per subject")
-    g.add_argument("--batch-size", type=int, default=64, help="motions generated at once")
+    g.add_argument("--batch-size", type=int_at_least(1), default=64, help="motions generated at once")
     g.add_argument("--out-dir", default=default_out,
                    help="parent folder; motions go to <out-dir>/<exp-name>/<session>/entry_<k>_<exp-name>.mot")
     g.add_argument("--exp-name", default=default_exp, help="experiment folder name under --out-dir")
@@ -24,9 +27,9 @@ def add_generation_args(parser: argparse.ArgumentParser, default_exp: str, defau
 def check_generation_args(args: argparse.Namespace) -> None:
     """Reject impossible values with a clear message (before any work)."""
     if args.num_samples < 1:
-        raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}")
+        raise UserError(f"--num-samples must be >= 1, got {args.num_samples}")
     if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
 
 
 def add_subject_data_args(parser: argparse.ArgumentParser) -> None:

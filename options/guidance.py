@@ -10,7 +10,7 @@ import argparse
 
 from models.guidance import DEFAULT_WEIGHTS, FLOOR_ALIGN, INIT_UNITS, QUANTIZER_GRADS, TERM_HELP
 from models.guidance_losses import PROXIMITY_UNITS
-from options.common import add_data_args, add_output_args, add_runtime_args
+from options.common import add_data_args, add_output_args, add_runtime_args, int_at_least
 from utils.constants import GUIDED_MUSCLES
 
 
@@ -50,8 +50,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="latent steps per sample; motions have seq-len x (VQ down-sampling) frames")
     g.add_argument("--total-iter", type=int, default=3000, help="Adam iterations per batch of latents")
     g.add_argument("--lr", type=float, default=0.5, help="Adam learning rate on the latents")
-    g.add_argument("--num-runs", type=int, default=3000, help="latents optimised per subject")
-    g.add_argument("--batch-size", type=int, default=256,
+    g.add_argument("--num-runs", type=int_at_least(1), default=3000, help="latents optimised per subject")
+    g.add_argument("--batch-size", type=int_at_least(1), default=256,
                    help="latents optimised at once; --num-runs are processed in batches of this size")
     g.add_argument("--min-samples", type=int, default=20,
                    help="best samples kept per subject (constraint satisfaction first, then realism)")

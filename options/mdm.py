@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from models.mdm import NOISE_SCHEDULES, SAMPLERS
-from options.common import add_centre_arg, add_data_args, add_loop_args, add_output_args, add_runtime_args
+from options.common import add_centre_arg, add_data_args, add_loop_args, add_output_args, add_runtime_args, int_at_least
 from options.generation import add_generation_args, add_generation_runtime_args, add_subject_data_args
 
 
@@ -47,7 +47,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--cond-mask-prob", type=float, default=0.1,
                    help="probability of dropping the condition in training (enables classifier-free guidance)")
     t = p.add_argument_group("training")
-    t.add_argument("--batch-size", type=int, default=64, help="clips per step (per process under torchrun)")
+    t.add_argument("--batch-size", type=int_at_least(1), default=64, help="clips per step (per process under torchrun)")
     t.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (AdamW)")
     t.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
     t.add_argument("--total-iter", type=int, default=100000, help="optimisation steps in all")

@@ -10,6 +10,7 @@ import argparse
 
 from dataset.clips import CLIP_MODES
 from metrics.published import PROTOCOLS
+from options.common import MIN_CLIP_LENGTH, int_at_least
 from utils.constants import CLIP_LENGTH, DEFAULT_DATA_ROOT, GUIDED_MUSCLES
 from utils.device import DEVICES
 
@@ -41,7 +42,7 @@ def _input_args(parser: argparse.ArgumentParser, kinds: tuple[str, ...], default
     g.add_argument("--split-file", default=None,
                    help="JSON {'train': [...], 'test': [...]} of session ids; default: <root>/split.json, "
                         "else the 21 published test sessions, else a seeded 20%% of sessions")
-    g.add_argument("--clip-length", type=int, default=CLIP_LENGTH,
+    g.add_argument("--clip-length", type=int_at_least(MIN_CLIP_LENGTH), default=CLIP_LENGTH,
                    help="frames every motion is brought to (motions of another length are time-normalised "
                         "and reported)")
     g.add_argument("--clip-mode", default=None, choices=CLIP_MODES,
@@ -56,17 +57,17 @@ def _input_args(parser: argparse.ArgumentParser, kinds: tuple[str, ...], default
     if compare:  # the scripts that read folders of generated motions
         g.add_argument("--strict", action="store_true",
                        help="stop on any unusable file instead of skipping and listing it")
-        g.add_argument("--workers", type=int, default=1, help="processes for reading motion files")
+        g.add_argument("--workers", type=int_at_least(1), default=1, help="processes for reading motion files")
 
 
 def _distance_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("distances")
-    g.add_argument("--ot-samples", type=int, default=300,
+    g.add_argument("--ot-samples", type=int_at_least(2), default=300,
                    help="motions per set (seeded subsample) for the exact earth mover's distance; its cost "
                         "grows as the cube of this number")
-    g.add_argument("--bootstrap", type=int, default=100,
+    g.add_argument("--bootstrap", type=int_at_least(0), default=100,
                    help="bootstrap resamples for the confidence intervals of the multivariate distances (0: none)")
-    g.add_argument("--projections", type=int, default=256,
+    g.add_argument("--projections", type=int_at_least(1), default=256,
                    help="random directions of the sliced Wasserstein distance")
     g.add_argument("--confidence", type=float, default=0.95, help="level of the bootstrap intervals")
     g.add_argument("--seed", type=int, default=0, help="seed of subsamples, directions and bootstrap")
@@ -158,7 +159,7 @@ def get_guidance_parser() -> argparse.ArgumentParser:
     g.add_argument("--low", type=float, default=0.35, help="lower edge of the activation band")
     g.add_argument("--high", type=float, default=0.45, help="upper edge of the activation band")
     g.add_argument("--device", default="auto", choices=DEVICES, help="device of the surrogate")
-    g.add_argument("--batch-size", type=int, default=256, help="motions per surrogate batch")
+    g.add_argument("--batch-size", type=int_at_least(1), default=256, help="motions per surrogate batch")
     g = p.add_argument_group("kinematics")
     g.add_argument("--frame-rate", type=float, default=None,
                    help="override: assume this frame rate (Hz) for every stored clip; unset, rates are in real "

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 
 from models.surrogate import ARCHS, DEFAULT_CONFIG
-from options.common import add_centre_arg, add_data_args, add_output_args, add_runtime_args
+from options.common import add_centre_arg, add_data_args, add_output_args, add_runtime_args, int_at_least
+from utils.errors import UserError
 
 _MLP = DEFAULT_CONFIG["mlp"]
 _TF = DEFAULT_CONFIG["transformer"]
@@ -49,7 +50,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, default=120, help="maximum passes over the training clips")
-    g.add_argument("--batch-size", type=int, default=16, help="clips per optimisation step")
+    g.add_argument("--batch-size", type=int_at_least(1), default=16, help="clips per optimisation step")
     g.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (cosine decay to 1%%)")
     g.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
     g.add_argument("--warmup-epochs", type=int, default=5, help="epochs of linear learning-rate warm-up")
@@ -103,7 +104,7 @@ def parse_muscles(values: list[str] | str) -> list[str] | None:
     if not names or names == ["all"]:
         return None
     if "all" in names:
-        raise ValueError("--muscles: 'all' cannot be combined with muscle names")
+        raise UserError("--muscles: 'all' cannot be combined with muscle names")
     return names
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from options.common import add_data_args, add_loop_args, add_output_args, add_runtime_args
+from options.common import add_data_args, add_loop_args, add_output_args, add_runtime_args, int_at_least
 from options.generation import add_generation_args, add_generation_runtime_args, add_subject_data_args
 from options.mdm import milestones
 
@@ -31,7 +31,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--cond-drop", type=float, default=0.1,
                    help="probability of replacing the condition by the learned null token in training")
     t = p.add_argument_group("training")
-    t.add_argument("--batch-size", type=int, default=128, help="code sequences per step (per process under torchrun)")
+    t.add_argument("--batch-size", type=int_at_least(1), default=128,
+                   help="code sequences per step (per process under torchrun)")
     t.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (AdamW)")
     t.add_argument("--weight-decay", type=float, default=1e-6, help="AdamW weight decay")
     t.add_argument("--total-iter", type=int, default=100000, help="optimisation steps in all")

@@ -5,7 +5,7 @@ import argparse
 
 from models.quantizer import QUANTIZERS
 from models.resnet import ACTIVATIONS, NORMS
-from options.common import add_centre_arg, add_data_args, add_output_args, add_runtime_args
+from options.common import add_centre_arg, add_data_args, add_output_args, add_runtime_args, int_at_least
 
 RECONS_LOSSES = ("l1", "l2", "l1_smooth")
 
@@ -105,7 +105,7 @@ def get_eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume-pth", required=True, help="VQ-VAE checkpoint written by train_vq.py")
     parser.add_argument("--split", default="test", choices=("train", "test", "all"),
                         help="which sessions to reconstruct")
-    parser.add_argument("--batch-size", type=int, default=64, help="clips per forward pass")
+    parser.add_argument("--batch-size", type=int_at_least(1), default=64, help="clips per forward pass")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     add_data_args(parser)

@@ -13,11 +13,12 @@ import torch
 from dataset.clips import fit_length
 from dataset.mcs import DatasetError, discover, load_segmentation
 from dataset.normalization import CENTRED, Normalizer, static_features, std_floor
+from dataset.plausibility import check_plausible
 from dataset.repetitions import load_repetitions
 from dataset.split import split_sessions
 from dataset.torch_data import InMemoryBatches
 from utils.constants import COORDINATES, TEST_SESSIONS
-from utils.motion_io import write_coordinates, write_mot
+from utils.motion_io import MotionFileError, write_coordinates, write_mot
 
 SESSIONS = ["aaaa-1", "bbbb-2", "cccc-3", "dddd-4", "eeee-5"]
 
@@ -255,3 +256,96 @@ def test_repetitions_keep_their_real_duration_through_resampling_and_tiling(tmp_
     again = load_repetitions(tmp_path, "all")
     np.testing.assert_allclose(again.durations, reps.durations)
     assert again.of_sessions([SESSIONS[1]]).durations.shape == (3,)
+
+
+# ----------------------------------------------------------------------------- nothing silently wrong
+
+
+def test_corrected_segmentation_is_never_shadowed_by_the_cache(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("BIGE_CACHE_DIR", str(tmp_path / "cache"))
+    make_layout(tmp_path, with_dynamics=False)
+    first = load_repetitions(tmp_path, "all")
+    seg = tmp_path / "squat-segmentation-data" / f"{SESSIONS[0]}.npy"
+    stat = seg.stat()
+    # the corrected file has the same size and modification time: only its content differs
+    np.save(seg, {"SQT01": [(0, 150), (150, 200), (200, 300)], "Walk01": [(0, 5)]}, allow_pickle=True)
+    os.utime(seg, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert seg.stat().st_size == stat.st_size
+    second = load_repetitions(tmp_path, "all")
+    i = second.sessions.index(SESSIONS[0])
+    assert not np.allclose(first.motions[i], second.motions[i]), "the corrected segmentation was used"
+    # the split is in the key too: another split file, other sessions, no stale result
+    split = tmp_path / "other_split.json"
+    split.write_text(json.dumps({"train": SESSIONS[:2], "test": SESSIONS[2:4]}))
+    assert set(load_repetitions(tmp_path, "test", split_file=split).sessions) == set(SESSIONS[2:4])
+
+
+def test_split_ids_that_match_no_session_are_an_error(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("BIGE_CACHE_DIR", str(tmp_path / "cache"))
+    make_layout(tmp_path, with_dynamics=False)
+    (tmp_path / "split.json").write_text(json.dumps({"train": SESSIONS[:3], "test": ["typo-4", SESSIONS[4]]}))
+    with pytest.raises(DatasetError, match=r"split.json: 1 session id\(s\) match no session .*typo-4"):
+        load_repetitions(tmp_path, "train")
+    (tmp_path / "split.json").write_text(json.dumps({"test": ["x", "y"]}))  # nothing would be held out
+    with pytest.raises(DatasetError, match=r"split.json: 2 session id\(s\)"):
+        load_repetitions(tmp_path, "train")
+    (tmp_path / "split.json").write_text('{"test": [\n1,')
+    with pytest.raises(DatasetError, match=r"split.json:2:3: not valid JSON"):
+        load_repetitions(tmp_path, "train")
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda x: np.deg2rad(x), "knee_angle_r spans .* radians labelled as degrees"),
+    (lambda x: x * np.where(np.isin(np.arange(33), [3, 4, 5]), 1000.0, 1.0), "pelvis_ty reaches 950, over 20 m"),
+    (lambda x: x + np.where(np.arange(33) == COORDINATES.index("knee_angle_l"), 1e6, 0.0),
+     "knee_angle_l reaches 1e\\+06 deg"),
+])
+def test_implausible_kinematics_are_refused_naming_file_and_column(tmp_path: Path, monkeypatch, edit, words) -> None:
+    monkeypatch.setenv("BIGE_CACHE_DIR", str(tmp_path / "cache"))
+    make_layout(tmp_path, with_dynamics=False)
+    trial = tmp_path / "Data" / SESSIONS[1] / "OpenSimData" / "Kinematics" / "SQT01.mot"
+    write_coordinates(trial, edit(_trial(300, 50.0)))
+    with pytest.raises(MotionFileError, match=f"{SESSIONS[1]}/OpenSimData/Kinematics/SQT01.mot: column {words}"):
+        load_repetitions(tmp_path, "all")
+
+
+def test_plausibility_accepts_a_shallow_squat_in_degrees() -> None:
+    x = _trial(300, 12.0)
+    check_plausible(x, "shallow.mot")  # knee range 12 deg: a real, shallow squat
+    with pytest.raises(MotionFileError, match="shallow.mot: column pelvis_tilt: non-finite value at frame 3"):
+        x[3, 0] = np.nan
+        check_plausible(x, "shallow.mot")
+
+
+def test_dynamics_file_missing_a_muscle_is_named_and_sto_files_are_read(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("BIGE_CACHE_DIR", str(tmp_path / "cache"))
+    make_layout(tmp_path)
+    d = tmp_path / "Data" / SESSIONS[2] / "OpenSimData" / "Dynamics" / "SQT01_segment_2"
+    mot = d / "kinematics_activations_SQT01_segment_2_muscle_driven.mot"
+    x = _trial(300, 60.0)[100:200]
+    mot.unlink()
+    sto = mot.with_suffix(".sto")  # OpenCap also writes .sto: read, not ignored
+    write_coordinates(sto, x, extra={"/forceset/vasmed_r/activation": np.full(100, 0.25)})
+    with pytest.raises(DatasetError, match=r"segment_2_muscle_driven.sto: no activation column for vasmed_l"):
+        load_repetitions(tmp_path, "all", source="dynamics")
+    write_coordinates(sto, x, extra={"/forceset/vasmed_r/activation": np.full(100, 0.25), "vasmed_l": np.zeros(100)})
+    dyn = load_repetitions(tmp_path, "all", source="dynamics")
+    i = [k for k, f in enumerate(dyn.files) if f.endswith(".sto")]
+    assert len(i) == 1 and dyn.muscles == ("vasmed_r", "vasmed_l")
+    np.testing.assert_allclose(dyn.activations[i[0], :, 0], 0.25)
+
+
+def test_segmentation_file_never_runs_code(tmp_path: Path) -> None:
+    mark = tmp_path / "payload_ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {mark}",))
+
+    np.save(tmp_path / "evil.npy", {"SQT01": [(0, 10)], "x": Evil()}, allow_pickle=True)
+    with pytest.raises(DatasetError, match=r"evil.npy: refused: .*posix.system"):
+        load_segmentation(tmp_path / "evil.npy")
+    assert not mark.exists()
+    # what MCS ships: a pickled dict of lists of tuples, NumPy integers and arrays included
+    np.save(tmp_path / "ok.npy", {"SQT01": [(np.int64(3), 9)], "SQT02": np.array([[1, 5], [5, 9]])}, allow_pickle=True)
+    assert load_segmentation(tmp_path / "ok.npy") == {"SQT01": [(3, 9)], "SQT02": [(1, 5), (5, 9)]}

@@ -3,6 +3,7 @@ RNG capture and checkpoint compatibility checks."""
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
 
@@ -14,7 +15,10 @@ from utils.checkpoint import (
     CheckpointError, check_compatible, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
 )
 from utils.constants import COORDINATES
-from utils.fileio import OutputExistsError, atomic_open, atomic_write_json, ensure_writable
+from utils.fileio import (
+    OutputExistsError, RunLock, RunLockedError, atomic_open, atomic_write_json, ensure_writable, exclusive_run,
+    staged_dir,
+)
 
 
 def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path) -> None:
@@ -76,3 +80,84 @@ def test_atomic_files_get_the_usual_permissions(tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+# ----------------------------------------------------------------------------- reliability
+
+
+def test_checkpoint_with_a_code_payload_is_refused_and_never_runs(tmp_path: Path) -> None:
+    mark = tmp_path / "payload_ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {mark}",))
+
+    torch.save({"model": {}, "x": Evil()}, tmp_path / "evil.pth")
+    with pytest.raises(CheckpointError, match=r"evil.pth: refused: it asks to load posix.system"):
+        load_checkpoint(tmp_path / "evil.pth")
+    assert not mark.exists()
+    # what the trainers save (NumPy values and RNG states included) loads with weights_only
+    save_checkpoint(tmp_path / "ok.pth", stats=np.arange(3.0), best=np.float64(0.5), where=tmp_path)
+    ckpt = load_checkpoint(tmp_path / "ok.pth")
+    assert ckpt["stats"].tolist() == [0.0, 1.0, 2.0] and ckpt["best"] == 0.5 and ckpt["where"] == str(tmp_path)
+
+
+def test_run_lock_admits_one_writer_and_dies_with_its_process(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    run = tmp_path / "exp"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; sys.path.insert(0, sys.argv[1]); from utils.fileio import RunLock; "
+        "lock = RunLock(sys.argv[2]).acquire(); print('locked', flush=True); time.sleep(60)"),
+        str(Path(__file__).resolve().parents[1]), str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunLockedError, match=rf"exp: another process \(pid {holder.pid}\) is writing"):
+            RunLock(run).acquire()
+    finally:
+        holder.kill()  # SIGKILL: no clean-up code runs, the kernel drops the lock
+        holder.wait()
+    with RunLock(run) as lock:  # a dead process does not hold it
+        assert lock.path.read_text().strip() == str(os.getpid())
+    assert not run.exists(), "the lock lives beside the run folder, which --overwrite may delete"
+
+
+def test_stale_temporary_files_of_a_dead_writer_are_removed(tmp_path: Path) -> None:
+    (tmp_path / ".net_last.pth.abc123.tmp").write_bytes(b"half a checkpoint")
+    (tmp_path / "net_best.pth").write_bytes(b"kept")
+    (tmp_path / ".session-1.x7.tmp").mkdir()  # a subject folder being staged when its writer died
+    (tmp_path / ".session-1.x7.tmp" / "entry_0_BIGE.mot").write_text("half")
+    with exclusive_run(tmp_path) as removed:
+        assert sorted(p.name for p in removed) == [".net_last.pth.abc123.tmp", ".session-1.x7.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net_best.pth"]
+
+
+def test_staged_folder_replaces_old_results_only_when_complete(tmp_path: Path) -> None:
+    out = tmp_path / "reconstruction_test"
+    out.mkdir()
+    (out / "errors.csv").write_text("old\n")
+    with pytest.raises(KeyboardInterrupt):
+        with staged_dir(out) as tmp:
+            (tmp / "errors.csv").write_text("new, half written\n")
+            raise KeyboardInterrupt
+    assert (out / "errors.csv").read_text() == "old\n" and sorted(os.listdir(tmp_path)) == ["reconstruction_test"]
+    with staged_dir(out) as tmp:
+        (tmp / "errors.csv").write_text("new\n")
+    assert (out / "errors.csv").read_text() == "new\n" and sorted(os.listdir(tmp_path)) == ["reconstruction_test"]
+
+
+def test_a_full_disk_names_the_file(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = ("import resource, signal, sys; sys.path.insert(0, sys.argv[1]); "
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000)); "
+            "from utils.fileio import atomic_write_text; from utils.errors import OutputWriteError\n"
+            "try:\n    atomic_write_text(sys.argv[2], 'x' * 5000)\n"
+            "except OutputWriteError as err:\n    print(err)")
+    target = tmp_path / "table.csv"
+    out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).resolve().parents[1]), str(target)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == f"cannot write {target}: File too large", out.stderr
+    assert os.listdir(tmp_path) == []

@@ -6,6 +6,7 @@ in OpenSim, and every bad input is refused before any work."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from models.guidance_losses import lowest_foot_height
 from options.guidance import get_args_parser
 from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.constants import COORDINATES
+from utils.errors import UserError
 from utils.fileio import OutputExistsError, atomic_torch_save
 from utils.kinematics import ForwardKinematics
 
@@ -212,3 +214,14 @@ def test_bad_input_is_refused_before_any_work(trained, tmp_path) -> None:
     ckpt["config"]["n_features"] = 30
     atomic_torch_save(ckpt, tmp_path / "narrow.pth")
     _refused(trained, tmp_path, CheckpointError, "narrow.pth", "--vq-name", str(tmp_path / "narrow.pth"))
+
+
+def test_overwrite_on_a_subset_never_leaves_mixed_settings(trained, guided, tmp_path) -> None:
+    out, folder = guided
+    exp = tmp_path / "mixed"
+    shutil.copytree(folder, exp / "other-session")  # a subject guided earlier with the fixture's band
+    low, high = _summary(folder)["band"]
+    with pytest.raises(UserError, match=r"other-session/summary.json: generated with other settings .*band"):
+        main(_args(trained, tmp_path, "--exp-name", "mixed", "--low", str(low - 0.05), "--high", str(high),
+                   "--overwrite"))
+    assert not (exp / Path(trained[3]).name).exists(), "nothing written"

@@ -6,6 +6,7 @@ clear errors for bad input."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -214,11 +215,11 @@ def test_bad_input_gives_clear_errors(mcs_root: Path, tmp_path: Path) -> None:
         wasserstein_mocap.main(_args(get_wasserstein_mocap_parser(), "--folder_path", bad))
     with pytest.raises(MotionSetError, match="--labels names 1 row"):
         calculate_wasserstein.main(_args(get_wasserstein_parser(), "--compare", bad, mcs_root, "--labels", "x"))
-    # from the command line: one clear line on stderr, exit status 1, nothing written
+    # from the command line: one clear line on stderr, exit status 2 (user error), nothing written
     proc = subprocess.run([sys.executable, "calculate_wasserstein.py", "--file_type", "npy", "--folder_path",
                            str(bad), "--data-root", str(mcs_root)], cwd=REPO, capture_output=True, text=True)
-    assert proc.returncode == 1
-    assert proc.stderr.startswith("error: ") and "nan.npy" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("calculate_wasserstein.py: error: ") and "nan.npy" in proc.stderr and "Traceback" not in proc.stderr
     assert not (bad / "wasserstein.json").exists()
 
 
@@ -322,3 +323,16 @@ def test_metrics_on_the_synthetic_dataset(synthetic_root: Path, tmp_path: Path, 
                                           "--no-progress"))[-1]
     for key in ("foot_slide_cm", "floor_penetration_cm", "depth_cm", "asymmetry_deg"):
         assert copy[key] == pytest.approx(mocap[key], rel=1e-4, abs=1e-4), key
+
+
+def test_a_folder_mixing_generation_settings_is_refused(generated: Path, tmp_path: Path) -> None:
+    mixed = tmp_path / "mixed"
+    shutil.copytree(generated, mixed)
+    for sid, band in zip(TEST, ([0.35, 0.45], [0.55, 0.65])):  # e.g. after --overwrite on one subject
+        (mixed / sid / "summary.json").write_text(json.dumps({"method": "BIGE guidance", "band": band}))
+    with pytest.raises(MotionSetError, match=rf"{TEST[1]}/summary.json: generated with other settings .*band"):
+        calculate_guidance.main(_args(get_guidance_parser(), "--folder_path", mixed, "--no-fk", "--out", tmp_path))
+    (mixed / TEST[1] / "summary.json").write_text(json.dumps({"method": "BIGE guidance", "band": [0.35, 0.45]}))
+    rows = calculate_guidance.main(_args(get_guidance_parser(), "--folder_path", mixed, "--no-fk", "--out", tmp_path,
+                                         "--activations", "none"))
+    assert [r["subject"] for r in rows] == [*TEST, "all"]

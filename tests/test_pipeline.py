@@ -23,6 +23,7 @@ COUNTER = textwrap.dedent("""
     p = argparse.ArgumentParser()
     p.add_argument("--out"); p.add_argument("--steps", type=int); p.add_argument("--resume")
     p.add_argument("--sleep", type=float, default=0.0); p.add_argument("--fail", action="store_true")
+    p.add_argument("--overwrite", action="store_true")
     a = p.parse_args()
     if a.fail:
         sys.exit(3)
@@ -94,3 +95,40 @@ def test_interrupted_run_resumes_and_leaves_no_partial_output(tmp_path: Path) ->
     starts = (tmp_path / "result.txt.log").read_text().split()
     assert starts[0] == "start" and starts[1] == "0" and int(starts[3]) > 0, "second run resumed from its checkpoint"
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_stage_names_cannot_leave_the_output_folder(tmp_path: Path) -> None:
+    for name in ("../../escape", "a/b", "..", ".hidden", ""):
+        cfg = tmp_path / "p.yaml"
+        cfg.write_text(f"out_dir: {tmp_path}\nstages:\n  - {{name: '{name}', script: x.py}}\n")
+        with pytest.raises(PipelineError, match="stage name .*no path separators"):
+            load_config(cfg)
+
+
+def test_a_training_killed_before_its_first_checkpoint_restarts(tmp_path: Path) -> None:
+    cfg = _config(tmp_path)
+    _, stages = load_config(cfg)
+    (tmp_path / "result.txt.log").write_text("start 0\n")  # the run began, no checkpoint yet
+    assert stages[0].argv()[-1] == "--overwrite"
+    (tmp_path / "result.txt.ckpt").write_text('{"step": 1}')
+    assert stages[0].argv()[-2:] == ["--resume", str(tmp_path / "result.txt.ckpt")]
+
+
+def test_one_runner_per_output_folder_and_a_stopped_runner_stops_its_stage(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, steps=400, sleep=0.05)
+    cmd = [sys.executable, str(REPO / "run_pipeline.py"), "--config", str(cfg)]
+    first = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ckpt = tmp_path / "result.txt.ckpt"
+    deadline = time.time() + 30
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert second.returncode == 2, second.stderr
+    assert second.stderr.startswith("run_pipeline.py: error: ") and "another process" in second.stderr
+    first.send_signal(signal.SIGTERM)  # the runner passes it on to its stage and waits for it
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 130 and "Traceback" not in err, err
+    time.sleep(0.3)
+    step = int(ckpt.read_text().split(":")[1].strip(" }"))
+    time.sleep(0.3)
+    assert int(ckpt.read_text().split(":")[1].strip(" }")) == step, "the stage stopped with the runner"

@@ -17,6 +17,7 @@ from scipy.stats import spearmanr
 from dataset.squat_kinematics import STYLE_RANGES, SquatStyle, SubjectParams, generate_trial
 from dataset.synthesize import MODEL_FILE, TRIAL, build_dataset, get_args_parser, main, session_uuid
 from utils.constants import COORDINATES, MUSCLES
+from utils.errors import UserError
 from utils.kinematics import ForwardKinematics
 from utils.motion_io import read_motion
 
@@ -175,7 +176,8 @@ def test_bad_build_arguments_are_clear_errors(tmp_path):
             build_dataset(tmp_path / "x", **kwargs)
     with pytest.raises(ValueError, match="n_reps"):
         generate_trial(None, SquatStyle(), 0, np.random.default_rng(0))
-    assert main(["--out", str(tmp_path / "y"), "--subjects", "0", "--no-progress"]) == 2
+    with pytest.raises(UserError, match="n_subjects"):
+        main(get_args_parser().parse_args(["--out", str(tmp_path / "y"), "--subjects", "0", "--no-progress"]))
 
 
 def test_command_line_help_describes_the_options(capsys):

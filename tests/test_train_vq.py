@@ -233,3 +233,17 @@ def test_mot_eval_writes_opensim_motions_and_error_tables(trained, data_root, tm
 
     with pytest.raises(OutputExistsError):
         evaluate_checkpoint(eval_args)  # never overwrite silently
+
+
+def test_resuming_a_finished_run_rewrites_a_lost_final_snapshot(data_root, tmp_path) -> None:
+    args = _args(data_root, tmp_path, "run", "--total-iter", "4", "--eval-iter", "2", "--snapshot-iter", "4")
+    main(args)
+    folder = tmp_path / "run"
+    (folder / "4.pth").unlink()
+    (folder / "net_best.pth").unlink()
+    (folder / ".net_last.pth.dead1234.tmp").write_bytes(b"left by a killed writer")
+    resumed = main(_args(data_root, tmp_path, "run", "--total-iter", "4", "--eval-iter", "2", "--snapshot-iter", "4",
+                         "--resume", str(folder / "net_last.pth")))
+    assert resumed.step == 4 and resumed.losses == []
+    assert load_checkpoint(folder / "4.pth")["step"] == 4 and load_checkpoint(folder / "net_best.pth")["step"] == 4
+    assert not list(folder.glob(".*.tmp")), "temporary files of a dead writer are removed at start"

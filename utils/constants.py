@@ -51,6 +51,22 @@ FRAME_RATE: float = 60.0
 CLIP_LENGTH: int = 196
 """Frames per repetition after time normalisation."""
 
+READER_VERSION: int = 3
+"""Version of the way repetitions are read from files (parsing, units,
+segmentation, resampling). Part of the repetition cache key: bump it when any
+of these changes, so no cached result of the old reader is reused."""
+
+MAX_ABS_ROTATION_DEG: float = 360.0
+"""Largest plausible magnitude of a joint angle or pelvis rotation, degrees."""
+
+MAX_ABS_TRANSLATION_M: float = 20.0
+"""Largest plausible magnitude of a pelvis translation in a laboratory, metres
+(millimetres or centimetres read as metres exceed it)."""
+
+MIN_SQUAT_KNEE_RANGE_DEG: float = 10.0
+"""A squat bends the knees by more than this; a whole trial whose knee angles
+and every other rotation stay below ``pi`` in magnitude holds radians."""
+
 TEST_SESSIONS: tuple[str, ...] = (
     "349e4383-da38-4138-8371-9a5fed63a56a", "015b7571-9f0b-4db4-a854-68e57640640d",
     "c613945f-1570-4011-93a4-8c8c6408e2cf", "dfda5c67-a512-4ca2-a4b3-6a7e22599732",

@@ -22,6 +22,8 @@ from dataset.mcs import Session
 from dataset.subjects import mean_repetition_duration, resolve_subjects
 from options.generation import check_generation_args
 from utils.distributed import DistInfo, barrier, cleanup_distributed, init_distributed
+from utils.errors import UserError
+from utils.fileio import RunLock, remove_stale_temps
 from utils.generation_output import check_outputs, write_subject_samples
 from utils.run_logging import RunLogger
 
@@ -33,6 +35,10 @@ def subject_seed(seed: int, session_id: str) -> int:
     """A stable 63-bit seed from ``--seed`` and a session id."""
     digest = hashlib.sha256(f"{seed}:{session_id}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+_HELD_LOCKS: list[RunLock] = []
+"""The results-folder lock :func:`prepare` takes and :func:`finish` releases."""
 
 
 def prepare(args: argparse.Namespace) -> tuple[DistInfo, list[Session], Path]:
@@ -49,6 +55,9 @@ def prepare(args: argparse.Namespace) -> tuple[DistInfo, list[Session], Path]:
     subjects = resolve_subjects(args.data_root, args.subject, split_file=args.split_file)
     exp_dir = Path(args.out_dir) / args.exp_name
     check_outputs(exp_dir, [s.id for s in subjects], args.overwrite)
+    if dist_info.is_main:  # one writer per results folder, until finish() (or the process ends)
+        _HELD_LOCKS.append(RunLock(exp_dir).acquire())
+        remove_stale_temps(exp_dir)
     return dist_info, subjects, exp_dir
 
 
@@ -85,8 +94,10 @@ def batched(n: int, batch_size: int) -> list[int]:
 
 
 def finish() -> None:
-    """Leave the process group (no-op without one)."""
+    """Leave the process group (no-op without one) and release the results folder."""
     cleanup_distributed()
+    while _HELD_LOCKS:
+        _HELD_LOCKS.pop().release()
 
 
 # ----------------------------------------------------------------------------- motion diffusion model
@@ -99,7 +110,7 @@ def generate_mdm(args: argparse.Namespace) -> list[Path]:
     from utils.device import autocast, resolve_device
 
     if args.sampler == "ddim" and args.ddim_steps < 1:
-        raise ValueError(f"--ddim-steps must be >= 1, got {args.ddim_steps}")
+        raise UserError(f"--ddim-steps must be >= 1, got {args.ddim_steps}")
     dist_info, subjects, exp_dir = prepare(args)
     try:
         device = resolve_device(args.device, dist_info.local_rank if dist_info.enabled else None)
@@ -154,9 +165,9 @@ def generate_vq(args: argparse.Namespace) -> list[Path]:
     from utils.device import autocast, resolve_device
 
     if args.noise_scale < 0:
-        raise ValueError(f"--noise-scale must be >= 0, got {args.noise_scale}")
+        raise UserError(f"--noise-scale must be >= 0, got {args.noise_scale}")
     if args.noise_range is not None and not 0 <= args.noise_range[0] <= args.noise_range[1]:
-        raise ValueError(f"--noise-range needs 0 <= LOW <= HIGH, got {args.noise_range}")
+        raise UserError(f"--noise-range needs 0 <= LOW <= HIGH, got {args.noise_range}")
     dist_info, subjects, exp_dir = prepare(args)
     try:
         device = resolve_device(args.device, dist_info.local_rank if dist_info.enabled else None)
@@ -223,9 +234,9 @@ def generate_t2m(args: argparse.Namespace) -> list[Path]:
     from utils.device import autocast, resolve_device
 
     if args.top_k < 0:
-        raise ValueError(f"--top-k must be >= 0, got {args.top_k}")
+        raise UserError(f"--top-k must be >= 0, got {args.top_k}")
     if args.temperature < 0:
-        raise ValueError(f"--temperature must be >= 0, got {args.temperature}")
+        raise UserError(f"--temperature must be >= 0, got {args.temperature}")
     dist_info, subjects, exp_dir = prepare(args)
     try:
         device = resolve_device(args.device, dist_info.local_rank if dist_info.enabled else None)

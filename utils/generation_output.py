@@ -30,10 +30,17 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from utils.constants import COORD_INDEX, COORDINATES, FRAME_RATE, N_COORDS, TRANSLATIONS
+from utils.errors import UserError
 from utils.fileio import OutputExistsError, atomic_save_npy, atomic_write_json, ensure_writable
 from utils.motion_io import write_coordinates
 
 SUMMARY_NAME = "summary.json"
+
+SETTINGS_KEYS = ("method", "checkpoint", "vq_checkpoint", "surrogate_checkpoint", "muscles", "band", "num_runs",
+                 "total_iter", "lr", "latent_unit", "floor_align", "schedule", "weights", "frames", "frame_rate")
+"""Keys of a subject's ``summary.json`` that must agree across the subjects
+of one results folder: a folder mixing them (e.g. two activation bands after
+``--overwrite`` on a subset of subjects) would be evaluated as one set."""
 
 
 def entry_name(k: int, exp_name: str) -> str:
@@ -58,6 +65,42 @@ def check_outputs(exp_dir: str | os.PathLike, session_ids: Iterable[str], overwr
             f"{exp_dir}: results exist for {len(taken)} subject(s) ({', '.join(taken[:5])}"
             f"{', ...' if len(taken) > 5 else ''}); pass --overwrite to replace them or choose another --exp-name"
         )
+
+
+def run_settings(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The :data:`SETTINGS_KEYS` of one summary, JSON-normalised (tuples as lists)."""
+    import json
+
+    return json.loads(json.dumps({k: summary[k] for k in SETTINGS_KEYS if k in summary}))
+
+
+def check_uniform_settings(folder: str | os.PathLike, expected: Mapping[str, Any] | None = None,
+                           skip: Iterable[str] = ()) -> None:
+    """Raise :class:`UserError` if the subject folders of ``folder`` (except
+    those in ``skip``) were generated with different settings, or with
+    settings other than ``expected`` (only the keys ``expected`` holds are
+    compared); the message names the two ``summary.json`` files and the keys."""
+    import json
+
+    folder = Path(folder)
+    skipped = set(skip)
+    summaries = sorted(p for p in folder.glob(f"*/{SUMMARY_NAME}") if p.parent.name not in skipped)
+    reference_name, reference = "this run's options", None
+    if expected is not None:
+        reference = json.loads(json.dumps(dict(expected)))
+    for path in summaries:
+        try:
+            settings = run_settings(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise UserError(f"{path}: unreadable summary ({err}); expected the JSON written with the samples") from None
+        if reference is None:
+            reference_name, reference = str(path), settings
+            continue
+        keys = [k for k in reference if k in settings and settings[k] != reference[k]]
+        if keys:
+            detail = "; ".join(f"{k}: {settings[k]!r} vs {reference[k]!r}" for k in keys[:3])
+            raise UserError(f"{path}: generated with other settings than {reference_name} ({detail}); one results "
+                            "folder must hold one setting: use another --exp-name, or regenerate every subject")
 
 
 def sample_numbers(motion: np.ndarray) -> dict[str, float]:
@@ -165,6 +208,6 @@ def read_subject_samples(folder: str | os.PathLike) -> np.ndarray:
     folder = Path(folder)
     files = sorted(folder.glob("entry_*.npy"), key=lambda p: int(p.stem.split("_")[1]))
     if not files:
-        raise FileNotFoundError(f"{folder}: no entry_*.npy samples")
+        raise UserError(f"{folder}: no entry_*.npy samples")
     return np.stack([np.load(f) for f in files])
 

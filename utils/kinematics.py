@@ -50,6 +50,7 @@ import torch
 from torch import Tensor, nn
 
 from utils.constants import COORDINATES, TRANSLATIONS
+from utils.errors import BigeError
 
 __all__ = [
     "ForwardKinematics", "ModelError", "STICK_SEGMENTS", "FOOT_CONTACT_POINTS", "JOINT_POINT_NAMES",
@@ -94,7 +95,7 @@ _TABLE_TOL = 1e-7
 OpenSim's evaluation, checked halfway between the table's samples."""
 
 
-class ModelError(ValueError):
+class ModelError(BigeError, ValueError):
     """An OpenSim model that :class:`ForwardKinematics` cannot read or represent.
     The message names the model file, the joint (or constraint) and the function."""
 
@@ -214,8 +215,8 @@ class ForwardKinematics(nn.Module):
             try:
                 model = osim.Model(str(path))
                 model.initSystem()
-            except RuntimeError as exc:
-                raise ModelError(f"{path}: OpenSim could not load the model: {_first_line(exc)}") from None
+            except RuntimeError as exc:  # OpenSim reports a bad file as a RuntimeError from C++
+                raise ModelError(f"{path}: OpenSim could not load the model ({_detail(exc)})") from None
         return cls(_spec_from_model(model, include_markers, source=str(path)))
 
     @classmethod
@@ -416,6 +417,13 @@ def _opensim_quiet() -> Iterator[None]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _detail(exc: BaseException) -> str:
+    """The informative line of an OpenSim C++ exception (its first line only
+    names the C++ function that threw), at most 160 characters."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return (lines[1] if len(lines) > 1 else lines[0] if lines else type(exc).__name__)[:160]
 
 
 def _transform(t) -> tuple[np.ndarray, np.ndarray]:

@@ -23,6 +23,7 @@ from dataset.subjects import SUBJECT_FEATURES, clip_descriptors
 from models.mdm import GaussianDiffusion, MDMConfig, build_mdm
 from utils.checkpoint import seed_everything
 from utils.device import autocast
+from utils.errors import UserError
 from utils.run_logging import RunLogger
 from utils.training import prepare_training, run_distributed, run_loop, start_run, unwrap
 
@@ -31,18 +32,18 @@ def check_args(args: argparse.Namespace) -> None:
     """Reject impossible option values before any work."""
     for name in ("batch_size", "total_iter", "latent_dim", "layers", "heads", "ff_size", "print_iter", "eval_iter"):
         if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.latent_dim % args.heads:
-        raise ValueError(f"--latent-dim {args.latent_dim} must be divisible by --heads {args.heads}")
+        raise UserError(f"--latent-dim {args.latent_dim} must be divisible by --heads {args.heads}")
     if args.frames_per_token < 1 or args.clip_length % args.frames_per_token:
-        raise ValueError(f"--frames-per-token {args.frames_per_token} must be >= 1 and divide --clip-length "
-                         f"{args.clip_length}")
+        raise UserError(f"--frames-per-token {args.frames_per_token} must be >= 1 and divide --clip-length "
+                        f"{args.clip_length}")
     if args.output_filter < 0 or (args.output_filter and args.output_filter % 2 == 0):
-        raise ValueError(f"--output-filter must be 0 or an odd width, got {args.output_filter}")
+        raise UserError(f"--output-filter must be 0 or an odd width, got {args.output_filter}")
     if args.diffusion_steps < 2:
-        raise ValueError(f"--diffusion-steps must be >= 2, got {args.diffusion_steps}")
+        raise UserError(f"--diffusion-steps must be >= 2, got {args.diffusion_steps}")
     if not 0.0 <= args.cond_mask_prob < 1.0:
-        raise ValueError(f"--cond-mask-prob must be in [0, 1), got {args.cond_mask_prob}")
+        raise UserError(f"--cond-mask-prob must be in [0, 1), got {args.cond_mask_prob}")
 
 
 def model_config_from_args(args: argparse.Namespace) -> MDMConfig:

@@ -22,13 +22,14 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from utils.constants import COORDINATES, FRAME_RATE, TRANSLATIONS
+from utils.errors import BigeError
 from utils.fastparse import ParseError, parse_table
 from utils.fileio import atomic_write_text
 
 _LOG = logging.getLogger(__name__)
 
 
-class MotionFileError(ValueError):
+class MotionFileError(BigeError, ValueError):
     """A motion file could not be read; the message names the file and line."""
 
     def __init__(self, path: str | os.PathLike | None, message: str, line: int | None = None):

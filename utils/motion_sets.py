@@ -34,6 +34,7 @@ import numpy as np
 from dataset.clips import clip_time_step, fit_length
 from dataset.mcs import DatasetError
 from utils.constants import CLIP_LENGTH, COORDINATES, FRAME_RATE, TRANSLATIONS
+from utils.errors import BigeError, UserError
 from utils.motion_io import MotionFileError, read_motion
 
 FILE_TYPES = ("mot", "npy")
@@ -42,7 +43,7 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 _ROT = np.array([name not in TRANSLATIONS for name in COORDINATES])
 
 
-class MotionSetError(ValueError):
+class MotionSetError(BigeError, ValueError):
     """A set of motions cannot be evaluated; the message names the folder or files."""
 
 
@@ -370,4 +371,10 @@ def load_motion_set(
         if not is_mcs_root(path):
             raise MotionSetError(f"{path}: not an MCS dataset root (expected <root>/Data/<session>/OpenSimData)")
         return load_mocap(path, split, length, clip_mode, split_file, with_activations)
+    from utils.generation_output import check_uniform_settings
+
+    try:
+        check_uniform_settings(path)  # a folder mixing settings is not one set of motions
+    except UserError as err:
+        raise MotionSetError(str(err)) from None
     return load_folder(path, kind, length, clip_mode, workers, strict, progress)

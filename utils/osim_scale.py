@@ -28,6 +28,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence, Union
 
+from utils.errors import BigeError
+
 __all__ = ["GENERIC_HEIGHT_M", "GENERIC_MASS_KG", "ModelScaleError", "scale_model"]
 
 GENERIC_HEIGHT_M: float = 1.70
@@ -42,7 +44,7 @@ os.umask(_UMASK)
 SegmentFactor = Union[float, Sequence[float]]
 
 
-class ModelScaleError(ValueError):
+class ModelScaleError(BigeError, ValueError):
     """A model could not be scaled; the message names the model file."""
 
 

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -34,10 +36,18 @@ from typing import Any
 
 import yaml
 
+from utils.errors import BigeError
 from utils.fileio import atomic_write_json
 
 
-class PipelineError(ValueError):
+STAGE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+"""What a stage name may be (it becomes ``<out_dir>/.pipeline/<name>.done``)."""
+
+STOP_GRACE_S = 120.0
+"""Seconds a stage gets to save its state after the runner forwards SIGINT/SIGTERM."""
+
+
+class PipelineError(BigeError, ValueError):
     """A pipeline config is invalid or a stage failed."""
 
 
@@ -61,12 +71,21 @@ class Stage:
         return bool(self.outputs or self.marker) and all(p.exists() for p in self.outputs)
 
     def argv(self) -> list[str]:
+        """The command: with ``--resume <checkpoint>`` when the stage's checkpoint
+        exists; with ``--overwrite`` when it does not but its folder holds files
+        (a training killed before its first checkpoint has nothing to continue,
+        so it restarts) or when ``overwrite_partial`` is set."""
         argv = list(self.command) + [_first_match(p) for p in self.positional]
         if self.resume is not None and self.resume.is_file():
             argv += ["--resume", str(self.resume)]
-        elif self.overwrite_partial:
+        elif self.overwrite_partial or (self.resume is not None and _has_files(self.resume.parent)):
             argv += ["--overwrite"]
         return argv
+
+
+def _has_files(folder: Path) -> bool:
+    """True if ``folder`` exists and is not empty."""
+    return folder.is_dir() and any(folder.iterdir())
 
 
 def _first_match(pattern: str) -> str:
@@ -112,9 +131,16 @@ def load_config(path: str | os.PathLike) -> tuple[dict[str, Any], list[Stage]]:
     """Read a pipeline YAML into its variables and stages."""
     path = Path(path)
     try:
-        cfg = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise PipelineError(f"{path}: cannot read pipeline config ({err})") from None
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise PipelineError(f"{path}: cannot read pipeline config ({err.strerror or err})") from None
+    except UnicodeDecodeError as err:
+        raise PipelineError(f"{path}: not a text file (byte {err.start}: {err.reason}); expected a YAML "
+                            "pipeline config") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        raise PipelineError(f"{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
     if not isinstance(cfg, dict) or not isinstance(cfg.get("stages"), list):
         raise PipelineError(f"{path}: expected a mapping with a 'stages' list")
     variables = {k: str(v) for k, v in cfg.items() if not isinstance(v, (list, dict))}
@@ -122,6 +148,8 @@ def load_config(path: str | os.PathLike) -> tuple[dict[str, Any], list[Stage]]:
     for i, raw in enumerate(cfg["stages"]):
         if not isinstance(raw, dict) or "name" not in raw or not ({"script", "module"} & set(raw)):
             raise PipelineError(f"{path}: stage {i + 1} needs 'name' and 'script' or 'module'")
+        if not isinstance(raw["name"], str):
+            raise PipelineError(f"{path}: stage {i + 1}: 'name' must be a string, found {raw['name']!r}")
         raw = _expand(raw, variables)
         entry = ["-m", raw["module"]] if "module" in raw else [raw["script"]]
         args = raw.get("args") or {}
@@ -134,10 +162,38 @@ def load_config(path: str | os.PathLike) -> tuple[dict[str, Any], list[Stage]]:
             positional=[str(v) for v in raw.get("positional", [])],
             marker=Path(variables.get("out_dir", "output")) / ".pipeline" / f"{raw['name']}.done",
         ))
+    for s in stages:
+        if not STAGE_NAME.fullmatch(s.name) or s.name in (".", ".."):
+            raise PipelineError(f"{path}: stage name {s.name!r}: expected letters, digits, '_', '-' or '.' only "
+                                "(it names a marker file; no path separators or '..')")
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
         raise PipelineError(f"{path}: stage names must be unique, found {names}")
     return variables, stages
+
+
+def _run_stage(argv: list[str]) -> int:
+    """Run one stage's command and return its exit status. If the runner is
+    stopped, the stage gets up to :data:`STOP_GRACE_S` seconds to save its
+    state and exit before it is killed: a SIGTERM sent to the runner is passed
+    on to it; Ctrl-C in a terminal reaches it directly (the whole foreground
+    group gets SIGINT), so it is not sent twice (a trainer's second signal
+    means "stop now, without saving")."""
+    from utils.cli import Terminated
+
+    proc = subprocess.Popen(argv)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt as stop:
+        if proc.poll() is None:
+            if isinstance(stop, Terminated):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        raise
 
 
 def run_stages(stages: list[Stage], only: list[str] | None = None, force: bool = False,
@@ -149,7 +205,12 @@ def run_stages(stages: list[Stage], only: list[str] | None = None, force: bool =
             raise PipelineError(f"unknown stage(s) {sorted(unknown)}; known: {[s.name for s in stages]}")
     times: dict[str, float] = {}
     if times_file is not None and times_file.is_file():
-        times = json.loads(times_file.read_text())
+        try:
+            times = json.loads(times_file.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            times = {}  # the runner's own record; a damaged one is started afresh
+        if not isinstance(times, dict):
+            times = {}
     for stage in stages:
         if only and stage.name not in only:
             continue
@@ -161,10 +222,14 @@ def run_stages(stages: list[Stage], only: list[str] | None = None, force: bool =
         if dry_run:
             continue
         start = time.perf_counter()
-        result = subprocess.run(argv)
+        returncode = _run_stage(argv)
         elapsed = time.perf_counter() - start
-        if result.returncode != 0:
-            raise PipelineError(f"stage {stage.name!r} failed (exit {result.returncode}) after {elapsed:.0f} s")
+        if returncode in (130, -signal.SIGINT, -signal.SIGTERM):
+            print(f"[{stage.name}] stopped by signal after {elapsed:.0f} s; run the same command again to continue",
+                  flush=True)
+            raise KeyboardInterrupt
+        if returncode != 0:
+            raise PipelineError(f"stage {stage.name!r} failed (exit {returncode}) after {elapsed:.0f} s")
         missing = [str(p) for p in stage.outputs if not p.exists()]
         if missing:
             raise PipelineError(f"stage {stage.name!r} finished but did not write {missing}")

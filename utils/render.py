@@ -42,6 +42,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Polygon, Rectangle  # noqa: E402
 
 from utils.constants import COORDINATES, FRAME_RATE  # noqa: E402
+from utils.errors import BigeError  # noqa: E402
 from utils.motion_io import Motion, MotionFileError, read_motion  # noqa: E402
 
 VIDEO_FORMATS = (".mp4", ".gif")
@@ -98,7 +99,7 @@ VIRTUAL_MARKERS: dict[str, tuple[str, ...]] = {
 join them; drawn only as segment ends, never as markers."""
 
 
-class RenderError(ValueError):
+class RenderError(BigeError, ValueError):
     """Input that cannot be rendered; the message names the file and the problem."""
 
 
@@ -215,7 +216,7 @@ def track_from_markers(names: Sequence[str], positions: np.ndarray, times: np.nd
     if up == "z":
         positions = np.stack([positions[..., 0], positions[..., 2], -positions[..., 1]], axis=-1)
     elif up != "y":
-        raise ValueError(f"up must be 'y', 'z' or 'auto', got {up!r}")
+        raise RenderError(f"up must be 'y', 'z' or 'auto', got {up!r}")
     if times is None:
         times = np.arange(positions.shape[0]) / FRAME_RATE
     hip = _hip_centre(names, positions)
@@ -636,7 +637,7 @@ def frame_indices(tracks: Sequence[Track], sync: str = "phase") -> np.ndarray:
         elif sync == "time":
             out.append(np.minimum(np.arange(n), t.n_frames - 1))
         else:
-            raise ValueError(f"sync must be 'phase' or 'time', got {sync!r}")
+            raise RenderError(f"sync must be 'phase' or 'time', got {sync!r}")
     return np.stack(out)
 
 
@@ -674,7 +675,7 @@ class Animator:
         curves = [c for c in (curves or []) if any(t.coordinates is not None for t in self.tracks)]
         unknown = [c for c in curves if c not in ANGLE_CURVES]
         if unknown:
-            raise ValueError(f"unknown angle curves {unknown}; choose from {list(ANGLE_CURVES)}")
+            raise RenderError(f"unknown angle curves {unknown}; choose from {list(ANGLE_CURVES)}")
         curve_h = lay.curves_px if curves else 0
         width = _even(max(k * panel_w, 260 * len(curves)))
         height = _even(lay.title_px + lay.panel_height + curve_h)
@@ -777,7 +778,7 @@ def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: floa
     path = Path(path)
     ext = path.suffix.lower()
     if ext not in VIDEO_FORMATS:
-        raise ValueError(f"{path}: unknown video format {ext!r}; expected one of {', '.join(VIDEO_FORMATS)}")
+        raise RenderError(f"{path}: unknown video format {ext!r}; expected one of {', '.join(VIDEO_FORMATS)}")
     count = 0
     with atomic_output(path) as tmp:
         if ext == ".mp4":
@@ -855,9 +856,9 @@ def playback(ext: str, data_rate: float, fps: float | None = None, stride: int |
     elif fps is None:
         fps = data_rate / stride
     if stride < 1 or fps <= 0:
-        raise ValueError(f"stride must be >= 1 and fps > 0 (got stride={stride}, fps={fps})")
+        raise RenderError(f"stride must be >= 1 and fps > 0 (got stride={stride}, fps={fps})")
     if ext == ".gif" and fps > GIF_MAX_FPS:
-        raise ValueError(f"GIF plays at most {GIF_MAX_FPS:g} fps; use a lower --fps or a larger --stride")
+        raise RenderError(f"GIF plays at most {GIF_MAX_FPS:g} fps; use a lower --fps or a larger --stride")
     return float(fps), int(stride)
 
 

@@ -40,7 +40,8 @@ from utils.checkpoint import (CheckpointError, check_compatible, load_checkpoint
                               seed_everything, set_rng_state)
 from utils.constants import COORD_INDEX, COORDINATES, GUIDED_MUSCLES, MUSCLES
 from utils.device import autocast, resolve_device
-from utils.fileio import atomic_open, atomic_write_json, ensure_writable
+from utils.errors import UserError
+from utils.fileio import atomic_open, atomic_write_json, ensure_writable, exclusive_run
 from utils.run_logging import RunLogger
 
 VASTI: tuple[str, ...] = tuple(f"{base}_{side}" for base in ("vasmed", "vaslat", "vasint") for side in ("r", "l"))
@@ -78,10 +79,10 @@ def check_muscle_names(names: Sequence[str] | None) -> None:
         if name not in MUSCLES:
             close = difflib.get_close_matches(name, MUSCLES, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise ValueError(f"--muscles: unknown muscle {name!r}{hint}; expected names from utils.constants.MUSCLES")
+            raise UserError(f"--muscles: unknown muscle {name!r}{hint}; expected names from utils.constants.MUSCLES")
     dup = sorted({n for n in names if list(names).count(n) > 1})
     if dup:
-        raise ValueError(f"--muscles: {', '.join(dup)} given more than once")
+        raise UserError(f"--muscles: {', '.join(dup)} given more than once")
 
 
 def resolve_muscles(requested: Sequence[str] | None, available: Sequence[str], where: str) -> tuple[str, ...]:
@@ -90,8 +91,8 @@ def resolve_muscles(requested: Sequence[str] | None, available: Sequence[str], w
         return tuple(available)
     missing = [m for m in requested if m not in available]
     if missing:
-        raise ValueError(f"{where}: no activation column for {', '.join(missing)}; "
-                         f"the Dynamics files hold {', '.join(available)}")
+        raise UserError(f"{where}: no activation column for {', '.join(missing)}; "
+                        f"the Dynamics files hold {', '.join(available)}")
     return tuple(requested)
 
 
@@ -99,9 +100,9 @@ def split_validation(session_ids: Sequence[str], fraction: float, seed: int) -> 
     """Hold out a seeded ``fraction`` of whole sessions (subjects): (train, val), both sorted."""
     ids = sorted(set(session_ids))
     if not 0.0 < fraction < 1.0:
-        raise ValueError(f"--val-fraction must be in (0, 1), got {fraction}")
+        raise UserError(f"--val-fraction must be in (0, 1), got {fraction}")
     if len(ids) < 2:
-        raise ValueError(f"need at least 2 training sessions to hold one out for validation, found {len(ids)}")
+        raise UserError(f"need at least 2 training sessions to hold one out for validation, found {len(ids)}")
     n_val = min(len(ids) - 1, max(1, int(round(fraction * len(ids)))))
     rng = np.random.default_rng(seed)
     val = sorted(rng.permutation(ids)[:n_val].tolist())
@@ -147,7 +148,10 @@ def mirror_repetitions(reps: RepetitionSet) -> RepetitionSet:
     activation taken from its other-side twin. Raises ValueError if a twin is missing."""
     missing = [m for m in reps.muscles if _other_side(m) not in reps.muscles]
     if missing:
-        raise ValueError(f"cannot mirror: no activation for the other side of {', '.join(missing)}")
+        where = reps.files[0] if reps.files else "the Dynamics files"
+        raise UserError(f"{where} (and every other Dynamics file): no activation for the other side of "
+                        f"{', '.join(missing)}, needed to mirror; pass --no-mirror or train on muscles present on "
+                        "both sides")
     out = reps.select(np.ones(len(reps), dtype=bool))
     out.motions = mirror_motions(reps.motions).astype(np.float32)
     out.activations = np.ascontiguousarray(reps.activations[..., [reps.muscles.index(_other_side(m))
@@ -435,15 +439,15 @@ def _lr_factor(step: int, warmup: int, total: int) -> float:
 def _check_args(args: argparse.Namespace) -> None:
     for flag in ("epochs", "batch_size"):
         if getattr(args, flag) < 1:
-            raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+            raise UserError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     if args.lr <= 0:
-        raise ValueError(f"--lr must be positive, got {args.lr}")
+        raise UserError(f"--lr must be positive, got {args.lr}")
     if args.patience < 0:
-        raise ValueError(f"--patience must be >= 0, got {args.patience}")
+        raise UserError(f"--patience must be >= 0, got {args.patience}")
     if args.save_every < 1:
-        raise ValueError(f"--save-every must be >= 1, got {args.save_every}")
+        raise UserError(f"--save-every must be >= 1, got {args.save_every}")
     if args.stop_at is not None and args.stop_at < 1:
-        raise ValueError(f"--stop-at must be >= 1, got {args.stop_at}")
+        raise UserError(f"--stop-at must be >= 1, got {args.stop_at}")
     if not args.resume:
         SurrogateModel(args.arch, MUSCLES[:1], **model_config_from_args(args))  # architecture options valid?
 
@@ -588,11 +592,12 @@ def main(args: argparse.Namespace) -> dict[str, Any] | None:
     """Train (unless ``--eval-only``), then evaluate the best checkpoint. Returns the evaluation."""
     threads = torch.get_num_threads()
     if args.num_threads < 0:
-        raise ValueError(f"--num-threads must be >= 0, got {args.num_threads}")
+        raise UserError(f"--num-threads must be >= 0, got {args.num_threads}")
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     try:
-        return _run(args)
+        with exclusive_run(Path(args.out_dir) / args.exp_name):  # one writer per run folder
+            return _run(args)
     finally:
         torch.set_num_threads(threads)
 

@@ -24,6 +24,7 @@ from models.token_prior import TokenPrior, TokenPriorConfig, next_code_loss
 from models.vqvae import VQVAE, load_vqvae
 from utils.checkpoint import CheckpointError, seed_everything
 from utils.device import autocast
+from utils.errors import UserError
 from utils.run_logging import RunLogger
 from utils.training import prepare_training, run_distributed, run_loop, start_run, unwrap
 
@@ -33,13 +34,13 @@ def check_args(args: argparse.Namespace) -> None:
     for name in ("batch_size", "total_iter", "embed_dim_gpt", "num_layers", "n_head_gpt", "ff_rate",
                  "print_iter", "eval_iter"):
         if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.embed_dim_gpt % args.n_head_gpt:
-        raise ValueError(f"--embed-dim-gpt {args.embed_dim_gpt} must be divisible by --n-head-gpt {args.n_head_gpt}")
+        raise UserError(f"--embed-dim-gpt {args.embed_dim_gpt} must be divisible by --n-head-gpt {args.n_head_gpt}")
     if not 0.0 < args.pkeep <= 1.0:
-        raise ValueError(f"--pkeep must be in (0, 1], got {args.pkeep}")
+        raise UserError(f"--pkeep must be in (0, 1], got {args.pkeep}")
     if not 0.0 <= args.cond_drop < 1.0:
-        raise ValueError(f"--cond-drop must be in [0, 1), got {args.cond_drop}")
+        raise UserError(f"--cond-drop must be in [0, 1), got {args.cond_drop}")
 
 
 @torch.no_grad()
@@ -52,8 +53,8 @@ def encode_codes(vq: VQVAE, normalizer: Normalizer, motions: np.ndarray, device:
 
 def prior_config(args: argparse.Namespace, vq: VQVAE, clip_length: int) -> TokenPriorConfig:
     if clip_length % vq.downsample:
-        raise ValueError(f"--clip-length {clip_length} is not a multiple of the VQ-VAE's downsampling "
-                         f"{vq.downsample}")
+        raise UserError(f"--clip-length {clip_length} is not a multiple of the VQ-VAE's downsampling "
+                        f"{vq.downsample}")
     return TokenPriorConfig(
         nb_code=vq.config["nb_code"], block_size=clip_length // vq.downsample, embed_dim=args.embed_dim_gpt,
         num_layers=args.num_layers, n_head=args.n_head_gpt, ff_rate=args.ff_rate, dropout=args.drop_out_rate,

@@ -28,7 +28,7 @@ from utils.checkpoint import CheckpointError, rng_state, save_checkpoint, set_rn
 from utils.constants import COORDINATES
 from utils.device import autocast
 from utils.distributed import all_reduce_mean, barrier
-from utils.fileio import OutputExistsError
+from utils.fileio import OutputExistsError, exclusive_run
 
 LAST_NAME = "net_last.pth"
 BEST_NAME = "net_best.pth"
@@ -43,7 +43,8 @@ def run_distributed(args: argparse.Namespace,
 
     dist_info = init_distributed(resolve_device(args.device).type)
     try:
-        return body(args, dist_info)
+        with exclusive_run(Path(args.out_dir) / args.exp_name, enabled=dist_info.is_main):  # one writer per folder
+            return body(args, dist_info)
     finally:
         cleanup_distributed()
 
@@ -156,6 +157,9 @@ def restore_training_state(ckpt: dict, path: str | os.PathLike, model: nn.Module
     """Load what :func:`save_training_state` wrote into live objects and this
     rank's random state; returns the step to continue from. Raises
     :class:`CheckpointError` if the architecture or world size differ."""
+    missing = [k for k in ("model_config", "model", "optimizer", "scheduler", "step", "ranks") if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: not a training checkpoint of this script (no {', '.join(map(repr, missing))})")
     if ckpt.get("model_config") != model_config:
         diff = {k: (ckpt.get("model_config", {}).get(k), v) for k, v in model_config.items()
                 if ckpt.get("model_config", {}).get(k) != v}
@@ -271,6 +275,10 @@ def run_loop(args: argparse.Namespace, *, model: nn.Module, optimizer: torch.opt
             if args.snapshot_iter and step % args.snapshot_iter == 0:
                 checkpoint(exp_dir / f"{step}.pth")
     bar.close()
+    if step >= args.total_iter and args.snapshot_iter and step % args.snapshot_iter == 0 \
+            and not (exp_dir / f"{step}.pth").exists():  # a resumed finished run whose final snapshot was lost
+        checkpoint(exp_dir / f"{step}.pth")
+        logger.log(f"rewrote the missing final snapshot {exp_dir / f'{step}.pth'}")
     logger.log(f"done at step {step}; checkpoint {exp_dir / LAST_NAME}")
     last["step"] = step
     last["stopped"] = float(stopped)

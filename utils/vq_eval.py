@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
 from pathlib import Path
 from typing import Sequence
 
@@ -20,7 +19,8 @@ from dataset.normalization import Normalizer
 from dataset.repetitions import load_repetitions
 from utils.constants import COORDINATES, DEFAULT_DATA_ROOT, TRANSLATIONS
 from utils.device import autocast, resolve_device
-from utils.fileio import atomic_write_json, atomic_write_text, ensure_writable
+from utils.errors import UserError
+from utils.fileio import atomic_write_json, atomic_write_text, ensure_writable, staged_dir
 from utils.motion_io import write_coordinates
 
 
@@ -136,25 +136,24 @@ def _evaluate(args, folder: Path, device: torch.device) -> dict:
         clip_mode=args.clip_mode or trained.get("clip_mode", "resample"),
         split_file=args.split_file or trained.get("split_file"))
     if reps.motions.shape[1] % model.downsample:
-        raise ValueError(f"--clip-length {reps.motions.shape[1]} is not a multiple of {model.downsample}")
+        raise UserError(f"--clip-length {reps.motions.shape[1]} is not a multiple of {model.downsample}")
     recon = reconstruct(model, reps.motions, normalizer, batch_size=args.batch_size, device=device,
                         precision=args.precision, progress=not args.no_progress)
     errors = coordinate_errors(recon, reps.motions)
-    if folder.exists() and args.overwrite:
-        shutil.rmtree(folder)
-    clips = []
-    steps = reps.time_steps()
-    for i in range(len(reps)):
-        name = f"{reps.sessions[i]}_{reps.trials[i]}_rep{reps.indices[i]}.mot"
-        # the reconstruction spans its repetition's real time, not 195 frames at 60 Hz
-        write_coordinates(folder / "mot" / name, recon[i], frame_rate=1.0 / steps[i])
-        e = coordinate_errors(recon[i:i + 1], reps.motions[i:i + 1])
-        clips.append({"file": f"mot/{name}", "session": reps.sessions[i], "trial": reps.trials[i],
-                      "repetition": reps.indices[i], "mae_deg": e["mae_deg"], "mae_cm": e["mae_cm"]})
-    atomic_write_text(folder / "errors.csv", errors_csv(errors))
-    atomic_write_json(folder / "errors.json", {
-        "checkpoint": str(args.resume_pth), "step": ckpt.get("step"), "data_root": str(data_root),
-        "split": args.split, **errors, "clips": clips})
+    with staged_dir(folder) as staging:  # old results are replaced only once the new ones are complete
+        clips = []
+        steps = reps.time_steps()
+        for i in range(len(reps)):
+            name = f"{reps.sessions[i]}_{reps.trials[i]}_rep{reps.indices[i]}.mot"
+            # the reconstruction spans its repetition's real time, not 195 frames at 60 Hz
+            write_coordinates(staging / "mot" / name, recon[i], frame_rate=1.0 / steps[i])
+            e = coordinate_errors(recon[i:i + 1], reps.motions[i:i + 1])
+            clips.append({"file": f"mot/{name}", "session": reps.sessions[i], "trial": reps.trials[i],
+                          "repetition": reps.indices[i], "mae_deg": e["mae_deg"], "mae_cm": e["mae_cm"]})
+        atomic_write_text(staging / "errors.csv", errors_csv(errors))
+        atomic_write_json(staging / "errors.json", {
+            "checkpoint": str(args.resume_pth), "step": ckpt.get("step"), "data_root": str(data_root),
+            "split": args.split, **errors, "clips": clips})
     print(errors_table(errors))
     print(f"wrote {len(reps)} reconstructions and errors.csv / errors.json to {folder}")
     return {**errors, "folder": str(folder)}

@@ -43,7 +43,8 @@ from utils.checkpoint import (CheckpointError, check_compatible, load_checkpoint
 from utils.constants import COORDINATES
 from utils.device import autocast, resolve_device
 from utils.distributed import DistInfo, all_reduce_mean, barrier, cleanup_distributed, init_distributed
-from utils.fileio import OutputExistsError, ensure_writable
+from utils.errors import UserError
+from utils.fileio import OutputExistsError, ensure_writable, exclusive_run
 from utils.run_logging import RunLogger
 from utils.vq_eval import coordinate_errors, reconstruct
 
@@ -79,7 +80,7 @@ def recons_loss_fn(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Te
     """``l1`` | ``l2`` | ``l1_smooth`` (Huber, beta 1) on normalised features."""
     fns = {"l1": F.l1_loss, "l2": F.mse_loss, "l1_smooth": F.smooth_l1_loss}
     if name not in fns:
-        raise ValueError(f"unknown reconstruction loss {name!r}; expected one of {sorted(fns)}")
+        raise UserError(f"unknown reconstruction loss {name!r}; expected one of {sorted(fns)}")
     return fns[name]
 
 
@@ -132,7 +133,7 @@ def check_options(args: argparse.Namespace) -> None:
     if args.lr <= 0:
         problems.append(f"--lr must be positive, got {args.lr}")
     if problems:
-        raise ValueError("; ".join(problems))
+        raise UserError("; ".join(problems))
 
 
 def check_resume(ckpt: dict, path: str, args: argparse.Namespace) -> None:
@@ -140,7 +141,7 @@ def check_resume(ckpt: dict, path: str, args: argparse.Namespace) -> None:
     differs from the one the options describe."""
     if ckpt.get("kind") != CHECKPOINT_KIND or "model" not in ckpt:
         raise CheckpointError(f"{path}: not a VQ-VAE training checkpoint (kind={ckpt.get('kind')!r})")
-    for key in ("optimizer", "scheduler", "step", "batches", "normalizer"):
+    for key in ("config", "optimizer", "scheduler", "step", "batches", "normalizer"):
         if key not in ckpt:
             raise CheckpointError(f"{path}: cannot resume, the checkpoint has no {key!r}")
     check_compatible(ckpt, path, "coordinates", COORDINATES)
@@ -389,6 +390,13 @@ def train(args: argparse.Namespace) -> TrainResult:
                 log(f"stopped by signal at step {step}; resume with --resume {folder / 'net_last.pth'}")
                 result.stopped = True
                 break
+    if step >= args.total_iter and start_step >= args.total_iter:  # resumed a finished run: restore lost files
+        if args.snapshot_iter and step % args.snapshot_iter == 0 and not (folder / f"{step}.pth").exists():
+            save(folder / f"{step}.pth", step, ckpt.get("val", {}) if ckpt else {})
+            log(f"rewrote the missing final snapshot {folder / f'{step}.pth'}")
+        if not (folder / "net_best.pth").exists():
+            save(folder / "net_best.pth", step, ckpt.get("val", {}) if ckpt else {})
+            log(f"rewrote the missing {folder / 'net_best.pth'} from the final state")
     result.step = step
     result.model = net
     if progress is not None:
@@ -401,8 +409,10 @@ def train(args: argparse.Namespace) -> TrainResult:
 def main(args: argparse.Namespace) -> TrainResult:
     """Entry point of ``train_vq.py``: train, then leave the process group."""
     threads = torch.get_num_threads()
+    main_rank = int(os.environ.get("RANK", "0")) == 0
     try:
-        return train(args)
+        with exclusive_run(Path(args.out_dir) / args.exp_name, enabled=main_rank):  # one writer per run folder
+            return train(args)
     finally:
         cleanup_distributed()
         torch.set_num_threads(threads)
@@ -413,8 +423,8 @@ def _import_deepspeed():
     try:
         import deepspeed
     except ImportError:
-        raise ImportError("DeepSpeed was asked for (--deepspeed or the deepspeed launcher) but is not installed; "
-                          "pip install -r requirements-deepspeed.txt, or use torchrun for DDP") from None
+        raise UserError("DeepSpeed was asked for (--deepspeed or the deepspeed launcher) but is not installed; "
+                        "pip install -r requirements-deepspeed.txt, or use torchrun for DDP") from None
     if os.environ.get("BIGE_DS_SHM", "0") != "1":
         # On CPU, DeepSpeed JIT-compiles a shared-memory all-reduce extension at start-up (over four
         # minutes on a 2-core machine, and its ninja cache is not reused between runs); gloo does the
@@ -430,7 +440,7 @@ def _deepspeed_engine(deepspeed, net, optimizer, scheduler, args, info: DistInfo
     try:
         config = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: cannot read the DeepSpeed configuration ({err})") from None
+        raise UserError(f"{path}: cannot read the DeepSpeed configuration ({err})") from None
     # the flags decide batch size and clipping; precision is handled by torch.autocast
     config["train_micro_batch_size_per_gpu"] = args.batch_size
     config["gradient_accumulation_steps"] = 1
@@ -438,6 +448,6 @@ def _deepspeed_engine(deepspeed, net, optimizer, scheduler, args, info: DistInfo
     config["gradient_clipping"] = float(args.grad_clip)
     for key in ("fp16", "bf16"):
         if config.get(key, {}).get("enabled"):
-            raise ValueError(f"{path}: set precision with --precision, not the {key!r} section")
+            raise UserError(f"{path}: set precision with --precision, not the {key!r} section")
     engine, _, _, _ = deepspeed.initialize(model=net, optimizer=optimizer, lr_scheduler=scheduler, config=config)
     return engine

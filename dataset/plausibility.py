@@ -1,0 +1,47 @@
+"""Refuse kinematics whose numbers cannot be a squat in the stated units:
+radians labelled as degrees, millimetres or centimetres read as metres,
+absurd angles. Such files parse cleanly and would train a model on the wrong
+scale without any error, so they are stopped where they are read."""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from utils.constants import (COORDINATES, MAX_ABS_ROTATION_DEG, MAX_ABS_TRANSLATION_M, MIN_SQUAT_KNEE_RANGE_DEG,
+                             TRANSLATIONS)
+from utils.motion_io import MotionFileError
+
+_KNEES = ("knee_angle_r", "knee_angle_l")
+
+
+def check_plausible(coords: np.ndarray, path: str | os.PathLike, names: tuple[str, ...] = COORDINATES) -> None:
+    """Raise :class:`MotionFileError` naming ``path`` and the column when the
+    squat kinematics ``coords`` (T, 33; degrees / metres, as read) are out of
+    any plausible range. Non-finite values are refused too."""
+    coords = np.asarray(coords, dtype=np.float64)
+    bad = ~np.isfinite(coords)
+    if bad.any():
+        frame, col = map(int, np.argwhere(bad)[0])
+        raise MotionFileError(path, f"column {names[col]}: non-finite value at frame {frame}")
+    rot = [i for i, n in enumerate(names) if n not in TRANSLATIONS]
+    trans = [i for i, n in enumerate(names) if n in TRANSLATIONS]
+    peak = np.abs(coords).max(axis=0)
+    for i in trans:
+        if peak[i] > MAX_ABS_TRANSLATION_M:
+            raise MotionFileError(
+                path, f"column {names[i]} reaches {peak[i]:.4g}, over {MAX_ABS_TRANSLATION_M:g} m: expected metres "
+                      "(a file in millimetres or centimetres needs its header to say so)")
+    for i in rot:
+        if peak[i] > MAX_ABS_ROTATION_DEG:
+            raise MotionFileError(
+                path, f"column {names[i]} reaches {peak[i]:.4g} deg, over {MAX_ABS_ROTATION_DEG:g}: expected an angle "
+                      "in degrees")
+    knees = [names.index(k) for k in _KNEES if k in names]
+    if len(coords) > 1 and knees and peak[rot].max() <= math.pi + 1e-6:
+        knee_range = max(float(np.ptp(coords[:, k])) for k in knees)
+        if knee_range < MIN_SQUAT_KNEE_RANGE_DEG:
+            raise MotionFileError(
+                path, f"column {names[knees[0]]} spans {knee_range:.3g} deg and no angle exceeds pi: these are radians "
+                      "labelled as degrees (set inDegrees=no in the header)")
