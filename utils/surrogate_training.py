@@ -39,7 +39,7 @@ from options.surrogate import model_config_from_args, parse_muscles
 from utils.checkpoint import (CheckpointError, check_compatible, load_checkpoint, save_checkpoint,
                               seed_everything, set_rng_state)
 from utils.constants import COORD_INDEX, COORDINATES, GUIDED_MUSCLES, MUSCLES
-from utils.device import autocast, resolve_device
+from utils.device import apply_precision, autocast, resolve_device
 from utils.fileio import atomic_open, atomic_write_json, ensure_writable
 from utils.run_logging import RunLogger
 
@@ -350,6 +350,9 @@ def evaluate_checkpoint(checkpoint: str | Path, args: argparse.Namespace, folder
     Returns the JSON content (``summary`` and per-muscle ``muscles`` rows).
     """
     device = resolve_device(args.device)
+    precision_note = apply_precision(args, device)
+    if logger is not None:
+        logger.log(f"evaluation: {precision_note}")
     model = load_surrogate(checkpoint, device=device)
     reps = load_repetitions(args.data_root, split=args.eval_split, source="dynamics", length=args.clip_length,
                             clip_mode=args.clip_mode, split_file=args.split_file)
@@ -437,6 +440,7 @@ def train(args: argparse.Namespace) -> tuple[Path, bool]:
         muscles = list(ckpt["muscles"])
     _prepare_folder(folder, args)
     device = resolve_device(args.device)
+    precision_note = apply_precision(args, device)
     seed_everything(args.seed)
 
     data = load_training_data(args, muscles, val_sessions=None if ckpt is None else ckpt["val_sessions"])
@@ -475,8 +479,7 @@ def train(args: argparse.Namespace) -> tuple[Path, bool]:
                f"{len(data.val)} validation repetitions from {len(data.val_sessions)} subjects "
                f"({', '.join(data.val_sessions)}); {len(data.muscles)} muscles")
     n_params = sum(p.numel() for p in model.parameters())
-    logger.log(f"model: {model.arch} {model.config}, {n_params} parameters, device {device}, "
-               f"precision {args.precision}")
+    logger.log(f"model: {model.arch} {model.config}, {n_params} parameters, device {device}, {precision_note}")
 
     def save(path: Path) -> None:
         save_checkpoint(
