@@ -27,7 +27,12 @@ returns). Three things keep it cheap:
    queries that fail this check scan the bank again. Latents moving towards
    their nearest neighbour (the proximity-only phase) pass it for long
    stretches, and a step costs a few gathered rows per query.
-3. **Gathered neighbours only.** Callers compute the loss and its gradient on
+3. **No work on what cannot matter.** Later copies of identical bank rows
+   are dropped at construction (a tie always goes to the first copy), and the
+   scan shifts rows and queries by the bank's mean, so that the error bound,
+   which grows with the norms, reflects the spread of the latents rather than
+   their offset.
+4. **Gathered neighbours only.** Callers compute the loss and its gradient on
    the returned rows only.
 
 The search never computes gradients.
@@ -105,9 +110,16 @@ class NearestSearch:
             raise ValueError(f"bank must be (N, D) with N > 0, got shape {tuple(bank.shape)}")
         if candidates < 1:
             raise ValueError(f"candidates must be >= 1, got {candidates}")
-        self.bank = bank.detach().float().contiguous()
-        sq = (self.bank.double() ** 2).sum(1)
-        self.sqnorm = sq.float()                       # (N,) fp32 for the scan
+        bank = bank.detach().float().contiguous()
+        self.size = int(bank.shape[0])
+        # exact duplicates always tie: search the first copy of each row only; origin maps back
+        self.bank, self.origin = _first_copies(bank)
+        # the scan works on rows shifted by (about) their mean, so that the fp32 error bound, which grows
+        # with the norms, reflects the spread of the bank rather than its offset
+        self.shift = _mean_rows(self.bank).float()
+        sq = torch.cat([(self.bank[s:s + 8192] - self.shift).double().pow(2).sum(1)
+                        for s in range(0, len(self.bank), 8192)])
+        self.sqnorm = sq.float()                       # (N,) |b - shift|^2, fp32 for the scan
         self.max_norm = float(sq.max().sqrt())
         self.candidates = int(min(candidates, self.bank.shape[0]))
         self.tile_bytes = int(tile_bytes)
@@ -125,10 +137,11 @@ class NearestSearch:
         self._best: Tensor | None = None
 
     def __len__(self) -> int:
-        return int(self.bank.shape[0])
+        return self.size
 
     def to(self, device: torch.device | str) -> "NearestSearch":
-        self.bank, self.sqnorm = self.bank.to(device), self.sqnorm.to(device)
+        self.bank, self.sqnorm, self.shift = self.bank.to(device), self.sqnorm.to(device), self.shift.to(device)
+        self.origin = None if self.origin is None else self.origin.to(device)
         self.reset()
         return self
 
@@ -150,7 +163,7 @@ class NearestSearch:
             if self.reuse:
                 self._prev, self._anchor = q.clone(), q.clone()
                 self._cand, self._lb, self._rho, self._best = state
-            return nearest
+            return self._original(nearest)
         # every distance can have shrunk by at most the step length since the last call
         self._lb -= (q - self._prev).pow(2).sum(1).sqrt()[:, None]
         self._prev = q.clone()
@@ -166,7 +179,7 @@ class NearestSearch:
         # winner: smallest distance, then lowest index (the other candidates are strictly farther)
         win_d = d_best.scatter_reduce(0, rows, d, "amin")
         tie = d == win_d[rows]
-        win_i = torch.where(d_best == win_d, self._best, torch.full_like(self._best, len(self)))
+        win_i = torch.where(d_best == win_d, self._best, torch.full_like(self._best, len(self.bank)))
         win_i = win_i.scatter_reduce(0, rows[tie], idx[tie], "amin")
         self._best = win_i
         todo = (~_less(win_d, rho)).nonzero().squeeze(1)               # a non-candidate might be nearer
@@ -176,7 +189,11 @@ class NearestSearch:
             self._anchor[todo] = q[todo]
             for buf, value in zip((self._cand, self._lb, self._rho, self._best), state):
                 buf[todo] = value
-        return self._best.clone()
+        return self._original(self._best)
+
+    def _original(self, idx: Tensor) -> Tensor:
+        """Internal row indices -> indices into the bank as given."""
+        return idx.clone() if self.origin is None else self.origin[idx]
 
     # ------------------------------------------------------------------ internals
 
@@ -192,7 +209,8 @@ class NearestSearch:
         """Full search of ``q`` (R, D) float64: nearest (R,) and the reuse state
         (candidates (R, k) sorted, their float64 distances (R, k), rho (R,), nearest (R,))."""
         n, k = self.bank.shape[0], self.candidates
-        q32 = q.float()
+        qc = q - self.shift.double()                                  # exact in float64
+        q32 = qc.float()
         rows_per_tile = max(k, self.tile_bytes // 4 // max(1, min(q.shape[0], 1024)))
         q_block = max(1, self.tile_bytes // 4 // max(1, min(rows_per_tile, n)))
         best_v = torch.empty(q.shape[0], k, device=q.device)
@@ -201,8 +219,8 @@ class NearestSearch:
             qb = q32[qs:qs + q_block]
             vals, idxs = None, None
             for bs in range(0, n, rows_per_tile):
-                d = torch.addmm(self.sqnorm[bs:bs + rows_per_tile].unsqueeze(0), qb,
-                                self.bank[bs:bs + rows_per_tile].T, alpha=-2.0)
+                tile = self.bank[bs:bs + rows_per_tile] - self.shift  # the rows sqnorm was computed from
+                d = torch.addmm(self.sqnorm[bs:bs + rows_per_tile].unsqueeze(0), qb, tile.T, alpha=-2.0)
                 v, i = d.topk(min(k, d.shape[1]), dim=1, largest=False, sorted=False)
                 i = i + bs
                 if vals is not None:
@@ -211,7 +229,8 @@ class NearestSearch:
                     i = i.gather(1, j)
                 vals, idxs = v, i
             best_v[qs:qs + q_block], best_i[qs:qs + q_block] = vals, idxs
-        qnorm2 = q.pow(2).sum(1)
+        qnorm2 = qc.pow(2).sum(1)
+        # fp32 rounding of the shifted rows and queries adds at most 2u (|q| + |b|)^2: inside the bound's slack
         err = fp32_distance_error(qnorm2.sqrt(), self.max_norm, q.shape[1])
         # every non-candidate's fp32 value is >= the largest candidate value
         rho2 = best_v.double().max(1).values + qnorm2 - err
@@ -224,21 +243,53 @@ class NearestSearch:
         nearest = cand.gather(1, pos[:, None]).squeeze(1)
         proven = _less(best.sqrt(), rho)
         self.stats.scanned += q.shape[0]
-        for r in (~proven).nonzero().squeeze(1).tolist():        # ties or near-ties beyond the candidates
-            nearest[r] = self._brute_force(q[r])
-            rho[r] = -float("inf")                                # never reused: scan again next time
-            self.stats.brute_force += 1
+        unproven = (~proven).nonzero().squeeze(1)                   # ties or near-ties beyond the candidates
+        if unproven.numel():
+            nearest[unproven] = self._brute_force(q[unproven])
+            rho[unproven] = -float("inf")                           # never reused: scan again next time
+            self.stats.brute_force += unproven.numel()
         return nearest, (cand, d2.sqrt(), rho, nearest.clone())
 
-    def _brute_force(self, q: Tensor, chunk: int = 8192) -> int:
-        """Float64 brute force for one query (D,); lowest index among exact ties."""
-        best_d, best_i = float("inf"), 0
+    def _brute_force(self, q: Tensor, max_bytes: int = 64 * 2**20) -> Tensor:
+        """Float64 brute force (direct differences); lowest index among exact ties. (R, D) -> (R,)"""
+        chunk = max(1, max_bytes // (8 * q.shape[1] * q.shape[0]))
+        best_d = torch.full((q.shape[0],), float("inf"), dtype=torch.float64, device=q.device)
+        best_i = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
         for s in range(0, self.bank.shape[0], chunk):
-            d = (self.bank[s:s + chunk].double() - q).pow(2).sum(1)
-            v, i = d.min(0)
-            if float(v) < best_d:
-                best_d, best_i = float(v), s + int(i)
+            d = (self.bank[s:s + chunk].double()[None] - q[:, None]).pow(2).sum(-1)   # (R, chunk)
+            v, i = d.min(1)                                                    # first minimum in the chunk
+            better = v < best_d                                                # earlier chunks win ties
+            best_d, best_i = torch.where(better, v, best_d), torch.where(better, i + s, best_i)
         return best_i
+
+
+def _mean_rows(bank: Tensor, chunk: int = 8192) -> Tensor:
+    """Mean of the rows in float64, chunked. (N, D) -> (D,)"""
+    total = sum(bank[s:s + chunk].double().sum(0) for s in range(0, len(bank), chunk))
+    return total / len(bank)
+
+
+def _first_copies(bank: Tensor) -> tuple[Tensor, Tensor | None]:
+    """The bank without later copies of identical rows, in the original order,
+    and the original index of each kept row (None when nothing was dropped).
+    Candidates for duplicates are found by a random float64 projection; only
+    rows whose projections collide are compared exactly. (N, D) -> (M, D), (M,)"""
+    gen = torch.Generator().manual_seed(0)
+    direction = torch.randn(bank.shape[1], dtype=torch.float64, generator=gen).to(bank.device)
+    proj = torch.cat([bank[s:s + 8192].double() @ direction for s in range(0, len(bank), 8192)])
+    _, inverse, counts = torch.unique(proj, return_inverse=True, return_counts=True)
+    suspects = (counts[inverse] > 1).nonzero().squeeze(1)
+    if suspects.numel() == 0:
+        return bank, None
+    _, group = torch.unique(bank[suspects], dim=0, return_inverse=True)
+    first = torch.full((int(group.max()) + 1,), len(bank), dtype=torch.long, device=bank.device)
+    first = first.scatter_reduce(0, group, suspects, "amin")
+    keep = torch.ones(len(bank), dtype=torch.bool, device=bank.device)
+    keep[suspects] = first[group] == suspects
+    if bool(keep.all()):
+        return bank, None
+    origin = keep.nonzero().squeeze(1)
+    return bank[origin], origin
 
 
 def _less(a: Tensor, b: Tensor) -> Tensor:

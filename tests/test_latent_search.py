@@ -36,13 +36,15 @@ def test_exact_ties_resolve_to_the_lowest_index() -> None:
     # small integers: every fp32 and fp64 distance is exact, so ties are real ties
     bank = torch.randint(-1, 2, (200, 3), generator=g).float()
     bank = torch.cat([bank, bank])  # every row duplicated: more tied rows than candidates
-    queries = torch.randint(-2, 3, (60, 3), generator=g).float()
+    # half-integer queries lie halfway between distinct rows: up to 8 distinct rows tie
+    queries = torch.randint(-4, 5, (60, 3), generator=g).float() / 2
     ref = brute_force_nearest(queries, bank)
     assert (ref < 200).all()  # the reference itself prefers the first copy
     search = NearestSearch(bank, candidates=4)
+    assert len(search.bank) <= 27 and len(search) == 400  # copies are searched once
     for _ in range(3):  # a second and third call go through the reuse check
         assert torch.equal(search(queries), ref)
-    assert search.stats.brute_force > 0  # some queries had more ties than candidates
+    assert search.stats.brute_force > 0  # some queries had more distinct tied rows than candidates
 
 
 def test_reuse_follows_a_random_walk_exactly_and_skips_most_scans() -> None:
@@ -134,3 +136,23 @@ def test_reduced_precision_fp32_matmul_widens_the_error_bound() -> None:
     finally:
         torch.set_float32_matmul_precision(before)
     assert float(loose / tight) == pytest.approx(2.0 ** 16)
+
+
+def test_duplicate_rows_are_searched_once_and_answered_by_the_first_copy() -> None:
+    bank, queries = _random(300, 40, 8, seed=12)
+    g = torch.Generator().manual_seed(13)
+    copies = bank[torch.randint(0, 300, (200,), generator=g)]
+    full = torch.cat([bank, copies, bank[:50]])[torch.randperm(550, generator=g)]
+    search = NearestSearch(full, candidates=3)
+    assert len(search.bank) == 300
+    ref = brute_force_nearest(queries, full)
+    assert torch.equal(search(queries), ref)
+    assert torch.equal(search(queries + 0.01), brute_force_nearest(queries + 0.01, full))
+
+
+def test_a_large_common_offset_does_not_loosen_the_search() -> None:
+    bank, queries = _random(2000, 30, 64, seed=14)
+    offset = 1000.0  # norms ~ 8000, distances ~ 11: the fp32 bound must not swallow the gaps
+    search = NearestSearch(bank + offset, candidates=8)
+    assert torch.equal(search(queries + offset), brute_force_nearest(queries + offset, bank + offset))
+    assert search.stats.brute_force == 0
