@@ -61,7 +61,7 @@ class LatentBank:
     """
 
     def __init__(self, latents: Tensor, unit: str = "frame", max_chunk_bytes: int = 256 * 2**20,
-                 search: str = "exact", candidates: int = 16, reuse: bool = True):
+                 search: str = "exact", candidates: int = 32, reuse: bool = True):
         from models.latent_search import NearestSearch
 
         if unit not in PROXIMITY_UNITS:

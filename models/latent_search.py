@@ -105,7 +105,7 @@ class NearestSearch:
     queries; a batch of other queries only costs a scan, never a wrong answer).
     """
 
-    def __init__(self, bank: Tensor, candidates: int = 16, tile_bytes: int = 8 * 2**20, reuse: bool = True):
+    def __init__(self, bank: Tensor, candidates: int = 32, tile_bytes: int = 8 * 2**20, reuse: bool = True):
         if bank.ndim != 2 or bank.shape[0] == 0:
             raise ValueError(f"bank must be (N, D) with N > 0, got shape {tuple(bank.shape)}")
         if candidates < 1:
