@@ -92,6 +92,7 @@ class SearchStats:
 
     @property
     def reuse_fraction(self) -> float:
+        """Share of queries answered without a scan (the first call of a batch always scans)."""
         return self.reused / max(1, self.queries)
 
 
@@ -137,9 +138,11 @@ class NearestSearch:
         self._best: Tensor | None = None
 
     def __len__(self) -> int:
+        """Rows of the bank as given (duplicates included)."""
         return self.size
 
     def to(self, device: torch.device | str) -> "NearestSearch":
+        """Move the bank to ``device`` (forgets the anchors); returns self."""
         self.bank, self.sqnorm, self.shift = self.bank.to(device), self.sqnorm.to(device), self.shift.to(device)
         self.origin = None if self.origin is None else self.origin.to(device)
         self.reset()
