@@ -114,7 +114,7 @@ def evaluate_checkpoint(args) -> dict:
     folder = Path(args.out_dir) / args.exp_name / f"reconstruction_{args.split}"
     ensure_writable(folder, args.overwrite)
     device = resolve_device(args.device)
-    apply_precision(args, device)
+    print(apply_precision(args, device))
     threads = torch.get_num_threads()
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
