@@ -31,6 +31,8 @@ BENCHMARKS: dict[str, list[str]] = {
     "vq": ["--repeats", "3", "--bf16-repeats", "1"],
     "surrogate": [],
     "guidance": ["--repeats", "3", "--batch", "32"],
+    "guidance_step": ["--bank-clips", "100", "1000", "--rounds", "3"],
+    "precision": [],
     "metrics": ["--repeats", "3"],
     "render": [],
     "baselines": [],

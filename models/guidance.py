@@ -24,9 +24,7 @@ order, degrees / metres; activations in [0, 1]. See ``docs/guidance.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -536,6 +534,7 @@ class Prepared:
     frames: int
     root: Path
     exp_dir: Path
+    precision_note: str = ""
 
 
 def prepare(args: argparse.Namespace) -> Prepared:
@@ -553,11 +552,12 @@ def prepare(args: argparse.Namespace) -> Prepared:
     from models.surrogate import load_surrogate
     from models.vqvae import load_vqvae
     from utils.checkpoint import CheckpointError
-    from utils.device import resolve_device
+    from utils.device import apply_precision, resolve_device
     from utils.generation_output import check_outputs, check_uniform_settings
 
     check_args(args)
     device = resolve_device(args.device)
+    precision_note = apply_precision(args, device)
     root = resolve_data_root(args)
     sessions = resolve_subjects(root, args.subject, args.split_file, args.seed)
     exp_dir = Path(args.out_dir) / args.exp_name
@@ -584,7 +584,7 @@ def prepare(args: argparse.Namespace) -> Prepared:
     train = load_repetitions(root, "train", length=frames, clip_mode=args.clip_mode, split_file=args.split_file)
     bank = L.LatentBank(encode_latents(vqvae, normalizer, train.motions), unit=args.proximity_unit)
     return Prepared(device, vqvae, normalizer, surrogate, bank, sessions, subject_motions, model_paths,
-                    frames, root, exp_dir)
+                    frames, root, exp_dir, precision_note)
 
 
 def run(args: argparse.Namespace) -> dict[str, Path]:
@@ -602,7 +602,7 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
     schedule, weights = schedule_from_args(args), weights_from_args(args)
     exp_log = RunLogger(prep.exp_dir, args, tensorboard=False)
     unit_scale = latent_unit_scale(args.latent_unit, prep.bank)
-    exp_log.log(f"device {prep.device}, precision {args.precision}, data root {prep.root}, "
+    exp_log.log(f"device {prep.device}, {prep.precision_note}, data root {prep.root}, "
                 f"{len(prep.sessions)} subject(s), latent bank {len(prep.bank)} x {prep.bank.vectors.shape[1]} "
                 f"({prep.bank.unit}), frames {prep.frames}, {schedule}, "
                 f"lr {args.lr} and init noise U{tuple(args.init_noise)} in units of {unit_scale:.4g}")

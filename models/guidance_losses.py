@@ -34,6 +34,8 @@ DEPTH_COORDS: tuple[str, ...] = ("hip_flexion_l", "hip_flexion_r", "knee_angle_l
 """Coordinates whose peak flexion the squat-depth reward increases (flexion positive)."""
 
 PROXIMITY_UNITS = ("frame", "sequence")
+SEARCHES = ("exact", "matmul")
+"""Nearest-latent searches of :class:`LatentBank` (``exact`` is the default)."""
 
 
 # ----------------------------------------------------------------------------- proximity
@@ -46,18 +48,29 @@ class LatentBank:
     ``unit="frame"``: each latent step (a C-vector) of a query is matched to the
     nearest of the N*L training latent steps; ``unit="sequence"``: each whole
     query (C*L values) is matched to the nearest of the N training sequences.
-    Search is one batched squared-distance computation
-    ``|q|^2 - 2 q.b + |b|^2`` (a single matrix product), in fp32, split into
-    chunks of the bank only when the (queries x bank) distance matrix would
-    exceed ``max_chunk_bytes``.
+
+    ``search="exact"`` (default): :class:`models.latent_search.NearestSearch`,
+    the exact nearest entry (float64 distances, lowest index among ties) from a
+    tiled fp32 scan with a proven error margin, reusing the previous call's
+    candidates whenever a triangle-inequality check proves they still hold the
+    nearest entry (guidance moves latents little per step), so most steps scan
+    nothing. ``search="matmul"``: the earlier search, one fp32 distance
+    product ``|q|^2 - 2 q.b + |b|^2`` against the whole bank per call (chunked
+    only above ``max_chunk_bytes``), kept as the benchmarks' baseline; it can
+    differ from the exact answer on near-ties within fp32 rounding.
     """
 
-    def __init__(self, latents: Tensor, unit: str = "frame", max_chunk_bytes: int = 256 * 2**20):
+    def __init__(self, latents: Tensor, unit: str = "frame", max_chunk_bytes: int = 256 * 2**20,
+                 search: str = "exact", candidates: int = 32, reuse: bool = True):
+        from models.latent_search import NearestSearch
+
         if unit not in PROXIMITY_UNITS:
             raise ValueError(f"unknown proximity unit {unit!r}; expected one of {PROXIMITY_UNITS}")
+        if search not in SEARCHES:
+            raise ValueError(f"unknown latent search {search!r}; expected one of {SEARCHES}")
         if latents.ndim != 3 or latents.shape[0] == 0:
             raise ValueError(f"latent bank must be (N, C, L) with N > 0, got shape {tuple(latents.shape)}")
-        self.unit = unit
+        self.unit, self.search = unit, search
         self.code_dim, self.seq_len = int(latents.shape[1]), int(latents.shape[2])
         lat = latents.detach().float()
         if unit == "frame":
@@ -67,6 +80,7 @@ class LatentBank:
         self.sqnorm = (self.vectors ** 2).sum(1)  # (N',)
         self.max_chunk_bytes = int(max_chunk_bytes)
         self.std = float(lat.std())
+        self.searcher = NearestSearch(self.vectors, candidates=candidates, reuse=reuse)
 
     def __len__(self) -> int:
         return int(self.vectors.shape[0])
@@ -74,6 +88,7 @@ class LatentBank:
     def to(self, device: torch.device | str) -> "LatentBank":
         self.vectors = self.vectors.to(device)
         self.sqnorm = self.sqnorm.to(device)
+        self.searcher.to(device)
         return self
 
     def _queries(self, z: Tensor) -> Tensor:
@@ -89,9 +104,12 @@ class LatentBank:
     def nearest_index(self, z: Tensor) -> Tensor:
         """Index into ``self.vectors`` of the nearest bank entry of each query:
         (B, L) for ``frame``, (B,) for ``sequence``."""
-        q = self._queries(z).float()
+        q = self._queries(z.detach()).float()
         with torch.autocast(device_type=q.device.type, enabled=False):
-            idx = _batched_argmin(q, self.vectors, self.sqnorm, self.max_chunk_bytes)
+            if self.search == "exact":
+                idx = self.searcher(q)
+            else:
+                idx = _batched_argmin(q, self.vectors, self.sqnorm, self.max_chunk_bytes)
         return idx if self.unit == "sequence" else idx.reshape(z.shape[0], z.shape[2])
 
     def nearest(self, z: Tensor) -> Tensor:

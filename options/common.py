@@ -61,9 +61,11 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("runtime")
     g.add_argument("--device", default="auto", choices=DEVICES,
                    help="auto = CUDA when available, else CPU")
-    g.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                   help="bf16 runs matmuls and convolutions in bfloat16 autocast (faster on CPUs with bf16 "
-                        "units and on recent GPUs)")
+    g.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="bf16 runs matmuls and convolutions in bfloat16 autocast (weights, quantiser distances, "
+                        "EMA updates and losses stay fp32); auto = fp32, or bf16 on hardware with native bf16 "
+                        "(CUDA compute capability >= 8, CPUs with avx512_bf16 / amx_bf16) once bf16 is validated "
+                        "or BIGE_AUTO_BF16=1 (docs/PERFORMANCE.md); the choice is logged")
     g.add_argument("--seed", type=int, default=123, help="random seed (data order, initialisation)")
     g.add_argument("--num-workers", type=int_at_least(0), default=0,
                    help="worker processes for file parsing; batches come from memory")

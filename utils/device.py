@@ -1,14 +1,28 @@
 """Device and numeric precision selection, the same for every script."""
 from __future__ import annotations
 
+import argparse
 import contextlib
+import os
+from pathlib import Path
 
 import torch
 
 from utils.errors import DeviceError, UserError
 
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
+"""``--precision`` values; ``auto`` (the default) is resolved by :func:`resolve_precision`."""
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+"""``/proc/cpuinfo`` flags of native bf16 arithmetic on x86 CPUs."""
+AUTO_BF16_ENV = "BIGE_AUTO_BF16"
+"""Environment switch for ``--precision auto`` on native-bf16 hardware: ``1``
+lets it choose bf16, ``0`` keeps fp32; unset follows :data:`BF16_VALIDATED`."""
+BF16_VALIDATED = False
+"""Whether bf16 training has been shown, on a run of at least the demo's
+length on native-bf16 hardware, to reach a validation error within 2 % of
+fp32 (``docs/PERFORMANCE.md``, "Precision"). Until it has, ``auto`` resolves
+to fp32 everywhere unless ``BIGE_AUTO_BF16=1``."""
 
 
 def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
@@ -26,10 +40,77 @@ def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.d
     return torch.device(name)
 
 
-def autocast(device: torch.device, precision: str = "fp32"):
-    """Context manager running matmuls/convolutions in bf16 when asked; fp32 is a no-op."""
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
+    """The CPU feature flags listed in ``cpuinfo`` (empty if unreadable, e.g. not Linux)."""
+    try:
+        with open(cpuinfo) as handle:
+            for line in handle:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def bf16_support(device: torch.device, cpuinfo: str | Path = "/proc/cpuinfo") -> tuple[bool, str]:
+    """Whether ``device`` computes bf16 natively, and a one-line reason.
+
+    CUDA: ``torch.cuda.is_bf16_supported(including_emulation=False)`` (compute
+    capability 8.0 and newer). CPU: ``avx512_bf16`` or ``amx_bf16`` in
+    ``cpuinfo``; without them PyTorch emulates bf16, several times slower than fp32.
+    """
+    if device.type == "cuda":
+        native = bool(torch.cuda.is_bf16_supported(including_emulation=False))
+        name = torch.cuda.get_device_name(device)
+        return native, f"{name} {'has' if native else 'lacks'} native bf16"
+    if device.type != "cpu":
+        return False, f"no bf16 detection for device type {device.type}"
+    found = sorted(cpu_flags(cpuinfo) & set(CPU_BF16_FLAGS))
+    if found:
+        return True, f"CPU lists {', '.join(found)} in {cpuinfo}"
+    return False, f"CPU lists neither {' nor '.join(CPU_BF16_FLAGS)} in {cpuinfo} (bf16 would be emulated)"
+
+
+def resolve_precision(precision: str, device: torch.device, cpuinfo: str | Path = "/proc/cpuinfo") -> tuple[str, str]:
+    """``fp32`` or ``bf16`` for ``--precision``, and why.
+
+    ``fp32`` and ``bf16`` stand. ``auto`` picks bf16 only where the device has
+    native bf16 *and* bf16 is cleared for use: :data:`BF16_VALIDATED`, or the
+    environment switch ``BIGE_AUTO_BF16=1`` (``0`` keeps fp32 regardless).
+    Everywhere else ``auto`` is fp32.
+    """
     if precision not in PRECISIONS:
         raise UserError(f"--precision {precision}: unknown; expected one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision, f"precision {precision} (as asked)"
+    native, why = bf16_support(device, cpuinfo)
+    if not native:
+        return "fp32", f"precision auto -> fp32: {why}"
+    switch = os.environ.get(AUTO_BF16_ENV, "").strip()
+    if switch not in ("", "0", "1"):
+        raise UserError(f"{AUTO_BF16_ENV}={switch!r}: expected 0 or 1")
+    if switch == "1" or (switch == "" and BF16_VALIDATED):
+        source = f"{AUTO_BF16_ENV}=1" if switch == "1" else "bf16 validated within 2 % of fp32"
+        return "bf16", f"precision auto -> bf16: {why}; {source}"
+    reason = (f"{AUTO_BF16_ENV}=0" if switch == "0" else
+              f"bf16 not yet validated within 2 % of fp32 on such hardware (set {AUTO_BF16_ENV}=1 to use it)")
+    return "fp32", f"precision auto -> fp32: {why}, but {reason}"
+
+
+def apply_precision(args: argparse.Namespace, device: torch.device) -> str:
+    """Resolve ``args.precision`` in place (``auto`` becomes fp32 or bf16, so
+    that checkpoints and logs record what ran); returns the line to log."""
+    args.precision, note = resolve_precision(args.precision, device)
+    return note
+
+
+def autocast(device: torch.device, precision: str = "fp32"):
+    """Context manager running matmuls/convolutions in bf16 when asked; fp32 is a
+    no-op; ``auto`` is resolved with :func:`resolve_precision` (not logged)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
+    if precision == "auto":
+        precision = resolve_precision(precision, device)[0]
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)

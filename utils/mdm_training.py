@@ -22,7 +22,7 @@ from dataset.repetitions import load_repetitions
 from dataset.subjects import SUBJECT_FEATURES, clip_descriptors
 from models.mdm import GaussianDiffusion, MDMConfig, build_mdm
 from utils.checkpoint import seed_everything
-from utils.device import autocast
+from utils.device import apply_precision, autocast
 from utils.errors import UserError
 from utils.run_logging import RunLogger
 from utils.training import prepare_training, run_distributed, run_loop, start_run, unwrap
@@ -82,6 +82,7 @@ def train(args: argparse.Namespace) -> dict[str, float]:
 
 def _train(args: argparse.Namespace, dist_info) -> dict[str, float]:
     device, exp_dir, ckpt = start_run(args, dist_info)
+    precision_note = apply_precision(args, device)
     seed_everything(args.seed + dist_info.rank)
 
     train_reps = load_repetitions(args.data_root, "train", length=args.clip_length, clip_mode=args.clip_mode,
@@ -109,7 +110,8 @@ def _train(args: argparse.Namespace, dist_info) -> dict[str, float]:
     n_params = sum(p.numel() for p in unwrap(model).parameters())
     logger.log(f"{'resumed at step ' + str(step) if ckpt else 'start'}: {len(x)} training clips from "
                f"{len(set(train_reps.sessions))} subjects, {0 if x_val is None else len(x_val)} validation clips, "
-               f"{n_params / 1e6:.2f} M parameters, device {device}, world size {dist_info.world_size}")
+               f"{n_params / 1e6:.2f} M parameters, device {device}, {precision_note}, "
+               f"world size {dist_info.world_size}")
 
     def loss_fn(batch):
         x0, c = (batch, None) if cond is None else batch

@@ -39,7 +39,7 @@ from options.surrogate import model_config_from_args, parse_muscles
 from utils.checkpoint import (CheckpointError, check_compatible, load_checkpoint, save_checkpoint,
                               seed_everything, set_rng_state)
 from utils.constants import COORD_INDEX, COORDINATES, GUIDED_MUSCLES, MUSCLES
-from utils.device import autocast, resolve_device
+from utils.device import apply_precision, autocast, resolve_device
 from utils.errors import UserError
 from utils.fileio import atomic_open, atomic_write_json, ensure_writable, exclusive_run
 from utils.run_logging import RunLogger
@@ -380,7 +380,7 @@ def evaluate_checkpoint(checkpoint: str | Path, args: argparse.Namespace, folder
 
     Returns the JSON content (``summary`` and per-muscle ``muscles`` rows).
     """
-    model = load_surrogate(checkpoint, device=resolve_device(args.device))
+    model = _load_for_evaluation(checkpoint, args, logger)
     reps = load_repetitions(args.data_root, split=args.eval_split, source="dynamics", length=args.clip_length,
                             clip_mode=args.clip_mode, split_file=args.split_file)
     info = {"checkpoint": str(checkpoint), "data_root": str(args.data_root), "split": args.eval_split}
@@ -393,11 +393,21 @@ def evaluate_files(checkpoint: str | Path, args: argparse.Namespace, folder: str
     """Evaluate a surrogate checkpoint on the muscle-driven files of ``args.eval_data``
     (files or folders, e.g. real OpenCap ``kinematics_activations*.mot``), written
     as ``eval_<args.eval_name>.csv/.json/.png`` in ``folder``."""
-    model = load_surrogate(checkpoint, device=resolve_device(args.device))
+    model = _load_for_evaluation(checkpoint, args, logger)
     reps = load_dynamics_files(args.eval_data, length=args.clip_length, clip_mode=args.clip_mode)
     info = {"checkpoint": str(checkpoint), "eval_data": [str(p) for p in args.eval_data], "files": reps.files}
     return evaluate_repetitions(model, reps, f"eval_{args.eval_name}", info, args, folder, logger,
                                 what=f"files of {', '.join(map(str, args.eval_data))}")
+
+
+def _load_for_evaluation(checkpoint: str | Path, args: argparse.Namespace,
+                         logger: RunLogger | None) -> SurrogateModel:
+    """The checkpoint's surrogate on ``--device``, ``--precision`` resolved and logged."""
+    device = resolve_device(args.device)
+    precision_note = apply_precision(args, device)
+    if logger is not None:
+        logger.log(f"evaluation: {precision_note}")
+    return load_surrogate(checkpoint, device=device)
 
 
 def evaluate_repetitions(model: SurrogateModel, reps: RepetitionSet, name: str, info: dict[str, Any],
@@ -485,6 +495,7 @@ def train(args: argparse.Namespace) -> tuple[Path, bool]:
         muscles = list(ckpt["muscles"])
     _prepare_folder(folder, args)
     device = resolve_device(args.device)
+    precision_note = apply_precision(args, device)
     seed_everything(args.seed)
 
     data = load_training_data(args, muscles, val_sessions=None if ckpt is None else ckpt["val_sessions"])
@@ -523,8 +534,7 @@ def train(args: argparse.Namespace) -> tuple[Path, bool]:
                f"{len(data.val)} validation repetitions from {len(data.val_sessions)} subjects "
                f"({', '.join(data.val_sessions)}); {len(data.muscles)} muscles")
     n_params = sum(p.numel() for p in model.parameters())
-    logger.log(f"model: {model.arch} {model.config}, {n_params} parameters, device {device}, "
-               f"precision {args.precision}")
+    logger.log(f"model: {model.arch} {model.config}, {n_params} parameters, device {device}, {precision_note}")
 
     def save(path: Path) -> None:
         save_checkpoint(

@@ -23,7 +23,7 @@ from dataset.subjects import SUBJECT_FEATURES, clip_descriptors
 from models.token_prior import TokenPrior, TokenPriorConfig, next_code_loss
 from models.vqvae import VQVAE, load_vqvae
 from utils.checkpoint import CheckpointError, seed_everything
-from utils.device import autocast
+from utils.device import apply_precision, autocast
 from utils.errors import UserError
 from utils.run_logging import RunLogger
 from utils.training import prepare_training, run_distributed, run_loop, start_run, unwrap
@@ -88,6 +88,7 @@ def train(args: argparse.Namespace) -> dict[str, float]:
 
 def _train(args: argparse.Namespace, dist_info) -> dict[str, float]:
     device, exp_dir, ckpt = start_run(args, dist_info)
+    precision_note = apply_precision(args, device)
     vq, normalizer, vq_ckpt = load_vqvae(args.vq_name, device)
     if ckpt is not None and ckpt.get("vq_config") != vq.config:
         raise CheckpointError(f"{args.resume}: trained on a VQ-VAE with options {ckpt.get('vq_config')}, "
@@ -123,7 +124,8 @@ def _train(args: argparse.Namespace, dist_info) -> dict[str, float]:
     logger.log(f"{'resumed at step ' + str(step) if ckpt else 'start'}: {len(codes)} training code sequences "
                f"of {config.block_size} codes ({used} of {config.nb_code} codes used) from "
                f"{len(set(train_reps.sessions))} subjects, {0 if codes_val is None else len(codes_val)} validation "
-               f"sequences, {n_params / 1e6:.2f} M parameters, device {device}, world size {dist_info.world_size}")
+               f"sequences, {n_params / 1e6:.2f} M parameters, device {device}, {precision_note}, "
+               f"world size {dist_info.world_size}")
 
     def loss_fn(batch):
         idx, c = (batch, None) if cond is None else batch

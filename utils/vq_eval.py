@@ -18,7 +18,7 @@ import torch
 from dataset.normalization import Normalizer
 from dataset.repetitions import load_repetitions
 from utils.constants import COORDINATES, DEFAULT_DATA_ROOT, TRANSLATIONS
-from utils.device import autocast, resolve_device
+from utils.device import apply_precision, autocast, resolve_device
 from utils.errors import UserError
 from utils.fileio import atomic_write_json, atomic_write_text, ensure_writable, staged_dir
 from utils.motion_io import write_coordinates
@@ -115,6 +115,7 @@ def evaluate_checkpoint(args) -> dict:
     folder = Path(args.out_dir) / args.exp_name / f"reconstruction_{args.split}"
     ensure_writable(folder, args.overwrite)
     device = resolve_device(args.device)
+    print(apply_precision(args, device))
     threads = torch.get_num_threads()
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)

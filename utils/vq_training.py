@@ -41,7 +41,7 @@ from models.vqvae import VQVAE
 from utils.checkpoint import (CheckpointError, check_compatible, load_checkpoint, save_checkpoint,
                               seed_everything, set_rng_state)
 from utils.constants import COORDINATES
-from utils.device import autocast, resolve_device
+from utils.device import apply_precision, autocast, resolve_device
 from utils.distributed import DistInfo, all_reduce_mean, barrier, cleanup_distributed, init_distributed
 from utils.errors import UserError
 from utils.fileio import OutputExistsError, ensure_writable, exclusive_run
@@ -215,6 +215,7 @@ def train(args: argparse.Namespace) -> TrainResult:
         deepspeed.init_distributed(dist_backend="nccl" if device_type == "cuda" else "gloo")
     info = init_distributed(device_type)
     device = resolve_device(args.device, info.local_rank)
+    precision_note = apply_precision(args, device)
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
     elif info.enabled and device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
@@ -254,7 +255,7 @@ def train(args: argparse.Namespace) -> TrainResult:
     barrier()
     logger = RunLogger(folder, args, enabled=info.is_main)
     log = logger.log
-    log(f"world size {info.world_size}, device {device}, precision {args.precision}, "
+    log(f"world size {info.world_size}, device {device}, {precision_note}, "
         f"{'deepspeed' if use_deepspeed else 'ddp' if info.enabled else 'single process'}")
     for note in notes:
         log(note)
