@@ -35,7 +35,7 @@ def test_explicit_precisions_stand(tmp_path) -> None:
     info = _cpuinfo(tmp_path, "avx2")
     assert D.resolve_precision("fp32", CPU, info)[0] == "fp32"
     assert D.resolve_precision("bf16", CPU, info)[0] == "bf16"
-    with pytest.raises(ValueError, match="unknown precision"):
+    with pytest.raises(ValueError, match="--precision fp16: unknown"):
         D.resolve_precision("fp16", CPU, info)
 
 
