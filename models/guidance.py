@@ -535,6 +535,9 @@ class Prepared:
     root: Path
     exp_dir: Path
     precision_note: str = ""
+    durations: dict[str, float] = field(default_factory=dict)
+    """Mean real duration (s) of each subject's repetitions: the time span
+    written into its guided ``.mot`` files, so rates are in real time."""
 
 
 def prepare(args: argparse.Namespace) -> Prepared:
@@ -574,17 +577,18 @@ def prepare(args: argparse.Namespace) -> Prepared:
     surrogate = load_surrogate(args.surrogate, device, muscles=args.muscles)
     frames = args.seq_len * vqvae.downsample
 
-    subject_motions, model_paths = {}, {}
+    subject_motions, model_paths, durations = {}, {}, {}
     for session in sessions:
         reps = session_repetitions(session, length=frames, clip_mode=args.clip_mode)
         if len(reps) == 0:
             raise DatasetError(f"{session.path}: no squat repetitions")
         subject_motions[session.id] = reps.motions
+        durations[session.id] = reps.mean_duration(session.id)
         model_paths[session.id] = session.model if session.model is not None else default_model_path()
     train = load_repetitions(root, "train", length=frames, clip_mode=args.clip_mode, split_file=args.split_file)
     bank = L.LatentBank(encode_latents(vqvae, normalizer, train.motions), unit=args.proximity_unit)
     return Prepared(device, vqvae, normalizer, surrogate, bank, sessions, subject_motions, model_paths,
-                    frames, root, exp_dir, precision_note)
+                    frames, root, exp_dir, precision_note, durations)
 
 
 def run(args: argparse.Namespace) -> dict[str, Path]:
@@ -683,7 +687,8 @@ def write_results(args: argparse.Namespace, session_id: str, result: GuidanceRes
         "options": dict(vars(args)),
     }
     folder = write_subject_samples(prep.exp_dir, session_id, result.motions[keep], args.exp_name,
-                                   overwrite=args.overwrite, info=info, per_sample=per_sample)
+                                   overwrite=args.overwrite, info=info, per_sample=per_sample,
+                                   duration=prep.durations.get(session_id))
     if not args.no_plot:
         plot_samples(folder / f"samples_{args.exp_name}.png", result.activations[keep], result.motions[keep],
                      objective.muscles, args.low, args.high, title=session_id)

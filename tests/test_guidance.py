@@ -146,12 +146,18 @@ def test_guided_motions_keep_the_feet_on_the_floor(trained, guided) -> None:
     assert worst <= 0.02, f"lowest foot point up to {100 * worst:.1f} cm off the floor"
 
 
-def test_outputs_load_in_opensim_and_are_complete(guided) -> None:
+def test_outputs_load_in_opensim_and_are_complete(trained, guided) -> None:
     import opensim as osim
 
     out, folder = guided
     s = _summary(folder)
     assert len(s["samples"]) == 6 and s["num_runs"] == 24
+    from dataset.mcs import find_session
+    from dataset.subjects import mean_repetition_duration
+
+    assert s["time_source"] == "mean real duration of the subject's repetitions"
+    assert s["duration_s"] == pytest.approx(mean_repetition_duration(find_session(trained[3])))
+    assert 1.0 < s["duration_s"] < 4.0
     for k, sample in enumerate(s["samples"]):
         assert sample["mot"] == f"entry_{k}_guided.mot"
         table = osim.TimeSeriesTable(str(folder / sample["mot"]))
@@ -159,7 +165,9 @@ def test_outputs_load_in_opensim_and_are_complete(guided) -> None:
         assert table.getNumRows() == 196
         assert table.getTableMetaDataAsString("inDegrees") == "yes"
         times = np.array(table.getIndependentColumn())
-        assert np.allclose(np.diff(times), 1 / 60)
+        # real time: the clip spans the subject's mean repetition duration
+        assert times[-1] == pytest.approx(s["duration_s"], rel=1e-6)
+        assert np.allclose(np.diff(times), s["duration_s"] / 195)
         npy = np.load(folder / sample["npy"])
         assert npy.shape == (196, 33)
         mot = np.array([[table.getRowAtIndex(i)[j] for j in range(33)] for i in (0, 98, 195)])
