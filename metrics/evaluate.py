@@ -16,7 +16,7 @@ import numpy as np
 from metrics.distribution import compare_sets, published_entropy
 from metrics.guidance import (
     activation_metrics, foot_metrics, foot_point_indices, kinematic_metrics, pelvis_tilt_at,
-    peak_activation_frame, summarise,
+    peak_activation_frame, summarise, surrogate_simulation_agreement,
 )
 from metrics.published import (
     PROTOCOLS, PUBLISHED_CLIP_MODE, published_fidelity, published_guidance_per_folder, published_summary,
@@ -57,6 +57,14 @@ GUIDANCE_COLUMNS = (
     Column("in_band", "in band", ".2f"),
     Column("violation", "violation", ".3f", std=True),
     Column("violating", "violating", ".2f"),
+    Column("activation_peak_windowed", "peak act. (window)", ".3f", std=True),
+    Column("in_band_windowed", "in band (window)", ".2f"),
+    Column("sim_activation_peak", "sim. peak act.", ".3f", std=True),
+    Column("sim_activation_peak_windowed", "sim. peak act. (window)", ".3f", std=True),
+    Column("sim_in_band", "in band (sim.)", ".2f"),
+    Column("sim_in_band_windowed", "in band (sim., window)", ".2f"),
+    Column("surrogate_sim_mad", "|surr. - sim.| peak", ".3f"),
+    Column("surrogate_sim_spearman", "Spearman surr./sim.", ".2f"),
     Column("depth_cm", "depth (cm)", ".1f", std=True),
     Column("knee_flexion_peak_deg", "knee peak (deg)", ".1f", std=True),
     Column("pelvis_tilt_at_peak_deg", "tilt@peak (deg)", ".1f", std=True),
@@ -99,6 +107,17 @@ UNITS = {
     "in_band": "fraction of motions whose guided muscles all peak inside [low, high]",
     "violation": "hinge max(peak - high, low - peak, 0), mean over guided muscles and motions (activation units)",
     "violating": "fraction of motions with a guided muscle peaking outside the band (1 - in_band)",
+    "activation_peak_windowed": "peak over time of each guided muscle's activation averaged over a moving window "
+                                "of --peak-window seconds of real time (each motion's own frame interval), mean "
+                                "over the guided muscles: a sustained activation, not a spike, 0-1",
+    "in_band_windowed": "fraction of motions whose guided muscles' windowed peaks all lie inside [low, high]",
+    "violation_windowed": "the hinge on the windowed peaks (activation units)",
+    "sim_<metric>": "--simulate: the same metric on the activations of OpenSim inverse dynamics and static "
+                    "optimisation of the motion with its subject's scaled model (metrics/simulation.py)",
+    "surrogate_sim_mad": "--simulate: mean absolute difference between the surrogate's and the simulation's "
+                         "windowed peak activation (mean over guided muscles), per set",
+    "surrogate_sim_spearman": "--simulate: Spearman rank correlation over the set's motions between the "
+                              "surrogate's and the simulation's windowed peak activation (mean over guided muscles)",
     "depth_cm": "pelvis drop: pelvis_ty of the first frame minus its lowest value, cm",
     "knee_flexion_peak_deg": "peak over frames of the mean of both knee angles, deg",
     "pelvis_tilt_at_peak_deg": "pelvis_tilt at the frame of peak mean guided activation, deg",
@@ -432,17 +451,25 @@ def foot_positions(motions: np.ndarray, fk: Any, chunk: int = 128, threads: int 
 def guidance_per_motion(
     mset: MotionSet, *, activations: np.ndarray | None = None, muscles: Sequence[str] = (),
     low: float = 0.35, high: float = 0.45, feet: np.ndarray | None = None, floor_height: float = 0.0,
-    contact_height: float = 0.03, frame_rate: float | None = None,
+    contact_height: float = 0.03, frame_rate: float | None = None, peak_window: float = 0.0,
+    simulated: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Every guidance metric of every motion of ``mset``: kinematic ones
     always, activation ones with ``activations`` (N, T, G) of ``muscles``,
-    foot ones with ``feet`` (N, T, P, 3). Rates in real time from
+    foot ones with ``feet`` (N, T, P, 3), ``sim_``-prefixed activation ones
+    with ``simulated`` (N, T, G) activations of the same muscles (NaN rows:
+    simulation failed). Rates and the ``peak_window`` (s) in real time from
     ``mset.time_steps``; ``frame_rate`` (Hz) overrides them for every motion.
     -> {name: (N,)}"""
     dt = mset.frame_times() if frame_rate is None else 1.0 / frame_rate
     out = kinematic_metrics(mset.motions, dt)
+    if simulated is not None:
+        out = {**activation_metrics(np.nan_to_num(simulated), muscles, low, high, peak_window, dt, "sim_"), **out}
+        failed = ~np.isfinite(np.asarray(simulated)).all(axis=(1, 2))
+        for key in [k for k in out if k.startswith("sim_")]:
+            out[key] = np.where(failed, np.nan, out[key])
     if activations is not None:
-        act = activation_metrics(activations, muscles, low, high)
+        act = activation_metrics(activations, muscles, low, high, peak_window, dt)
         act["pelvis_tilt_at_peak_deg"] = pelvis_tilt_at(mset.motions, peak_activation_frame(activations))
         out = {**act, **out}
     if feet is not None:
@@ -452,8 +479,16 @@ def guidance_per_motion(
 
 def guidance_rows(per_motion: dict[str, np.ndarray], subjects: Sequence[str], per_subject: bool,
                   label: str = "all") -> list[dict]:
-    """Per-subject rows and the pooled row (``per_subject``), or the pooled row only."""
+    """Per-subject rows and the pooled row (``per_subject``), or the pooled row only.
+    With surrogate and simulated windowed peaks, each row also holds their
+    agreement (:func:`metrics.guidance.surrogate_simulation_agreement`)."""
     rows = summarise(per_motion, subjects, pooled=label)
+    if "activation_peak_windowed" in per_motion and "sim_activation_peak_windowed" in per_motion:
+        labels = np.asarray(list(subjects), dtype=object)
+        for row in rows:
+            mask = np.ones(len(labels), bool) if row["subject"] == label and row is rows[-1] else labels == row["subject"]
+            row.update(surrogate_simulation_agreement(per_motion["activation_peak_windowed"][mask],
+                                                      per_motion["sim_activation_peak_windowed"][mask]))
     return rows if per_subject else rows[-1:]
 
 

@@ -91,18 +91,52 @@ def peak_activation_frame(activations: np.ndarray) -> np.ndarray:
     return np.asarray(activations).mean(axis=2).argmax(axis=1)
 
 
+def window_frames(window_s: float, dt: float | np.ndarray, n: int) -> np.ndarray:
+    """Frames of a ``window_s``-second moving window for each of ``n`` motions
+    at ``dt`` seconds per frame (scalar or (N,)), at least 1. -> (N,) int"""
+    if window_s < 0:
+        raise ValueError(f"peak window must be >= 0 seconds, got {window_s}")
+    return np.maximum(1, np.rint(window_s / time_steps(dt, n))).astype(int)
+
+
+def windowed_peaks(activations: np.ndarray, frames: int | np.ndarray) -> np.ndarray:
+    """Peak over time of each muscle's moving average over ``frames``
+    consecutive frames (one count, or one per motion; clipped to T; 1 = the
+    raw peak). (N, T, G) -> (N, G)"""
+    a = np.asarray(activations, dtype=np.float64)
+    w = np.broadcast_to(np.asarray(frames, dtype=int), (len(a),))
+    out = np.empty((len(a), a.shape[2]))
+    for i, k in enumerate(np.minimum(w, a.shape[1])):
+        c = np.concatenate([np.zeros((1, a.shape[2])), np.cumsum(a[i], axis=0)])
+        out[i] = ((c[k:] - c[:-k]) / k).max(axis=0)
+    return out
+
+
+def _band(peaks: np.ndarray, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
+    hinge = np.maximum(np.maximum(peaks - high, low - peaks), 0.0).mean(axis=1)
+    inside = ((peaks >= low) & (peaks <= high)).all(axis=1).astype(np.float64)
+    return inside, hinge
+
+
 def activation_metrics(
     activations: np.ndarray, muscles: Sequence[str], low: float = 0.35, high: float = 0.45,
+    window_s: float = 0.0, dt: float | np.ndarray = 1.0 / FRAME_RATE, prefix: str = "",
 ) -> dict[str, np.ndarray]:
     """The guidance constraint on each motion. (N, T, G) activations of the
-    guided ``muscles`` -> {name: (N,)}
+    guided ``muscles``, ``dt`` seconds between frames -> {name: (N,)}
 
     For every guided muscle its peak over frames ``p_m``; then
     - ``activation_peak``: mean over muscles of ``p_m`` (and ``activation_peak_<muscle>``);
     - ``in_band``: 1 if every ``p_m`` lies in ``[low, high]``, else 0;
     - ``violation``: mean over muscles of the hinge ``max(p_m - high, low - p_m, 0)``
       (activation units, 0 inside the band);
-    - ``violating``: 1 - ``in_band`` (some guided muscle outside the band).
+    - ``violating``: 1 - ``in_band`` (some guided muscle outside the band);
+    - ``activation_peak_windowed``, ``in_band_windowed``,
+      ``violation_windowed``: the same on the peak of each muscle's moving
+      average over ``window_s`` seconds of real time (each motion's own ``dt``):
+      a sustained activation, not a spike.
+
+    Every name is prefixed with ``prefix`` (e.g. ``sim_`` for simulated activations).
     """
     a = np.asarray(activations, dtype=np.float64)
     if a.ndim != 3 or a.shape[2] != len(muscles):
@@ -110,13 +144,17 @@ def activation_metrics(
     if low > high:
         raise ValueError(f"band is empty: low={low} > high={high}")
     peaks = a.max(axis=1)  # (N, G)
-    hinge = np.maximum(np.maximum(peaks - high, low - peaks), 0.0)
-    inside = ((peaks >= low) & (peaks <= high)).all(axis=1).astype(np.float64)
+    inside, hinge = _band(peaks, low, high)
     out = {"activation_peak": peaks.mean(axis=1)}
     for k, name in enumerate(muscles):
         out[f"activation_peak_{name}"] = peaks[:, k]
-    out.update({"in_band": inside, "violation": hinge.mean(axis=1), "violating": 1.0 - inside})
-    return out
+    out.update({"in_band": inside, "violation": hinge,
+                "violating": 1.0 - inside})
+    wpeaks = windowed_peaks(a, window_frames(window_s, dt, len(a)))
+    w_inside, w_hinge = _band(wpeaks, low, high)
+    out.update({"activation_peak_windowed": wpeaks.mean(axis=1), "in_band_windowed": w_inside,
+                "violation_windowed": w_hinge})
+    return {prefix + k: v for k, v in out.items()}
 
 
 def pelvis_tilt_at(motions: np.ndarray, frames: np.ndarray) -> np.ndarray:
@@ -168,6 +206,27 @@ def foot_metrics(
     }
 
 
+def surrogate_simulation_agreement(surrogate: np.ndarray, simulated: np.ndarray) -> dict[str, float]:
+    """How well the surrogate's peaks follow the simulation's over a set of
+    motions. (N,), (N,) peak activations (NaN where not simulated) ->
+    ``surrogate_sim_mad`` (mean absolute difference), ``surrogate_sim_bias``
+    (mean of surrogate - simulation), ``surrogate_sim_spearman`` (Spearman
+    rank correlation; NaN with fewer than 3 motions or a constant set)."""
+    from scipy.stats import spearmanr
+
+    a, b = np.asarray(surrogate, dtype=np.float64), np.asarray(simulated, dtype=np.float64)
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b = a[ok], b[ok]
+    if a.size == 0:
+        return {"surrogate_sim_mad": float("nan"), "surrogate_sim_bias": float("nan"),
+                "surrogate_sim_spearman": float("nan")}
+    rho = float("nan")
+    if a.size >= 3 and np.ptp(a) > 0 and np.ptp(b) > 0:
+        rho = float(spearmanr(a, b).statistic)
+    return {"surrogate_sim_mad": float(np.abs(a - b).mean()), "surrogate_sim_bias": float((a - b).mean()),
+            "surrogate_sim_spearman": rho}
+
+
 def summarise(per_motion: dict[str, np.ndarray], groups: Sequence[str], pooled: str = "all") -> list[dict]:
     """Mean and standard deviation of every metric per group and over all
     motions. ``per_motion`` {name: (N,)}, ``groups`` N labels -> rows
@@ -183,8 +242,9 @@ def summarise(per_motion: dict[str, np.ndarray], groups: Sequence[str], pooled: 
         out: dict = {"subject": label, "n": int(mask.sum())}
         for name in names:
             v = np.asarray(per_motion[name], dtype=np.float64)[mask]
-            out[name] = float(v.mean())
-            out[f"{name}_std"] = float(v.std())
+            v = v[np.isfinite(v)]  # NaN: not measured for that motion (e.g. its simulation failed)
+            out[name] = float(v.mean()) if v.size else float("nan")
+            out[f"{name}_std"] = float(v.std()) if v.size else float("nan")
         return out
 
     rows = [row(g, labels == g) for g in sorted(set(groups))]

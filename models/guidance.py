@@ -165,13 +165,19 @@ class GuidanceObjective:
     ``relax_temperature``; ``straight-through``: the published estimator);
     ``band_margin`` (a fraction of the band width) narrows the band the hinge
     aims at on both sides; samples are still judged on ``[low, high]``.
+
+    ``fs`` is the subject's real frame rate (Hz: frames - 1 over its mean
+    repetition duration), used by the pelvis rate terms and to turn
+    ``peak_window`` (s) into frames: the band holds the peak of the
+    activation's moving average over that window (0: the raw peak).
     """
 
     def __init__(self, vqvae, normalizer, surrogate, muscles: Sequence[str], fk, bank: L.LatentBank,
                  low: float, high: float, floor: float, foot_points: Sequence[int] | None = None,
                  precision: str = "fp32", contact_tol: float = 0.02, contact_stride: int = 1,
                  floor_align: str = "frame", fs: float = FRAME_RATE, band_margin: float = 0.25,
-                 quantizer_grad: str = "relaxed", relax_temperature: float = 0.05):
+                 quantizer_grad: str = "relaxed", relax_temperature: float = 0.05,
+                 peak_window: float = 0.0):
         from utils.device import autocast
 
         self.device = next(vqvae.parameters()).device
@@ -192,6 +198,10 @@ class GuidanceObjective:
         if not 0.0 <= band_margin < 0.5:
             raise GuidanceError(f"band margin {band_margin} must be in [0, 0.5) of the band width")
         self.contact_tol, self.fs = float(contact_tol), float(fs)
+        if peak_window < 0 or not self.fs > 0:
+            raise GuidanceError(f"peak window {peak_window} s must be >= 0 and frame rate {fs} Hz > 0")
+        self.peak_window = float(peak_window)
+        self.window = L.window_frames(self.peak_window, 1.0 / self.fs)
         if contact_stride < 1:
             raise GuidanceError(f"contact stride must be >= 1 frame, got {contact_stride}")
         self.contact_stride = int(contact_stride)
@@ -267,7 +277,7 @@ class GuidanceObjective:
             foot_penetration=L.foot_penetration(feet, self.floor),
             foot_float=L.foot_float(feet, self.floor),
             foot_sliding=L.foot_sliding(feet, self.floor, self.contact_tol) / stride ** 2,
-            band=L.band_hinge(act, self.low, self.high, self.band_margin),
+            band=L.band_hinge(act, self.low, self.high, self.band_margin, self.window),
         )
         return out, {"motion": x, "activation": act}
 
@@ -310,10 +320,17 @@ class GuidanceResult:
     history: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (K,) mean over runs
     history_steps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
     seconds: float = 0.0
+    window: int = 1                # frames of the moving average whose peak the band holds
 
     @property
     def peaks(self) -> np.ndarray:
-        """Peak activation of each guided muscle. (R, M)"""
+        """Peak of each guided muscle's activation averaged over ``window``
+        frames: what the band judges. (R, M)"""
+        return L.peak_activation(torch.as_tensor(self.activations), self.window).numpy()
+
+    @property
+    def raw_peaks(self) -> np.ndarray:
+        """Peak activation of each guided muscle, frame by frame. (R, M)"""
         return self.activations.max(1)
 
 
@@ -368,8 +385,8 @@ def guide(objective: GuidanceObjective, z0: Tensor, weights: Mapping[str, float]
                         terms, extras = objective.terms(z.detach())
                 stats = {k: float(v.detach().mean()) for k, v in terms.items()}
                 stats["total"] = float(weighted_total(terms, weights, factor).detach().mean())
-                stats["in_band"] = float(L.in_band(extras["activation"], objective.low, objective.high)
-                                         .float().mean())
+                stats["in_band"] = float(L.in_band(extras["activation"], objective.low, objective.high,
+                                                   objective.window).float().mean())
                 for k, v in stats.items():
                     hist_sum[k][k_log] += v * z.shape[0]
                 if on_log is not None:
@@ -391,6 +408,7 @@ def guide(objective: GuidanceObjective, z0: Tensor, weights: Mapping[str, float]
         history={k: v / runs for k, v in hist_sum.items()},
         history_steps=np.asarray(log_steps),
         seconds=time.perf_counter() - start,
+        window=objective.window,
     )
 
 
@@ -441,6 +459,14 @@ def estimate_floor(fk, motions: np.ndarray, foot_points: Sequence[int] | None = 
     return float(pts.amin(-1).median())
 
 
+def subject_frame_rate(duration: float | None, frames: int) -> float:
+    """Real frame rate (Hz) of a ``frames``-frame clip spanning a subject's mean
+    repetition ``duration`` (s); :data:`FRAME_RATE` when the duration is unknown."""
+    if duration is None or not np.isfinite(duration) or duration <= 0:
+        return FRAME_RATE
+    return (frames - 1) / float(duration)
+
+
 def latent_unit_scale(unit: str, bank: L.LatentBank) -> float:
     """Latent units per unit of ``--lr`` / ``--init-noise``: 1 for ``absolute``,
     1 % of the bank's standard deviation for ``percent-std``."""
@@ -459,6 +485,7 @@ def guidance_settings(args: argparse.Namespace) -> dict[str, Any]:
         "surrogate_checkpoint": str(args.surrogate),
         "muscles": list(args.muscles),
         "band": [float(args.low), float(args.high)],
+        "peak_window_s": float(args.peak_window),
         "num_runs": int(args.num_runs),
         "total_iter": int(args.total_iter),
         "lr": float(args.lr),
@@ -484,6 +511,8 @@ def check_args(args: argparse.Namespace) -> None:
 
     if not (0.0 <= args.low < args.high <= 1.0):
         raise GuidanceError(f"--low {args.low} and --high {args.high} must satisfy 0 <= low < high <= 1")
+    if args.peak_window < 0:
+        raise GuidanceError(f"--peak-window must be >= 0 seconds, got {args.peak_window}")
     if not 0.0 <= args.band_margin < 0.5:
         raise GuidanceError(f"--band-margin {args.band_margin} must be in [0, 0.5) (a fraction of the band width)")
     for flag in ("num_runs", "min_samples", "batch_size", "total_iter", "seq_len", "log_every", "contact_stride"):
@@ -621,20 +650,23 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
         motions = prep.subject_motions[session.id]
         fk = ForwardKinematics.from_osim(prep.model_paths[session.id])
         floor = args.floor_height if args.floor_height is not None else estimate_floor(fk, motions)
+        fs = subject_frame_rate(prep.durations.get(session.id), prep.frames)
         objective = GuidanceObjective(prep.vqvae, prep.normalizer, prep.surrogate, args.muscles, fk, prep.bank,
                                       args.low, args.high, floor, precision=args.precision,
                                       contact_tol=args.contact_tol, contact_stride=args.contact_stride,
                                       floor_align=args.floor_align, band_margin=args.band_margin,
-                                      quantizer_grad=args.quantizer_grad, relax_temperature=args.relax_temperature)
+                                      quantizer_grad=args.quantizer_grad, relax_temperature=args.relax_temperature,
+                                      fs=fs, peak_window=args.peak_window)
         sub_lat = encode_latents(prep.vqvae, prep.normalizer, motions)
         gen = torch.Generator().manual_seed(args.seed + zlib.crc32(session.id.encode()))
         z0 = initial_latents(sub_lat, args.num_runs, tuple(args.init_noise), unit_scale, gen)
-        note(f"{len(motions)} repetitions, model {prep.model_paths[session.id]}, floor {floor:.4f} m")
+        note(f"{len(motions)} repetitions, model {prep.model_paths[session.id]}, floor {floor:.4f} m, "
+             f"{fs:.2f} Hz real time, peak window {args.peak_window} s = {objective.window} frames")
         result = guide(objective, z0, weights, schedule, lr=args.lr * unit_scale, batch_size=args.batch_size,
                        log_every=args.log_every, progress=not args.no_progress, desc=session.id[:12])
         keep = rank_samples(result, args.min_samples, args.low, args.high, weights)
         folder = write_results(args, session.id, result, keep, objective, schedule, weights, floor, prep)
-        inb = L.in_band(torch.as_tensor(result.activations), args.low, args.high).numpy()
+        inb = L.in_band(torch.as_tensor(result.activations), args.low, args.high, result.window).numpy()
         note(f"{args.num_runs} runs in {result.seconds:.1f} s "
              f"({args.num_runs * args.total_iter / max(result.seconds, 1e-9):.0f} latent-iterations/s); "
              f"{inb.mean():.1%} of runs and {inb[keep].mean():.1%} of the {len(keep)} kept in "
@@ -657,8 +689,9 @@ def write_results(args: argparse.Namespace, session_id: str, result: GuidanceRes
     from utils.constants import COORD_INDEX
     from utils.generation_output import write_subject_samples
 
-    peaks = result.peaks
+    peaks, raw = result.peaks, result.raw_peaks
     inb = ((peaks >= args.low) & (peaks <= args.high)).all(1)
+    raw_inb = ((raw >= args.low) & (raw <= args.high)).all(1)
     ty = torch.as_tensor(result.motions[:, :, COORD_INDEX["pelvis_ty"]])
     depth = L.squat_depth(ty).numpy()
     per_sample = []
@@ -669,8 +702,11 @@ def write_results(args: argparse.Namespace, session_id: str, result: GuidanceRes
             "weighted_loss": float(sum(weights[k] * result.terms[k][i] for k in TERMS)),
             "peak_activation": {m: float(peaks[i, j]) for j, m in enumerate(objective.muscles)},
             "peak_activation_mean": float(peaks[i].mean()),
+            "raw_peak_activation": {m: float(raw[i, j]) for j, m in enumerate(objective.muscles)},
+            "raw_peak_activation_mean": float(raw[i].mean()),
             "squat_depth_m": float(depth[i]),
             "in_band": bool(inb[i]),
+            "raw_in_band": bool(raw_inb[i]),
         })
     info = {
         **guidance_settings(args),
@@ -682,6 +718,9 @@ def write_results(args: argparse.Namespace, session_id: str, result: GuidanceRes
         "seconds": float(result.seconds),
         "in_band_fraction_all_runs": float(inb.mean()),
         "in_band_fraction_kept": float(inb[keep].mean()) if len(keep) else 0.0,
+        "raw_in_band_fraction_kept": float(raw_inb[keep].mean()) if len(keep) else 0.0,
+        "frame_rate_hz": float(objective.fs),
+        "peak_window_frames": int(result.window),
         "all_runs": {"peak_activation_mean": [round(float(v), 5) for v in peaks.mean(1)],
                      "in_band": [bool(v) for v in inb]},
         "options": dict(vars(args)),
@@ -691,7 +730,7 @@ def write_results(args: argparse.Namespace, session_id: str, result: GuidanceRes
                                    duration=prep.durations.get(session_id))
     if not args.no_plot:
         plot_samples(folder / f"samples_{args.exp_name}.png", result.activations[keep], result.motions[keep],
-                     objective.muscles, args.low, args.high, title=session_id)
+                     objective.muscles, args.low, args.high, title=session_id, fs=objective.fs)
     return folder
 
 

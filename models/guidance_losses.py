@@ -9,7 +9,8 @@ Conventions (see also ``docs/guidance.md``):
 * ``z``: continuous latents ``(B, C, L)`` (C = code dimension, L = latent steps).
 * ``x``: motions ``(B, T, 33)`` in canonical coordinate order
   (:data:`utils.constants.COORDINATES`), rotations in **degrees**, pelvis
-  translations in **metres**, sampled at ``fs`` Hz (60).
+  translations in **metres**, sampled at ``fs`` Hz (guidance passes the
+  subject's real rate, 195 frames over its mean repetition duration).
 * ``points``: forward-kinematics positions ``(B, T, P, 3)`` in metres, y up.
 * ``act``: surrogate activations ``(B, T, M)`` in [0, 1].
 
@@ -239,24 +240,45 @@ def lowest_foot_height(points: Tensor, floor: float | Tensor = 0.0) -> Tensor:
 # ----------------------------------------------------------------------------- surrogate band
 
 
-def peak_activation(act: Tensor) -> Tensor:
-    """Peak over time of each muscle's activation. (B, T, M) -> (B, M)"""
-    return act.amax(1)
+def window_frames(window_s: float, dt: float) -> int:
+    """Frames of a moving window of ``window_s`` seconds at ``dt`` seconds per
+    frame (real time), at least 1 (``window_s`` 0: the raw peak)."""
+    if window_s < 0 or dt <= 0:
+        raise ValueError(f"window {window_s} s and time step {dt} s must be >= 0 and > 0")
+    return max(1, int(round(window_s / dt)))
 
 
-def band_hinge(act: Tensor, low: float, high: float, margin: float = 0.0) -> Tensor:
+def moving_average(act: Tensor, frames: int) -> Tensor:
+    """Mean over every run of ``frames`` consecutive frames (valid windows only;
+    ``frames`` beyond T is clipped to T). (B, T, M) -> (B, T - frames + 1, M)"""
+    frames = min(int(frames), act.shape[1])
+    if frames <= 1:
+        return act
+    return F.avg_pool1d(act.transpose(1, 2), frames, stride=1).transpose(1, 2)
+
+
+def peak_activation(act: Tensor, frames: int = 1) -> Tensor:
+    """Peak over time of each muscle's activation averaged over ``frames``
+    consecutive frames (1: the raw peak). (B, T, M) -> (B, M)"""
+    return moving_average(act, frames).amax(1)
+
+
+def band_hinge(act: Tensor, low: float, high: float, margin: float = 0.0, frames: int = 1) -> Tensor:
     """Hinge ``max(a - (high - m), (low + m) - a, 0)`` on the peak activation
     ``a`` of each muscle, averaged over muscles; 0 inside the band narrowed by
     ``margin`` m on both sides (activation units, ``0 <= 2 m < high - low``).
     The margin makes the optimiser aim inside the band rather than stop at its
-    edge, where the proximity term would pull it back out. (B, T, M) -> (B,)"""
+    edge, where the proximity term would pull it back out. ``frames`` > 1
+    holds the peak of the activation's moving average over that many frames
+    to the band (a sustained activation, not a spike). (B, T, M) -> (B,)"""
     if not 0.0 <= 2 * margin < high - low:
         raise ValueError(f"band margin {margin} must be >= 0 and leave part of the band [{low}, {high}]")
-    a = peak_activation(act)
+    a = peak_activation(act, frames)
     return (F.relu(a - (high - margin)) + F.relu((low + margin) - a)).mean(-1)
 
 
-def in_band(act: Tensor, low: float, high: float) -> Tensor:
-    """True where every muscle's peak activation lies in [low, high]. (B, T, M) -> (B,) bool"""
-    a = peak_activation(act)
+def in_band(act: Tensor, low: float, high: float, frames: int = 1) -> Tensor:
+    """True where every muscle's peak activation (moving average over
+    ``frames``) lies in [low, high]. (B, T, M) -> (B,) bool"""
+    a = peak_activation(act, frames)
     return ((a >= low) & (a <= high)).all(-1)

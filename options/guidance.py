@@ -11,7 +11,7 @@ import argparse
 from models.guidance import DEFAULT_WEIGHTS, FLOOR_ALIGN, INIT_UNITS, QUANTIZER_GRADS, TERM_HELP
 from models.guidance_losses import PROXIMITY_UNITS
 from options.common import add_data_args, add_output_args, add_runtime_args, int_at_least
-from utils.constants import GUIDED_MUSCLES
+from utils.constants import GUIDED_MUSCLES, PEAK_WINDOW_S
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -65,6 +65,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--relax-temperature", type=float, default=0.05,
                    help="with --quantizer-grad relaxed: softmax temperature relative to the mean squared distance "
                         "of a latent to the codes")
+    g.add_argument("--peak-window", type=float, default=PEAK_WINDOW_S, metavar="SECONDS",
+                   help="the band holds the peak of each guided muscle's activation averaged over this window "
+                        "(seconds of real time, converted with the subject's own frame interval): a sustained "
+                        "activation, not a spike (physiological time constants and EMG smoothing windows, "
+                        "docs/guidance.md); 0 = the raw per-frame peak (the published constraint)")
     g.add_argument("--band-margin", type=float, default=0.25,
                    help="the band term aims at the band narrowed by this fraction of its width on each side "
                         "(0.25 with [0.35, 0.45]: [0.375, 0.425]), so that samples land inside the band instead "

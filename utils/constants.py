@@ -51,6 +51,15 @@ FRAME_RATE: float = 60.0
 CLIP_LENGTH: int = 196
 """Frames per repetition after time normalisation."""
 
+PEAK_WINDOW_S: float = 0.1
+"""Default window (s, real time) of the moving average whose peak is held to
+the activation band (``--peak-window``): a sustained activation, not a spike.
+Muscle activation follows neural excitation with time constants of ~15 ms
+(activation) and ~60 ms (deactivation) (De Groote et al. 2016, Ann Biomed Eng
+44:2922; Thelen 2003, J Biomech Eng 125:70), and EMG envelopes of slow
+movements such as squats are smoothed with 50-100 ms moving windows (Konrad
+2005, The ABC of EMG, Noraxon). 0.1 s spans both."""
+
 READER_VERSION: int = 3
 """Version of the way repetitions are read from files (parsing, units,
 segmentation, resampling). Part of the repetition cache key: bump it when any

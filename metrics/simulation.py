@@ -1,0 +1,125 @@
+"""Verification by simulation: the muscle activations OpenSim gives for a
+motion, to check what the surrogate predicts.
+
+One thin adapter, :func:`simulate_activations`, in front of the project's
+simulation (the code that makes the embedded dataset,
+``dataset/muscle_dynamics.py``: inverse dynamics with ground reactions, then
+static optimisation); when that simulation changes, only this module
+follows. :func:`simulate_many` runs it over many motions in worker processes,
+one subject model per motion; a motion whose simulation fails gets NaN
+activations and its error message, never a silent zero.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from utils.constants import COORDINATES
+from utils.errors import UserError
+
+__all__ = ["SimulationError", "simulate_activations", "simulate_many"]
+
+MIN_FRAMES = 16
+"""Fewest frames inverse dynamics accepts (its low-pass filter needs them)."""
+
+
+class SimulationError(UserError):
+    """A motion cannot be simulated (bad model file, bad time column); the message names it."""
+
+
+def _uniform_times(times: np.ndarray, n: int) -> float:
+    """Time step (s) of an increasing time column of ``n`` frames."""
+    t = np.asarray(times, dtype=np.float64)
+    if t.shape != (n,) or n < MIN_FRAMES or not np.all(np.diff(t) > 0):
+        raise SimulationError(f"time column must be increasing with one value per frame (>= {MIN_FRAMES}), "
+                              f"got shape {t.shape} for {n} frames")
+    return float((t[-1] - t[0]) / (n - 1))
+
+
+def simulate_activations(model_path: str | os.PathLike, coords_deg: np.ndarray, times: np.ndarray
+                         ) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Muscle activations of one motion by OpenSim inverse dynamics and static
+    optimisation with the subject's scaled model.
+
+    ``coords_deg`` (T, 33) canonical order, degrees / metres; ``times`` (T,)
+    seconds (uneven steps are resampled to their mean step first, and the
+    activations back). Returns ``(activations (T, M) in [0, 1], muscle names)``.
+    """
+    from dataset.muscle_dynamics import MuscleModel, inverse_dynamics, static_optimization
+
+    x = np.asarray(coords_deg, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != len(COORDINATES) or not np.isfinite(x).all():
+        raise SimulationError(f"motion must be finite (T, {len(COORDINATES)}), got shape {x.shape}")
+    if not Path(model_path).is_file():
+        raise SimulationError(f"{model_path}: no such model file")
+    n = len(x)
+    t = np.asarray(times, dtype=np.float64)
+    dt = _uniform_times(t, n)
+    grid = t[0] + dt * np.arange(n)
+    uneven = not np.allclose(grid, t, rtol=0, atol=1e-6)
+    if uneven:
+        x = np.stack([np.interp(grid, t, x[:, j]) for j in range(x.shape[1])], axis=1)
+    fs = 1.0 / dt
+    dyn = inverse_dynamics(str(model_path), x, fs)
+    rep = static_optimization(MuscleModel(model_path), dyn, 0, n, fs)
+    act = rep.activations
+    if uneven:
+        act = np.stack([np.interp(t, grid, act[:, j]) for j in range(act.shape[1])], axis=1)
+    return np.clip(act, 0.0, 1.0), tuple(rep.muscles)
+
+
+def _one(job: tuple[str, np.ndarray, np.ndarray, tuple[str, ...]]) -> tuple[np.ndarray | None, str]:
+    model, x, t, muscles = job
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        act, names = simulate_activations(model, x, t)
+    except Exception as err:  # reported per motion by simulate_many; one bad motion must not stop a set
+        return None, f"{type(err).__name__}: {err}"
+    missing = [m for m in muscles if m not in names]
+    if missing:
+        return None, f"{model}: the model has no muscle(s) {missing}"
+    return act[:, [names.index(m) for m in muscles]].astype(np.float32), ""
+
+
+def simulate_many(models: Sequence[str | os.PathLike], motions: np.ndarray, time_steps: np.ndarray | float,
+                  muscles: Sequence[str], workers: int = 1, progress: bool = False
+                  ) -> tuple[np.ndarray, list[str]]:
+    """Simulated activations of ``muscles`` for every motion.
+
+    ``models`` one ``.osim`` per motion; ``motions`` (N, T, 33) degrees /
+    metres; ``time_steps`` seconds between frames (scalar or (N,)); ``workers``
+    processes. Returns ``(activations (N, T, G) float32, errors)``: a motion
+    whose simulation failed has NaN activations and its message in
+    ``errors[i]`` ('' when it succeeded).
+    """
+    x = np.asarray(motions, dtype=np.float64)
+    n, frames = x.shape[:2]
+    if len(models) != n:
+        raise ValueError(f"{len(models)} models for {n} motions")
+    steps = np.broadcast_to(np.asarray(time_steps, dtype=np.float64), (n,))
+    jobs = [(str(models[i]), x[i], steps[i] * np.arange(frames), tuple(muscles)) for i in range(n)]
+    out = np.full((n, frames, len(muscles)), np.nan, dtype=np.float32)
+    errors = [""] * n
+    if workers <= 1 or n <= 1:
+        results = map(_one, jobs)
+    else:
+        pool = ProcessPoolExecutor(max_workers=min(workers, n))
+        results = pool.map(_one, jobs, chunksize=1)
+    if progress:
+        from tqdm.auto import tqdm
+
+        results = tqdm(results, total=n, desc="simulation", unit="motion", leave=False)
+    try:
+        for i, (act, err) in enumerate(results):
+            if act is None:
+                errors[i] = err
+            else:
+                out[i] = act
+    finally:
+        if workers > 1 and n > 1:
+            pool.shutdown(cancel_futures=True)
+    return out, errors
