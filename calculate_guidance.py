@@ -33,6 +33,22 @@ from utils.fileio import OutputExistsError, atomic_write_text
 from utils.motion_sets import MotionSetError, load_motion_set
 
 
+def simulate_set(mset, kind: str, folder: str, args) -> tuple:
+    """Simulated activations of ``args.muscles`` for every motion of ``mset``
+    with its subject's scaled model (generic where none is known):
+    ``((N, T, G) with NaN rows where a simulation failed, errors)``."""
+    from dataset.osim_model import default_model_path
+    from metrics.simulation import simulate_many
+
+    roots = [folder] if kind == "mocap" else [args.data_root]
+    models = subject_models(mset.subjects, roots)
+    generic = str(default_model_path())
+    paths = [str(models.get(sid, generic)) for sid in mset.subjects]
+    dt = mset.frame_times() if args.frame_rate is None else 1.0 / args.frame_rate
+    return simulate_many(paths, mset.motions, dt, args.muscles, workers=args.workers,
+                         progress=not args.no_progress)
+
+
 def main(args) -> list[dict]:
     """Evaluate every set the options name; print and write the table. Returns the rows."""
     started = time.time()
@@ -42,6 +58,10 @@ def main(args) -> list[dict]:
     compare = bool(args.compare)
     if args.low > args.high:
         raise MotionSetError(f"--low {args.low} is above --high {args.high}")
+    if args.peak_window < 0:
+        raise UserError(f"--peak-window must be >= 0 seconds, got {args.peak_window}")
+    if args.simulate and published:
+        raise UserError("--simulate is reported under --protocol project only")
     if args.activations == "simulation":
         not_mocap = [folder for _, folder, kind in specs if kind != "mocap"]
         if not_mocap:
@@ -78,7 +98,11 @@ def main(args) -> list[dict]:
         if args.osim not in ("subject", "generic") and not Path(args.osim).is_file():
             raise UserError(f"--osim {args.osim}: no such model file")
         notes.append(f"floor at y = {args.floor_height} m, contact within {args.contact_height} m of it")
-    notes.append(f"activation band [{args.low}, {args.high}] on {', '.join(args.muscles)}; rates "
+    if args.simulate:
+        notes.append("--simulate: activations also by OpenSim inverse dynamics and static optimisation of every "
+                     "motion with its subject's scaled model (the generic model where none is known)")
+    notes.append(f"activation band [{args.low}, {args.high}] on {', '.join(args.muscles)}, raw peak and peak of "
+                 f"a {args.peak_window} s moving average; rates "
                  + (f"at an assumed {args.frame_rate} Hz (--frame-rate)" if args.frame_rate else
                     "in real time (each file's time column, each repetition's real duration)"))
     for note in notes:
@@ -116,9 +140,18 @@ def main(args) -> list[dict]:
                                             frame_rate=args.frame_rate)
             infos.append(set_info(label, mset))
             continue
+        simulated = None
+        if args.simulate:
+            simulated = simulate_set(mset, kind, folder, args)
+            failed = [f"{mset.files[i]}: {err}" for i, err in enumerate(simulated[1]) if err]
+            notes.append(f"{label}: {len(mset) - len(failed)} of {len(mset)} motions simulated"
+                         + ("; failed: " + "; ".join(failed[:5]) if failed else ""))
+            print(notes[-1])
+            simulated = simulated[0]
         per_motion = guidance_per_motion(mset, activations=acts, muscles=args.muscles, low=args.low,
                                          high=args.high, feet=feet, floor_height=args.floor_height,
-                                         contact_height=args.contact_height, frame_rate=args.frame_rate)
+                                         contact_height=args.contact_height, frame_rate=args.frame_rate,
+                                         peak_window=args.peak_window, simulated=simulated)
         rows += guidance_rows(per_motion, mset.subjects, per_subject=not compare, label=label if compare else "all")
         infos.append(set_info(label, mset))
         for i in range(len(mset)):

@@ -73,8 +73,10 @@ def simulate_activations(model_path: str | os.PathLike, coords_deg: np.ndarray, 
 
 
 def _one(job: tuple[str, np.ndarray, np.ndarray, tuple[str, ...]]) -> tuple[np.ndarray | None, str]:
+    import opensim as osim
+
     model, x, t, muscles = job
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    osim.Logger.setLevelString("warn")  # OpenSim's per-model [info] lines would bury the table
     try:
         act, names = simulate_activations(model, x, t)
     except Exception as err:  # reported per motion by simulate_many; one bad motion must not stop a set

@@ -11,7 +11,7 @@ import argparse
 from dataset.clips import CLIP_MODES
 from metrics.published import PROTOCOLS
 from options.common import MIN_CLIP_LENGTH, int_at_least
-from utils.constants import CLIP_LENGTH, DEFAULT_DATA_ROOT, GUIDED_MUSCLES
+from utils.constants import CLIP_LENGTH, DEFAULT_DATA_ROOT, GUIDED_MUSCLES, PEAK_WINDOW_S
 from utils.device import DEVICES
 
 SET_KINDS = ("auto", "mocap", "mot", "npy")
@@ -57,7 +57,7 @@ def _input_args(parser: argparse.ArgumentParser, kinds: tuple[str, ...], default
     if compare:  # the scripts that read folders of generated motions
         g.add_argument("--strict", action="store_true",
                        help="stop on any unusable file instead of skipping and listing it")
-        g.add_argument("--workers", type=int_at_least(1), default=1, help="processes for reading motion files")
+        g.add_argument("--workers", type=int_at_least(1), default=1, help="processes for reading motion files (and for --simulate)")
 
 
 def _distance_args(parser: argparse.ArgumentParser) -> None:
@@ -158,6 +158,15 @@ def get_guidance_parser() -> argparse.ArgumentParser:
     g.add_argument("--muscles", nargs="+", default=list(GUIDED_MUSCLES), help="the guided muscles")
     g.add_argument("--low", type=float, default=0.35, help="lower edge of the activation band")
     g.add_argument("--high", type=float, default=0.45, help="upper edge of the activation band")
+    g.add_argument("--peak-window", type=float, default=PEAK_WINDOW_S, metavar="SECONDS",
+                   help="the windowed columns hold the peak of each guided muscle's activation averaged over this "
+                        "many seconds of real time (each motion's own frame interval), next to the raw per-frame "
+                        "peak; see docs/guidance.md for the choice")
+    g.add_argument("--simulate", action="store_true",
+                   help="also run OpenSim inverse dynamics and static optimisation (metrics/simulation.py) on every "
+                        "motion with its subject's scaled model and report the simulated peak activation (raw and "
+                        "windowed), the fraction in band by simulation and the surrogate-simulation agreement; "
+                        "about 1-2 s per motion per worker (--workers)")
     g.add_argument("--device", default="auto", choices=DEVICES, help="device of the surrogate")
     g.add_argument("--batch-size", type=int_at_least(1), default=256, help="motions per surrogate batch")
     g = p.add_argument_group("kinematics")

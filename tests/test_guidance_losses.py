@@ -181,6 +181,23 @@ def test_band_margin_aims_inside_the_band() -> None:
         L.band_hinge(act, 0.35, 0.45, margin=0.06)
 
 
+def test_windowed_peak_holds_a_sustained_activation_not_a_spike() -> None:
+    act = torch.zeros(2, T, 1, dtype=torch.float64)
+    act[0, 10:14] = 0.40          # a 4-frame spike
+    act[1, 10:30] = 0.40          # 20 frames held
+    assert L.peak_activation(act).flatten().tolist() == [0.40, 0.40]
+    assert L.peak_activation(act, 8).flatten().tolist() == pytest.approx([0.20, 0.40])
+    assert L.in_band(act, 0.35, 0.45, frames=8).tolist() == [False, True]
+    assert L.band_hinge(act, 0.35, 0.45, frames=8).tolist() == pytest.approx([0.15, 0.0])
+    assert L.peak_activation(act, 10_000).flatten().tolist() == pytest.approx([1.6 / T, 8.0 / T])  # clipped to T
+    act.requires_grad_(True)
+    L.band_hinge(act, 0.35, 0.45, frames=8).sum().backward()
+    g = act.grad[0, :, 0]
+    # every frame of the best windows (starting at 6..10, tied) is pushed up, nothing outside them
+    assert (g[6:18] < 0).all() and g[:6].abs().sum() == 0 and g[18:].abs().sum() == 0
+    assert L.window_frames(0.1, 2.0 / 195) == 10 and L.window_frames(0.0, 0.02) == 1
+
+
 # ----------------------------------------------------------------------------- schedule, weights, init, ranking
 
 

@@ -203,6 +203,33 @@ def test_activation_band_hinge_and_fractions() -> None:
     np.testing.assert_allclose(m["violating"], [0, 1, 1])
 
 
+def test_windowed_peak_in_real_time_per_motion() -> None:
+    a = np.zeros((2, 196, 1))
+    a[:, 50:54] = 0.40             # a 4-frame spike in both motions
+    a[:, 100:120] = 0.30           # 20 frames held at 0.30
+    dt = np.array([2.0, 4.0]) / 195  # 2 s and 4 s repetitions: a 0.1 s window is 10 and 5 frames
+    m = activation_metrics(a, ("vasmed_r",), 0.35, 0.45, window_s=0.1, dt=dt)
+    np.testing.assert_allclose(m["activation_peak"], [0.40, 0.40])
+    np.testing.assert_allclose(m["in_band"], [1, 1])
+    np.testing.assert_allclose(m["activation_peak_windowed"], [0.30, 0.32])  # 10 frames: held part; 5: 1.6/5
+    np.testing.assert_allclose(m["in_band_windowed"], [0, 0])
+    np.testing.assert_allclose(m["violation_windowed"], [0.05, 0.03])
+    zero = activation_metrics(a, ("vasmed_r",), 0.35, 0.45, window_s=0.0, dt=dt)
+    np.testing.assert_allclose(zero["activation_peak_windowed"], zero["activation_peak"])
+    assert set(activation_metrics(a, ("vasmed_r",), prefix="sim_")) >= {"sim_in_band", "sim_activation_peak_windowed"}
+
+
+def test_surrogate_simulation_agreement() -> None:
+    from metrics.guidance import surrogate_simulation_agreement
+
+    sim = np.array([0.1, 0.2, 0.3, 0.4, np.nan])
+    out = surrogate_simulation_agreement(np.array([0.15, 0.25, 0.35, 0.30, 0.9]), sim)
+    assert out["surrogate_sim_mad"] == pytest.approx(0.0625)  # NaN (not simulated) left out
+    assert out["surrogate_sim_bias"] == pytest.approx(0.0125)
+    assert out["surrogate_sim_spearman"] == pytest.approx(0.8)
+    assert np.isnan(surrogate_simulation_agreement(sim[:2], sim[:2])["surrogate_sim_spearman"])  # too few
+
+
 def test_foot_metrics_slide_only_while_in_contact_and_penetration() -> None:
     p = np.zeros((1, 121, 1, 3))
     p[0, :, 0, 0] = np.arange(121) * 0.001  # 0.06 m/s sideways the whole time
