@@ -415,24 +415,99 @@ def guide(objective: GuidanceObjective, z0: Tensor, weights: Mapping[str, float]
 # ----------------------------------------------------------------------------- ranking
 
 
-def rank_samples(result: GuidanceResult, n: int, low: float, high: float,
-                 weights: Mapping[str, float] | None = None) -> np.ndarray:
-    """Indices of the ``n`` best runs, ordered by peak activation (ascending).
-
-    Best = smallest band violation (mean over muscles of the hinge on the final
-    peaks; 0 inside the band) first, then most realistic: smallest
-    ``w_prox * proximity + w_smooth * smoothness`` (``weights`` or the
-    defaults). With a band weight of 0 (unguided by the surrogate) the band
-    plays no part: realism alone.
-    """
+def candidate_order(result: GuidanceResult, low: float, high: float,
+                    weights: Mapping[str, float] | None = None) -> np.ndarray:
+    """Every run, best first: smallest band violation (mean over muscles of
+    the hinge on the final windowed peaks; 0 inside the band), then most
+    realistic (smallest ``w_prox * proximity + w_smooth * smoothness``,
+    ``weights`` or the defaults). With a band weight of 0 (unguided by the
+    surrogate) the band plays no part: realism alone. -> (R,) indices"""
     w = {**DEFAULT_WEIGHTS, **dict(weights or {})}
     peaks = result.peaks
     violation = (np.maximum(peaks - high, 0) + np.maximum(low - peaks, 0)).mean(1)
     if w["band"] == 0:
         violation = np.zeros_like(violation)
     realism = w["proximity"] * result.terms["proximity"] + w["smoothness"] * result.terms["smoothness"]
-    order = np.lexsort((realism, violation))[: max(0, n)]
-    return order[np.argsort(peaks[order].mean(1), kind="stable")]
+    return np.lexsort((realism, violation))
+
+
+def order_by_peak(result: GuidanceResult, runs: np.ndarray) -> np.ndarray:
+    """``runs`` ordered by their mean windowed peak activation, lowest first."""
+    runs = np.asarray(runs, dtype=int)
+    return runs[np.argsort(result.peaks[runs].mean(1), kind="stable")]
+
+
+def rank_samples(result: GuidanceResult, n: int, low: float, high: float,
+                 weights: Mapping[str, float] | None = None) -> np.ndarray:
+    """Indices of the ``n`` best runs (:func:`candidate_order`), ordered by
+    peak activation (ascending)."""
+    return order_by_peak(result, candidate_order(result, low, high, weights)[: max(0, n)])
+
+
+def merge_results(a: GuidanceResult, b: GuidanceResult) -> GuidanceResult:
+    """The runs of ``a`` followed by those of ``b`` (history and window of ``a``, times added)."""
+    return GuidanceResult(
+        latents=np.concatenate([a.latents, b.latents]), motions=np.concatenate([a.motions, b.motions]),
+        activations=np.concatenate([a.activations, b.activations]),
+        terms={k: np.concatenate([a.terms[k], b.terms[k]]) for k in a.terms},
+        history=a.history, history_steps=a.history_steps, seconds=a.seconds + b.seconds, window=a.window)
+
+
+@dataclass
+class Verification:
+    """Simulated activations of the verified runs of one subject (``--verify``)."""
+
+    runs: np.ndarray                # (K,) run indices simulated, in the order they were tried
+    activations: np.ndarray         # (K, T, M) simulated activations of the guided muscles (NaN: failed)
+    errors: list[str]               # '' or why a simulation failed
+    window: int                     # frames of the moving average
+    rounds: int = 1                 # rounds of --num-runs latents optimised
+
+    def peaks(self, windowed: bool = True) -> np.ndarray:
+        """Simulated peak of each guided muscle (moving average over ``window`` frames). (K, M)"""
+        act = np.nan_to_num(self.activations, nan=-1.0)
+        return L.peak_activation(torch.as_tensor(act), self.window if windowed else 1).numpy()
+
+    def in_band(self, low: float, high: float) -> np.ndarray:
+        """Windowed simulated peaks all in ``[low, high]`` (False where the simulation failed). (K,)"""
+        p = self.peaks()
+        return ((p >= low) & (p <= high)).all(1) & np.array([not e for e in self.errors], dtype=bool)
+
+    def record(self, run: int, muscles: Sequence[str], low: float, high: float) -> dict[str, Any]:
+        """What ``summary.json`` holds for one simulated run."""
+        k = int(np.flatnonzero(self.runs == run)[0])
+        if self.errors[k]:
+            return {"error": self.errors[k], "in_band": False}
+        raw, win = self.peaks(False)[k], self.peaks(True)[k]
+        return {"peak_activation": {m: float(raw[j]) for j, m in enumerate(muscles)},
+                "peak_activation_windowed": {m: float(win[j]) for j, m in enumerate(muscles)},
+                "peak_activation_windowed_mean": float(win.mean()),
+                "in_band": bool(self.in_band(low, high)[k])}
+
+
+def verify_runs(objective: GuidanceObjective, result: GuidanceResult, model_path: str | Path, n: int,
+                weights: Mapping[str, float], workers: int = 1, previous: Verification | None = None,
+                log: Callable[[str], None] | None = None) -> Verification:
+    """Simulate runs of ``result`` in :func:`candidate_order`, ``n`` at a
+    time, until ``n`` of them are in band by simulation (windowed peak, as
+    guidance judges) or every run has been simulated; runs already in
+    ``previous`` are not simulated again."""
+    from metrics.simulation import simulate_many
+
+    ver = previous or Verification(np.zeros(0, int), np.zeros((0, *result.activations.shape[1:]), np.float32),
+                                   [], objective.window)
+    todo = [int(r) for r in candidate_order(result, objective.low, objective.high, weights) if r not in set(ver.runs)]
+    dt = 1.0 / objective.fs
+    while todo and int(ver.in_band(objective.low, objective.high).sum()) < n:
+        chunk, todo = todo[:n], todo[n:]
+        act, errors = simulate_many([str(model_path)] * len(chunk), result.motions[chunk], dt, objective.muscles,
+                                    workers=workers)
+        ver = Verification(np.r_[ver.runs, chunk].astype(int), np.concatenate([ver.activations, act]),
+                           ver.errors + errors, ver.window, ver.rounds)
+        if log is not None:
+            log(f"verify: {len(ver.runs)} runs simulated, {int(ver.in_band(objective.low, objective.high).sum())} "
+                f"in band by simulation" + (f", {sum(bool(e) for e in errors)} failed" if any(errors) else ""))
+    return ver
 
 
 # ----------------------------------------------------------------------------- running guidance for subjects
@@ -494,6 +569,7 @@ def guidance_settings(args: argparse.Namespace) -> dict[str, Any]:
         "schedule": {"proximity_only": schedule.proximity_only, "ramp": schedule.ramp,
                      "final_proximity": schedule.final_proximity},
         "weights": weights_from_args(args),
+        "verify": bool(getattr(args, "verify", False)),
     }
 
 
@@ -515,6 +591,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise GuidanceError(f"--peak-window must be >= 0 seconds, got {args.peak_window}")
     if not 0.0 <= args.band_margin < 0.5:
         raise GuidanceError(f"--band-margin {args.band_margin} must be in [0, 0.5) (a fraction of the band width)")
+    if args.verify_rounds < 0 or args.workers < 1:
+        raise GuidanceError(f"--verify-rounds must be >= 0 and --workers >= 1, got {args.verify_rounds}, {args.workers}")
     for flag in ("num_runs", "min_samples", "batch_size", "total_iter", "seq_len", "log_every", "contact_stride"):
         if getattr(args, flag) < 1:
             raise GuidanceError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
@@ -664,11 +742,30 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
              f"{fs:.2f} Hz real time, peak window {args.peak_window} s = {objective.window} frames")
         result = guide(objective, z0, weights, schedule, lr=args.lr * unit_scale, batch_size=args.batch_size,
                        log_every=args.log_every, progress=not args.no_progress, desc=session.id[:12])
-        keep = rank_samples(result, args.min_samples, args.low, args.high, weights)
-        folder = write_results(args, session.id, result, keep, objective, schedule, weights, floor, prep)
+        verification = None
+        if args.verify:
+            model_path = prep.model_paths[session.id]
+            verification = verify_runs(objective, result, model_path, args.min_samples, weights, args.workers, log=note)
+            while (verification.in_band(args.low, args.high).sum() < args.min_samples
+                   and verification.rounds <= args.verify_rounds):
+                note(f"verify: fewer than {args.min_samples} in band by simulation; optimising {args.num_runs} more "
+                     f"latents (round {verification.rounds + 1} of at most {args.verify_rounds + 1})")
+                z_more = initial_latents(sub_lat, args.num_runs, tuple(args.init_noise), unit_scale, gen)
+                result = merge_results(result, guide(objective, z_more, weights, schedule, lr=args.lr * unit_scale,
+                                                     batch_size=args.batch_size, log_every=args.log_every,
+                                                     progress=not args.no_progress, desc=session.id[:12]))
+                verification.rounds += 1
+                verification = verify_runs(objective, result, model_path, args.min_samples, weights, args.workers,
+                                           previous=verification, log=note)
+            keep = verified_keep(result, verification, args.min_samples, args.low, args.high, note)
+        else:
+            keep = rank_samples(result, args.min_samples, args.low, args.high, weights)
+        folder = write_results(args, session.id, result, keep, objective, schedule, weights, floor, prep,
+                               verification)
         inb = L.in_band(torch.as_tensor(result.activations), args.low, args.high, result.window).numpy()
-        note(f"{args.num_runs} runs in {result.seconds:.1f} s "
-             f"({args.num_runs * args.total_iter / max(result.seconds, 1e-9):.0f} latent-iterations/s); "
+        runs = len(result.latents)
+        note(f"{runs} runs in {result.seconds:.1f} s "
+             f"({runs * args.total_iter / max(result.seconds, 1e-9):.0f} latent-iterations/s); "
              f"{inb.mean():.1%} of runs and {inb[keep].mean():.1%} of the {len(keep)} kept in "
              f"[{args.low}, {args.high}]")
         logger = RunLogger(folder, args)
@@ -682,10 +779,31 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
     return out
 
 
+def verified_keep(result: GuidanceResult, ver: Verification, n: int, low: float, high: float,
+                  note: Callable[[str], None]) -> np.ndarray:
+    """The first ``n`` verified runs in band by simulation, ordered by peak; if
+    none is, the one closest to the band by simulation (its summary says it is
+    not in band, and the log warns)."""
+    passed = ver.runs[ver.in_band(low, high)][:n]
+    if len(passed) < n:
+        note(f"verify: WARNING only {len(passed)} of the {n} samples asked for are in band by simulation after "
+             f"{ver.rounds} round(s) of {len(result.latents) // max(ver.rounds, 1)} latents; keeping "
+             + (f"those {len(passed)}" if len(passed) else "the one closest to the band (not in band)"))
+    if len(passed) == 0:
+        ok = np.array([not e for e in ver.errors], dtype=bool)
+        if not ok.any():
+            raise GuidanceError(f"--verify: every simulation failed, e.g. {ver.errors[0]}")
+        p = ver.peaks()
+        hinge = np.where(ok, (np.maximum(p - high, 0) + np.maximum(low - p, 0)).mean(1), np.inf)
+        passed = ver.runs[[int(hinge.argmin())]]
+    return order_by_peak(result, passed)
+
+
 def write_results(args: argparse.Namespace, session_id: str, result: GuidanceResult, keep: np.ndarray,
                   objective: GuidanceObjective, schedule: Schedule, weights: Mapping[str, float], floor: float,
-                  prep: Prepared) -> Path:
-    """Write the kept samples (``.mot``, ``.npy``), ``summary.json`` and the PNG; returns the folder."""
+                  prep: Prepared, verification: Verification | None = None) -> Path:
+    """Write the kept samples (``.mot``, ``.npy``), ``summary.json`` and the PNG; returns the folder.
+    With ``verification`` every kept sample's simulated activation goes into the summary."""
     from utils.constants import COORD_INDEX
     from utils.generation_output import write_subject_samples
 
@@ -708,6 +826,8 @@ def write_results(args: argparse.Namespace, session_id: str, result: GuidanceRes
             "in_band": bool(inb[i]),
             "raw_in_band": bool(raw_inb[i]),
         })
+        if verification is not None:
+            per_sample[-1]["simulated"] = verification.record(int(i), objective.muscles, args.low, args.high)
     info = {
         **guidance_settings(args),
         "muscles": list(objective.muscles),
@@ -721,10 +841,25 @@ def write_results(args: argparse.Namespace, session_id: str, result: GuidanceRes
         "raw_in_band_fraction_kept": float(raw_inb[keep].mean()) if len(keep) else 0.0,
         "frame_rate_hz": float(objective.fs),
         "peak_window_frames": int(result.window),
+        "runs_optimised": int(len(result.latents)),
         "all_runs": {"peak_activation_mean": [round(float(v), 5) for v in peaks.mean(1)],
                      "in_band": [bool(v) for v in inb]},
         "options": dict(vars(args)),
     }
+    if verification is not None:
+        ok = np.array([not e for e in verification.errors], dtype=bool)
+        sim_inb = verification.in_band(args.low, args.high)
+        sur_inb = inb[verification.runs]
+        info["verify"] = {
+            "rounds": int(verification.rounds), "runs_simulated": int(len(verification.runs)),
+            "simulations_failed": int((~ok).sum()), "in_band_by_simulation": int(sim_inb.sum()),
+            "kept_in_band_by_simulation": int(sum(bool(verification.in_band(args.low, args.high)[
+                np.flatnonzero(verification.runs == i)[0]]) for i in keep)),
+            "in_band_fraction_simulated": float(sim_inb[ok].mean()) if ok.any() else 0.0,
+            "in_band_by_surrogate_among_simulated": int(sur_inb.sum()),
+            "surrogate_sim_peak_mad": float(np.abs(peaks[verification.runs][ok].mean(1)
+                                                   - verification.peaks()[ok].mean(1)).mean()) if ok.any() else None,
+        }
     folder = write_subject_samples(prep.exp_dir, session_id, result.motions[keep], args.exp_name,
                                    overwrite=args.overwrite, info=info, per_sample=per_sample,
                                    duration=prep.durations.get(session_id))

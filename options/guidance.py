@@ -111,6 +111,18 @@ def get_args_parser() -> argparse.ArgumentParser:
         g.add_argument(f"--w-{name.replace('_', '-')}", type=float, default=weight, dest=f"w_{name}",
                        help=TERM_HELP[name])
 
+    g = p.add_argument_group("verification by simulation")
+    g.add_argument("--verify", action="store_true",
+                   help="simulate the best runs with OpenSim inverse dynamics and static optimisation on the "
+                        "subject's scaled model (metrics/simulation.py), --min-samples at a time in ranking order, "
+                        "write the simulated peaks into summary.json and keep only samples whose windowed peak is "
+                        "in [--low, --high] by simulation; optimises more latents when too few pass "
+                        "(--verify-rounds)")
+    g.add_argument("--verify-rounds", type=int, default=2,
+                   help="with --verify: at most this many extra rounds of --num-runs latents when fewer than "
+                        "--min-samples runs are in band by simulation")
+    g.add_argument("--workers", type=int, default=1, help="processes for the simulations of --verify")
+
     g = p.add_argument_group("output")
     g.add_argument("--overwrite", action="store_true", help="replace existing results of a subject")
     g.add_argument("--log-every", type=int, default=10,

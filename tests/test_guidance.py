@@ -233,3 +233,40 @@ def test_overwrite_on_a_subset_never_leaves_mixed_settings(trained, guided, tmp_
         main(_args(trained, tmp_path, "--exp-name", "mixed", "--low", str(low - 0.05), "--high", str(high),
                    "--overwrite"))
     assert not (exp / Path(trained[3]).name).exists(), "nothing written"
+
+
+VERIFY = ["--num-runs", "8", "--batch-size", "8", "--min-samples", "2", "--workers", "2"]
+
+
+def test_verify_keeps_only_samples_in_band_by_simulation(trained, tmp_path) -> None:
+    """--verify: the kept samples are in band by OpenSim simulation of the written motion itself."""
+    from metrics.simulation import simulate_activations
+    from utils.motion_io import read_motion
+
+    root, _, _, subject = trained
+    wide = ["--low", "0.05", "--high", "0.6", "--verify-rounds", "1"]
+    folder = next(iter(main(_args(trained, tmp_path, "--exp-name", "ver", "--verify", *wide, *VERIFY)).values()))
+    summary = _summary(folder)
+    ver = summary["verify"]
+    assert ver["runs_simulated"] >= 2 and ver["simulations_failed"] == 0
+    assert summary["verify"]["kept_in_band_by_simulation"] == len(summary["samples"]) >= 1
+    model = next((subject / "OpenSimData" / "Model").glob("*.osim"))
+    window = summary["peak_window_frames"]
+    for k, rec in enumerate(summary["samples"]):
+        sim = rec["simulated"]
+        assert sim["in_band"] and all(0.05 <= v <= 0.6 for v in sim["peak_activation_windowed"].values())
+        table = read_motion(folder / f"entry_{k}_ver.mot")
+        act, names = simulate_activations(model, table.coordinates(), table.times)
+        vm = act[:, names.index("vasmed_r")]
+        again = np.convolve(vm, np.ones(window) / window, mode="valid").max()
+        assert again == pytest.approx(sim["peak_activation_windowed"]["vasmed_r"], abs=2e-3)  # .mot rounding
+
+
+def test_verify_with_an_unreachable_band_keeps_the_closest_and_says_so(trained, tmp_path) -> None:
+    # no squat keeps the vasti below 0.5 % activation
+    folder = next(iter(main(_args(trained, tmp_path, "--exp-name", "ver", "--verify", "--low", "0.0", "--high",
+                                  "0.005", "--verify-rounds", "0", *VERIFY)).values()))
+    summary = _summary(folder)
+    assert summary["verify"]["runs_simulated"] == 8 and summary["verify"]["in_band_by_simulation"] == 0
+    assert len(summary["samples"]) == 1 and summary["samples"][0]["simulated"]["in_band"] is False
+    assert "WARNING only 0 of the 2" in (folder / "run.log").read_text()
