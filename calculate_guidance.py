@@ -25,6 +25,7 @@ from metrics.evaluate import (
     guidance_per_motion, guidance_rows, input_specs, load_surrogate_model, options_dict, output_location,
     published_guidance_rows, resolve_protocol, set_info, subject_models, surrogate_activations,
 )
+from metrics.guidance import lowpass_motions
 from metrics.report import csv_text, output_paths, text_table, write_outputs
 from options.metrics import get_guidance_parser
 from utils.cli import run as run_cli
@@ -98,6 +99,11 @@ def main(args) -> list[dict]:
         if args.osim not in ("subject", "generic") and not Path(args.osim).is_file():
             raise UserError(f"--osim {args.osim}: no such model file")
         notes.append(f"floor at y = {args.floor_height} m, contact within {args.contact_height} m of it")
+    if args.lowpass < 0:
+        raise UserError(f"--lowpass must be >= 0 Hz, got {args.lowpass}")
+    if args.lowpass > 0:
+        notes.append(f"POST-HOC FILTER: every motion of every set low-pass filtered at {args.lowpass} Hz (zero-lag "
+                     "4th-order Butterworth, --lowpass) before any metric")
     if args.simulate:
         notes.append("--simulate: activations also by OpenSim inverse dynamics and static optimisation of every "
                      "motion with its subject's scaled model (the generic model where none is known)")
@@ -115,6 +121,9 @@ def main(args) -> list[dict]:
                                with_activations=args.activations == "simulation", progress=not args.no_progress)
         for line in mset.report_lines(limit=10_000 if args.verbose else 5):
             print(line)
+        if args.lowpass > 0:
+            dt = mset.frame_times() if args.frame_rate is None else 1.0 / args.frame_rate
+            mset.motions = lowpass_motions(mset.motions, dt, args.lowpass).astype(mset.motions.dtype)
         acts = None
         if model is not None:
             acts = surrogate_activations(mset.motions, model, args.muscles, args.batch_size,

@@ -86,6 +86,23 @@ def kinematic_metrics(motions: np.ndarray, dt: float | np.ndarray = 1.0 / FRAME_
     }
 
 
+def lowpass_motions(motions: np.ndarray, dt: float | np.ndarray, cutoff: float, order: int = 4) -> np.ndarray:
+    """Zero-lag Butterworth low-pass (``order``, forwards and backwards) of
+    every motion at ``cutoff`` Hz with its own time step ``dt`` (s; scalar or
+    (N,)); a motion whose Nyquist rate is at or below the cut-off is left as
+    is. (N, T, C) -> (N, T, C)"""
+    from scipy.signal import butter, sosfiltfilt
+
+    x = np.asarray(motions, dtype=np.float64)
+    out = x.copy()
+    for i, step in enumerate(time_steps(dt, len(x))):
+        nyquist = 0.5 / step
+        if 0 < cutoff < nyquist:
+            sos = butter(order, cutoff / nyquist, output="sos")
+            out[i] = sosfiltfilt(sos, x[i], axis=0, padtype="even", padlen=min(x.shape[1] - 1, 3 * 60))
+    return out
+
+
 def peak_activation_frame(activations: np.ndarray) -> np.ndarray:
     """Frame of the highest mean activation of the guided muscles. (N, T, G) -> (N,) int"""
     return np.asarray(activations).mean(axis=2).argmax(axis=1)

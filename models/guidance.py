@@ -42,7 +42,7 @@ PELVIS_TY = COORD_INDEX["pelvis_ty"]
 
 TERMS: tuple[str, ...] = (
     "proximity", "smoothness", "pelvis_smoothness", "pelvis_acceleration", "symmetry", "pelvis_tilt",
-    "depth", "foot_penetration", "foot_float", "foot_sliding", "band",
+    "depth", "foot_penetration", "foot_float", "foot_sliding", "data_range", "band",
 )
 """Loss terms in the order they are logged and written."""
 
@@ -57,6 +57,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "foot_penetration": 0.1,
     "foot_float": 0.1,
     "foot_sliding": 0.1,
+    "data_range": 0.0,
     "band": 100.0,
 }
 """Default weight of each term (the weighted sum of a sample is its loss)."""
@@ -73,6 +74,9 @@ TERM_HELP: dict[str, str] = {
     "foot_penetration": "weight of the mean squared depth of foot points below the floor, cm^2",
     "foot_float": "weight of the mean squared height of the lowest foot point above the floor, cm^2",
     "foot_sliding": "weight of the mean squared horizontal displacement per frame of foot points in contact, cm^2",
+    "data_range": "weight of the surrogate's trust region: mean squared excursion (std^2) of the normalised "
+                  "coordinates beyond the range they take in the training data, where the surrogate was never "
+                  "trained (0 = off, the published objective)",
     "band": "weight of the surrogate hinge max(a - high, low - a, 0) on the peak activation a of --muscles "
             "(0 = unguided by the surrogate)",
 }
@@ -177,7 +181,8 @@ class GuidanceObjective:
                  precision: str = "fp32", contact_tol: float = 0.02, contact_stride: int = 1,
                  floor_align: str = "frame", fs: float = FRAME_RATE, band_margin: float = 0.25,
                  quantizer_grad: str = "relaxed", relax_temperature: float = 0.05,
-                 peak_window: float = 0.0):
+                 peak_window: float = 0.0, surrogate_lowpass: float = 0.0,
+                 data_range: tuple[np.ndarray, np.ndarray] | None = None):
         from utils.device import autocast
 
         self.device = next(vqvae.parameters()).device
@@ -202,6 +207,11 @@ class GuidanceObjective:
             raise GuidanceError(f"peak window {peak_window} s must be >= 0 and frame rate {fs} Hz > 0")
         self.peak_window = float(peak_window)
         self.window = L.window_frames(self.peak_window, 1.0 / self.fs)
+        if surrogate_lowpass < 0:
+            raise GuidanceError(f"surrogate low-pass cut-off must be >= 0 Hz, got {surrogate_lowpass}")
+        self.surrogate_lowpass = float(surrogate_lowpass)
+        self.range = None if data_range is None else tuple(
+            torch.as_tensor(np.asarray(r), dtype=torch.float32, device=self.device) for r in data_range)
         if contact_stride < 1:
             raise GuidanceError(f"contact stride must be >= 1 frame, got {contact_stride}")
         self.contact_stride = int(contact_stride)
@@ -225,7 +235,10 @@ class GuidanceObjective:
         return x_norm, x_norm * self.std + self.mean
 
     def activations(self, x_deg: Tensor) -> Tensor:
-        """Surrogate activations of the guided muscles. (B, T, 33) -> (B, T, M)"""
+        """Surrogate activations of the guided muscles, of the motion low-pass
+        filtered at ``surrogate_lowpass`` Hz when set (what a simulation's own
+        kinematics filter leaves of it). (B, T, 33) -> (B, T, M)"""
+        x_deg = L.lowpass(x_deg, self.fs, self.surrogate_lowpass)
         with self._autocast():
             act = self.surrogate(x_deg)
         return act[..., self.muscle_idx].float()
@@ -277,6 +290,8 @@ class GuidanceObjective:
             foot_penetration=L.foot_penetration(feet, self.floor),
             foot_float=L.foot_float(feet, self.floor),
             foot_sliding=L.foot_sliding(feet, self.floor, self.contact_tol) / stride ** 2,
+            data_range=(L.data_range(x_norm, *self.range) if self.range is not None
+                        else torch.zeros(x.shape[0], device=x.device)),
             band=L.band_hinge(act, self.low, self.high, self.band_margin, self.window),
         )
         return out, {"motion": x, "activation": act}
@@ -561,6 +576,7 @@ def guidance_settings(args: argparse.Namespace) -> dict[str, Any]:
         "muscles": list(args.muscles),
         "band": [float(args.low), float(args.high)],
         "peak_window_s": float(args.peak_window),
+        "surrogate_lowpass_hz": float(args.surrogate_lowpass),
         "num_runs": int(args.num_runs),
         "total_iter": int(args.total_iter),
         "lr": float(args.lr),
@@ -587,6 +603,8 @@ def check_args(args: argparse.Namespace) -> None:
 
     if not (0.0 <= args.low < args.high <= 1.0):
         raise GuidanceError(f"--low {args.low} and --high {args.high} must satisfy 0 <= low < high <= 1")
+    if args.surrogate_lowpass < 0:
+        raise GuidanceError(f"--surrogate-lowpass must be >= 0 Hz, got {args.surrogate_lowpass}")
     if args.peak_window < 0:
         raise GuidanceError(f"--peak-window must be >= 0 seconds, got {args.peak_window}")
     if not 0.0 <= args.band_margin < 0.5:
@@ -642,6 +660,8 @@ class Prepared:
     root: Path
     exp_dir: Path
     precision_note: str = ""
+    data_range: tuple[np.ndarray, np.ndarray] | None = None
+    """Per-coordinate (min, max) of the normalised training repetitions: the surrogate's trust region."""
     durations: dict[str, float] = field(default_factory=dict)
     """Mean real duration (s) of each subject's repetitions: the time span
     written into its guided ``.mot`` files, so rates are in real time."""
@@ -694,8 +714,10 @@ def prepare(args: argparse.Namespace) -> Prepared:
         model_paths[session.id] = session.model if session.model is not None else default_model_path()
     train = load_repetitions(root, "train", length=frames, clip_mode=args.clip_mode, split_file=args.split_file)
     bank = L.LatentBank(encode_latents(vqvae, normalizer, train.motions), unit=args.proximity_unit)
+    train_norm = np.asarray(normalizer.normalize(np.asarray(train.motions, dtype=np.float64)))
+    data_range = (train_norm.min(axis=(0, 1)), train_norm.max(axis=(0, 1)))
     return Prepared(device, vqvae, normalizer, surrogate, bank, sessions, subject_motions, model_paths,
-                    frames, root, exp_dir, precision_note, durations)
+                    frames, root, exp_dir, precision_note, data_range, durations)
 
 
 def run(args: argparse.Namespace) -> dict[str, Path]:
@@ -734,7 +756,8 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
                                       contact_tol=args.contact_tol, contact_stride=args.contact_stride,
                                       floor_align=args.floor_align, band_margin=args.band_margin,
                                       quantizer_grad=args.quantizer_grad, relax_temperature=args.relax_temperature,
-                                      fs=fs, peak_window=args.peak_window)
+                                      fs=fs, peak_window=args.peak_window, surrogate_lowpass=args.surrogate_lowpass,
+                                      data_range=prep.data_range)
         sub_lat = encode_latents(prep.vqvae, prep.normalizer, motions)
         gen = torch.Generator().manual_seed(args.seed + zlib.crc32(session.id.encode()))
         z0 = initial_latents(sub_lat, args.num_runs, tuple(args.init_noise), unit_scale, gen)

@@ -237,6 +237,30 @@ def lowest_foot_height(points: Tensor, floor: float | Tensor = 0.0) -> Tensor:
     return points[..., 1].amin(-1) - floor
 
 
+def lowpass(x: Tensor, fs: float, cutoff: float, order: int = 4) -> Tensor:
+    """Zero-lag low-pass filter along time, differentiable: the magnitude of a
+    ``order``-th order Butterworth filter applied forwards and backwards
+    (``1 / (1 + (f / cutoff)^(2 order))``, what ``scipy.signal.filtfilt`` of
+    that filter does to each frequency), in the frequency domain after
+    even-symmetric padding by the whole clip on each side.
+    ``cutoff`` <= 0 or at or above the Nyquist rate returns ``x``. (B, T, C) -> (B, T, C)"""
+    if cutoff <= 0 or cutoff >= fs / 2:
+        return x
+    t = x.shape[1]
+    padded = torch.cat([x.flip(1), x, x.flip(1)], dim=1)  # even extension: no jump at the edges
+    freqs = torch.fft.rfftfreq(3 * t, d=1.0 / fs).to(x.device)
+    gain = 1.0 / (1.0 + (freqs / cutoff) ** (2 * order))
+    out = torch.fft.irfft(torch.fft.rfft(padded.float(), dim=1) * gain[None, :, None], n=3 * t, dim=1)
+    return out[:, t:2 * t].to(x.dtype)
+
+
+def data_range(x_norm: Tensor, low: Tensor, high: Tensor) -> Tensor:
+    """Trust region of the surrogate in motion space: mean squared excursion
+    of the normalised coordinates beyond the range ``[low, high]`` (C,) they
+    take in the training data, (std)^2. (B, T, C) -> (B,)"""
+    return (F.relu(x_norm - high) + F.relu(low - x_norm)).pow(2).mean(dim=(1, 2))
+
+
 # ----------------------------------------------------------------------------- surrogate band
 
 

@@ -174,6 +174,10 @@ def get_guidance_parser() -> argparse.ArgumentParser:
                    help="override: assume this frame rate (Hz) for every stored clip; unset, rates are in real "
                         "time from each .mot file's time column (a .npy's .mot twin) and each motion-capture "
                         "repetition's real duration")
+    g.add_argument("--lowpass", type=float, default=0.0, metavar="HZ",
+                   help="post-hoc zero-lag 4th-order Butterworth low-pass of every motion of every set alike "
+                        "(motion capture, baselines, BIGE) at this cut-off before any metric, in real time; the "
+                        "table's notes say so. 0 = the motions as written")
     g.add_argument("--osim", default="subject",
                    help="model for forward kinematics of the foot points: 'subject' = each subject's own scaled "
                         "model (OpenSimData/Model/*.osim of its session in the motion-capture root, or in "

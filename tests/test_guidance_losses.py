@@ -198,6 +198,30 @@ def test_windowed_peak_holds_a_sustained_activation_not_a_spike() -> None:
     assert L.window_frames(0.1, 2.0 / 195) == 10 and L.window_frames(0.0, 0.02) == 1
 
 
+def test_lowpass_matches_scipy_filtfilt_and_keeps_slow_motion() -> None:
+    from scipy.signal import butter, sosfiltfilt
+
+    fs, t = 60.0, torch.arange(196, dtype=torch.float64) / 60.0
+    slow = torch.sin(2 * math.pi * 0.4 * t)       # the squat itself
+    fast = 0.2 * torch.sin(2 * math.pi * 15.0 * t)  # decoder jitter
+    x = (slow + fast)[None, :, None].repeat(1, 1, 2)
+    x.requires_grad_(True)
+    y = L.lowpass(x, fs, 6.0)
+    assert (y - slow[None, :, None]).abs()[0, 20:-20].max() < 0.01  # jitter gone, squat kept
+    ref = sosfiltfilt(butter(4, 6.0 / 30.0, output="sos"), x.detach().numpy()[0, :, 0], padtype="even")
+    assert np.abs(y.detach().numpy()[0, 30:-30, 0] - ref[30:-30]).max() < 0.01
+    y.sum().backward()
+    assert torch.isfinite(x.grad).all()
+    assert L.lowpass(x, fs, 0.0) is x and L.lowpass(x, fs, 30.0) is x  # off, or at Nyquist
+
+
+def test_data_range_penalises_only_excursions_beyond_training_range() -> None:
+    low, high = torch.tensor([-1.0, -2.0]), torch.tensor([1.0, 2.0])
+    x = torch.zeros(2, 4, 2)
+    x[1, 0, 0] = 3.0  # 2 std beyond the top of coordinate 0, one frame of 4 x 2 values
+    assert L.data_range(x, low, high).tolist() == pytest.approx([0.0, 0.5])
+
+
 # ----------------------------------------------------------------------------- schedule, weights, init, ranking
 
 

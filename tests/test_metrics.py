@@ -219,6 +219,22 @@ def test_windowed_peak_in_real_time_per_motion() -> None:
     assert set(activation_metrics(a, ("vasmed_r",), prefix="sim_")) >= {"sim_in_band", "sim_activation_peak_windowed"}
 
 
+def test_lowpass_motions_removes_jitter_in_each_motions_real_time() -> None:
+    from metrics.guidance import lowpass_motions
+
+    t = np.arange(196)
+    x = np.zeros((2, 196, 33))
+    x[:, :, 4] = 0.9 - 0.2 * (1 - np.cos(2 * np.pi * t / 195)) / 2   # pelvis_ty: one squat
+    x[:, :, 4] += 0.001 * (-1.0) ** t                                  # 1 mm alternating jitter
+    dt = np.array([3.0, 1.0]) / 195                                    # 65 Hz and 195 Hz clips
+    before = kinematic_metrics(x, dt)["pelvis_acceleration_rms_m_s2"]
+    y = lowpass_motions(x, dt, 6.0)
+    after = kinematic_metrics(y, dt)["pelvis_acceleration_rms_m_s2"]
+    assert (before > 10).all() and (after < 0.05 * before).all()
+    assert np.abs(y - x).max() < 0.01  # the squat itself is kept
+    np.testing.assert_array_equal(lowpass_motions(x, dt, 0.0), x)
+
+
 def test_surrogate_simulation_agreement() -> None:
     from metrics.guidance import surrogate_simulation_agreement
 
