@@ -53,7 +53,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "pelvis_acceleration": 0.1,
     "symmetry": 10.0,
     "pelvis_tilt": 1.0,
-    "depth": 0.5,
+    "depth": 0.0,  # published 0.5: the unbounded reward drives squats deeper than the surrogate knows (docs/guidance.md)
     "foot_penetration": 0.1,
     "foot_float": 0.1,
     "foot_sliding": 0.1,
@@ -70,7 +70,9 @@ TERM_HELP: dict[str, str] = {
     "pelvis_acceleration": "weight of the smooth-L1 pelvis acceleration (second difference), m/s^2",
     "symmetry": "weight of the mean squared left-right difference of hip flexion, knee and ankle angle, rad^2",
     "pelvis_tilt": "weight of the mean squared pelvis tilt, rad^2",
-    "depth": "weight of the squat-depth reward: minus the mean peak hip/knee/ankle flexion, rad",
+    "depth": "weight of the squat-depth reward: minus the mean peak hip/knee/ankle flexion, rad (published: 0.5; "
+             "off by default because it pushes squats past the depths the surrogate was trained on, where its "
+             "activations fall far below the simulation's; see docs/guidance.md)",
     "foot_penetration": "weight of the mean squared depth of foot points below the floor, cm^2",
     "foot_float": "weight of the mean squared height of the lowest foot point above the floor, cm^2",
     "foot_sliding": "weight of the mean squared horizontal displacement per frame of foot points in contact, cm^2",
