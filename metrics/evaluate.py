@@ -27,10 +27,12 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from dataset.mcs import DatasetError
     from utils.checkpoint import CheckpointError
     from utils.fileio import OutputExistsError
+    from utils.kinematics import ModelError
     from utils.motion_io import MotionFileError
     from utils.motion_sets import MotionSetError
 
-    return (MotionSetError, DatasetError, MotionFileError, CheckpointError, OutputExistsError, FileNotFoundError)
+    return (MotionSetError, DatasetError, MotionFileError, CheckpointError, OutputExistsError, FileNotFoundError,
+            ModelError)
 
 
 DEFAULT_SURROGATES = ("output/surrogate/net_best.pth", "output/demo/surrogate/net_best.pth")

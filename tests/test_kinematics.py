@@ -10,7 +10,8 @@ import torch
 
 from dataset.osim_model import build_model, save_model
 from utils.constants import COORDINATES, TRANSLATIONS
-from utils.kinematics import FOOT_CONTACT_POINTS, JOINT_POINT_NAMES, STICK_SEGMENTS, ForwardKinematics
+from utils.kinematics import (FOOT_CONTACT_POINTS, JOINT_POINT_NAMES, STICK_SEGMENTS, ForwardKinematics,
+                              ModelError)
 
 
 @pytest.fixture(scope="module")
@@ -128,21 +129,36 @@ def test_translations_move_every_point_rigidly(fk):
     assert torch.allclose(p[1] - p[0], torch.tensor([-0.2, 0.3, 0.0], dtype=torch.float64).expand_as(p[0]))
 
 
-def test_wrong_input_width_and_unsupported_joint_are_clear_errors(fk, tmp_path):
-    with pytest.raises(ValueError, match="33"):
-        fk(torch.zeros(2, 30, dtype=torch.float64))
+def _save(model: osim.Model, path) -> str:
+    model.finalizeConnections()
+    model.initSystem()
+    model.printToXML(str(path))
+    return str(path)
+
+
+def _two_body_model(joint_factory) -> osim.Model:
     model = osim.Model()
     body = osim.Body("b", 1.0, osim.Vec3(0), osim.Inertia(0.1, 0.1, 0.1))
     model.addBody(body)
-    model.addJoint(osim.PinJoint("pin", model.getGround(), osim.Vec3(0), osim.Vec3(0), body, osim.Vec3(0),
-                                 osim.Vec3(0)))
-    model.initSystem()
-    path = tmp_path / "pin.osim"
-    model.printToXML(str(path))
-    with pytest.raises(ValueError, match="PinJoint"):
+    model.addJoint(joint_factory(model, body))
+    return model
+
+
+def test_wrong_input_width_and_unsupported_joint_are_clear_errors(fk, tmp_path):
+    with pytest.raises(ValueError, match="33"):
+        fk(torch.zeros(2, 30, dtype=torch.float64))
+    path = _save(_two_body_model(lambda m, b: osim.BallJoint("ball", m.getGround(), osim.Vec3(0), osim.Vec3(0), b,
+                                                                  osim.Vec3(0), osim.Vec3(0))), tmp_path / "ball.osim")
+    with pytest.raises(ModelError, match=r"ball\.osim: joint ball is a BallJoint; ForwardKinematics supports "
+                                         r"CustomJoint, PinJoint"):
         ForwardKinematics.from_osim(path)
     with pytest.raises(FileNotFoundError):
         ForwardKinematics.from_osim(tmp_path / "missing.osim")
+    broken = tmp_path / "broken.osim"
+    broken.write_text("<OpenSimDocument Version='40000'><Model name='m'><BodySet>")
+    with pytest.raises(ModelError, match=r"broken\.osim: OpenSim could not load the model"):
+        ForwardKinematics.from_osim(broken)
+    assert issubclass(ModelError, ValueError)
 
 
 def _custom_joint(name, parent, loc, child, axes):
@@ -200,3 +216,108 @@ def test_joint_functions_other_than_linear_are_tabulated(tmp_path):
         ours = fk(torch.as_tensor(q))[fk.point_index("knee_r")].numpy()
         worst = max(worst, float(np.abs(ours - [p.get(0), p.get(1), p.get(2)]).max()))
     assert worst < 1e-5, worst
+
+
+def _zero_axes() -> list:
+    return [(None, axis, osim.Constant(0.0)) for axis in ((1, 0, 0), (0, 1, 0), (0, 0, 1))] * 2
+
+
+def test_unsupported_functions_and_constraints_name_model_joint_and_function(tmp_path):
+    """Functions or constraints FK cannot reproduce stop with one clear line.
+    (A non-constant function without a coordinate crashes OpenSim itself when
+    the model is initialised, so it cannot reach ForwardKinematics.)"""
+    def step_of_knee(m, b):
+        axes = _zero_axes()
+        axes[0] = ("knee_angle_r", (1, 0, 0), osim.LinearFunction(1.0, 0.0))
+        axes[4] = ("knee_angle_r", (0, 1, 0), osim.StepFunction(0.3, 0.9, 0.0, 0.05))
+        return _custom_joint("walker_knee_r", m.getGround(), (0, 0, 0), b, axes)
+
+    model = _two_body_model(step_of_knee)
+    path = _save(model, tmp_path / "step.osim")
+    with pytest.raises(ModelError, match=r"step\.osim: joint walker_knee_r axis 5 \(knee_angle_r\): its "
+                                         r"StepFunction cannot be reproduced"):
+        ForwardKinematics.from_osim(path)
+
+    model = _two_body_model(lambda m, b: osim.PinJoint("ankle_r", m.getGround(), osim.Vec3(0), osim.Vec3(0), b,
+                                                       osim.Vec3(0), osim.Vec3(0)))
+    model.getJointSet().get(0).upd_coordinates(0).setName("ankle_angle_r")
+    con = osim.PointOnLineConstraint(model.getGround(), osim.Vec3(1, 0, 0), osim.Vec3(0),
+                                     model.getBodySet().get("b"), osim.Vec3(0))
+    con.setName("on_line")
+    model.addConstraint(con)
+    path = _save(model, tmp_path / "constrained.osim")
+    with pytest.raises(ModelError, match=r"constrained\.osim: constraint on_line is a PointOnLineConstraint"):
+        ForwardKinematics.from_osim(path)
+
+
+def test_pin_slider_universal_gimbal_and_weld_joints_match_opensim(tmp_path):
+    """A chain of every joint type with one coordinate per axis, with rotated
+    and offset joint frames, against OpenSim on random poses."""
+    model = osim.Model()
+    names = ["pelvis", "torso", "femur_r", "tibia_r", "calcn_r"]
+    bodies = []
+    for i, name in enumerate(names):
+        body = osim.Body(name, 1.0 + i, osim.Vec3(0.01 * i, -0.1, 0.02), osim.Inertia(0.1, 0.1, 0.1))
+        model.addBody(body)
+        bodies.append(body)
+    offset = [osim.Vec3(0.03, -0.2, 0.05), osim.Vec3(0.1, 0.2, 0.3)]
+    joints = [
+        osim.SliderJoint("slide", model.getGround(), osim.Vec3(0, 1, 0), osim.Vec3(0.1, 0.4, 0.2), bodies[0],
+                         osim.Vec3(0), osim.Vec3(0)),
+        osim.GimbalJoint("back", bodies[0], osim.Vec3(-0.1, 0.1, 0), osim.Vec3(0.3, 0.0, -0.2), bodies[1],
+                         offset[0], offset[1]),
+        osim.UniversalJoint("hip_r", bodies[0], osim.Vec3(0, -0.1, 0.08), osim.Vec3(0.0, 0.5, 0.1), bodies[2],
+                            offset[0], osim.Vec3(-0.2, 0.1, 0)),
+        osim.PinJoint("knee", bodies[2], osim.Vec3(0, -0.4, 0), osim.Vec3(0.2, 0, 0), bodies[3],
+                      osim.Vec3(0, 0.02, 0), osim.Vec3(0, 0, 0.3)),
+        osim.WeldJoint("weld", bodies[3], osim.Vec3(0, -0.4, 0), osim.Vec3(0.1, 0.2, 0.3), bodies[4],
+                       osim.Vec3(0.05, 0, 0), osim.Vec3(0)),
+    ]
+    coord_names = [["pelvis_tx"], ["lumbar_extension", "lumbar_bending", "lumbar_rotation"],
+                   ["hip_flexion_r", "hip_adduction_r"], ["knee_angle_r"], []]
+    for joint, coords in zip(joints, coord_names):
+        model.addJoint(joint)
+        for k, cname in enumerate(coords):
+            joint.upd_coordinates(k).setName(cname)
+    path = _save(model, tmp_path / "chain.osim")
+    model = osim.Model(path)
+    state = model.initSystem()
+    fk = ForwardKinematics.from_osim(path).double()
+    poses = _random_poses(15, seed=7)
+    _, origins = fk.body_transforms(torch.as_tensor(poses))
+    worst = 0.0
+    for k, q in enumerate(poses):
+        for i, name in enumerate(COORDINATES):
+            if model.getCoordinateSet().contains(name):
+                model.getCoordinateSet().get(name).setValue(state, q[i] if name in TRANSLATIONS else
+                                                            math.radians(q[i]), False)
+        model.realizePosition(state)
+        for b, name in enumerate(fk.body_names):
+            p = model.getBodySet().get(name).getPositionInGround(state)
+            worst = max(worst, float(np.abs(origins[k, b].numpy() - [p.get(0), p.get(1), p.get(2)]).max()))
+    assert worst < 1e-9, worst
+
+
+def test_scripts_report_an_unsupported_model_in_one_line(tmp_path):
+    """A model FK cannot represent stops a script with one line naming the
+    file, the joint and its type (plot_3.py end to end; the metric and
+    guidance scripts through metrics.evaluate.user_errors)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from metrics.evaluate import user_errors
+    from utils.motion_io import write_coordinates
+
+    assert issubclass(ModelError, user_errors())
+    model = _save(_two_body_model(lambda m, b: osim.BallJoint("ball", m.getGround(), osim.Vec3(0), osim.Vec3(0), b,
+                                                                   osim.Vec3(0), osim.Vec3(0))), tmp_path / "ball.osim")
+    motion = write_coordinates(tmp_path / "squat.mot", np.zeros((3, len(COORDINATES))))
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, str(root / "plot_3.py"), str(motion), str(tmp_path / "out.gif"),
+                             "--model", model], capture_output=True, text=True, cwd=root, timeout=300)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "ball.osim: joint ball is a BallJoint" in lines[0]
+    assert not (tmp_path / "out.gif").exists()

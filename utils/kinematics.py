@@ -18,17 +18,32 @@ Output: (..., P, 3) positions in metres, ground frame (y up), of the points in
 Joint semantics follow OpenSim's ``CustomJoint``: the child body's pose is
 ``X_G_child = X_G_parent * X_parent_F * X_FM(q) * inv(X_child_M)`` with
 ``X_FM`` rotating about the three rotation axes in order (body-fixed), then
-translating along the three translation axes expressed in F. Supported:
-``CustomJoint`` whose transform-axis functions are ``LinearFunction`` or
-``Constant`` (or any function of one coordinate, tabulated and interpolated
-with cubic Hermite splines), and ``WeldJoint``.
+translating along the three translation axes expressed in F.
+
+Supported (everything OpenCap's generic and scaled models contain, see
+``docs/kinematics.md``): ``CustomJoint``, ``PinJoint`` (rotation about Z),
+``SliderJoint`` (translation along X), ``UniversalJoint`` (X then Y),
+``GimbalJoint`` (X, Y, Z body-fixed) and ``WeldJoint``; transform-axis
+functions ``LinearFunction``, ``Constant`` and ``PolynomialFunction``
+(evaluated exactly), ``MultiplierFunction`` around any of them (with or
+without a coordinate), and any other smooth function of one coordinate
+(``SimmSpline``, ``NaturalCubicSpline``, ``GCVSpline`` ...) tabulated with
+its derivative and interpolated by cubic Hermite splines (linear beyond the
+table). Coordinates driven by an enforced ``CoordinateCouplerConstraint``
+(OpenCap's ``knee_angle_*_beta``) are computed from the independent
+coordinate through the coupler function times its scale factor, as OpenSim
+does; other model coordinates outside the 33 stay at their default value.
+Every converted function is checked against OpenSim's own evaluation when the
+model is read. Anything else raises :class:`ModelError` (a ``ValueError``)
+naming the model file, the joint or constraint and the function.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -37,7 +52,7 @@ from torch import Tensor, nn
 from utils.constants import COORDINATES, TRANSLATIONS
 
 __all__ = [
-    "ForwardKinematics", "STICK_SEGMENTS", "FOOT_CONTACT_POINTS", "JOINT_POINT_NAMES",
+    "ForwardKinematics", "ModelError", "STICK_SEGMENTS", "FOOT_CONTACT_POINTS", "JOINT_POINT_NAMES",
     "rotation_about_axis",
 ]
 
@@ -67,7 +82,21 @@ STICK_SEGMENTS: tuple[tuple[str, str], ...] = (
 )
 """Pairs of point names to draw as a stick figure."""
 
-_TABLE_SAMPLES = 721
+_TABLE_SAMPLES = 1001
+"""Samples of a tabulated joint function over its (padded) coordinate range."""
+
+_TABLE_PAD = 0.5
+"""Tabulate a function over its coordinate's range widened by this fraction of
+the range on each side; beyond that it is extended linearly."""
+
+_TABLE_TOL = 1e-7
+"""Largest allowed difference (m or rad) between a tabulated function and
+OpenSim's evaluation, checked halfway between the table's samples."""
+
+
+class ModelError(ValueError):
+    """An OpenSim model that :class:`ForwardKinematics` cannot read or represent.
+    The message names the model file, the joint (or constraint) and the function."""
 
 
 def rotation_about_axis(axis: Tensor, angle: Tensor) -> Tensor:
@@ -92,15 +121,27 @@ def _mv(a: Tensor, v: Tensor) -> Tensor:
 
 
 def _hermite(x: Tensor, grid_lo: float, step: float, values: Tensor, slopes: Tensor) -> Tensor:
-    """Evaluate a cubic Hermite spline tabulated on a uniform grid. x (N,) -> (N,)"""
+    """Evaluate a cubic Hermite spline tabulated on a uniform grid, extended
+    linearly (with the end slopes) beyond the grid. x (N,) -> (N,)"""
     n = values.shape[0]
-    u = (x - grid_lo) / step
+    grid_hi = grid_lo + step * (n - 1)
+    xc = x.clamp(grid_lo, grid_hi)
+    u = (xc - grid_lo) / step
     i = torch.clamp(torch.floor(u).long(), 0, n - 2)
     t = u - i.to(u.dtype)
     y0, y1 = values[i], values[i + 1]
     m0, m1 = slopes[i] * step, slopes[i + 1] * step
     t2, t3 = t * t, t * t * t
-    return (2 * t3 - 3 * t2 + 1) * y0 + (t3 - 2 * t2 + t) * m0 + (-2 * t3 + 3 * t2) * y1 + (t3 - t2) * m1
+    y = (2 * t3 - 3 * t2 + 1) * y0 + (t3 - 2 * t2 + t) * m0 + (-2 * t3 + 3 * t2) * y1 + (t3 - t2) * m1
+    return y + (x - xc) * torch.where(x < grid_lo, slopes[0], slopes[-1])
+
+
+def _hermite_array(x: np.ndarray, grid_lo: float, step: float, values: np.ndarray, slopes: np.ndarray
+                   ) -> np.ndarray:
+    """:func:`_hermite` on float64 arrays, to check tables when they are built."""
+    with torch.no_grad():
+        return _hermite(torch.as_tensor(x, dtype=torch.float64), grid_lo, step,
+                        torch.as_tensor(values), torch.as_tensor(slopes)).numpy()
 
 
 class ForwardKinematics(nn.Module):
@@ -111,7 +152,13 @@ class ForwardKinematics(nn.Module):
     """
 
     point_names: tuple[str, ...]
+    """Names of the output points, in output order."""
     body_names: tuple[str, ...]
+    """Names of the bodies, in the order of :meth:`body_transforms`."""
+    coupled_names: tuple[str, ...]
+    """Model coordinates computed from a coupler constraint (not inputs)."""
+    source: str
+    """The model file (or model name) the kinematics were read from."""
 
     def __init__(self, spec: dict) -> None:
         super().__init__()
@@ -122,7 +169,10 @@ class ForwardKinematics(nn.Module):
         self._joints = spec["joints"]  # python-side structure (indices, kinds)
         # numeric data in buffers so .to(device, dtype) moves it
         self.register_buffer("coord_scale", torch.tensor(spec["coord_scale"], dtype=torch.float64))
-        self.register_buffer("coord_default", torch.tensor(spec["coord_default"], dtype=torch.float64))
+        self._couplers = spec["couplers"]  # coordinates computed from a coupler constraint
+        self.coupled_names = tuple(c["name"] for c in spec["couplers"])
+        for c, coupler in enumerate(spec["couplers"]):
+            self._register_function(f"c{c}", coupler["fn"])
         for j, joint in enumerate(spec["joints"]):
             self.register_buffer(f"j{j}_R_PF", torch.tensor(joint["R_PF"], dtype=torch.float64))
             self.register_buffer(f"j{j}_p_PF", torch.tensor(joint["p_PF"], dtype=torch.float64))
@@ -131,37 +181,48 @@ class ForwardKinematics(nn.Module):
             self.register_buffer(f"j{j}_p_BM", torch.tensor(joint["p_BM"], dtype=torch.float64))
             for k, axis in enumerate(joint["axes"]):
                 self.register_buffer(f"j{j}_a{k}", torch.tensor(axis["axis"], dtype=torch.float64))
-                if axis["kind"] == "table":
-                    self.register_buffer(f"j{j}_a{k}_values", torch.tensor(axis["values"], dtype=torch.float64))
-                    self.register_buffer(f"j{j}_a{k}_slopes", torch.tensor(axis["slopes"], dtype=torch.float64))
+                self._register_function(f"j{j}_a{k}", axis["fn"])
         self._point_body = [p[1] for p in spec["points"]]
         self.register_buffer("point_local", torch.tensor(np.array([p[2] for p in spec["points"]]),
                                                          dtype=torch.float64).reshape(-1, 3))
         self.register_buffer("body_mass", torch.tensor(spec["body_mass"], dtype=torch.float64))
         self.register_buffer("body_com", torch.tensor(np.array(spec["body_com"]), dtype=torch.float64).reshape(-1, 3))
         self.joint_names = tuple(j["name"] for j in spec["joints"])
+        self.source = spec["source"]
+
+    def _register_function(self, prefix: str, fn: dict) -> None:
+        """Keep a tabulated function's samples in buffers (moved by ``.to``)."""
+        if fn["kind"] == "table":
+            self.register_buffer(f"{prefix}_values", torch.tensor(fn["values"], dtype=torch.float64))
+            self.register_buffer(f"{prefix}_slopes", torch.tensor(fn["slopes"], dtype=torch.float64))
 
     # ------------------------------------------------------------------ construction
 
     @classmethod
     def from_osim(cls, path: str | os.PathLike, include_markers: bool = False) -> "ForwardKinematics":
         """Read the joint frames, stations (and with ``include_markers`` the
-        markers) of the ``.osim`` model at ``path``."""
-        import opensim as osim
-
+        markers) of the ``.osim`` model at ``path``. Raises
+        ``FileNotFoundError`` if there is no such file and :class:`ModelError`
+        if OpenSim cannot load it or it holds a joint, function or constraint
+        this class cannot represent."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such OpenSim model file")
-        if osim.Logger.shouldLog(osim.Logger.Level_Info):
-            osim.Logger.setLevelString("warn")  # one '[info] Loaded model' line per subject is noise here
-        model = osim.Model(str(path))
-        model.initSystem()
+        with _opensim_quiet():
+            import opensim as osim
+
+            try:
+                model = osim.Model(str(path))
+                model.initSystem()
+            except RuntimeError as exc:
+                raise ModelError(f"{path}: OpenSim could not load the model: {_first_line(exc)}") from None
         return cls(_spec_from_model(model, include_markers, source=str(path)))
 
     @classmethod
     def from_model(cls, model, include_markers: bool = False) -> "ForwardKinematics":
         """Like :meth:`from_osim` for an in-memory ``opensim.Model`` (initialised)."""
-        return cls(_spec_from_model(model, include_markers, source=model.getName()))
+        source = model.getInputFileName() or model.getName()
+        return cls(_spec_from_model(model, include_markers, source=source))
 
     # ------------------------------------------------------------------ queries
 
@@ -226,33 +287,36 @@ class ForwardKinematics(nn.Module):
         n, dtype = q.shape[0], q.dtype
         rots: list[Tensor | None] = [None] * len(self.body_names)
         origins: list[Tensor | None] = [None] * len(self.body_names)
-        eye = torch.eye(3, dtype=dtype, device=q.device).expand(n, 3, 3)
-        zero = torch.zeros(n, 3, dtype=dtype, device=q.device)
-        default = self.coord_default.to(dtype)
+        coupled: list[Tensor] = []
+        for c, coupler in enumerate(self._couplers):
+            coupled.append(self._evaluate(f"c{c}", coupler["fn"], self._source(coupler["src"], q, coupled)))
         for j, joint in enumerate(self._joints):
             if needed is not None and joint["child"] not in needed:
                 continue
             R_PF = getattr(self, f"j{j}_R_PF").to(dtype)
             p_PF = getattr(self, f"j{j}_p_PF").to(dtype)
             if joint["parent"] < 0:
-                R_GP, o_GP = eye, zero
+                R_GF, o_GF = R_PF.expand(n, 3, 3), p_PF.expand(n, 3)
             else:
                 R_GP, o_GP = rots[joint["parent"]], origins[joint["parent"]]
-            R_GF = _mm(R_GP, R_PF)
-            o_GF = o_GP + _mv(R_GP, p_PF)
-            R_FM, p_FM = eye, zero
-            if joint["kind"] == "custom":
-                for k, axis in enumerate(joint["axes"]):
-                    a = getattr(self, f"j{j}_a{k}").to(dtype)
-                    value = self._axis_value(j, k, axis, q, default)
-                    if value is None:
-                        continue
-                    if axis["rotation"]:
-                        R_FM = _mm(R_FM, rotation_about_axis(a, value))
-                    else:
-                        p_FM = p_FM + value[:, None] * a
-            R_GM = _mm(R_GF, R_FM)
-            o_GM = o_GF + _mv(R_GF, p_FM)
+                R_GF = _mm(R_GP, R_PF)
+                o_GF = o_GP + _mv(R_GP, p_PF)
+            R_FM: Tensor | None = None
+            p_FM: Tensor | None = None
+            for k, axis in enumerate(joint["axes"]):
+                a = getattr(self, f"j{j}_a{k}").to(dtype)
+                if axis["src"] is None:
+                    value = torch.full((n,), axis["fn"]["value"], dtype=dtype, device=q.device)
+                else:
+                    value = self._evaluate(f"j{j}_a{k}", axis["fn"], self._source(axis["src"], q, coupled))
+                if axis["rotation"]:
+                    rot = rotation_about_axis(a, value)
+                    R_FM = rot if R_FM is None else _mm(R_FM, rot)
+                else:
+                    step = value[:, None] * a
+                    p_FM = step if p_FM is None else p_FM + step
+            R_GM = R_GF if R_FM is None else _mm(R_GF, R_FM)
+            o_GM = o_GF if p_FM is None else o_GF + _mv(R_GF, p_FM)
             R_MB = getattr(self, f"j{j}_R_MB").to(dtype)
             p_MB = getattr(self, f"j{j}_p_MB").to(dtype)
             child = joint["child"]
@@ -260,18 +324,30 @@ class ForwardKinematics(nn.Module):
             origins[child] = o_GM + _mv(R_GM, p_MB)
         return rots, origins, lead
 
-    def _axis_value(self, j: int, k: int, axis: dict, q: Tensor, default: Tensor) -> Tensor | None:
-        kind = axis["kind"]
-        if kind == "constant":
-            if axis["value"] == 0.0:
-                return None
-            return torch.full((q.shape[0],), axis["value"], dtype=q.dtype, device=q.device)
-        x = q[:, axis["coord"]] if axis["coord"] >= 0 else default[axis["model_coord"]].expand(q.shape[0])
+    @staticmethod
+    def _source(src: tuple[str, int], q: Tensor, coupled: list[Tensor]) -> Tensor:
+        """The coordinate a function reads: one of the 33 (radians / metres) or a coupled one. (N,)"""
+        kind, index = src
+        return q[:, index] if kind == "q" else coupled[index]
+
+    def _evaluate(self, prefix: str, fn: dict, x: Tensor) -> Tensor:
+        """Value of the joint or coupler function ``fn`` at ``x`` (N,) -> (N,)."""
+        kind = fn["kind"]
         if kind == "linear":
-            return axis["slope"] * x + axis["intercept"]
-        values = getattr(self, f"j{j}_a{k}_values").to(q.dtype)
-        slopes = getattr(self, f"j{j}_a{k}_slopes").to(q.dtype)
-        return _hermite(x, axis["lo"], axis["step"], values, slopes)
+            if fn["slope"] == 1.0 and fn["intercept"] == 0.0:
+                return x
+            return fn["slope"] * x + fn["intercept"]
+        if kind == "poly":
+            coeffs = fn["coeffs"]
+            y = coeffs[0] * x + coeffs[1] if len(coeffs) > 1 else torch.full_like(x, coeffs[0])
+            for c in coeffs[2:]:
+                y = y * x + c
+            return y
+        if kind == "constant":
+            return torch.full_like(x, fn["value"])
+        values = getattr(self, f"{prefix}_values").to(x.dtype)
+        slopes = getattr(self, f"{prefix}_slopes").to(x.dtype)
+        return _hermite(x, fn["lo"], fn["step"], values, slopes)
 
     def forward(self, coords: Tensor, points: Sequence[int] | None = None) -> Tensor:
         """(..., 33) coordinates (deg / m) -> (..., P, 3) point positions in ground (m).
@@ -308,6 +384,39 @@ class ForwardKinematics(nn.Module):
 
 # ----------------------------------------------------------------------------- OpenSim parsing
 
+_AXIS_JOINTS: dict[str, tuple[tuple[bool, tuple[float, float, float]], ...]] = {
+    "PinJoint": ((True, (0.0, 0.0, 1.0)),),
+    "SliderJoint": ((False, (1.0, 0.0, 0.0)),),
+    "UniversalJoint": ((True, (1.0, 0.0, 0.0)), (True, (0.0, 1.0, 0.0))),
+    "GimbalJoint": ((True, (1.0, 0.0, 0.0)), (True, (0.0, 1.0, 0.0)), (True, (0.0, 0.0, 1.0))),
+}
+"""Joints with one coordinate per axis, as (is rotation, axis in F) in order."""
+
+_SUPPORTED_JOINTS = ("CustomJoint", *_AXIS_JOINTS, "WeldJoint")
+
+
+@contextlib.contextmanager
+def _opensim_quiet() -> Iterator[None]:
+    """Silence OpenSim's log below errors while a model loads (one warning per
+    missing mesh file, '[info] Loaded model'). Afterwards the previous level
+    is restored, except that info (or more verbose) becomes warn: one
+    '[info] Loaded model' line per subject is noise in the scripts."""
+    import opensim as osim
+
+    previous = osim.Logger.getLevelString()
+    verbose = osim.Logger.shouldLog(osim.Logger.Level_Info)
+    if osim.Logger.shouldLog(osim.Logger.Level_Warn):
+        osim.Logger.setLevelString("error")
+    try:
+        yield
+    finally:
+        osim.Logger.setLevelString("warn" if verbose else previous)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
 
 def _transform(t) -> tuple[np.ndarray, np.ndarray]:
     R = t.R()
@@ -320,59 +429,305 @@ def _vec(v) -> np.ndarray:
     return np.array([v.get(0), v.get(1), v.get(2)], dtype=float)
 
 
-def _spec_from_model(model, include_markers: bool, source: str) -> dict:
+def _describe(func) -> str:
+    """Class name of an OpenSim function, with what a MultiplierFunction wraps."""
     import opensim as osim
 
-    bodies = [model.getBodySet().get(i).getName() for i in range(model.getBodySet().getSize())]
-    body_index = {n: i for i, n in enumerate(bodies)}
-    coords = model.getCoordinateSet()
-    model_coords = [coords.get(i).getName() for i in range(coords.getSize())]
-    coord_default = [coords.get(i).getDefaultValue() for i in range(coords.getSize())]
-    coord_scale = [1.0 if name in TRANSLATIONS else math.pi / 180.0 for name in COORDINATES]
-    for name in COORDINATES:
-        if name in model_coords:
-            motion = coords.get(name).getMotionType()
-            is_trans = motion == osim.Coordinate.Translational
-            if is_trans != (name in TRANSLATIONS):
-                raise ValueError(f"{source}: coordinate {name} has an unexpected motion type")
+    kind = func.getConcreteClassName()
+    if kind == "MultiplierFunction":
+        return f"MultiplierFunction({_describe(osim.MultiplierFunction.safeDownCast(func).getFunction())})"
+    return kind
 
-    def frame_body(frame) -> tuple[int, np.ndarray, np.ndarray]:
+
+def _exact_function(func) -> dict | None:
+    """An exactly evaluable spec of an OpenSim function of (at most) one
+    variable, or None when it must be tabulated."""
+    import opensim as osim
+
+    kind = func.getConcreteClassName()
+    if kind == "Constant":
+        return {"kind": "constant", "value": float(osim.Constant.safeDownCast(func).getValue())}
+    if kind == "LinearFunction":
+        lf = osim.LinearFunction.safeDownCast(func)
+        return {"kind": "linear", "slope": float(lf.getSlope()), "intercept": float(lf.getIntercept())}
+    if kind == "PolynomialFunction":
+        c = osim.PolynomialFunction.safeDownCast(func).getCoefficients()
+        coeffs = [float(c.get(i)) for i in range(c.size())]  # highest power first
+        return {"kind": "poly", "coeffs": coeffs or [0.0]}
+    if kind == "MultiplierFunction":
+        mf = osim.MultiplierFunction.safeDownCast(func)
+        inner = _exact_function(mf.getFunction())
+        return None if inner is None else _scale_spec(inner, float(mf.getScale()))
+    return None
+
+
+def _scale_spec(fn: dict, scale: float) -> dict:
+    """``scale`` times a function spec."""
+    if scale == 1.0:
+        return fn
+    if fn["kind"] == "constant":
+        return {"kind": "constant", "value": scale * fn["value"]}
+    if fn["kind"] == "linear":
+        return {"kind": "linear", "slope": scale * fn["slope"], "intercept": scale * fn["intercept"]}
+    if fn["kind"] == "poly":
+        return {"kind": "poly", "coeffs": [scale * c for c in fn["coeffs"]]}
+    return {**fn, "values": scale * fn["values"], "slopes": scale * fn["slopes"]}
+
+
+def _evaluate_np(fn: dict, x: np.ndarray) -> np.ndarray:
+    """A function spec at ``x`` (float64 array), for checks and constant folding."""
+    kind = fn["kind"]
+    if kind == "constant":
+        return np.full_like(x, fn["value"], dtype=float)
+    if kind == "linear":
+        return fn["slope"] * x + fn["intercept"]
+    if kind == "poly":
+        return np.polyval(fn["coeffs"], x)
+    return _hermite_array(x, fn["lo"], fn["step"], fn["values"], fn["slopes"])
+
+
+def _opensim_values(func, x: np.ndarray) -> np.ndarray:
+    """OpenSim's own evaluation of a function of one variable at each ``x``."""
+    import opensim as osim
+
+    arg = osim.Vector(1, 0.0)
+    out = np.empty(len(x))
+    for i, value in enumerate(x):
+        arg.set(0, float(value))
+        out[i] = func.calcValue(arg)
+    return out
+
+
+def _function_spec(func, domain: tuple[float, float] | None, where: str) -> dict:
+    """Spec of ``func``, a function of one coordinate whose useful values lie in
+    ``domain`` (None: unknown), checked against OpenSim's own evaluation.
+    ``where`` ('<model>: joint <name> axis <k> (<coordinate>)') starts any error."""
+    import opensim as osim
+
+    described = _describe(func)
+    spec = _exact_function(func)
+    try:
+        if spec is not None:
+            probe = np.linspace(*(domain or (-1.0, 1.0)), 9)
+            tol = 1e-9
+        else:
+            if domain is None:
+                raise ModelError(f"{where}: cannot tabulate its {described}: the coordinate has no finite range")
+            span = domain[1] - domain[0]
+            grid = np.linspace(domain[0] - _TABLE_PAD * span, domain[1] + _TABLE_PAD * span, _TABLE_SAMPLES)
+            deriv = osim.StdVectorInt()
+            deriv.append(0)
+            arg = osim.Vector(1, 0.0)
+            slopes = np.empty(len(grid))
+            values = _opensim_values(func, grid)
+            for i, g in enumerate(grid):
+                arg.set(0, float(g))
+                slopes[i] = func.calcDerivative(deriv, arg)
+            spec = {"kind": "table", "lo": float(grid[0]), "step": float(grid[1] - grid[0]),
+                    "values": values, "slopes": slopes}
+            probe = 0.5 * (grid[1:] + grid[:-1])
+            tol = _TABLE_TOL
+        reference = _opensim_values(func, probe)
+    except RuntimeError as exc:
+        raise ModelError(f"{where}: OpenSim cannot evaluate its {described}: {_first_line(exc)}") from None
+    error = float(np.max(np.abs(_evaluate_np(spec, probe) - reference)))
+    if not error <= tol * max(1.0, float(np.max(np.abs(reference)))):
+        raise ModelError(f"{where}: its {described} cannot be reproduced (differs from OpenSim by {error:.3g}); "
+                         "ForwardKinematics supports LinearFunction, Constant, PolynomialFunction, "
+                         "MultiplierFunction and smooth splines of one coordinate")
+    return spec
+
+
+class _ModelReader:
+    """Reads an initialised ``opensim.Model`` into the plain spec
+    :class:`ForwardKinematics` is built from; raises :class:`ModelError`."""
+
+    def __init__(self, model, source: str) -> None:
+        import opensim as osim
+
+        self.osim = osim
+        self.model = model
+        self.source = source
+        self.bodies = [model.getBodySet().get(i).getName() for i in range(model.getBodySet().getSize())]
+        self.body_index = {n: i for i, n in enumerate(self.bodies)}
+        self.coords = model.getCoordinateSet()
+        self.model_coords = [self.coords.get(i).getName() for i in range(self.coords.getSize())]
+        for name in COORDINATES:
+            if name in self.model_coords:
+                motion = self.coords.get(name).getMotionType()
+                if (motion == osim.Coordinate.Translational) != (name in TRANSLATIONS):
+                    raise ModelError(f"{source}: coordinate {name} has an unexpected motion type "
+                                     f"({'translation' if name in TRANSLATIONS else 'rotation'} expected)")
+        self.couplers: list[dict] = []
+        self.coupled_index: dict[str, int] = {}
+        self.coupled_domain: dict[str, tuple[float, float] | None] = {}
+        self._read_constraints()
+
+    # -- coordinates
+
+    def source_of(self, name: str) -> tuple[str, int] | None:
+        """Where a coordinate's value comes from: ('q', i) for one of the 33,
+        ('dep', i) for a coupled one, None for one fixed at its default."""
+        if name in COORDINATES:
+            return ("q", COORDINATES.index(name))
+        if name in self.coupled_index:
+            return ("dep", self.coupled_index[name])
+        return None
+
+    def domain_of(self, name: str) -> tuple[float, float] | None:
+        """Values a coordinate takes in practice: its range, or for a coupled
+        coordinate the coupler's image of its independent coordinate's range
+        (OpenCap gives the knee's beta coordinates a range of +-99999.9)."""
+        if name in self.coupled_domain:
+            return self.coupled_domain[name]
+        c = self.coords.get(name)
+        lo, hi = c.getRangeMin(), c.getRangeMax()
+        limit = 10.0 if c.getMotionType() == self.osim.Coordinate.Translational else 4 * math.pi
+        if not (math.isfinite(lo) and math.isfinite(hi)) or not 0 < hi - lo <= 2 * limit:
+            return None
+        return float(lo), float(hi)
+
+    def _read_constraints(self) -> None:
+        osim = self.osim
+        cs = self.model.getConstraintSet()
+        pending = []
+        for i in range(cs.getSize()):
+            con = cs.get(i)
+            if not osim.PropertyHelper.getValueBool(con.getPropertyByName("isEnforced")):
+                continue
+            kind = con.getConcreteClassName()
+            where = f"{self.source}: constraint {con.getName()}"
+            if kind != "CoordinateCouplerConstraint":
+                raise ModelError(f"{where} is a {kind}; ForwardKinematics supports only "
+                                 "CoordinateCouplerConstraint among enforced constraints")
+            cc = osim.CoordinateCouplerConstraint.safeDownCast(con)
+            names = cc.getIndependentCoordinateNames()
+            independent = [names.get(k) for k in range(names.size())]
+            dependent = cc.getDependentCoordinateName()
+            if len(independent) != 1:
+                raise ModelError(f"{where}: a {_describe(cc.getFunction())} of {len(independent)} independent "
+                                 "coordinates is not supported")
+            for name in (independent[0], dependent):
+                if name not in self.model_coords:
+                    raise ModelError(f"{where}: the model has no coordinate {name}")
+            if dependent in COORDINATES:
+                raise ModelError(f"{where}: coordinate {dependent} is one of the 33 inputs but is driven by "
+                                 "this constraint; not supported")
+            scale = float(osim.PropertyHelper.getValueDouble(cc.getPropertyByName("scale_factor")))
+            pending.append((where, independent[0], dependent, cc.getFunction(), scale))
+        while pending:  # couplers whose independent coordinate is known first
+            ready = [p for p in pending if p[1] not in {other[2] for other in pending}]
+            if not ready:
+                raise ModelError(f"{pending[0][0]}: coupled coordinates form a cycle")
+            for item in ready:
+                pending.remove(item)
+                where, independent, dependent, func, scale = item
+                domain = self.domain_of(independent)
+                fn = _function_spec(func, domain, f"{where} ({dependent} from {independent})")
+                fn = _scale_spec(fn, scale)
+                src = self.source_of(independent)
+                if src is None:  # independent coordinate fixed at its default: a constant
+                    default = self.coords.get(independent).getDefaultValue()
+                    fn = {"kind": "constant", "value": float(_evaluate_np(fn, np.array([default]))[0])}
+                    src = ("q", 0)
+                self.coupled_index[dependent] = len(self.couplers)
+                self.couplers.append({"name": dependent, "src": src, "fn": fn})
+                image = None if domain is None else _evaluate_np(fn, np.linspace(*domain, 257))
+                ok = image is not None and np.isfinite(image).all() and image.max() > image.min()
+                self.coupled_domain[dependent] = (float(image.min()), float(image.max())) if ok else None
+
+    # -- frames and joints
+
+    def frame_body(self, frame) -> tuple[int, np.ndarray, np.ndarray]:
+        """(body index or -1 for the ground, R, p) of a frame fixed to a body."""
         base = frame.findBaseFrame()
-        name = base.getName()
-        X = frame.findTransformInBaseFrame()
-        R, p = _transform(X)
-        if name == model.getGround().getName() and base.getAbsolutePathString() == "/ground":
+        R, p = _transform(frame.findTransformInBaseFrame())
+        if base.getAbsolutePathString() == self.model.getGround().getAbsolutePathString():
             return -1, R, p
-        if name not in body_index:
-            raise ValueError(f"{source}: frame {frame.getAbsolutePathString()} is not fixed to a body")
-        return body_index[name], R, p
+        name = base.getName()
+        if name not in self.body_index:
+            raise ModelError(f"{self.source}: frame {frame.getAbsolutePathString()} is not fixed to a body")
+        return self.body_index[name], R, p
 
-    joints_raw = []
-    js = model.getJointSet()
-    for i in range(js.getSize()):
-        joint = js.get(i)
-        parent, R_PF, p_PF = frame_body(joint.getParentFrame())
-        child, R_BM, p_BM = frame_body(joint.getChildFrame())
-        if child < 0:
-            raise ValueError(f"{source}: joint {joint.getName()} has the ground as child; not supported")
+    def axis(self, joint: str, k: int, rotation: bool, axis: np.ndarray, names: list[str], func) -> dict | None:
+        """Spec of one transform axis; None when it is constantly zero."""
+        norm = np.linalg.norm(axis)
+        axis = axis / norm if norm > 0 else axis
+        where = f"{self.source}: joint {joint} axis {k + 1}"
+        if len(names) > 1:
+            raise ModelError(f"{where}: a {_describe(func)} of {len(names)} coordinates ({', '.join(names)}) "
+                             "is not supported")
+        if not names:
+            fn = _exact_function(func)
+            constant = fn is not None and (fn["kind"] == "constant" or fn["kind"] == "poly" and len(fn["coeffs"]) == 1
+                                           or fn["kind"] == "linear" and fn["slope"] == 0.0)
+            if not constant:
+                raise ModelError(f"{where}: a {_describe(func)} without a coordinate is not supported")
+            fn = {"kind": "constant", "value": float(_evaluate_np(fn, np.zeros(1))[0])}
+            src = None
+        else:
+            name = names[0]
+            if name not in self.model_coords:
+                raise ModelError(f"{where}: the model has no coordinate {name}")
+            src = self.source_of(name)
+            if src is None:  # a coordinate outside the 33 and not coupled: fixed at its default
+                default = self.coords.get(name).getDefaultValue()
+                try:
+                    fn = {"kind": "constant", "value": float(_opensim_values(func, np.array([default]))[0])}
+                except RuntimeError as exc:
+                    raise ModelError(f"{where} ({name}): OpenSim cannot evaluate its {_describe(func)}: "
+                                     f"{_first_line(exc)}") from None
+            else:
+                fn = _function_spec(func, self.domain_of(name), f"{where} ({name})")
+        if fn["kind"] == "constant":
+            if fn["value"] == 0.0:
+                return None
+            src = None
+        return {"axis": axis, "rotation": rotation, "src": src, "fn": fn}
+
+    def joint(self, joint) -> dict:
+        """Spec of one joint: frames, parent and child body, transform axes."""
+        osim = self.osim
+        name = joint.getName()
         kind = joint.getConcreteClassName()
-        entry = {
-            "name": joint.getName(), "parent": parent, "child": child,
-            "R_PF": R_PF, "p_PF": p_PF,
-            "R_MB": R_BM.T, "p_MB": -R_BM.T @ p_BM, "p_BM": p_BM, "axes": [],
-        }
-        if kind == "WeldJoint":
-            entry["kind"] = "weld"
-        elif kind == "CustomJoint":
-            entry["kind"] = "custom"
+        if kind not in _SUPPORTED_JOINTS:
+            raise ModelError(f"{self.source}: joint {name} is a {kind}; ForwardKinematics supports "
+                             f"{', '.join(_SUPPORTED_JOINTS)}")
+        parent, R_PF, p_PF = self.frame_body(joint.getParentFrame())
+        child, R_BM, p_BM = self.frame_body(joint.getChildFrame())
+        if child < 0:
+            raise ModelError(f"{self.source}: joint {name} has the ground as child; not supported")
+        axes: list[dict | None] = []
+        if kind == "CustomJoint":
             st = osim.CustomJoint.safeDownCast(joint).getSpatialTransform()
             for k in range(6):
                 ta = st.getTransformAxis(k)
-                entry["axes"].append(_axis_spec(ta, k < 3, model_coords, coords, joint.getName(), source))
-        else:
-            raise ValueError(f"{source}: joint {joint.getName()} is a {kind}; ForwardKinematics supports "
-                             "CustomJoint and WeldJoint")
-        joints_raw.append(entry)
+                cn = ta.getCoordinateNames()
+                names = [cn.getValue(i) for i in range(cn.size())]
+                axes.append(self.axis(name, k, k < 3, _vec(ta.getAxis()), names, ta.getFunction()))
+        elif kind in _AXIS_JOINTS:
+            expected = _AXIS_JOINTS[kind]
+            if joint.numCoordinates() != len(expected):
+                raise ModelError(f"{self.source}: joint {name} ({kind}) has {joint.numCoordinates()} coordinates, "
+                                 f"expected {len(expected)}")
+            identity = osim.LinearFunction(1.0, 0.0)
+            for k, (rotation, axis) in enumerate(expected):
+                coord = joint.get_coordinates(k).getName()
+                axes.append(self.axis(name, k, rotation, np.array(axis), [coord], identity))
+        return {
+            "name": name, "parent": parent, "child": child, "type": kind,
+            "R_PF": R_PF, "p_PF": p_PF, "R_MB": R_BM.T, "p_MB": -R_BM.T @ p_BM, "p_BM": p_BM,
+            "axes": [a for a in axes if a is not None],
+        }
+
+
+def _spec_from_model(model, include_markers: bool, source: str) -> dict:
+    import opensim as osim
+
+    reader = _ModelReader(model, source)
+    frame_body = reader.frame_body
+    js = model.getJointSet()
+    joints_raw = [reader.joint(js.get(i)) for i in range(js.getSize())]
 
     # order joints parent-before-child
     ordered, placed = [], {-1}
@@ -386,7 +741,7 @@ def _spec_from_model(model, include_markers: bool, source: str) -> dict:
                 pending.remove(entry)
                 progress = True
         if not progress:
-            raise ValueError(f"{source}: joints {[e['name'] for e in pending]} do not connect to the ground")
+            raise ModelError(f"{source}: joints {[e['name'] for e in pending]} do not connect to the ground")
 
     points: list[tuple[str, int, np.ndarray]] = []
     for entry in ordered:
@@ -409,64 +764,18 @@ def _spec_from_model(model, include_markers: bool, source: str) -> dict:
     names = [p[0] for p in points]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
-        raise ValueError(f"{source}: duplicate point names {dup}")
+        raise ModelError(f"{source}: duplicate point names {dup}")
     if any(p[1] < 0 for p in points):
-        raise ValueError(f"{source}: points fixed to the ground are not supported")
+        raise ModelError(f"{source}: points fixed to the ground are not supported")
 
     bs = model.getBodySet()
     return {
-        "bodies": bodies,
+        "source": source,
+        "bodies": reader.bodies,
         "joints": ordered,
+        "couplers": reader.couplers,
         "points": points,
-        "coord_scale": coord_scale,
-        "coord_default": coord_default,
+        "coord_scale": [1.0 if name in TRANSLATIONS else math.pi / 180.0 for name in COORDINATES],
         "body_mass": [bs.get(i).getMass() for i in range(bs.getSize())],
         "body_com": [_vec(bs.get(i).getMassCenter()) for i in range(bs.getSize())],
     }
-
-
-def _axis_spec(ta, rotation: bool, model_coords: list[str], coords, joint: str, source: str) -> dict:
-    axis = _vec(ta.getAxis())
-    norm = np.linalg.norm(axis)
-    axis = axis / norm if norm > 0 else axis
-    cn = ta.getCoordinateNames()
-    names = [cn.getValue(i) for i in range(cn.size())]
-    func = ta.getFunction()
-    fkind = func.getConcreteClassName()
-    spec = {"axis": axis, "rotation": rotation}
-    if not names:
-        if fkind != "Constant":
-            raise ValueError(f"{source}: joint {joint}: a {fkind} without a coordinate is not supported")
-        import opensim as osim
-
-        spec.update(kind="constant", value=float(osim.Constant.safeDownCast(func).getValue()))
-        return spec
-    if len(names) != 1:
-        raise ValueError(f"{source}: joint {joint}: transform axis of {len(names)} coordinates is not supported")
-    name = names[0]
-    spec["coord"] = COORDINATES.index(name) if name in COORDINATES else -1
-    spec["model_coord"] = model_coords.index(name)
-    import opensim as osim
-
-    if fkind == "LinearFunction":
-        lf = osim.LinearFunction.safeDownCast(func)
-        spec.update(kind="linear", slope=float(lf.getSlope()), intercept=float(lf.getIntercept()))
-    elif fkind == "Constant":
-        spec.update(kind="constant", value=float(osim.Constant.safeDownCast(func).getValue()))
-    else:
-        # any smooth function of one coordinate: tabulate it over the coordinate's range
-        c = coords.get(name)
-        lo, hi = c.getRangeMin(), c.getRangeMax()
-        pad = 0.1 * (hi - lo)
-        grid = np.linspace(lo - pad, hi + pad, _TABLE_SAMPLES)
-        x = osim.Vector(1, 0.0)
-        values, slopes = [], []
-        deriv = osim.StdVectorInt()
-        deriv.append(0)
-        for g in grid:
-            x.set(0, float(g))
-            values.append(func.calcValue(x))
-            slopes.append(func.calcDerivative(deriv, x))
-        spec.update(kind="table", lo=float(grid[0]), step=float(grid[1] - grid[0]),
-                    values=np.array(values), slopes=np.array(slopes))
-    return spec

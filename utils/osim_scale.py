@@ -48,15 +48,19 @@ class ModelScaleError(ValueError):
 
 @contextlib.contextmanager
 def _quiet_opensim() -> Iterator[None]:
-    """Silence OpenSim's info/warning lines (missing mesh files) for a block."""
+    """Silence OpenSim's info/warning lines (one per missing mesh file) for a
+    block; then restore the previous level, or warn if it was more verbose
+    (as :class:`utils.kinematics.ForwardKinematics` does)."""
     import opensim as osim
 
-    level = osim.Logger.getLevelString()
-    osim.Logger.setLevelString("error")
+    previous = osim.Logger.getLevelString()
+    verbose = osim.Logger.shouldLog(osim.Logger.Level_Info)
+    if osim.Logger.shouldLog(osim.Logger.Level_Warn):
+        osim.Logger.setLevelString("error")
     try:
         yield
     finally:
-        osim.Logger.setLevelString(level)
+        osim.Logger.setLevelString("warn" if verbose else previous)
 
 
 def _factor_vec(body: str, value: SegmentFactor, source: Path) -> tuple[float, float, float]:

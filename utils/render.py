@@ -279,7 +279,12 @@ def forward_kinematics(model: str | os.PathLike | None = None):
     path = Path(model)
     if not path.is_file():
         raise RenderError(f"{path}: model file does not exist (pass an .osim with --model)")
-    return _cached_fk(str(path.resolve()), path.stat().st_mtime_ns)
+    from utils.kinematics import ModelError
+
+    try:
+        return _cached_fk(str(path.resolve()), path.stat().st_mtime_ns)
+    except ModelError as err:  # a model forward kinematics cannot represent: one line, no traceback
+        raise RenderError(str(err)) from None
 
 
 def quiet_opensim() -> None:
