@@ -61,7 +61,7 @@ HIP_ROTATION_RESERVE = 30.0 * (100.0 / 0.001) ** 0.5  # N m, see below
 # active muscle, i.e. hip rotation is left to the reserves
 _FD_STEP = 1e-6               # rad, finite-difference step for moment arms
 _MAX_ARM_DISAGREEMENT = 0.005 # m, forward vs backward difference beyond which the path jumped
-_MOMENT_ARM_STRIDE = 4        # moment arms every 4th frame, interpolated in between
+_MOMENT_ARM_STRIDE = 5        # moment arms and lengths every 5th frame (1/12 s), interpolated in between
 GRAVITY = np.array([0.0, -9.80665, 0.0])
 
 
@@ -444,7 +444,8 @@ def rigid_tendon_mechanics(lengths: np.ndarray, fs: float, f0: np.ndarray, l_opt
 
 
 def _moment_arms(model: osim.Model, state: osim.State, setter: StateSetter, q: np.ndarray,
-                 muscles: list, sides: list[str], crossing: dict[int, np.ndarray] | None = None) -> np.ndarray:
+                 muscles: list, sides: list[str], crossing: dict[int, np.ndarray] | None = None,
+                 lengths_out: np.ndarray | None = None) -> np.ndarray:
     """Moment arms (14, M) of every muscle about :data:`SO_COORDINATES` at pose
     ``q`` (SI, canonical), as -dL/dq of OpenSim path lengths. Right and left
     coordinates are perturbed together (a muscle only spans joints of its own
@@ -462,6 +463,8 @@ def _moment_arms(model: osim.Model, state: osim.State, setter: StateSetter, q: n
     setter.set(state, q)
     model.realizePosition(state)
     base = np.array([m.getLength(state) for m in muscles])
+    if lengths_out is not None:
+        lengths_out[:] = base  # the muscle-tendon lengths at q, metres
     for j in range(per_side):
         idx = crossing.get(j) if crossing is not None else None
         if idx is None:
@@ -620,19 +623,25 @@ def static_optimization(model: str | Path | MuscleModel, dyn: DynamicsResult, st
     n = len(frames)
     so_idx = [COORDINATES.index(c) for c in SO_COORDINATES]
 
-    # moment arms on a coarse grid of frames, linearly interpolated in between
-    grid = np.unique(np.r_[frames[::_MOMENT_ARM_STRIDE], frames[-1]])
-    arms_grid = np.stack([_moment_arms(model, state, setter, q_all[k], muscles, sides, mm.crossing)
-                          for k in grid])
-    arms = np.empty((n, len(SO_COORDINATES), len(muscles)))
-    flat = arms_grid.reshape(len(grid), -1)
-    for c in range(flat.shape[1]):
-        arms.reshape(n, -1)[:, c] = np.interp(frames, grid, flat[:, c])
-
-    # force capacities from the path lengths of every frame (two margin
-    # frames each side for the velocities)
+    # moment arms and muscle-tendon lengths on a coarse grid of frames; in
+    # between, moment arms are interpolated linearly and lengths follow from
+    # the nearest grid frame to first order, L(q) = L(q_g) - r(q_g) . (q - q_g)
+    # (the frames two beyond each end give the velocities at the ends)
     lo, hi = max(start - 2, 0), min(end + 2, q_all.shape[0])
+    span = np.arange(lo, hi)
     rows = frames - lo
+    grid = np.unique(np.r_[span[::_MOMENT_ARM_STRIDE], span[-1]])
+    base = np.zeros((len(grid), len(muscles)))
+    arms_grid = np.stack([_moment_arms(model, state, setter, q_all[k], muscles, sides, mm.crossing, base[g])
+                          for g, k in enumerate(grid)])
+    flat = arms_grid.reshape(len(grid), -1)
+    arms_span = np.empty((len(span), len(SO_COORDINATES), len(muscles)))
+    for c in range(flat.shape[1]):
+        arms_span.reshape(len(span), -1)[:, c] = np.interp(span, grid, flat[:, c])
+    nearest = np.abs(span[:, None] - grid[None, :]).argmin(axis=1)
+    dq = q_all[span][:, so_idx] - q_all[grid[nearest]][:, so_idx]  # (S, 14)
+    lengths = base[nearest] - np.einsum("sj,sjm->sm", dq, arms_grid[nearest])
+    arms = arms_span[rows]
 
     activations = np.zeros((n, len(muscles)))
     reserves = np.zeros((n, len(SO_COORDINATES)))
@@ -643,7 +652,6 @@ def static_optimization(model: str | Path | MuscleModel, dyn: DynamicsResult, st
     # simulations do (ignorePassiveFiberForce)
     w = np.array([HIP_ROTATION_RESERVE if c.startswith("hip_rotation") else RESERVE_OPTIMAL_MOMENT
                   for c in SO_COORDINATES])
-    lengths = mm.lengths(q_all[lo:hi])
     mech = rigid_tendon_mechanics(lengths, fs, mm.f0, mm.l_opt, mm.l_slack, mm.alpha0, mm.v_max)
     for compliant in (False, True, True):
         if compliant:  # second pass: fibre lengths with the tendons stretched by the first pass's forces

@@ -132,8 +132,8 @@ def subject_model(out_path: str | os.PathLike, height_m: float, mass_kg: float, 
     points.append(("C7_study", "torso", local("torso", neck + s * np.array([-0.06, 0.03, 0.0])), True))
 
     for pname, body, loc, is_marker in points:
-        if is_marker:
-            model.addMarker(osim.Marker(pname, bodies.get(body), loc))
+        if is_marker:  # adopted by the marker set directly (Model.addMarker re-finalises the model each time)
+            model.updMarkerSet().adoptAndAppend(osim.Marker(pname, bodies.get(body), loc))
         else:
             station = osim.Station(bodies.get(body), loc)
             station.setName(pname)

@@ -56,7 +56,15 @@ STYLE_RANGES: dict[str, tuple[float, float]] = {
     "knee_valgus": (-15.0, 25.0),  # extra hip adduction at the bottom, degrees
     "noise": (0.0, 5.0),           # SD of smooth (1.5 Hz) measurement noise, degrees
     "jitter": (0.0, 10.0),         # video-like 3-12 Hz jitter, multiple of the measured OpenCap jitter
-    "arm_forward": (-10.0, 120.0), # shoulder flexion at the bottom, degrees
+    "arm_forward": (-10.0, 120.0), # shoulder flexion added at the bottom, degrees
+    "arm_add": (-45.0, 10.0),      # shoulder adduction (negative: arms away from the body), degrees
+    "arm_rot": (-30.0, 40.0),      # shoulder rotation, degrees
+    "elbow": (0.0, 100.0),         # elbow flexion standing, degrees
+    "elbow_bend": (0.0, 60.0),     # elbow flexion added at the bottom, degrees
+    "pro_sup": (50.0, 100.0),      # forearm pronation-supination, degrees
+    "subtalar": (-15.0, 15.0),     # subtalar angle (inversion positive), degrees
+    "lumbar_side": (-10.0, 10.0),  # lumbar bending, degrees
+    "lumbar_twist": (-20.0, 20.0), # lumbar rotation, degrees
     "heading": (-45.0, 45.0),      # pelvis rotation (facing direction), degrees
     "balance": (0.2, 0.8),         # centre of mass between heel (0) and metatarsal heads (1)
 }
@@ -100,6 +108,14 @@ class SquatStyle:
     noise: float = 0.5
     jitter: float = 1.0
     arm_forward: float = 60.0
+    arm_add: float = -15.0
+    arm_rot: float = 0.0
+    elbow: float = 30.0
+    elbow_bend: float = 15.0
+    pro_sup: float = 85.0
+    subtalar: float = 0.0
+    lumbar_side: float = 0.0
+    lumbar_twist: float = 0.0
     heading: float = 0.0
     balance: float = 0.55
 
@@ -169,7 +185,15 @@ def sample_subject(rng: np.random.Generator, depth_quantile: float | None = None
         knee_valgus=float(rng.uniform(-3.0, 8.0)),
         noise=float(rng.uniform(0.2, 0.7)),
         jitter=float(rng.uniform(1.0, 3.0)),
-        arm_forward=float(rng.uniform(20.0, 110.0)),
+        arm_forward=float(rng.uniform(0.0, 110.0)),
+        arm_add=float(rng.uniform(-33.0, -8.0)),
+        arm_rot=float(rng.uniform(-20.0, 30.0)),
+        elbow=float(rng.uniform(10.0, 60.0)),
+        elbow_bend=float(rng.uniform(0.0, 40.0)),
+        pro_sup=float(rng.uniform(70.0, 92.0)),
+        subtalar=float(rng.uniform(-6.0, 9.0)),
+        lumbar_side=float(rng.uniform(-3.0, 3.0)),
+        lumbar_twist=float(rng.uniform(-3.0, 15.0)),
         heading=float(rng.uniform(-8.0, 8.0)),
         balance=float(rng.uniform(0.45, 0.65)),
     )
@@ -308,11 +332,14 @@ def generate_trial(fk: ForwardKinematics, style: SquatStyle, n_reps: int, rng: n
     q[:, c["mtp_angle_r"]] = heel
     q[:, c["mtp_angle_l"]] = heel
     for s in ("r", "l"):
-        q[:, c[f"subtalar_angle_{s}"]] = -0.4 * style.stance
+        q[:, c[f"subtalar_angle_{s}"]] = style.subtalar - 0.4 * style.stance
         q[:, c[f"arm_flex_{s}"]] = 10.0 + style.arm_forward * phi
-        q[:, c[f"arm_add_{s}"]] = -8.0
-        q[:, c[f"elbow_flex_{s}"]] = 15.0 + 15.0 * phi
-        q[:, c[f"pro_sup_{s}"]] = 85.0
+        q[:, c[f"arm_add_{s}"]] = style.arm_add
+        q[:, c[f"arm_rot_{s}"]] = style.arm_rot
+        q[:, c[f"elbow_flex_{s}"]] = style.elbow + style.elbow_bend * phi
+        q[:, c[f"pro_sup_{s}"]] = style.pro_sup
+    q[:, c["lumbar_bending"]] = style.lumbar_side
+    q[:, c["lumbar_rotation"]] = style.lumbar_twist
 
     dtype = torch.float64
     knees = {"r": knee_r, "l": knee_l}
@@ -376,10 +403,10 @@ def generate_trial(fk: ForwardKinematics, style: SquatStyle, n_reps: int, rng: n
                 break
         return a1, g1
 
-    # Balance and feet placement on every other frame, then interpolated (the
+    # Balance and feet placement on every third frame, then interpolated (the
     # motion is smooth). Feet: Newton steps on the fore-aft and lateral
     # distance between the feet, which must stay as when standing.
-    rows = np.unique(np.r_[np.arange(0, T, 2), T - 1])
+    rows = np.unique(np.r_[np.arange(0, T, 3), T - 1])
     ankle_rows, g1 = solve_balance(rows, 0.4 * knee_mean[rows] + 2.0)
     target = feet_apart(ankle_rows[:1], rows[:1])[0]
     step = 0.5  # degrees, for the finite-difference derivatives
