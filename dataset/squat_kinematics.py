@@ -149,7 +149,10 @@ class SquatTrial:
         return np.arange(self.coords.shape[0]) / self.frame_rate
 
 
-DEPTH_SAMPLING_RANGE: tuple[float, float] = (45.0, 120.0)
+REP_VARIATION: dict[str, float] = {"trunk_lean": 6.0, "balance": 0.03, "arm_forward": 10.0}
+"""SD of the repetition-to-repetition variation of these style parameters."""
+
+DEPTH_SAMPLING_RANGE: tuple[float, float] = (45.0, 115.0)
 """Range of the subjects' typical squat depth (peak knee flexion, degrees)."""
 
 
@@ -171,8 +174,8 @@ def sample_subject(rng: np.random.Generator, depth_quantile: float | None = None
         depth=float(DEPTH_SAMPLING_RANGE[0] + (DEPTH_SAMPLING_RANGE[1] - DEPTH_SAMPLING_RANGE[0])
                     * (rng.random() if depth_quantile is None else depth_quantile)),
         depth_jitter=float(rng.uniform(5.0, 12.0)),
-        descent=float(rng.uniform(0.6, 0.95)),
-        ascent=float(rng.uniform(0.55, 0.9)),
+        descent=float(rng.uniform(0.65, 1.0)),
+        ascent=float(rng.uniform(0.6, 0.95)),
         hold=float(rng.uniform(0.0, 0.12)),
         pause=float(rng.uniform(0.3, 1.0)),
         stance=float(rng.uniform(0.0, 8.0)),
@@ -184,7 +187,7 @@ def sample_subject(rng: np.random.Generator, depth_quantile: float | None = None
         heel_rise=heel,
         knee_valgus=float(rng.uniform(-3.0, 8.0)),
         noise=float(rng.uniform(0.2, 0.7)),
-        jitter=float(rng.uniform(1.0, 3.0)),
+        jitter=float(rng.uniform(0.5, 1.2)),
         arm_forward=float(rng.uniform(0.0, 110.0)),
         arm_add=float(rng.uniform(-33.0, -8.0)),
         arm_rot=float(rng.uniform(-20.0, 30.0)),
@@ -301,6 +304,19 @@ def generate_trial(fk: ForwardKinematics, style: SquatStyle, n_reps: int, rng: n
     if not isinstance(style, SquatStyle):
         raise TypeError(f"style must be a SquatStyle, got {type(style).__name__}")
     phi, rep_idx, segments, depths = _timeline(style, int(n_reps), rng, fs)
+    # repetition-to-repetition variation of the style (a person never squats
+    # twice the same way): trunk lean, balance point and arm swing per repetition
+    per_rep = {
+        "trunk_lean": np.clip(style.trunk_lean + rng.normal(0.0, REP_VARIATION["trunk_lean"], n_reps),
+                              *STYLE_RANGES["trunk_lean"]),
+        "balance": np.clip(style.balance + rng.normal(0.0, REP_VARIATION["balance"], n_reps),
+                           *STYLE_RANGES["balance"]),
+        "arm_forward": np.clip(style.arm_forward + rng.normal(0.0, REP_VARIATION["arm_forward"], n_reps),
+                               *STYLE_RANGES["arm_forward"]),
+    }
+    # carried through the frames of each repetition and the pause after it
+    owner = np.maximum.accumulate(np.where(rep_idx >= 0, rep_idx, -1))
+    frame_style = {k: np.where(owner >= 0, v[np.clip(owner, 0, None)], getattr(style, k)) for k, v in per_rep.items()}
     T = phi.shape[0]
     depth = np.where(rep_idx >= 0, np.asarray(depths)[np.clip(rep_idx, 0, None)], style.depth)
     # depth of the current repetition carried through the frames of its segment
@@ -309,7 +325,7 @@ def generate_trial(fk: ForwardKinematics, style: SquatStyle, n_reps: int, rng: n
     knee_l = STANDING_KNEE + amp - 0.5 * style.asymmetry * phi
     knee_mean = 0.5 * (knee_r + knee_l)
     rel = phi * depth / 90.0  # 1 at a 90 degree squat
-    lean = style.trunk_lean * phi * np.minimum(depth, MAX_REP_DEPTH) / 100.0
+    lean = frame_style["trunk_lean"] * phi * np.minimum(depth, 100.0) / 100.0  # no further lean past 100 deg
     pelvis_tilt = style.standing_tilt - style.pelvis_share * lean
     lumbar_ext = -(1.0 - style.pelvis_share) * lean
     heel = style.heel_rise * phi ** 2 * min(1.0, max(depth.max(), 1.0) / 90.0)
@@ -333,7 +349,7 @@ def generate_trial(fk: ForwardKinematics, style: SquatStyle, n_reps: int, rng: n
     q[:, c["mtp_angle_l"]] = heel
     for s in ("r", "l"):
         q[:, c[f"subtalar_angle_{s}"]] = style.subtalar - 0.4 * style.stance
-        q[:, c[f"arm_flex_{s}"]] = 10.0 + style.arm_forward * phi
+        q[:, c[f"arm_flex_{s}"]] = 10.0 + frame_style["arm_forward"] * phi
         q[:, c[f"arm_add_{s}"]] = style.arm_add
         q[:, c[f"arm_rot_{s}"]] = style.arm_rot
         q[:, c[f"elbow_flex_{s}"]] = style.elbow + style.elbow_bend * phi
@@ -375,7 +391,8 @@ def generate_trial(fk: ForwardKinematics, style: SquatStyle, n_reps: int, rng: n
         heel_x = pts[:, heel_i].mean(1) @ forward
         met_x = pts[:, met_i].mean(1) @ forward
         lift = np.clip(heel[rows] / 8.0, 0.0, 1.0)
-        frac = style.balance + (0.92 - style.balance) * lift
+        bal = frame_style["balance"][rows]
+        frac = bal + (0.92 - bal) * lift
         target = heel_x + frac * (met_x - heel_x)
         return com @ forward - target
 

@@ -122,7 +122,7 @@ def test_written_kinematics_carry_video_like_jitter(synthetic_root):
     for session in _sessions(Path(synthetic_root)):
         knee = read_motion(session / "OpenSimData" / "Kinematics" / f"{TRIAL}.mot").column("knee_angle_r")
         residual = (knee - sosfiltfilt(sos, knee))[30:-30].std()
-        assert 0.15 < residual < 1.5, f"{session.name}: {residual:.3f} deg above 4 Hz"
+        assert 0.05 < residual < 1.0, f"{session.name}: {residual:.3f} deg above 4 Hz"
         dyn = read_motion(_dynamics_file(session, 1)).column("/jointset/walker_knee_r/knee_angle_r/value")
         assert np.abs(np.diff(dyn, 2)).max() < 0.5  # smooth (degrees per frame^2)
 
