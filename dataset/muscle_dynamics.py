@@ -3,7 +3,7 @@ ground reaction forces, then static optimisation.
 
 Pipeline for one trial (:func:`simulate_trial`):
 
-1. The kinematics are low-pass filtered (6 Hz, 4th-order Butterworth, zero
+1. The kinematics are low-pass filtered (4 Hz, 4th-order Butterworth, zero
    lag) and differentiated (speeds, accelerations).
 2. **Whole-body dynamics** (OpenSim): centre of mass and central angular
    momentum of every frame (``Model.calcMassCenterPosition``,
@@ -14,15 +14,19 @@ Pipeline for one trial (:func:`simulate_trial`):
    applied under each foot as an OpenSim ``ExternalForce`` on ``calcn_r`` /
    ``calcn_l`` at a centre of pressure inside that foot's contact area.
 4. **Inverse dynamics** with OpenSim's ``InverseDynamicsSolver`` (muscles
-   disabled) gives the net moment of every coordinate; the six pelvis
+   and reserve actuators disabled; the coupled knee_angle_<s>_beta set from
+   the knee by its coupler) gives the net moment of every coordinate; the six pelvis
    residuals left after the ground reaction forces are reported.
-5. **Static optimisation** for every frame of a repetition: minimise the sum of
-   squared activations plus heavily weighted reserve moments subject to
-   ``sum_m a_m F0_m f_L f_V cos(alpha) r_jm + passive + reserve_j = tau_j`` for
-   the 14 lower-limb coordinates, ``a`` in [0, 1]. Moment arms ``r_jm`` are
-   ``-dL/dq`` of OpenSim's muscle path lengths (finite differences, wrapping
-   included); ``f_L``, ``f_V``, pennation and passive force come from OpenSim's
-   ``DeGrooteFregly2016Muscle`` in the current state (rigid tendon). The
+5. **Static optimisation** for every frame of a repetition: minimise the sum
+   of squared activations plus weighted squared reserve moments subject to
+   ``sum_m a_m F0_m f_L f_V cos(alpha) r_jm + reserve_j = tau_j`` for the 14
+   lower-limb coordinates, ``0.05 <= a <= 1`` (OpenCap's activation floor).
+   Moment arms ``r_jm`` are ``-dL/dq`` of OpenSim's muscle path lengths
+   (finite differences, wrapping included); ``f_L``, ``f_V`` and pennation
+   come from De Groote et al.'s (2016) curves and each muscle's parameters
+   (rigid tendon, then tendons stretched by the previous pass's forces);
+   passive fibre forces and hip rotation are treated as OpenCap's squat
+   simulations treat them (ignored; left to nearly free reserves). The
    reserves are the residual moments reported with the activations.
 """
 from __future__ import annotations
@@ -392,8 +396,8 @@ def force_velocity(v_norm: np.ndarray) -> np.ndarray:
 
 
 def passive_force_length(l_norm: np.ndarray) -> np.ndarray:
-    """De Groote et al. (2016) passive force-length multiplier (zero at
-    l_norm = 1, strain 0.6 at one maximum isometric force, clipped at 0)."""
+    """De Groote et al. (2016) passive force-length multiplier, as OpenSim's
+    ``DeGrooteFregly2016Muscle`` (one maximum isometric force at strain 0.6)."""
     offset = np.exp(_FP_K * (_FP_LMIN - 1.0) / _FP_E0)
     f = (np.exp(_FP_K * (np.asarray(l_norm, dtype=float) - 1.0) / _FP_E0) - offset) / (np.exp(_FP_K) - offset)
     return np.maximum(f, 0.0)
@@ -606,6 +610,32 @@ def saturated_antagonist_frames(activations: np.ndarray, names: tuple[str, ...])
     return int(bad.sum())
 
 
+def path_geometry(mm: MuscleModel, q_si: np.ndarray, stride: int = _MOMENT_ARM_STRIDE
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Moment arms (n, 14, M) about :data:`SO_COORDINATES` and muscle-tendon
+    lengths (n, M), metres, of consecutive poses ``q_si`` (n, 33) (SI units).
+
+    OpenSim path lengths are evaluated on every ``stride``-th pose (and the
+    last); in between, moment arms are interpolated linearly and lengths follow
+    from the nearest evaluated pose g to first order,
+    L(q) = L(q_g) - r(q_g) . (q - q_g) (within 0.4 mm of OpenSim's in a squat)."""
+    n = q_si.shape[0]
+    idx = np.arange(n)
+    grid = np.unique(np.r_[idx[::stride], n - 1])
+    so_idx = [COORDINATES.index(c) for c in SO_COORDINATES]
+    base = np.zeros((len(grid), len(mm.muscles)))
+    arms_grid = np.stack([_moment_arms(mm.model, mm.state, mm.setter, q_si[k], mm.muscles, mm.sides, mm.crossing,
+                                       base[g]) for g, k in enumerate(grid)])
+    flat = arms_grid.reshape(len(grid), -1)
+    arms = np.empty((n, len(SO_COORDINATES), len(mm.muscles)))
+    for c in range(flat.shape[1]):
+        arms.reshape(n, -1)[:, c] = np.interp(idx, grid, flat[:, c])
+    nearest = np.abs(idx[:, None] - grid[None, :]).argmin(axis=1)
+    dq = q_si[:, so_idx] - q_si[grid[nearest]][:, so_idx]
+    lengths = base[nearest] - np.einsum("sj,sjm->sm", dq, arms_grid[nearest])
+    return arms, lengths
+
+
 ACTIVATION_FLOOR = 0.05
 """Lower bound of every activation, as in OpenCap's muscle-driven simulations
 (the shipped real file's resting muscles sit exactly at 0.05)."""
@@ -616,31 +646,16 @@ def static_optimization(model: str | Path | MuscleModel, dyn: DynamicsResult, st
     """Activations for frames ``start:end`` of a trial whose inverse dynamics is
     ``dyn``; ``model`` is the subject's ``.osim`` (or a loaded :class:`MuscleModel`)."""
     mm = model if isinstance(model, MuscleModel) else MuscleModel(model)
-    model_path, model, state, setter = mm.path, mm.model, mm.state, mm.setter
-    muscles, names, sides = mm.muscles, mm.names, mm.sides
+    model_path, muscles, names = mm.path, mm.muscles, mm.names
     q_all = _to_si(dyn.coords_filtered)
     frames = np.arange(start, end)
     n = len(frames)
     so_idx = [COORDINATES.index(c) for c in SO_COORDINATES]
 
-    # moment arms and muscle-tendon lengths on a coarse grid of frames; in
-    # between, moment arms are interpolated linearly and lengths follow from
-    # the nearest grid frame to first order, L(q) = L(q_g) - r(q_g) . (q - q_g)
-    # (the frames two beyond each end give the velocities at the ends)
+    # two frames beyond each end give the velocities at the ends
     lo, hi = max(start - 2, 0), min(end + 2, q_all.shape[0])
-    span = np.arange(lo, hi)
     rows = frames - lo
-    grid = np.unique(np.r_[span[::_MOMENT_ARM_STRIDE], span[-1]])
-    base = np.zeros((len(grid), len(muscles)))
-    arms_grid = np.stack([_moment_arms(model, state, setter, q_all[k], muscles, sides, mm.crossing, base[g])
-                          for g, k in enumerate(grid)])
-    flat = arms_grid.reshape(len(grid), -1)
-    arms_span = np.empty((len(span), len(SO_COORDINATES), len(muscles)))
-    for c in range(flat.shape[1]):
-        arms_span.reshape(len(span), -1)[:, c] = np.interp(span, grid, flat[:, c])
-    nearest = np.abs(span[:, None] - grid[None, :]).argmin(axis=1)
-    dq = q_all[span][:, so_idx] - q_all[grid[nearest]][:, so_idx]  # (S, 14)
-    lengths = base[nearest] - np.einsum("sj,sjm->sm", dq, arms_grid[nearest])
+    arms_span, lengths = path_geometry(mm, q_all[lo:hi])
     arms = arms_span[rows]
 
     activations = np.zeros((n, len(muscles)))

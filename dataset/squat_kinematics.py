@@ -3,10 +3,13 @@
 A trial is standing, then ``n_reps`` repetitions (descent, hold, ascent), each
 followed by a pause, then standing. The joint angles come from a few style
 parameters (:class:`SquatStyle`): depth, tempo, stance width and toe-out,
-trunk lean, left/right asymmetry, heel rise, knee valgus and measurement noise.
-Physical consistency comes from the subject's model, through
-:class:`utils.kinematics.ForwardKinematics` (checked against OpenSim in the
-tests):
+trunk lean (pelvis and lumbar share), balance point, arm and elbow posture,
+left/right asymmetry, heel rise, knee valgus, measurement noise and video-like
+jitter; trunk lean, balance and arm swing also vary between repetitions.
+Physical consistency comes from the subject's model, through any point
+kinematics with the interface of :class:`utils.kinematics.ForwardKinematics`
+(the generator passes :class:`dataset.opencap_model.OsimPoints`: OpenSim
+itself):
 
 * feet flat (or heels raised by the heel-rise angle, toes flat), from the
   sagittal chain: thigh pitch = knee flexion - ankle dorsiflexion - pelvis tilt;

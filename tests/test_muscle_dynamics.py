@@ -117,3 +117,38 @@ def test_state_setter_rejects_nothing_it_cannot_place(subject):
     setter.set(state, q, u)
     beta = model.getCoordinateSet().get("knee_angle_l_beta")
     assert beta.getValue(state) == pytest.approx(1.2) and beta.getSpeedValue(state) == pytest.approx(0.5)
+
+
+def test_path_geometry_between_evaluated_frames_matches_opensim(subject):
+    """Lengths from the moment arms of the nearest evaluated pose (every 5th)
+    stay within half a millimetre of OpenSim's path lengths over a squat."""
+    from dataset.muscle_dynamics import filter_kinematics, path_geometry
+
+    path, trial = subject
+    mm = MuscleModel(path)
+    start, end = trial.segments[0]
+    q = _to_si(filter_kinematics(trial.clean)[0])[start:end]
+    arms, lengths = path_geometry(mm, q)
+    exact = mm.lengths(q)
+    assert arms.shape == (end - start, len(SO_COORDINATES), 80)
+    assert np.abs(lengths - exact).max() < 5e-4
+    assert np.abs(lengths[::5] - exact[::5]).max() < 1e-9  # evaluated frames are OpenSim's own
+
+
+def test_dropped_repetitions_are_counted_and_never_written(tmp_path, monkeypatch):
+    import json
+
+    import dataset.synthesize as synth
+
+    monkeypatch.setitem(synth.QUALITY_LIMITS, "max_abs_pelvis_residual_force_N", -1.0)  # fails every repetition
+    summary = synth.build_session(tmp_path, 5, 0, 2)
+    assert summary["repetitions_dropped"] == 2 and summary["segments"] == []
+    assert all(r["segment"] is None and r["failed"] == ["max_abs_pelvis_residual_force_N"]
+               for r in summary["repetitions"])
+    assert not list(tmp_path.rglob("*_muscle_driven.mot"))
+    seg = np.load(tmp_path / "squat-segmentation-data" / f"{summary['session']}.npy", allow_pickle=True).item()
+    assert seg == {"SQT01": []}
+    report = synth._write_quality(tmp_path, [summary["session"]])
+    assert report["dropped"] == 2 and report["written"] == 0
+    assert report["failed_checks"] == {"max_abs_pelvis_residual_force_N": 2}
+    assert json.loads((tmp_path / synth.QUALITY_FILE).read_text())["repetitions"] == 2
