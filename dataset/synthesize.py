@@ -192,12 +192,16 @@ def _write_quality(root: Path, ids: list[str]) -> dict:
 
 
 def _write_split(root: Path, ids: list[str], seed: int) -> None:
+    """``split.json``: about :data:`TEST_FRACTION` of the sessions (seeded) in
+    test. A session whose every repetition was dropped has no squat data and
+    is listed in neither."""
     rng = np.random.default_rng([int(seed), _SEED_SALT, 1])
     n_test = max(1, int(round(TEST_FRACTION * len(ids)))) if len(ids) > 1 else 0
     test = set(rng.choice(len(ids), size=n_test, replace=False).tolist()) if n_test else set()
+    has_data = [bool(json.loads((root / "Data" / sid / SESSION_DONE).read_text())["segments"]) for sid in ids]
     atomic_write_json(root / "split.json", {
-        "train": [sid for i, sid in enumerate(ids) if i not in test],
-        "test": [sid for i, sid in enumerate(ids) if i in test],
+        "train": [sid for i, sid in enumerate(ids) if i not in test and has_data[i]],
+        "test": [sid for i, sid in enumerate(ids) if i in test and has_data[i]],
     })
 
 
