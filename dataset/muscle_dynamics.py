@@ -3,7 +3,7 @@ ground reaction forces, then static optimisation.
 
 Pipeline for one trial (:func:`simulate_trial`):
 
-1. The kinematics are low-pass filtered (6 Hz, 4th-order Butterworth, zero
+1. The kinematics are low-pass filtered (4 Hz, 4th-order Butterworth, zero
    lag) and differentiated (speeds, accelerations).
 2. **Whole-body dynamics** (OpenSim): centre of mass and central angular
    momentum of every frame (``Model.calcMassCenterPosition``,
@@ -14,15 +14,19 @@ Pipeline for one trial (:func:`simulate_trial`):
    applied under each foot as an OpenSim ``ExternalForce`` on ``calcn_r`` /
    ``calcn_l`` at a centre of pressure inside that foot's contact area.
 4. **Inverse dynamics** with OpenSim's ``InverseDynamicsSolver`` (muscles
-   disabled) gives the net moment of every coordinate; the six pelvis
+   and reserve actuators disabled; the coupled knee_angle_<s>_beta set from
+   the knee by its coupler) gives the net moment of every coordinate; the six pelvis
    residuals left after the ground reaction forces are reported.
-5. **Static optimisation** for every frame of a repetition: minimise the sum of
-   squared activations plus heavily weighted reserve moments subject to
-   ``sum_m a_m F0_m f_L f_V cos(alpha) r_jm + passive + reserve_j = tau_j`` for
-   the 14 lower-limb coordinates, ``a`` in [0, 1]. Moment arms ``r_jm`` are
-   ``-dL/dq`` of OpenSim's muscle path lengths (finite differences, wrapping
-   included); ``f_L``, ``f_V``, pennation and passive force come from OpenSim's
-   ``DeGrooteFregly2016Muscle`` in the current state (rigid tendon). The
+5. **Static optimisation** for every frame of a repetition: minimise the sum
+   of squared activations plus weighted squared reserve moments subject to
+   ``sum_m a_m F0_m f_L f_V cos(alpha) r_jm + reserve_j = tau_j`` for the 14
+   lower-limb coordinates, ``0.05 <= a <= 1`` (OpenCap's activation floor).
+   Moment arms ``r_jm`` are ``-dL/dq`` of OpenSim's muscle path lengths
+   (finite differences, wrapping included); ``f_L``, ``f_V`` and pennation
+   come from De Groote et al.'s (2016) curves and each muscle's parameters
+   (rigid tendon, then tendons stretched by the previous pass's forces);
+   passive fibre forces and hip rotation are treated as OpenCap's squat
+   simulations treat them (ignored; left to nearly free reserves). The
    reserves are the residual moments reported with the activations.
 """
 from __future__ import annotations
@@ -52,11 +56,16 @@ SO_COORDINATES: tuple[str, ...] = tuple(
 
 PELVIS_DOFS: tuple[str, ...] = ("pelvis_tilt", "pelvis_list", "pelvis_rotation", "pelvis_tx", "pelvis_ty", "pelvis_tz")
 
-FILTER_CUTOFF_HZ = 6.0
+FILTER_CUTOFF_HZ = 4.0  # Hz, as OpenCap's squat simulations filter the tracked coordinates
 RESERVE_OPTIMAL_MOMENT = 1.0  # N m; a reserve of 1 N m costs as much as one fully active muscle
+HIP_ROTATION_RESERVE = 30.0 * (100.0 / 0.001) ** 0.5  # N m, see below
+# OpenCap's squat simulations add hip-rotation reserve actuators (optimal
+# force 30 N m) whose cost term weighs 0.001 against 100 for the squared
+# activations: a reserve of 30 N m x sqrt(1e5) costs as much as one fully
+# active muscle, i.e. hip rotation is left to the reserves
 _FD_STEP = 1e-6               # rad, finite-difference step for moment arms
 _MAX_ARM_DISAGREEMENT = 0.005 # m, forward vs backward difference beyond which the path jumped
-_MOMENT_ARM_STRIDE = 4        # moment arms every 4th frame, interpolated in between
+_MOMENT_ARM_STRIDE = 5        # moment arms and lengths every 5th frame (1/12 s), interpolated in between
 GRAVITY = np.array([0.0, -9.80665, 0.0])
 
 
@@ -122,43 +131,84 @@ def _to_si(coords_deg: np.ndarray) -> np.ndarray:
 
 
 class StateSetter:
-    """Sets q and u of a model's state from canonical-order arrays (SI units)."""
+    """Sets q and u of a model's state from canonical-order arrays (SI units).
+
+    Coordinates outside the canonical 33 that a ``CoordinateCouplerConstraint``
+    drives from one of them (LaiUhlrich2022's ``knee_angle_<s>_beta``) are set
+    from the coupler's function: value f(q), speed f'(q) u, acceleration
+    f'(q) udot + f''(q) u^2; their generalised forces are mapped back onto the
+    independent coordinate (tau_q += f'(q) tau_beta)."""
 
     def __init__(self, model: osim.Model, state: osim.State) -> None:
         cs = model.getCoordinateSet()
         nq = state.getNQ()
         self.nq = nq
-        self.q_index = np.zeros(len(COORDINATES), dtype=int)
-        base = np.zeros(nq)
-        state.setQ(osim.Vector.createFromMat(base))
-        for i, name in enumerate(COORDINATES):
+        if state.getNU() != nq:
+            raise RuntimeError("the model has joints with nq != nu; not supported")
+        state.setQ(osim.Vector.createFromMat(np.zeros(nq)))
+
+        def locate(name: str) -> int:
             c = cs.get(name)
             c.setValue(state, 0.5, False)
             q = state.getQ().to_numpy()
             hit = np.flatnonzero(np.abs(q - 0.5) < 1e-12)
+            c.setValue(state, 0.0, False)
             if hit.size != 1:
                 raise RuntimeError(f"cannot locate coordinate {name} in the state vector")
-            self.q_index[i] = hit[0]
-            c.setValue(state, 0.0, False)
-        if state.getNU() != nq:
-            raise RuntimeError("the model has joints with nq != nu; not supported")
+            return int(hit[0])
+
+        self.q_index = np.array([locate(name) for name in COORDINATES], dtype=int)
+        self.couplers: list[tuple[int, int, osim.Function]] = []  # (dependent mobility, independent canonical, f)
+        constraints = model.getConstraintSet()
+        for i in range(constraints.getSize()):
+            cc = osim.CoordinateCouplerConstraint.safeDownCast(constraints.get(i))
+            if cc is None or not cc.get_isEnforced():
+                continue
+            indep = cc.getIndependentCoordinateNames()
+            if indep.getSize() != 1 or indep.get(0) not in COORDINATES:
+                raise RuntimeError(f"coupler {cc.getName()}: only one canonical independent coordinate is supported")
+            self.couplers.append((locate(cc.getDependentCoordinateName()), COORDINATES.index(indep.get(0)),
+                                  cc.getFunction()))
+
+    @staticmethod
+    def _f(f: osim.Function, x: float, order: int) -> float:
+        arg = osim.Vector(1, float(x))
+        if order == 0:
+            return f.calcValue(arg)
+        deriv = osim.StdVectorInt()
+        for _ in range(order):
+            deriv.push_back(0)
+        return f.calcDerivative(deriv, arg)
 
     def set(self, state: osim.State, q: np.ndarray, u: np.ndarray | None = None) -> None:
         qv = np.zeros(self.nq)
         qv[self.q_index] = q
-        state.setQ(osim.Vector.createFromMat(qv))
         uv = np.zeros(self.nq)
         if u is not None:
             uv[self.q_index] = u
+        for dep, ind, f in self.couplers:
+            qv[dep] = self._f(f, q[ind], 0)
+            if u is not None:
+                uv[dep] = self._f(f, q[ind], 1) * u[ind]
+        state.setQ(osim.Vector.createFromMat(qv))
         state.setU(osim.Vector.createFromMat(uv))
 
-    def vector(self, values: np.ndarray) -> osim.Vector:
+    def accelerations(self, q: np.ndarray, u: np.ndarray, udot: np.ndarray) -> osim.Vector:
+        """Mobility accelerations (coupled coordinates included) from canonical ones."""
         v = np.zeros(self.nq)
-        v[self.q_index] = values
+        v[self.q_index] = udot
+        for dep, ind, f in self.couplers:
+            v[dep] = self._f(f, q[ind], 1) * udot[ind] + self._f(f, q[ind], 2) * u[ind] ** 2
         return osim.Vector.createFromMat(v)
 
-    def canonical(self, mobility_values: np.ndarray) -> np.ndarray:
-        return np.asarray(mobility_values)[self.q_index]
+    def generalized_forces(self, q: np.ndarray, mobility_forces: np.ndarray) -> np.ndarray:
+        """Canonical generalised forces from mobility forces, the coupled
+        coordinates' forces mapped onto their independent coordinates."""
+        tau = np.asarray(mobility_forces, dtype=float)
+        out = tau[self.q_index].copy()
+        for dep, ind, f in self.couplers:
+            out[ind] += self._f(f, q[ind], 1) * tau[dep]
+        return out
 
 
 def _vec3(v) -> np.ndarray:
@@ -220,7 +270,7 @@ def ground_reaction_forces(model: osim.Model, q_si: np.ndarray, u_si: np.ndarray
     centre = {}
     for s in ("r", "l"):
         pts = contact_pos[s]
-        low = pts[:, :, 1] <= pts[:, :, 1].min(axis=1, keepdims=True) + 0.01
+        low = pts[:, :, 1] <= pts[:, :, 1].min(axis=1, keepdims=True) + 0.025  # points on the floor (a raised heel is not)
         c = (pts * low[..., None]).sum(1) / low.sum(1, keepdims=True)
         c[:, 1] = 0.0
         centre[s] = c
@@ -284,9 +334,9 @@ def inverse_dynamics(model_path: str, coords: np.ndarray, fs: float = FRAME_RATE
     times = np.arange(T) / fs
 
     model = osim.Model(str(model_path))
-    muscles = model.updMuscles()
-    for i in range(muscles.getSize()):
-        muscles.get(i).set_appliesForce(False)
+    model_forces = model.updForceSet()  # muscles, reserve actuators: none applies force in inverse dynamics
+    for i in range(model_forces.getSize()):
+        model_forces.get(i).set_appliesForce(False)
     storage = _grf_storage(times, grf)
     forces = []
     for s in ("r", "l"):
@@ -309,8 +359,8 @@ def inverse_dynamics(model_path: str, coords: np.ndarray, fs: float = FRAME_RATE
         state.setTime(float(times[k]))
         setter.set(state, q[k], u[k])
         model.realizeVelocity(state)
-        tau = solver.solve(state, setter.vector(udot[k])).to_numpy()
-        moments[k] = setter.canonical(tau)
+        tau = solver.solve(state, setter.accelerations(q[k], u[k], udot[k])).to_numpy()
+        moments[k] = setter.generalized_forces(q[k], tau)
     del storage, forces
     return DynamicsResult(moments, grf, filtered, u, udot)
 
@@ -318,27 +368,88 @@ def inverse_dynamics(model_path: str, coords: np.ndarray, fs: float = FRAME_RATE
 # ----------------------------------------------------------------------------- static optimisation
 
 
+# De Groote F, Kinney AL, Rao AV, Fregly BJ (2016). Evaluation of direct
+# collocation optimal control problem formulations for solving the muscle
+# redundancy problem. Ann Biomed Eng 44(10):2922-2936: the normalised
+# active force-length (three Gaussians), force-velocity and passive
+# force-length curves (coefficients as in OpenSim's DeGrooteFregly2016Muscle).
+_FL_B = np.array([[0.8150671134243542, 1.055033428970575, 0.162384573599574, 0.063303448465465],
+                  [0.433004984392647, 0.716775413397760, -0.029947116970696, 0.200356847296188],
+                  [0.1, 1.0, 0.353553390593274, 0.0]])
+_FV_D = (-0.3211346127989808, -8.149, -0.374, 0.8825327733249912)
+_FP_K, _FP_E0, _FP_LMIN = 4.0, 0.6, 0.2
+
+
+def active_force_length(l_norm: np.ndarray) -> np.ndarray:
+    """De Groote et al. (2016) active force-length multiplier of normalised fibre length."""
+    l = np.asarray(l_norm, dtype=float)[..., None]
+    b1, b2, b3, b4 = _FL_B.T
+    return np.sum(b1 * np.exp(-0.5 * (l - b2) ** 2 / (b3 + b4 * l) ** 2), axis=-1)
+
+
+def force_velocity(v_norm: np.ndarray) -> np.ndarray:
+    """De Groote et al. (2016) force-velocity multiplier of normalised fibre
+    velocity (fibre velocity / (v_max l_opt), lengthening positive)."""
+    d1, d2, d3, d4 = _FV_D
+    x = d2 * np.asarray(v_norm, dtype=float) + d3
+    return d1 * np.log(x + np.sqrt(x * x + 1.0)) + d4
+
+
+def passive_force_length(l_norm: np.ndarray) -> np.ndarray:
+    """De Groote et al. (2016) passive force-length multiplier, as OpenSim's
+    ``DeGrooteFregly2016Muscle`` (one maximum isometric force at strain 0.6)."""
+    offset = np.exp(_FP_K * (_FP_LMIN - 1.0) / _FP_E0)
+    f = (np.exp(_FP_K * (np.asarray(l_norm, dtype=float) - 1.0) / _FP_E0) - offset) / (np.exp(_FP_K) - offset)
+    return np.maximum(f, 0.0)
+
+
 @dataclass
-class _MuscleFrame:
-    length: np.ndarray      # (M,)
-    f_active: np.ndarray    # (M,) F0 fL fV cos(alpha), N
-    f_passive: np.ndarray   # (M,) F0 fP cos(alpha), N
+class _MuscleFrames:
+    f_active: np.ndarray    # (n, M) F0 fL fV cos(alpha), N
+    f_passive: np.ndarray   # (n, M) F0 fP cos(alpha), N
+    fibre_length: np.ndarray  # (n, M) normalised by the optimal fibre length
 
 
-def _muscle_quantities(model: osim.Model, state: osim.State, muscles: list) -> _MuscleFrame:
-    n = len(muscles)
-    length, fa, fp = np.zeros(n), np.zeros(n), np.zeros(n)
-    for i, m in enumerate(muscles):
-        length[i] = m.getLength(state)
-        f0 = m.getMaxIsometricForce()
-        cos = m.getCosPennationAngle(state)
-        fa[i] = f0 * m.getActiveForceLengthMultiplier(state) * m.getForceVelocityMultiplier(state) * cos
-        fp[i] = f0 * m.getPassiveForceMultiplier(state) * cos
-    return _MuscleFrame(length, fa, fp)
+_TENDON_C = (0.2, 0.995, 0.25, 35.0)  # De Groote et al. (2016) tendon force-length curve, stiffness 35
+
+
+def tendon_stretch(force_norm: np.ndarray) -> np.ndarray:
+    """Tendon length / slack length carrying ``force_norm`` maximum isometric
+    forces on De Groote et al.'s (2016) tendon curve (4.7 % strain at one)."""
+    c1, c2, c3, k = _TENDON_C
+    return c2 + np.log((np.maximum(force_norm, 0.0) + c3) / c1) / k
+
+
+def rigid_tendon_mechanics(lengths: np.ndarray, fs: float, f0: np.ndarray, l_opt: np.ndarray,
+                           l_slack: np.ndarray, alpha0: np.ndarray, v_max: np.ndarray,
+                           tendon_force: np.ndarray | None = None) -> _MuscleFrames:
+    """Force capacities of muscles with rigid tendons from their muscle-tendon
+    lengths ``lengths`` (n, M) metres sampled at ``fs`` Hz and their
+    parameters (M,) (maximum isometric force N, optimal fibre length m, tendon
+    slack length m, pennation at the optimal length rad, maximum contraction
+    velocity in optimal lengths per second). Constant-thickness pennation:
+    the fibre length is sqrt(h^2 + (L - l_T)^2) with h = l_opt sin(alpha0).
+
+    The tendon length l_T is the slack length (rigid tendons) or, given
+    ``tendon_force`` (n, M) in maximum isometric forces (e.g. from a first
+    static optimisation), the length at which an elastic tendon carries that
+    force (:func:`tendon_stretch`): a one-step stand-in for tendon compliance."""
+    h = l_opt * np.sin(alpha0)
+    l_tendon = l_slack if tendon_force is None else l_slack * tendon_stretch(tendon_force)
+    along = np.maximum(lengths - l_tendon, 0.05 * l_opt)
+    fibre = np.sqrt(h * h + along * along)
+    cos = along / fibre
+    v_mt = np.gradient(lengths, 1.0 / fs, axis=0, edge_order=2) if lengths.shape[0] > 2 else np.zeros_like(lengths)
+    v_norm = np.clip(v_mt * cos / (v_max * l_opt), -1.0, 1.0)
+    l_norm = fibre / l_opt
+    fa = f0 * active_force_length(l_norm) * force_velocity(v_norm) * cos
+    fp = f0 * passive_force_length(l_norm) * cos
+    return _MuscleFrames(fa, fp, l_norm)
 
 
 def _moment_arms(model: osim.Model, state: osim.State, setter: StateSetter, q: np.ndarray,
-                 muscles: list, sides: list[str], crossing: dict[int, np.ndarray] | None = None) -> np.ndarray:
+                 muscles: list, sides: list[str], crossing: dict[int, np.ndarray] | None = None,
+                 lengths_out: np.ndarray | None = None) -> np.ndarray:
     """Moment arms (14, M) of every muscle about :data:`SO_COORDINATES` at pose
     ``q`` (SI, canonical), as -dL/dq of OpenSim path lengths. Right and left
     coordinates are perturbed together (a muscle only spans joints of its own
@@ -356,6 +467,8 @@ def _moment_arms(model: osim.Model, state: osim.State, setter: StateSetter, q: n
     setter.set(state, q)
     model.realizePosition(state)
     base = np.array([m.getLength(state) for m in muscles])
+    if lengths_out is not None:
+        lengths_out[:] = base  # the muscle-tendon lengths at q, metres
     for j in range(per_side):
         idx = crossing.get(j) if crossing is not None else None
         if idx is None:
@@ -381,34 +494,43 @@ def _moment_arms(model: osim.Model, state: osim.State, setter: StateSetter, q: n
 
 
 def solve_so_qp(A: np.ndarray, b: np.ndarray, w: float = 1.0, x0: np.ndarray | None = None,
-                max_iter: int = 200) -> np.ndarray:
-    """Minimise ``|x|^2 + |(A x - b) / w|^2`` subject to ``0 <= x <= 1``.
+                max_iter: int = 200, lower: float = 0.0) -> np.ndarray:
+    """Minimise ``|x|^2 + |(A x - b) / w|^2`` subject to ``lower <= x <= 1``.
 
     ``A`` (J, M) maps activations to joint moments, ``b`` (J,) the moments to
     produce, ``w`` the reserve moment that costs as much as one fully active
-    muscle. Block principal pivoting (Judice & Pires 1994) on the bounds; each
-    step solves only a J x J system (Woodbury identity). ``x0`` warm-starts
-    the active set. Exact at convergence (KKT conditions checked)."""
+    muscle. See :func:`solve_so_qp_status`."""
+    return solve_so_qp_status(A, b, w, x0, max_iter, lower)[0]
+
+
+def solve_so_qp_status(A: np.ndarray, b: np.ndarray, w: float = 1.0, x0: np.ndarray | None = None,
+                       max_iter: int = 200, lower: float = 0.0) -> tuple[np.ndarray, bool]:
+    """:func:`solve_so_qp` and whether its block principal pivoting (Judice &
+    Pires 1994; each step solves a J x J system by the Woodbury identity)
+    converged; if it did not, the result is scipy's bounded least squares
+    (``False``). Exact at convergence (KKT conditions checked)."""
     J, M = A.shape
     w2 = float(w) ** 2
-    x = np.zeros(M) if x0 is None else np.clip(np.asarray(x0, dtype=float), 0.0, 1.0)
-    at_lo = x <= 1e-12
+    lo = float(lower)
+    x = np.full(M, lo) if x0 is None else np.clip(np.asarray(x0, dtype=float), lo, 1.0)
+    at_lo = x <= lo + 1e-12
     at_hi = x >= 1.0 - 1e-12
     best_infeasible, tries = M + 1, 3
     eye = np.eye(J)
     for _ in range(max_iter):
         free = ~(at_lo | at_hi)
-        x = at_hi.astype(float)
-        r = b - A[:, at_hi].sum(axis=1)
+        x = np.where(at_hi, 1.0, lo)
+        fixed = ~free
+        r = b - A[:, fixed] @ x[fixed]
         if free.any():
             Af = A[:, free]
             x[free] = Af.T @ np.linalg.solve(w2 * eye + Af @ Af.T, r)
         grad = x + A.T @ (A @ x - b) / w2
-        bad = ((free & ((x < -1e-10) | (x > 1.0 + 1e-10)))
+        bad = ((free & ((x < lo - 1e-10) | (x > 1.0 + 1e-10)))
                | (at_lo & (grad < -1e-9)) | (at_hi & (grad > 1e-9)))
         n_bad = int(bad.sum())
         if n_bad == 0:
-            return np.clip(x, 0.0, 1.0)
+            return np.clip(x, lo, 1.0), True
         if n_bad < best_infeasible:
             best_infeasible, tries = n_bad, 3
             flip = bad
@@ -418,17 +540,21 @@ def solve_so_qp(A: np.ndarray, b: np.ndarray, w: float = 1.0, x0: np.ndarray | N
         else:  # safeguard against cycling: flip only the last offending variable
             flip = np.zeros(M, dtype=bool)
             flip[np.flatnonzero(bad)[-1]] = True
-        go_lo = flip & free & (x < 0.0)
+        go_lo = flip & free & (x < lo)
         go_hi = flip & free & (x > 1.0)
         at_lo = (at_lo & ~flip) | go_lo
         at_hi = (at_hi & ~flip) | go_hi
     res = lsq_linear(np.vstack([A / float(w), np.eye(M)]), np.r_[b / float(w), np.zeros(M)],
-                     bounds=(0.0, 1.0), method="bvls")
-    return np.clip(res.x, 0.0, 1.0)
+                     bounds=(lo, 1.0), method="bvls")
+    return np.clip(res.x, lo, 1.0), False
 
 
 class MuscleModel:
-    """An OpenSim model loaded for static optimisation (loaded once per trial)."""
+    """An OpenSim model loaded for static optimisation (loaded once per trial):
+    its muscles' paths (OpenSim) and parameters (numpy arrays, for the
+    rigid-tendon mechanics of :func:`rigid_tendon_mechanics`). Any muscle type
+    with the usual Hill-type parameters works (LaiUhlrich2022 has
+    ``Millard2012EquilibriumMuscle`` s)."""
 
     def __init__(self, model_path: str | Path) -> None:
         self.path = str(model_path)
@@ -436,12 +562,83 @@ class MuscleModel:
         self.state = self.model.initSystem()
         self.setter = StateSetter(self.model, self.state)
         ms = self.model.getMuscles()
-        self.muscles = [osim.DeGrooteFregly2016Muscle.safeDownCast(ms.get(i)) for i in range(ms.getSize())]
-        if any(m is None for m in self.muscles):
-            raise ValueError(f"{self.path}: static optimisation needs DeGrooteFregly2016Muscle muscles")
+        self.muscles = [ms.get(i) for i in range(ms.getSize())]
+        if not self.muscles:
+            raise ValueError(f"{self.path}: the model has no muscles")
         self.names = tuple(m.getName() for m in self.muscles)
         self.sides = [n.rsplit("_", 1)[1] for n in self.names]
+        self.f0 = np.array([m.getMaxIsometricForce() for m in self.muscles])
+        self.l_opt = np.array([m.getOptimalFiberLength() for m in self.muscles])
+        self.l_slack = np.array([m.getTendonSlackLength() for m in self.muscles])
+        self.alpha0 = np.array([m.getPennationAngleAtOptimalFiberLength() for m in self.muscles])
+        self.v_max = np.array([m.getMaxContractionVelocity() for m in self.muscles])
         self.crossing: dict[int, np.ndarray] = {}  # muscles spanning each coordinate pair
+
+    def lengths(self, q_si: np.ndarray) -> np.ndarray:
+        """Muscle-tendon lengths (n, M), metres, of poses (n, 33) (SI units)."""
+        out = np.zeros((q_si.shape[0], len(self.muscles)))
+        for k in range(q_si.shape[0]):
+            self.setter.set(self.state, q_si[k])
+            self.model.realizePosition(self.state)
+            out[k] = [m.getLength(self.state) for m in self.muscles]
+        return out
+
+
+SATURATION = 0.95
+"""Activation at or above which a muscle counts as saturated."""
+
+ANTAGONIST_GROUPS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    (("vasmed", "vaslat", "vasint", "recfem"), ("bflh", "bfsh", "semimem", "semiten", "gasmed", "gaslat")),
+    (("tibant", "edl", "ehl"), ("soleus", "gasmed", "gaslat", "perlong", "perbrev", "tibpost", "fdl", "fhl")),
+    (("iliacus", "psoas", "recfem", "tfl", "sart"),
+     ("glmax1", "glmax2", "glmax3", "semimem", "semiten", "bflh", "addmagIsch", "addmagMid", "addmagDist")),
+)
+"""(agonists, antagonists) per joint: knee extensors / flexors, ankle
+dorsiflexors / plantarflexors, hip flexors / extensors (muscle bases)."""
+
+
+def saturated_antagonist_frames(activations: np.ndarray, names: tuple[str, ...]) -> int:
+    """Frames (rows of ``activations`` (n, M)) in which, on one side, a muscle
+    and one of its antagonists are both at or above :data:`SATURATION`: the
+    signature of a static optimisation that fought its own bounds."""
+    bad = np.zeros(activations.shape[0], dtype=bool)
+    for side in ("r", "l"):
+        for ago, anta in ANTAGONIST_GROUPS:
+            a = [names.index(f"{m}_{side}") for m in ago]
+            b = [names.index(f"{m}_{side}") for m in anta]
+            bad |= (activations[:, a].max(axis=1) >= SATURATION) & (activations[:, b].max(axis=1) >= SATURATION)
+    return int(bad.sum())
+
+
+def path_geometry(mm: MuscleModel, q_si: np.ndarray, stride: int = _MOMENT_ARM_STRIDE
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Moment arms (n, 14, M) about :data:`SO_COORDINATES` and muscle-tendon
+    lengths (n, M), metres, of consecutive poses ``q_si`` (n, 33) (SI units).
+
+    OpenSim path lengths are evaluated on every ``stride``-th pose (and the
+    last); in between, moment arms are interpolated linearly and lengths follow
+    from the nearest evaluated pose g to first order,
+    L(q) = L(q_g) - r(q_g) . (q - q_g) (within 0.4 mm of OpenSim's in a squat)."""
+    n = q_si.shape[0]
+    idx = np.arange(n)
+    grid = np.unique(np.r_[idx[::stride], n - 1])
+    so_idx = [COORDINATES.index(c) for c in SO_COORDINATES]
+    base = np.zeros((len(grid), len(mm.muscles)))
+    arms_grid = np.stack([_moment_arms(mm.model, mm.state, mm.setter, q_si[k], mm.muscles, mm.sides, mm.crossing,
+                                       base[g]) for g, k in enumerate(grid)])
+    flat = arms_grid.reshape(len(grid), -1)
+    arms = np.empty((n, len(SO_COORDINATES), len(mm.muscles)))
+    for c in range(flat.shape[1]):
+        arms.reshape(n, -1)[:, c] = np.interp(idx, grid, flat[:, c])
+    nearest = np.abs(idx[:, None] - grid[None, :]).argmin(axis=1)
+    dq = q_si[:, so_idx] - q_si[grid[nearest]][:, so_idx]
+    lengths = base[nearest] - np.einsum("sj,sjm->sm", dq, arms_grid[nearest])
+    return arms, lengths
+
+
+ACTIVATION_FLOOR = 0.05
+"""Lower bound of every activation, as in OpenCap's muscle-driven simulations
+(the shipped real file's resting muscles sit exactly at 0.05)."""
 
 
 def static_optimization(model: str | Path | MuscleModel, dyn: DynamicsResult, start: int, end: int,
@@ -449,43 +646,58 @@ def static_optimization(model: str | Path | MuscleModel, dyn: DynamicsResult, st
     """Activations for frames ``start:end`` of a trial whose inverse dynamics is
     ``dyn``; ``model`` is the subject's ``.osim`` (or a loaded :class:`MuscleModel`)."""
     mm = model if isinstance(model, MuscleModel) else MuscleModel(model)
-    model_path, model, state, setter = mm.path, mm.model, mm.state, mm.setter
-    muscles, names, sides = mm.muscles, mm.names, mm.sides
+    model_path, muscles, names = mm.path, mm.muscles, mm.names
     q_all = _to_si(dyn.coords_filtered)
     frames = np.arange(start, end)
     n = len(frames)
     so_idx = [COORDINATES.index(c) for c in SO_COORDINATES]
 
-    # moment arms on a coarse grid of frames, linearly interpolated in between
-    grid = np.unique(np.r_[frames[::_MOMENT_ARM_STRIDE], frames[-1]])
-    arms_grid = np.stack([_moment_arms(model, state, setter, q_all[k], muscles, sides, mm.crossing)
-                          for k in grid])
-    arms = np.empty((n, len(SO_COORDINATES), len(muscles)))
-    flat = arms_grid.reshape(len(grid), -1)
-    for c in range(flat.shape[1]):
-        arms.reshape(n, -1)[:, c] = np.interp(frames, grid, flat[:, c])
+    # two frames beyond each end give the velocities at the ends
+    lo, hi = max(start - 2, 0), min(end + 2, q_all.shape[0])
+    rows = frames - lo
+    arms_span, lengths = path_geometry(mm, q_all[lo:hi])
+    arms = arms_span[rows]
 
     activations = np.zeros((n, len(muscles)))
     reserves = np.zeros((n, len(SO_COORDINATES)))
     moments = dyn.moments[frames][:, so_idx]
     a = None
-    for i, k in enumerate(frames):
-        setter.set(state, q_all[k], dyn.speeds[k])
-        model.realizeVelocity(state)
-        mf = _muscle_quantities(model, state, muscles)
-        A = arms[i] * mf.f_active[None, :]
-        b = moments[i] - arms[i] @ mf.f_passive
-        if not (np.isfinite(A).all() and np.isfinite(b).all()):
-            raise FloatingPointError(f"{model_path}: non-finite muscle moment data at frame {k}")
-        a = solve_so_qp(A, b, RESERVE_OPTIMAL_MOMENT, x0=a)
-        activations[i] = a
-        reserves[i] = b - A @ a
+    # reserve "optimal moments": a reserve of w_j costs as much as one fully
+    # active muscle; passive fibre forces are ignored, as OpenCap's squat
+    # simulations do (ignorePassiveFiberForce)
+    w = np.array([HIP_ROTATION_RESERVE if c.startswith("hip_rotation") else RESERVE_OPTIMAL_MOMENT
+                  for c in SO_COORDINATES])
+    mech = rigid_tendon_mechanics(lengths, fs, mm.f0, mm.l_opt, mm.l_slack, mm.alpha0, mm.v_max)
+    for compliant in (False, True, True):
+        if compliant:  # second pass: fibre lengths with the tendons stretched by the first pass's forces
+            force = np.zeros_like(lengths)
+            force[rows] = activations * mech.f_active[rows] / mm.f0
+            mech = rigid_tendon_mechanics(lengths, fs, mm.f0, mm.l_opt, mm.l_slack, mm.alpha0, mm.v_max,
+                                          tendon_force=force)
+        unconverged = 0
+        for i, k in enumerate(frames):
+            A = arms[i] * mech.f_active[rows[i]][None, :]
+            b = moments[i]
+            if not (np.isfinite(A).all() and np.isfinite(b).all()):
+                raise FloatingPointError(f"{model_path}: non-finite muscle moment data at frame {k}")
+            a, ok = solve_so_qp_status(A / w[:, None], b / w, 1.0, x0=a, lower=ACTIVATION_FLOOR)
+            unconverged += not ok
+            activations[i] = a
+            reserves[i] = b - A @ a
     pelvis = dyn.moments[frames][:, [COORDINATES.index(p) for p in PELVIS_DOFS]]
+    peak = np.abs(moments).max(axis=0)
     summary = {
+        "max_activation": float(activations.max()),
+        "max_activation_muscle": names[int(np.argmax(activations.max(axis=0)))],
+        "saturated_muscles": sorted(names[i] for i in np.flatnonzero(activations.max(axis=0) >= SATURATION)),
+        "saturated_antagonist_frames": saturated_antagonist_frames(activations, names),
         "max_abs_reserve_Nm": float(np.abs(reserves).max()),
+        "max_reserve_fraction": float(np.max(np.abs(reserves).max(axis=0) / np.maximum(peak, 10.0))),
         "rms_reserve_Nm": float(np.sqrt(np.mean(reserves ** 2))),
         "max_abs_pelvis_residual_moment_Nm": float(np.abs(pelvis[:, :3]).max()),
         "max_abs_pelvis_residual_force_N": float(np.abs(pelvis[:, 3:]).max()),
+        "solver_unconverged_frames": int(unconverged),
+        "fibre_length_range": [float(mech.fibre_length[rows].min()), float(mech.fibre_length[rows].max())],
     }
     return RepetitionActivations(start, end, names, activations, reserves, moments, pelvis, summary)
 

@@ -3,10 +3,13 @@
 A trial is standing, then ``n_reps`` repetitions (descent, hold, ascent), each
 followed by a pause, then standing. The joint angles come from a few style
 parameters (:class:`SquatStyle`): depth, tempo, stance width and toe-out,
-trunk lean, left/right asymmetry, heel rise, knee valgus and measurement noise.
-Physical consistency comes from the subject's model, through
-:class:`utils.kinematics.ForwardKinematics` (checked against OpenSim in the
-tests):
+trunk lean (pelvis and lumbar share), balance point, arm and elbow posture,
+left/right asymmetry, heel rise, knee valgus, measurement noise and video-like
+jitter; trunk lean, balance and arm swing also vary between repetitions.
+Physical consistency comes from the subject's model, through any point
+kinematics with the interface of :class:`utils.kinematics.ForwardKinematics`
+(the generator passes :class:`dataset.opencap_model.OsimPoints`: OpenSim
+itself):
 
 * feet flat (or heels raised by the heel-rise angle, toes flat), from the
   sagittal chain: thigh pitch = knee flexion - ankle dorsiflexion - pelvis tilt;
@@ -48,12 +51,23 @@ STYLE_RANGES: dict[str, tuple[float, float]] = {
     "pause": (0.2, 5.0),           # seconds standing between repetitions
     "stance": (-5.0, 30.0),        # hip abduction of the leg plane, degrees (stance width)
     "toe_out": (-10.0, 40.0),      # external rotation of the leg plane, degrees
-    "trunk_lean": (0.0, 60.0),     # extra forward trunk lean at the bottom, degrees
+    "trunk_lean": (0.0, 100.0),    # forward trunk inclination added at the bottom of a 100 degree squat, degrees
+    "pelvis_share": (0.0, 1.0),    # part of the trunk lean made by the pelvis (the rest: lumbar flexion)
+    "standing_tilt": (-25.0, 10.0),  # pelvis tilt when standing, degrees (negative: anterior)
     "asymmetry": (-25.0, 25.0),    # right minus left knee flexion at the bottom, degrees
     "heel_rise": (0.0, 30.0),      # heel lift (foot plantarflexion) at the bottom, degrees
     "knee_valgus": (-15.0, 25.0),  # extra hip adduction at the bottom, degrees
-    "noise": (0.0, 5.0),           # SD of smooth measurement noise, degrees
-    "arm_forward": (-10.0, 120.0), # shoulder flexion at the bottom, degrees
+    "noise": (0.0, 5.0),           # SD of smooth (1.5 Hz) measurement noise, degrees
+    "jitter": (0.0, 10.0),         # video-like 3-12 Hz jitter, multiple of the measured OpenCap jitter
+    "arm_forward": (-10.0, 120.0), # shoulder flexion added at the bottom, degrees
+    "arm_add": (-45.0, 10.0),      # shoulder adduction (negative: arms away from the body), degrees
+    "arm_rot": (-30.0, 40.0),      # shoulder rotation, degrees
+    "elbow": (0.0, 100.0),         # elbow flexion standing, degrees
+    "elbow_bend": (0.0, 60.0),     # elbow flexion added at the bottom, degrees
+    "pro_sup": (50.0, 100.0),      # forearm pronation-supination, degrees
+    "subtalar": (-15.0, 15.0),     # subtalar angle (inversion positive), degrees
+    "lumbar_side": (-10.0, 10.0),  # lumbar bending, degrees
+    "lumbar_twist": (-20.0, 20.0), # lumbar rotation, degrees
     "heading": (-45.0, 45.0),      # pelvis rotation (facing direction), degrees
     "balance": (0.2, 0.8),         # centre of mass between heel (0) and metatarsal heads (1)
 }
@@ -88,14 +102,25 @@ class SquatStyle:
     pause: float = 1.0
     stance: float = 8.0
     toe_out: float = 10.0
-    trunk_lean: float = 10.0
+    trunk_lean: float = 50.0
+    pelvis_share: float = 0.4
+    standing_tilt: float = -5.0
     asymmetry: float = 0.0
     heel_rise: float = 0.0
     knee_valgus: float = 0.0
     noise: float = 0.5
+    jitter: float = 1.0
     arm_forward: float = 60.0
+    arm_add: float = -15.0
+    arm_rot: float = 0.0
+    elbow: float = 30.0
+    elbow_bend: float = 15.0
+    pro_sup: float = 85.0
+    subtalar: float = 0.0
+    lumbar_side: float = 0.0
+    lumbar_twist: float = 0.0
     heading: float = 0.0
-    balance: float = 0.45
+    balance: float = 0.55
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -127,7 +152,10 @@ class SquatTrial:
         return np.arange(self.coords.shape[0]) / self.frame_rate
 
 
-DEPTH_SAMPLING_RANGE: tuple[float, float] = (45.0, 120.0)
+REP_VARIATION: dict[str, float] = {"trunk_lean": 6.0, "balance": 0.03, "arm_forward": 10.0}
+"""SD of the repetition-to-repetition variation of these style parameters."""
+
+DEPTH_SAMPLING_RANGE: tuple[float, float] = (45.0, 115.0)
 """Range of the subjects' typical squat depth (peak knee flexion, degrees)."""
 
 
@@ -142,26 +170,38 @@ def sample_subject(rng: np.random.Generator, depth_quantile: float | None = None
     height = float(np.clip(rng.normal(1.64 if sex == "female" else 1.77, 0.07), 1.48, 2.0))
     bmi = float(np.clip(rng.normal(24.0, 3.0), 18.0, 34.0))
     mass = float(np.clip(bmi * height * height, MASS_RANGE[0], MASS_RANGE[1]))
-    strength = float(np.clip(rng.normal(1.0, 0.06), 0.85, 1.15))
-    heel = float(rng.uniform(4.0, 15.0)) if rng.random() < 0.25 else 0.0
+    strength = 1.0  # the generic model's maximum isometric forces, as OpenCap's scaled models keep them
+    rng.random()  # (kept for the stream of draws) heels stay down, as in the real OpenCap squats (constant mtp)
+    heel = 0.0
     style = SquatStyle(
         depth=float(DEPTH_SAMPLING_RANGE[0] + (DEPTH_SAMPLING_RANGE[1] - DEPTH_SAMPLING_RANGE[0])
                     * (rng.random() if depth_quantile is None else depth_quantile)),
-        depth_jitter=float(rng.uniform(8.0, 16.0)),
-        descent=float(rng.uniform(0.9, 1.7)),
-        ascent=float(rng.uniform(0.8, 1.4)),
-        hold=float(rng.uniform(0.0, 0.35)),
-        pause=float(rng.uniform(0.5, 1.3)),
+        depth_jitter=float(rng.uniform(5.0, 12.0)),
+        descent=float(rng.uniform(0.65, 1.0)),
+        ascent=float(rng.uniform(0.6, 0.95)),
+        hold=float(rng.uniform(0.0, 0.12)),
+        pause=float(rng.uniform(0.3, 1.0)),
         stance=float(rng.uniform(0.0, 8.0)),
         toe_out=float(rng.uniform(0.0, 15.0)),
-        trunk_lean=float(rng.uniform(0.0, 12.0)),
+        trunk_lean=float(rng.uniform(30.0, 75.0)),
+        pelvis_share=float(rng.uniform(0.25, 0.6)),
+        standing_tilt=float(rng.uniform(-15.0, 0.0)),
         asymmetry=float(np.clip(rng.normal(0.0, 3.0), -8, 8)),
         heel_rise=heel,
         knee_valgus=float(rng.uniform(-3.0, 8.0)),
         noise=float(rng.uniform(0.2, 0.7)),
-        arm_forward=float(rng.uniform(20.0, 90.0)),
+        jitter=float(rng.uniform(0.5, 1.2)),
+        arm_forward=float(rng.uniform(0.0, 110.0)),
+        arm_add=float(rng.uniform(-33.0, -8.0)),
+        arm_rot=float(rng.uniform(-20.0, 30.0)),
+        elbow=float(rng.uniform(10.0, 60.0)),
+        elbow_bend=float(rng.uniform(0.0, 40.0)),
+        pro_sup=float(rng.uniform(70.0, 92.0)),
+        subtalar=float(rng.uniform(-6.0, 9.0)),
+        lumbar_side=float(rng.uniform(-3.0, 3.0)),
+        lumbar_twist=float(rng.uniform(-3.0, 15.0)),
         heading=float(rng.uniform(-8.0, 8.0)),
-        balance=float(rng.uniform(0.42, 0.50)),
+        balance=float(rng.uniform(0.45, 0.65)),
     )
     return SubjectParams(height, mass, sex, strength), style
 
@@ -201,6 +241,39 @@ def _timeline(style: SquatStyle, n_reps: int, rng: np.random.Generator, fs: floa
     return phi, idx, segments, depths
 
 
+VIDEO_JITTER_SD: dict[str, float] = {
+    "pelvis_tilt": 0.18, "pelvis_list": 0.07, "pelvis_rotation": 0.06,
+    "pelvis_tx": 0.003, "pelvis_ty": 0.002, "pelvis_tz": 0.002,
+    "hip_flexion": 0.36, "hip_adduction": 0.05, "hip_rotation": 0.08, "knee_angle": 0.28,
+    "ankle_angle": 0.19, "subtalar_angle": 0.15, "mtp_angle": 0.0,
+    "lumbar_extension": 0.21, "lumbar_bending": 0.08, "lumbar_rotation": 0.21,
+    "arm_flex": 0.41, "arm_add": 0.2, "arm_rot": 0.2, "elbow_flex": 0.41, "pro_sup": 0.3,
+}
+"""SD (degrees; metres for pelvis translations) of the part of OpenCap's video
+inverse kinematics above 4 Hz, measured on the shipped real file
+``tests/data/real_opencap/opencap-processing/squats1_videoAndMocap.mot``
+(residual of a 4th-order 4 Hz Butterworth low-pass, right side; arm
+adduction / rotation and pronation, not excited there, set from the arm
+flexion). Its spectrum peaks at 3-8 Hz and falls by 10x at 15 Hz."""
+
+JITTER_BAND_HZ: tuple[float, float] = (3.0, 12.0)
+"""Pass band of the video-like jitter added to the written kinematics."""
+
+
+def _video_jitter(rng: np.random.Generator, n: int, scale: float, fs: float) -> np.ndarray:
+    """(n, 33) band-limited (:data:`JITTER_BAND_HZ`) noise with per-coordinate
+    SD ``scale`` x :data:`VIDEO_JITTER_SD`, canonical order."""
+    sd = np.array([VIDEO_JITTER_SD[n_ if n_ in VIDEO_JITTER_SD else n_.rsplit("_", 1)[0]] for n_ in COORDINATES])
+    if scale <= 0 or n < 32:
+        return np.zeros((n, len(COORDINATES)))
+    lo, hi = JITTER_BAND_HZ
+    sos = butter(2, [lo / (fs / 2), min(hi / (fs / 2), 0.95)], btype="band", output="sos")
+    white = rng.normal(size=(n + 128, len(COORDINATES)))
+    band = sosfiltfilt(sos, white, axis=0)[64:64 + n]
+    band /= band.std(axis=0, keepdims=True) + 1e-12
+    return scale * sd * band
+
+
 def _smooth_noise(rng: np.random.Generator, n: int, cols: int, sd: float, fs: float, cutoff: float = 1.5) -> np.ndarray:
     if sd <= 0 or n < 16:
         return np.zeros((n, cols))
@@ -234,6 +307,19 @@ def generate_trial(fk: ForwardKinematics, style: SquatStyle, n_reps: int, rng: n
     if not isinstance(style, SquatStyle):
         raise TypeError(f"style must be a SquatStyle, got {type(style).__name__}")
     phi, rep_idx, segments, depths = _timeline(style, int(n_reps), rng, fs)
+    # repetition-to-repetition variation of the style (a person never squats
+    # twice the same way): trunk lean, balance point and arm swing per repetition
+    per_rep = {
+        "trunk_lean": np.clip(style.trunk_lean + rng.normal(0.0, REP_VARIATION["trunk_lean"], n_reps),
+                              *STYLE_RANGES["trunk_lean"]),
+        "balance": np.clip(style.balance + rng.normal(0.0, REP_VARIATION["balance"], n_reps),
+                           *STYLE_RANGES["balance"]),
+        "arm_forward": np.clip(style.arm_forward + rng.normal(0.0, REP_VARIATION["arm_forward"], n_reps),
+                               *STYLE_RANGES["arm_forward"]),
+    }
+    # carried through the frames of each repetition and the pause after it
+    owner = np.maximum.accumulate(np.where(rep_idx >= 0, rep_idx, -1))
+    frame_style = {k: np.where(owner >= 0, v[np.clip(owner, 0, None)], getattr(style, k)) for k, v in per_rep.items()}
     T = phi.shape[0]
     depth = np.where(rep_idx >= 0, np.asarray(depths)[np.clip(rep_idx, 0, None)], style.depth)
     # depth of the current repetition carried through the frames of its segment
@@ -242,8 +328,9 @@ def generate_trial(fk: ForwardKinematics, style: SquatStyle, n_reps: int, rng: n
     knee_l = STANDING_KNEE + amp - 0.5 * style.asymmetry * phi
     knee_mean = 0.5 * (knee_r + knee_l)
     rel = phi * depth / 90.0  # 1 at a 90 degree squat
-    pelvis_tilt = -(0.12 * phi * depth + 0.5 * style.trunk_lean * phi)
-    lumbar_ext = -(0.12 * phi * depth + 0.5 * style.trunk_lean * phi)
+    lean = frame_style["trunk_lean"] * phi * np.minimum(depth, 100.0) / 100.0  # no further lean past 100 deg
+    pelvis_tilt = style.standing_tilt - style.pelvis_share * lean
+    lumbar_ext = -(1.0 - style.pelvis_share) * lean
     heel = style.heel_rise * phi ** 2 * min(1.0, max(depth.max(), 1.0) / 90.0)
     valgus = style.knee_valgus * rel
 
@@ -264,11 +351,14 @@ def generate_trial(fk: ForwardKinematics, style: SquatStyle, n_reps: int, rng: n
     q[:, c["mtp_angle_r"]] = heel
     q[:, c["mtp_angle_l"]] = heel
     for s in ("r", "l"):
-        q[:, c[f"subtalar_angle_{s}"]] = -0.4 * style.stance
-        q[:, c[f"arm_flex_{s}"]] = 10.0 + style.arm_forward * phi
-        q[:, c[f"arm_add_{s}"]] = -8.0
-        q[:, c[f"elbow_flex_{s}"]] = 15.0 + 15.0 * phi
-        q[:, c[f"pro_sup_{s}"]] = 85.0
+        q[:, c[f"subtalar_angle_{s}"]] = style.subtalar - 0.4 * style.stance
+        q[:, c[f"arm_flex_{s}"]] = 10.0 + frame_style["arm_forward"] * phi
+        q[:, c[f"arm_add_{s}"]] = style.arm_add
+        q[:, c[f"arm_rot_{s}"]] = style.arm_rot
+        q[:, c[f"elbow_flex_{s}"]] = style.elbow + style.elbow_bend * phi
+        q[:, c[f"pro_sup_{s}"]] = style.pro_sup
+    q[:, c["lumbar_bending"]] = style.lumbar_side
+    q[:, c["lumbar_rotation"]] = style.lumbar_twist
 
     dtype = torch.float64
     knees = {"r": knee_r, "l": knee_l}
@@ -304,7 +394,8 @@ def generate_trial(fk: ForwardKinematics, style: SquatStyle, n_reps: int, rng: n
         heel_x = pts[:, heel_i].mean(1) @ forward
         met_x = pts[:, met_i].mean(1) @ forward
         lift = np.clip(heel[rows] / 8.0, 0.0, 1.0)
-        frac = style.balance + (0.92 - style.balance) * lift
+        bal = frame_style["balance"][rows]
+        frac = bal + (0.92 - bal) * lift
         target = heel_x + frac * (met_x - heel_x)
         return com @ forward - target
 
@@ -332,10 +423,10 @@ def generate_trial(fk: ForwardKinematics, style: SquatStyle, n_reps: int, rng: n
                 break
         return a1, g1
 
-    # Balance and feet placement on every other frame, then interpolated (the
+    # Balance and feet placement on every third frame, then interpolated (the
     # motion is smooth). Feet: Newton steps on the fore-aft and lateral
     # distance between the feet, which must stay as when standing.
-    rows = np.unique(np.r_[np.arange(0, T, 2), T - 1])
+    rows = np.unique(np.r_[np.arange(0, T, 3), T - 1])
     ankle_rows, g1 = solve_balance(rows, 0.4 * knee_mean[rows] + 2.0)
     target = feet_apart(ankle_rows[:1], rows[:1])[0]
     step = 0.5  # degrees, for the finite-difference derivatives
@@ -364,7 +455,11 @@ def generate_trial(fk: ForwardKinematics, style: SquatStyle, n_reps: int, rng: n
     rot_cols = [i for i, n in enumerate(COORDINATES) if n not in ("pelvis_tx", "pelvis_ty", "pelvis_tz")]
     noisy = q.copy()
     noisy[:, rot_cols] += _smooth_noise(rng, T, len(rot_cols), style.noise, fs)
+    jitter = _video_jitter(rng, T, style.jitter, fs)
+    noisy[:, rot_cols] += jitter[:, rot_cols]
     noisy = _place_on_floor(fk, noisy, lab_offset)
+    trans = [COORD_INDEX[n] for n in ("pelvis_tx", "pelvis_tz")]
+    noisy[:, trans] += jitter[:, trans]  # horizontal only (millimetres): the feet stay on the floor
     info = {
         "max_balance_error_m": float(np.max(np.abs(g1))),
         "peak_knee_r": [float(knee_r[a:b].max()) for a, b in segments],

@@ -332,7 +332,11 @@ def test_a_folder_mixing_generation_settings_is_refused(generated: Path, tmp_pat
         (mixed / sid / "summary.json").write_text(json.dumps({"method": "BIGE guidance", "band": band}))
     with pytest.raises(MotionSetError, match=rf"{TEST[1]}/summary.json: generated with other settings .*band"):
         calculate_guidance.main(_args(get_guidance_parser(), "--folder_path", mixed, "--no-fk", "--out", tmp_path))
-    (mixed / TEST[1] / "summary.json").write_text(json.dumps({"method": "BIGE guidance", "band": [0.35, 0.45]}))
+    # each subject's clips span its own real repetition duration: frame rates differ by design
+    for sid, rate in zip(TEST, (92.3, 104.3)):
+        (mixed / sid / "summary.json").write_text(json.dumps(
+            {"method": "BIGE guidance", "band": [0.35, 0.45], "frame_rate": rate,
+             "time_source": "mean real duration of the subject's repetitions"}))
     rows = calculate_guidance.main(_args(get_guidance_parser(), "--folder_path", mixed, "--no-fk", "--out", tmp_path,
                                          "--activations", "none"))
     assert [r["subject"] for r in rows] == [*TEST, "all"]

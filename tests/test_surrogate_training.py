@@ -107,9 +107,9 @@ def test_temporal_correlation_by_hand():
 
 @pytest.fixture(scope="module")
 def trained(synthetic_root, tmp_path_factory):
-    """An MLP trained for 60 epochs on the vasti (no early stop), evaluated on the test subject."""
+    """An MLP trained for 150 epochs on the vasti (no early stop), evaluated on the test subject."""
     out = tmp_path_factory.mktemp("surrogate_out")
-    args = make_args(synthetic_root, out, "--exp-name", "mlp", "--muscles", ",".join(VASTI), "--epochs", "60",
+    args = make_args(synthetic_root, out, "--exp-name", "mlp", "--muscles", ",".join(VASTI), "--epochs", "150",
                      "--patience", "0", "--plot-reps", "2", "--batch-size", "4")
     result = main(args)
     return out / "mlp", result
@@ -122,14 +122,14 @@ def test_training_writes_checkpoints_logs_and_reports(trained, synthetic_root):
     assert list((folder / "tensorboard").glob("events.out.tfevents.*"))
     assert (folder / "eval_test.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (folder / "run.log").read_text().splitlines()[0].split(" ", 1)[1].startswith("options {")
-    assert len(val_losses(folder / "run.log")) == 60
+    assert len(val_losses(folder / "run.log")) == 150
 
     ckpt = load_checkpoint(folder / "net_last.pth")
     assert ckpt["coordinates"] == list(COORDINATES) and ckpt["muscles"] == list(VASTI)
     for key in ("model", "model_config", "normalizer", "optimizer", "scheduler", "rng", "batches", "args",
                 "epoch", "step", "best_val", "best_epoch", "train_sessions", "val_sessions"):
         assert key in ckpt, key
-    assert ckpt["epoch"] == 60 and ckpt["step"] == 180  # 6 training clips + mirror images, batch 4: 3 steps/epoch
+    assert ckpt["epoch"] == 150 and ckpt["step"] == 450  # 6 training clips + mirror images, batch 4: 3 steps/epoch
     assert len(ckpt["normalizer"]["mean"]) == 33
     # validation subjects are whole training sessions, disjoint from the test split
     train_ids, test_ids = split_sessions([*ckpt["train_sessions"], *ckpt["val_sessions"], *result["sessions"]],

@@ -37,10 +37,12 @@ from utils.motion_io import write_coordinates
 SUMMARY_NAME = "summary.json"
 
 SETTINGS_KEYS = ("method", "checkpoint", "vq_checkpoint", "surrogate_checkpoint", "muscles", "band", "num_runs",
-                 "total_iter", "lr", "latent_unit", "floor_align", "schedule", "weights", "frames", "frame_rate")
+                 "total_iter", "lr", "latent_unit", "floor_align", "schedule", "weights", "frames", "time_source")
 """Keys of a subject's ``summary.json`` that must agree across the subjects
 of one results folder: a folder mixing them (e.g. two activation bands after
-``--overwrite`` on a subset of subjects) would be evaluated as one set."""
+``--overwrite`` on a subset of subjects) would be evaluated as one set. The
+frame rate is not among them: each subject's clips span that subject's own
+mean repetition duration (``time_source`` says so), so it differs by design."""
 
 
 def entry_name(k: int, exp_name: str) -> str:

@@ -39,11 +39,10 @@ naming the model file, the joint or constraint and the function.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -51,6 +50,7 @@ from torch import Tensor, nn
 
 from utils.constants import COORDINATES, TRANSLATIONS
 from utils.errors import BigeError
+from utils.osim_log import opensim_quiet
 
 __all__ = [
     "ForwardKinematics", "ModelError", "STICK_SEGMENTS", "FOOT_CONTACT_POINTS", "JOINT_POINT_NAMES",
@@ -209,7 +209,7 @@ class ForwardKinematics(nn.Module):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such OpenSim model file")
-        with _opensim_quiet():
+        with opensim_quiet():
             import opensim as osim
 
             try:
@@ -394,24 +394,6 @@ _AXIS_JOINTS: dict[str, tuple[tuple[bool, tuple[float, float, float]], ...]] = {
 """Joints with one coordinate per axis, as (is rotation, axis in F) in order."""
 
 _SUPPORTED_JOINTS = ("CustomJoint", *_AXIS_JOINTS, "WeldJoint")
-
-
-@contextlib.contextmanager
-def _opensim_quiet() -> Iterator[None]:
-    """Silence OpenSim's log below errors while a model loads (one warning per
-    missing mesh file, '[info] Loaded model'). Afterwards the previous level
-    is restored, except that info (or more verbose) becomes warn: one
-    '[info] Loaded model' line per subject is noise in the scripts."""
-    import opensim as osim
-
-    previous = osim.Logger.getLevelString()
-    verbose = osim.Logger.shouldLog(osim.Logger.Level_Info)
-    if osim.Logger.shouldLog(osim.Logger.Level_Warn):
-        osim.Logger.setLevelString("error")
-    try:
-        yield
-    finally:
-        osim.Logger.setLevelString("warn" if verbose else previous)
 
 
 def _first_line(exc: BaseException) -> str:

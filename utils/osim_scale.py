@@ -26,9 +26,10 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence, Union
+from typing import Mapping, Sequence, Union
 
 from utils.errors import BigeError
+from utils.osim_log import opensim_quiet
 
 __all__ = ["GENERIC_HEIGHT_M", "GENERIC_MASS_KG", "ModelScaleError", "scale_model"]
 
@@ -46,23 +47,6 @@ SegmentFactor = Union[float, Sequence[float]]
 
 class ModelScaleError(BigeError, ValueError):
     """A model could not be scaled; the message names the model file."""
-
-
-@contextlib.contextmanager
-def _quiet_opensim() -> Iterator[None]:
-    """Silence OpenSim's info/warning lines (one per missing mesh file) for a
-    block; then restore the previous level, or warn if it was more verbose
-    (as :class:`utils.kinematics.ForwardKinematics` does)."""
-    import opensim as osim
-
-    previous = osim.Logger.getLevelString()
-    verbose = osim.Logger.shouldLog(osim.Logger.Level_Info)
-    if osim.Logger.shouldLog(osim.Logger.Level_Warn):
-        osim.Logger.setLevelString("error")
-    try:
-        yield
-    finally:
-        osim.Logger.setLevelString("warn" if verbose else previous)
 
 
 def _factor_vec(body: str, value: SegmentFactor, source: Path) -> tuple[float, float, float]:
@@ -105,7 +89,7 @@ def scale_model(generic_path: str | os.PathLike, out_path: str | os.PathLike, he
         raise ModelScaleError(f"{generic_path}: no such OpenSim model file")
     uniform = float(height_m) / ref
 
-    with _quiet_opensim():
+    with opensim_quiet():
         tool = osim.ScaleTool()
         tool.setName(out_path.stem)
         tool.setSubjectMass(float(mass_kg))
