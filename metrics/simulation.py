@@ -73,12 +73,12 @@ def simulate_activations(model_path: str | os.PathLike, coords_deg: np.ndarray, 
 
 
 def _one(job: tuple[str, np.ndarray, np.ndarray, tuple[str, ...]]) -> tuple[np.ndarray | None, str]:
-    import opensim as osim
+    from utils.osim_log import opensim_quiet
 
     model, x, t, muscles = job
-    osim.Logger.setLevelString("warn")  # OpenSim's per-model [info] lines would bury the table
     try:
-        act, names = simulate_activations(model, x, t)
+        with opensim_quiet():  # OpenSim's per-model [info] lines would bury the table
+            act, names = simulate_activations(model, x, t)
     except Exception as err:  # reported per motion by simulate_many; one bad motion must not stop a set
         return None, f"{type(err).__name__}: {err}"
     missing = [m for m in muscles if m not in names]
