@@ -213,6 +213,9 @@ def test_bad_input_is_refused_before_any_work(trained, tmp_path) -> None:
     _refused(trained, tmp_path, G.GuidanceError, "low .* high", "--low", "0.5", "--high", "0.5")
     _refused(trained, tmp_path, G.GuidanceError, "--min-samples", "--min-samples", "50")
     _refused(trained, tmp_path, CheckpointError, "does not predict recfem_r", "--muscles", "recfem_r", "vasmed_r")
+    _refused(trained, tmp_path, G.GuidanceError, "--peak-window", "--peak-window", "-0.1")
+    _refused(trained, tmp_path, G.GuidanceError, "--surrogate-lowpass", "--surrogate-lowpass", "-6")
+    _refused(trained, tmp_path, G.GuidanceError, "--verify-rounds", "--verify", "--verify-rounds", "-1")
 
     ckpt = load_checkpoint(vq)
     ckpt["coordinates"] = list(reversed(COORDINATES))

@@ -15,6 +15,7 @@ import calculate_guidance
 from dataset.repetitions import load_repetitions
 from metrics.simulation import SimulationError, simulate_activations, simulate_many
 from options.metrics import get_guidance_parser
+from utils.errors import UserError
 
 VASMED = ("vasmed_r", "vasmed_l")
 
@@ -71,3 +72,15 @@ def test_calculate_guidance_simulate_agrees_with_the_dynamics_files(synthetic_ro
     assert "in band (sim., window)" in md and "Spearman surr./sim." in md
     notes = json.loads((tmp_path / "guidance.json").read_text())["notes"]
     assert any("motions simulated" in n for n in notes)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--peak-window", "-0.1"], "--peak-window must be >= 0"),
+    (["--lowpass", "-6"], "--lowpass must be >= 0"),
+    (["--simulate", "--protocol", "published"], "--simulate is reported under --protocol project only"),
+])
+def test_calculate_guidance_refuses_bad_new_flags(synthetic_root, tmp_path: Path, flags, message) -> None:
+    args = get_guidance_parser().parse_args(["--file_type", "mocap", "--folder_path", str(synthetic_root),
+                                             "--out", str(tmp_path), "--no-progress", *flags])
+    with pytest.raises(UserError, match=message):
+        calculate_guidance.main(args)
