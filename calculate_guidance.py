@@ -10,9 +10,15 @@ folders, angular velocity over the 7 published coordinates, clips tiled; the
 paper's floor metrics have other definitions and are not reported there.
 Rates are in real time under both.
 
+Peak activations are reported raw and averaged over ``--peak-window``
+seconds side by side; ``--simulate`` adds the OpenSim simulation's
+activations of every motion (``metrics/simulation.py``) and the
+surrogate-simulation agreement; ``--lowpass HZ`` filters every set alike.
+
     python calculate_guidance.py --file_type mocap --folder_path data/mcs_synthetic --surrogate output/surrogate/net_best.pth
     python calculate_guidance.py --file_type mot --folder_path output/guidance/BIGE
     python calculate_guidance.py --compare data/mcs_synthetic output/vq_samples output/guidance/BIGE --labels MoCap VQ-VAE BIGE
+    python calculate_guidance.py --compare data/mcs_synthetic output/guidance/BIGE --labels MoCap BIGE --simulate --workers 2
 """
 from __future__ import annotations
 
