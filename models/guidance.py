@@ -875,7 +875,7 @@ def write_results(args: argparse.Namespace, session_id: str, result: GuidanceRes
         ok = np.array([not e for e in verification.errors], dtype=bool)
         sim_inb = verification.in_band(args.low, args.high)
         sur_inb = inb[verification.runs]
-        info["verify"] = {
+        info["verification"] = {
             "rounds": int(verification.rounds), "runs_simulated": int(len(verification.runs)),
             "simulations_failed": int((~ok).sum()), "in_band_by_simulation": int(sim_inb.sum()),
             "kept_in_band_by_simulation": int(sum(bool(verification.in_band(args.low, args.high)[

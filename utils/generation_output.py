@@ -37,7 +37,8 @@ from utils.motion_io import write_coordinates
 SUMMARY_NAME = "summary.json"
 
 SETTINGS_KEYS = ("method", "checkpoint", "vq_checkpoint", "surrogate_checkpoint", "muscles", "band", "num_runs",
-                 "total_iter", "lr", "latent_unit", "floor_align", "schedule", "weights", "frames", "time_source")
+                 "total_iter", "lr", "latent_unit", "floor_align", "schedule", "weights", "frames", "time_source",
+                 "peak_window_s", "surrogate_lowpass_hz", "verify")
 """Keys of a subject's ``summary.json`` that must agree across the subjects
 of one results folder: a folder mixing them (e.g. two activation bands after
 ``--overwrite`` on a subset of subjects) would be evaluated as one set. The
