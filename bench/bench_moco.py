@@ -304,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="/tmp/bench_moco", help="empty work folder (dataset, Moco files, JSON)")
     p.add_argument("--reps", type=int, default=2, help="repetitions to solve with Moco")
+    p.add_argument("--first-rep", type=int, default=1, help="first written repetition to solve (1-based)")
     p.add_argument("--dataset-reps", type=int, default=2, help="squats in the synthetic trial")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mesh", type=float, default=0.04, help="MocoInverse mesh interval, s")
@@ -338,7 +339,9 @@ def main(argv: list[str] | None = None) -> int:
         sid = next((root / "Data").iterdir()).name
         kept = np.load(root / "squat-segmentation-data" / f"{sid}.npy", allow_pickle=True).item()["SQT01"]
         so_time = {(t["start"], t["end"]): t for t in cap["timing"]}
-        for k, (a, b) in enumerate(kept[:args.reps], start=1):
+        for k, (a, b) in enumerate(kept, start=1):
+            if not args.first_rep <= k < args.first_rep + args.reps:
+                continue
             dyn_file = (root / "Data" / sid / "OpenSimData" / "Dynamics" / f"SQT01_segment_{k}"
                         / f"kinematics_activations_SQT01_segment_{k}_muscle_driven.mot")
             t_ref, labels, values = read_mot(dyn_file)
