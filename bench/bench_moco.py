@@ -1,6 +1,7 @@
 """OpenSim Moco's ``MocoInverse`` against the project's static optimisation.
 
-    OMP_NUM_THREADS=1 python -m bench.bench_moco --reps 2 --mesh 0.04 --out /tmp/bench_moco
+    OMP_NUM_THREADS=1 python -m bench.bench_moco --reps 2 --mesh 0.05 --tol 1e-2 --out /tmp/bench_moco
+    OMP_NUM_THREADS=1 python -m bench.bench_moco --skip-synthetic --real --out /tmp/bench_moco_real
 
 Builds a tiny synthetic dataset itself (``dataset.synthesize.build_dataset``,
 one subject), capturing the inverse dynamics of the trial (the ground reaction
@@ -18,10 +19,10 @@ every repetition. Then, for the first ``--reps`` written repetitions, solves
 
 and compares its activations with the Dynamics file's (peak and RMS
 differences per muscle group, both sides). ``--real`` also solves the real
-OpenCap squat shipped in tests/data (generic model scaled to 1.78 m / 72 kg,
-no ground reaction forces in that file: pelvis residual actuators carry the
-body, so only a qualitative check) and compares its vasti with OpenCap's own
-muscle-driven simulation. A benchmark, not a test: prints JSON and writes it
+OpenCap squat shipped in tests/data (generic model scaled to 1.78 m / 72 kg;
+the file has no ground reaction forces, so they come from the whole-body
+dynamics as in the generator) with both methods and compares them with
+OpenCap's own muscle-driven simulation stored in the file. A benchmark, not a test: prints JSON and writes it
 to ``<out>/bench_moco.json``.
 """
 from __future__ import annotations
@@ -307,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--first-rep", type=int, default=1, help="first written repetition to solve (1-based)")
     p.add_argument("--dataset-reps", type=int, default=2, help="squats in the synthetic trial")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--mesh", type=float, default=0.04, help="MocoInverse mesh interval, s")
+    p.add_argument("--mesh", type=float, default=0.05, help="MocoInverse mesh interval, s")
     p.add_argument("--tol", type=float, default=1e-2, help="MocoInverse convergence tolerance")
     p.add_argument("--max-iter", type=int, default=500)
     p.add_argument("--real", action="store_true", help="also solve the real OpenCap squat")
