@@ -111,6 +111,8 @@ def write_external_loads(folder: Path, grf: dict, times: np.ndarray) -> Path:
     """The project's ground reaction forces as a .mot file and an ExternalLoads XML."""
     import opensim as osim
 
+    from dataset.muscle_dynamics import foot_ground_force
+
     labels = ["time"]
     blocks = []
     for s in ("r", "l"):
@@ -127,15 +129,7 @@ def write_external_loads(folder: Path, grf: dict, times: np.ndarray) -> Path:
     loads = osim.ExternalLoads()
     loads.setDataFileName(str(mot))
     for s in ("r", "l"):
-        ef = osim.ExternalForce()
-        ef.setName(f"grf_{s}")
-        ef.set_applied_to_body(f"calcn_{s}")
-        ef.set_force_expressed_in_body("ground")
-        ef.set_point_expressed_in_body("ground")
-        ef.set_force_identifier(f"ground_force_{s}_v")
-        ef.set_point_identifier(f"ground_force_{s}_p")
-        ef.set_torque_identifier(f"ground_torque_{s}_")
-        loads.cloneAndAppend(ef)
+        loads.cloneAndAppend(foot_ground_force(s))
     xml = folder / "external_loads.xml"
     loads.printToXML(str(xml))
     return xml

@@ -320,6 +320,22 @@ def _grf_storage(times: np.ndarray, grf: dict[str, np.ndarray]) -> osim.Storage:
     return sto
 
 
+def foot_ground_force(side: str) -> osim.ExternalForce:
+    """The ground reaction under one foot (``side`` "r" or "l") as an OpenSim
+    ``ExternalForce`` on ``calcn_<side>``, force and point in the ground frame,
+    reading the columns ``ground_force_<side>_v*``, ``ground_force_<side>_p*``
+    and ``ground_torque_<side>_*`` of its data source."""
+    ef = osim.ExternalForce()
+    ef.setName(f"grf_{side}")
+    ef.set_applied_to_body(f"calcn_{side}")
+    ef.set_force_expressed_in_body("ground")
+    ef.set_point_expressed_in_body("ground")
+    ef.set_force_identifier(f"ground_force_{side}_v")
+    ef.set_point_identifier(f"ground_force_{side}_p")
+    ef.set_torque_identifier(f"ground_torque_{side}_")
+    return ef
+
+
 def inverse_dynamics(model_path: str, coords: np.ndarray, fs: float = FRAME_RATE,
                      right_share: np.ndarray | float = 0.5) -> DynamicsResult:
     """OpenSim inverse dynamics of a whole trial with ground reaction forces.
@@ -340,14 +356,7 @@ def inverse_dynamics(model_path: str, coords: np.ndarray, fs: float = FRAME_RATE
     storage = _grf_storage(times, grf)
     forces = []
     for s in ("r", "l"):
-        ef = osim.ExternalForce()
-        ef.setName(f"grf_{s}")
-        ef.set_applied_to_body(f"calcn_{s}")
-        ef.set_force_expressed_in_body("ground")
-        ef.set_point_expressed_in_body("ground")
-        ef.set_force_identifier(f"ground_force_{s}_v")
-        ef.set_point_identifier(f"ground_force_{s}_p")
-        ef.set_torque_identifier(f"ground_torque_{s}_")
+        ef = foot_ground_force(s)
         ef.setDataSource(storage)
         model.addForce(ef)
         forces.append(ef)
