@@ -111,15 +111,9 @@ def write_external_loads(folder: Path, grf: dict, times: np.ndarray) -> Path:
     """The project's ground reaction forces as a .mot file and an ExternalLoads XML."""
     import opensim as osim
 
-    from dataset.muscle_dynamics import foot_ground_force
+    from dataset.muscle_dynamics import foot_ground_force, grf_columns
 
-    labels = ["time"]
-    blocks = []
-    for s in ("r", "l"):
-        labels += [f"ground_force_{s}_v{a}" for a in "xyz"] + [f"ground_force_{s}_p{a}" for a in "xyz"]
-        labels += [f"ground_torque_{s}_{a}" for a in "xyz"]
-        blocks += [grf[f"force_{s}"], grf[f"point_{s}"], grf[f"torque_{s}"]]
-    data = np.hstack(blocks)
+    labels, data = grf_columns(grf)
     table = osim.TimeSeriesTable()
     table.setColumnLabels(labels[1:])
     for k, t in enumerate(times):

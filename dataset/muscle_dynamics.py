@@ -301,14 +301,20 @@ def ground_reaction_forces(model: osim.Model, q_si: np.ndarray, u_si: np.ndarray
     return out
 
 
-def _grf_storage(times: np.ndarray, grf: dict[str, np.ndarray]) -> osim.Storage:
+def grf_columns(grf: dict[str, np.ndarray]) -> tuple[list[str], np.ndarray]:
+    """Column labels (``time`` first) and (T, 18) values of the ground
+    reactions under both feet, in the layout :func:`foot_ground_force` reads."""
     labels = ["time"]
     blocks = []
     for s in ("r", "l"):
         labels += [f"ground_force_{s}_v{a}" for a in "xyz"] + [f"ground_force_{s}_p{a}" for a in "xyz"]
         labels += [f"ground_torque_{s}_{a}" for a in "xyz"]
         blocks += [grf[f"force_{s}"], grf[f"point_{s}"], grf[f"torque_{s}"]]
-    data = np.hstack(blocks)
+    return labels, np.hstack(blocks)
+
+
+def _grf_storage(times: np.ndarray, grf: dict[str, np.ndarray]) -> osim.Storage:
+    labels, data = grf_columns(grf)
     sto = osim.Storage()
     arr = osim.ArrayStr()
     for lab in labels:
