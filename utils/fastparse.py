@@ -98,14 +98,19 @@ def parse_table(data: bytes, start: int = 0, n_cols: int = 0, parser=None) -> Ta
     if fn is None:
         return _parse_table_numpy(data, start, n_cols)
     n = len(data) - start
-    cap = n // 2 + 1  # a number and its separator take at least two bytes
-    out = np.empty(cap, dtype=np.float64)
+    # a well-formed table holds n_cols numbers a line; anything else is counted
+    # by the first pass and parsed again into a buffer of the exact size
+    cap = (data.count(b"\n", start) + 1) * n_cols if n_cols > 0 else n // 2 + 1
     rows, bad = ctypes.c_long(), ctypes.c_long()
-    count = fn(data, start, n, n_cols, out.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), cap,
-               ctypes.byref(rows), ctypes.byref(bad))
-    if count < 0:
-        raise ParseError(-count - 1)
-    return Table(out[:count], rows.value, bad.value)
+    while True:
+        out = np.empty(cap, dtype=np.float64)
+        count = fn(data, start, n, n_cols, out.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), cap,
+                   ctypes.byref(rows), ctypes.byref(bad))
+        if count < 0:
+            raise ParseError(-count - 1)
+        if count <= cap:
+            return Table(out[:count], rows.value, bad.value)
+        cap = count
 
 
 def _parse_table_numpy(data: bytes, start: int, n_cols: int) -> Table:
