@@ -10,7 +10,8 @@ motion data):
 - ``OpenSimData/Model/LaiArnoldModified2017_poly_withArms_weldHand_scaled.osim``:
   the generic LaiUhlrich2022 model scaled by OpenSim's ``ScaleTool`` to the
   subject of the muscle-driven file (1.78 m, 72 kg);
-- ``MarkerData/SQT01.trc``: the model's markers posed by OpenSim at every IK frame;
+- ``MarkerData/SQT01.trc``: OpenSim's body origins of the posed model at every IK frame
+  (the generic model has no markers);
 - ``squat-segmentation-data/<session>.npy`` cut at the knee-flexion minima
   between squats (frames of the Kinematics file), and a ``split.json``.
 
@@ -63,33 +64,41 @@ def scaled_model(dest: Path) -> Path:
 
 
 def opensim_markers(model_path: Path, ik_path: Path) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """Times, marker names and (T, M, 3) positions of the model's markers posed
-    by OpenSim at every frame of an IK file (its coupled coordinates included)."""
+    """Times, marker names and (T, M, 3) positions posed by OpenSim at every
+    frame of an IK file (its coupled coordinates included): the model's
+    markers, or, as OpenCap's generic model has none, the origin of every
+    body, named after the body."""
     import opensim as osim
 
-    osim.Logger.setLevelString("Error")  # no line per missing display mesh
-    model = osim.Model(str(model_path))
-    state = model.initSystem()
+    from utils.osim_log import opensim_quiet
+
+    with opensim_quiet():
+        model = osim.Model(str(model_path))
+        state = model.initSystem()
     motion = read_motion(ik_path)
     coords = model.getCoordinateSet()
     names = [coords.get(i).getName() for i in range(coords.getSize())]
-    columns = motion.columns(names)
+    values = motion.columns(names).copy()
     rotational = np.array([coords.get(i).getMotionType() == 1 for i in range(coords.getSize())])
     coupled = np.array([n.endswith("_beta") for n in names])  # radians even under inDegrees=yes
-    values = columns.copy()
-    convert = rotational & ~coupled
-    values[:, convert] = np.deg2rad(values[:, convert])
+    values[:, rotational & ~coupled] = np.deg2rad(values[:, rotational & ~coupled])
     markers = model.getMarkerSet()
-    marker_names = [markers.get(j).getName() for j in range(markers.getSize())]
-    out = np.empty((motion.n_frames, len(marker_names), 3))
+    if markers.getSize():
+        points = [markers.get(j) for j in range(markers.getSize())]
+        where = [lambda s, m=m: m.getLocationInGround(s) for m in points]
+    else:
+        bodies = model.getBodySet()
+        points = [bodies.get(j) for j in range(bodies.getSize())]
+        where = [lambda s, b=b: b.getPositionInGround(s) for b in points]
+    out = np.empty((motion.n_frames, len(points), 3))
     for t in range(motion.n_frames):
         for i in range(len(names)):
             coords.get(i).setValue(state, float(values[t, i]), False)
         model.realizePosition(state)
-        for j in range(len(marker_names)):
-            p = markers.get(j).getLocationInGround(state)
+        for j, locate in enumerate(where):
+            p = locate(state)
             out[t, j] = (p.get(0), p.get(1), p.get(2))
-    return motion.times, marker_names, out
+    return motion.times, [p.getName() for p in points], out
 
 
 def build_real_root(root: Path, n_sessions: int = 4, n_test: int = 1) -> Path:

@@ -114,6 +114,14 @@ def test_real_feet_stay_on_the_floor_through_the_project_fk(real_root):
     feet = fk.foot_contact_indices()
     assert [fk.point_names[i] for i in feet] == ["heel_r", "met1_r", "met5_r", "toe_r",
                                                  "heel_l", "met1_l", "met5_l", "toe_l"]
+    # the heel point is the calcaneus origin: the session's .trc holds OpenSim's own
+    # calcn_r / calcn_l origins posed by the session's IK, an independent reference
+    session = real_root / "Data" / "real00"
+    names, trc = read_motion(session / "MarkerData" / "SQT01.trc").markers()
+    ik = torch.tensor(read_motion(session / "OpenSimData" / "Kinematics" / "SQT01.mot").coordinates(),
+                      dtype=torch.float64)
+    heels = fk(ik, points=[fk.point_index("heel_r"), fk.point_index("heel_l")]).numpy()
+    assert np.abs(heels - trc[:, [names.index("calcn_r"), names.index("calcn_l")]]).max() < 1e-6
     coords = torch.tensor(read_motion(MUSCLE_DRIVEN_FILE).coordinates(), dtype=torch.float64)
     height = fk(coords, points=feet)[..., 1].numpy()  # (T, 8)
     for lowest in (height[:, :4].min(1), height[:, 4:].min(1)):
@@ -159,8 +167,8 @@ def test_guidance_and_guidance_metrics_with_the_session_model(trained, real_root
 
 def test_rendering_real_files_with_the_real_model(trained, real_root, tmp_path):
     session = real_root / "Data" / "real03"
-    run("plot_3.py", session / "OpenSimData" / "Kinematics" / "SQT01.mot", tmp_path / "ik.gif", "--stride", "40",
-        "--fps", "4")
+    run("plot_3.py", session / "OpenSimData" / "Kinematics" / "SQT01.mot", session / "MarkerData" / "SQT01.trc",
+        tmp_path / "ik.gif", "--stride", "40", "--fps", "4")
     assert (tmp_path / "ik.gif").stat().st_size > 1000
     generated = sorted((trained["out"] / "VQVAE" / "real03").glob("*.mot"))
     if not generated:
