@@ -353,8 +353,9 @@ def load_dynamics_files(paths: Sequence[str | os.PathLike], length: int = CLIP_L
         act = motion.columns(muscles)
         if act.min() < -1e-6 or act.max() > 1 + 1e-6:
             raise MotionFileError(path, f"activations outside [0, 1] ({act.min():.3g} .. {act.max():.3g})")
-        out_x.append(fit_length(motion.coordinates(COORDINATES, degrees=True), length, clip_mode,
-                                times=motion.times))
+        coords = motion.coordinates(COORDINATES, degrees=True)
+        check_plausible(coords, path)  # the same unit checks as the dataset's own files
+        out_x.append(fit_length(coords, length, clip_mode, times=motion.times))
         out_a.append(np.clip(fit_length(act, length, clip_mode, times=motion.times), 0.0, 1.0))
     return RepetitionSet(
         motions=np.stack(out_x).astype(np.float32), sessions=[p.stem for p in files],
