@@ -44,7 +44,7 @@ def simulate_set(mset, kind: str, folder: str, args) -> tuple:
     """Simulated activations of ``args.muscles`` for every motion of ``mset``
     with its subject's scaled model (generic where none is known):
     ``((N, T, G) with NaN rows where a simulation failed, errors)``."""
-    from dataset.osim_model import default_model_path
+    from dataset.synthetic.osim_model import default_model_path
     from metrics.simulation import simulate_many
 
     roots = [folder] if kind == "mocap" else [args.data_root]

@@ -35,7 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import machine, median_time, peak_rate  # noqa: E402
 from dataset.normalization import Normalizer  # noqa: E402
-from dataset.osim_model import default_model_path  # noqa: E402
+from dataset.synthetic.osim_model import default_model_path  # noqa: E402
 from models import guidance_losses as L  # noqa: E402
 from models.guidance import DEFAULT_WEIGHTS, GuidanceObjective, weighted_total  # noqa: E402
 from models.surrogate import SurrogateModel  # noqa: E402

@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 python -m bench.bench_moco --reps 2 --mesh 0.05 --tol 1e-2 --out /tmp/bench_moco
     OMP_NUM_THREADS=1 python -m bench.bench_moco --skip-synthetic --real --out /tmp/bench_moco_real
 
-Builds a tiny synthetic dataset itself (``dataset.synthesize.build_dataset``,
+Builds a tiny synthetic dataset itself (``dataset.synthetic.synthesize.build_dataset``,
 one subject), capturing the inverse dynamics of the trial (the ground reaction
 forces the static optimisation used) and timing the static optimisation of
 every repetition. Then, for the first ``--reps`` written repetitions, solves
@@ -73,8 +73,8 @@ def build_with_capture(root: Path, n_reps: int, seed: int) -> dict:
     """Build a one-subject dataset; return what the static optimisation used:
     model path, the trial's inverse dynamics, segments and per-repetition
     static-optimisation wall and CPU seconds."""
-    import dataset.muscle_dynamics as md
-    from dataset.synthesize import build_dataset
+    import dataset.synthetic.muscle_dynamics as md
+    from dataset.synthetic.synthesize import build_dataset
 
     captured: dict = {}
 
@@ -111,7 +111,7 @@ def write_external_loads(folder: Path, grf: dict, times: np.ndarray) -> Path:
     """The project's ground reaction forces as a .mot file and an ExternalLoads XML."""
     import opensim as osim
 
-    from dataset.muscle_dynamics import foot_ground_force, grf_columns
+    from dataset.synthetic.muscle_dynamics import foot_ground_force, grf_columns
 
     labels, data = grf_columns(grf)
     table = osim.TimeSeriesTable()
@@ -133,7 +133,7 @@ def moco_model(model_path: str, loads_xml: Path | None):
     """The scaled model as MocoInverse sees it (see the module docstring)."""
     import opensim as osim
 
-    from dataset.muscle_dynamics import ACTIVATION_FLOOR, HIP_ROTATION_RESERVE, RESERVE_OPTIMAL_MOMENT, SO_COORDINATES
+    from dataset.synthetic.muscle_dynamics import ACTIVATION_FLOOR, HIP_ROTATION_RESERVE, RESERVE_OPTIMAL_MOMENT, SO_COORDINATES
 
     proc = osim.ModelProcessor(str(model_path))
     if loads_xml is not None:
@@ -379,8 +379,8 @@ def run_real(out: Path, args) -> dict:
     stations), the project's ground reaction forces and inverse dynamics from
     the file's kinematics, then static optimisation and MocoInverse, both
     against the activations OpenCap's muscle-driven simulation stored in the file."""
-    import dataset.muscle_dynamics as md
-    from dataset.opencap_model import MODEL_FILE, subject_model
+    import dataset.synthetic.muscle_dynamics as md
+    from dataset.synthetic.opencap_model import MODEL_FILE, subject_model
     from utils.constants import COORDINATES
 
     folder = out / "real"
@@ -391,7 +391,7 @@ def run_real(out: Path, args) -> dict:
     acts_ref = {l.split("/")[0]: values[:, i] for i, l in enumerate(labels) if l.endswith("/activation")}
     fs = 1.0 / float(np.median(np.diff(t)))
     knee = coords[:, [COORDINATES.index("knee_angle_r"), COORDINATES.index("knee_angle_l")]]
-    share = np.clip(0.5 + 0.004 * (knee[:, 0] - knee[:, 1]), 0.3, 0.7)  # as dataset.synthesize
+    share = np.clip(0.5 + 0.004 * (knee[:, 0] - knee[:, 1]), 0.3, 0.7)  # as dataset.synthetic.synthesize
     w, c = time.perf_counter(), _cpu()
     dyn = md.inverse_dynamics(model_path, coords, fs, share)
     row = {"frames": int(len(t)), "duration_s": float(t[-1] - t[0]), "frame_rate": fs,

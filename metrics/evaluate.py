@@ -325,14 +325,14 @@ def load_surrogate_model(path: Path, device: str, muscles: Sequence[str]) -> Any
 
 def load_forward_kinematics(osim_path: str | os.PathLike | None = None) -> tuple[Any | None, str]:
     """A ``utils.kinematics.ForwardKinematics`` for ``osim_path`` (default:
-    ``dataset.osim_model.default_model_path()``) and a note; ``None`` with the
+    ``dataset.synthetic.osim_model.default_model_path()``) and a note; ``None`` with the
     reason when forward kinematics is unavailable."""
     try:
         from utils.kinematics import ForwardKinematics
     except ImportError as err:
         return None, f"forward kinematics unavailable ({err}): foot sliding and floor penetration skipped"
     if osim_path is None:
-        from dataset.osim_model import default_model_path
+        from dataset.synthetic.osim_model import default_model_path
 
         osim_path = default_model_path()
     return ForwardKinematics.from_osim(osim_path), f"foot points by forward kinematics of {osim_path}"

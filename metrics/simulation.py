@@ -3,7 +3,7 @@ motion, to check what the surrogate predicts.
 
 One thin adapter, :func:`simulate_activations`, in front of the project's
 simulation (the code that makes the embedded dataset,
-``dataset/muscle_dynamics.py``: inverse dynamics with ground reactions, then
+``dataset/synthetic/muscle_dynamics.py``: inverse dynamics with ground reactions, then
 static optimisation); when that simulation changes, only this module
 follows. :func:`simulate_many` runs it over many motions in worker processes,
 one subject model per motion; a motion whose simulation fails gets NaN
@@ -49,7 +49,7 @@ def simulate_activations(model_path: str | os.PathLike, coords_deg: np.ndarray, 
     seconds (uneven steps are resampled to their mean step first, and the
     activations back). Returns ``(activations (T, M) in [0, 1], muscle names)``.
     """
-    from dataset.muscle_dynamics import MuscleModel, inverse_dynamics, static_optimization
+    from dataset.synthetic.muscle_dynamics import MuscleModel, inverse_dynamics, static_optimization
 
     x = np.asarray(coords_deg, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != len(COORDINATES) or not np.isfinite(x).all():

@@ -678,7 +678,7 @@ def prepare(args: argparse.Namespace) -> Prepared:
     ``OutputExistsError`` (results exist and no ``--overwrite``).
     """
     from dataset.mcs import DatasetError
-    from dataset.osim_model import default_model_path
+    from dataset.synthetic.osim_model import default_model_path
     from dataset.repetitions import load_repetitions
     from dataset.subjects import resolve_subjects, session_repetitions
     from models.surrogate import load_surrogate

@@ -73,7 +73,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--surrogate-lowpass", type=float, default=0.0, metavar="HZ",
                    help="the surrogate sees the decoded motion low-pass filtered at this cut-off (zero-lag, 4th-order "
                         "Butterworth magnitude, differentiable), as the simulation filters kinematics before "
-                        "inverse dynamics (dataset.muscle_dynamics.FILTER_CUTOFF_HZ); 0 = unfiltered. The written motion is not filtered")
+                        "inverse dynamics (dataset.synthetic.muscle_dynamics.FILTER_CUTOFF_HZ); 0 = unfiltered. The written motion is not filtered")
     g.add_argument("--band-margin", type=float, default=0.25,
                    help="the band term aims at the band narrowed by this fraction of its width on each side "
                         "(0.25 with [0.35, 0.45]: [0.375, 0.425]), so that samples land inside the band instead "

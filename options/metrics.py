@@ -182,7 +182,7 @@ def get_guidance_parser() -> argparse.ArgumentParser:
                    help="model for forward kinematics of the foot points: 'subject' = each subject's own scaled "
                         "model (OpenSimData/Model/*.osim of its session in the motion-capture root, or in "
                         "--data-root for generated folders), the generic model for subjects without one; "
-                        "'generic' = the project's generic model (dataset.osim_model.default_model_path()) for "
+                        "'generic' = the project's generic model (dataset.synthetic.osim_model.default_model_path()) for "
                         "all; or the path of one .osim file for all")
     g.add_argument("--data-root", default=DEFAULT_DATA_ROOT,
                    help="MCS root whose session models are used for generated folders with --osim subject")

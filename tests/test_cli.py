@@ -35,8 +35,8 @@ TRAIN, TEST = SESSIONS[:4], SESSIONS[4:]
 SCRIPTS = ("train_vq.py", "MOT_eval.py", "surrogate_training.py", "LIMO_Surrogate.py", "generate_vq.py",
            "train_t2m_trans.py", "generate_t2m.py", "train_mdm.py", "generate_mdm.py", "calculate_wasserstein.py",
            "wasserstein_mocap.py", "calculate_guidance.py", "plot_3.py", "render_compare.py", "plot_samples.py",
-           "run_pipeline.py", "dataset.synthesize")
-"""Every entry point: the 16 root scripts and ``python -m dataset.synthesize``."""
+           "run_pipeline.py", "dataset.synthetic")
+"""Every entry point: the 16 root scripts and ``python -m dataset.synthetic``."""
 
 WITH_DEVICE = ("train_vq.py", "MOT_eval.py", "surrogate_training.py", "LIMO_Surrogate.py", "generate_vq.py",
                "train_t2m_trans.py", "generate_t2m.py", "train_mdm.py", "generate_mdm.py")
@@ -343,8 +343,8 @@ OTHER_CASES = [
     ("run_pipeline.py", ["--config", str(REPO / "configs" / "demo.yaml"), "--stage", "nope", "--list"],
      ["unknown stage", "nope"]),
     # the synthetic data generator
-    ("dataset.synthesize", ["--out", "{tmp}/syn", "--subjects", "0"], ["n_subjects"]),
-    ("dataset.synthesize", ["--out", "{file}/syn", "--subjects", "1", "--no-progress"], ["a_file.txt"]),
+    ("dataset.synthetic", ["--out", "{tmp}/syn", "--subjects", "0"], ["n_subjects"]),
+    ("dataset.synthetic", ["--out", "{file}/syn", "--subjects", "1", "--no-progress"], ["a_file.txt"]),
     # training and guidance options
     ("train_vq.py", ["--data-root", "{root}", "--clip-length", "97", "--out-dir", "{tmp}/o"], ["--clip-length 97"]),
     ("train_vq.py", ["--data-root", "{root}", "--lr", "0", "--out-dir", "{tmp}/o"], ["--lr"]),
@@ -434,8 +434,10 @@ def test_every_script_is_covered_and_the_count_is_reported() -> None:
 
 def test_every_root_script_goes_through_the_door() -> None:
     for script in SCRIPTS:
-        path = REPO / script if script.endswith(".py") else REPO / (script.replace(".", "/") + ".py")
-        main_block = path.read_text().split('if __name__ == "__main__":')[-1]
+        if script.endswith(".py"):
+            main_block = (REPO / script).read_text().split('if __name__ == "__main__":')[-1]
+        else:  # a package run with -m: its __main__.py is the door
+            main_block = (REPO / script.replace(".", "/") / "__main__.py").read_text()
         assert "run(" in main_block or "run_cli(" in main_block, f"{script}: __main__ does not use utils.cli.run"
 
 

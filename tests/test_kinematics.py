@@ -8,7 +8,7 @@ import opensim as osim
 import pytest
 import torch
 
-from dataset.osim_model import build_model, save_model
+from dataset.synthetic.osim_model import build_model, save_model
 from utils.constants import COORDINATES, TRANSLATIONS
 from utils.kinematics import (FOOT_CONTACT_POINTS, JOINT_POINT_NAMES, STICK_SEGMENTS, ForwardKinematics,
                               ModelError)

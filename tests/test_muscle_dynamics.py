@@ -1,4 +1,4 @@
-"""Inverse dynamics and static optimisation (dataset/muscle_dynamics.py) with
+"""Inverse dynamics and static optimisation (dataset/synthetic/muscle_dynamics.py) with
 OpenSim, on OpenCap's LaiUhlrich2022 model scaled for a subject."""
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import opensim as osim
 import pytest
 from scipy.optimize import lsq_linear
 
-from dataset.muscle_dynamics import (ACTIVATION_FLOOR, SO_COORDINATES, MuscleModel, StateSetter, _moment_arms, _to_si,
+from dataset.synthetic.muscle_dynamics import (ACTIVATION_FLOOR, SO_COORDINATES, MuscleModel, StateSetter, _moment_arms, _to_si,
                                      active_force_length, force_velocity, inverse_dynamics, passive_force_length,
                                      solve_so_qp, solve_so_qp_status, static_optimization, tendon_stretch)
-from dataset.opencap_model import OsimPoints, subject_model
-from dataset.squat_kinematics import SquatStyle, generate_trial
+from dataset.synthetic.opencap_model import OsimPoints, subject_model
+from dataset.synthetic.squat_kinematics import SquatStyle, generate_trial
 from utils.constants import COORDINATES
 
 
@@ -122,7 +122,7 @@ def test_state_setter_rejects_nothing_it_cannot_place(subject):
 def test_path_geometry_between_evaluated_frames_matches_opensim(subject):
     """Lengths from the moment arms of the nearest evaluated pose (every 5th)
     stay within half a millimetre of OpenSim's path lengths over a squat."""
-    from dataset.muscle_dynamics import filter_kinematics, path_geometry
+    from dataset.synthetic.muscle_dynamics import filter_kinematics, path_geometry
 
     path, trial = subject
     mm = MuscleModel(path)
@@ -138,7 +138,7 @@ def test_path_geometry_between_evaluated_frames_matches_opensim(subject):
 def test_dropped_repetitions_are_counted_and_never_written(tmp_path, monkeypatch):
     import json
 
-    import dataset.synthesize as synth
+    import dataset.synthetic.synthesize as synth
 
     monkeypatch.setitem(synth.QUALITY_LIMITS, "max_abs_pelvis_residual_force_N", -1.0)  # fails every repetition
     summary = synth.build_session(tmp_path, 5, 0, 2)

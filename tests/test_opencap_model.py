@@ -1,4 +1,4 @@
-"""The synthetic subjects' model (dataset/opencap_model.py): OpenCap's
+"""The synthetic subjects' model (dataset/synthetic/opencap_model.py): OpenCap's
 LaiUhlrich2022 scaled with OpenSim's ScaleTool, with markers and foot stations."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import opensim as osim
 import pytest
 
-from dataset.opencap_model import CONTACT_POINTS, MODEL_FILE, OsimPoints, subject_model
+from dataset.synthetic.opencap_model import CONTACT_POINTS, MODEL_FILE, OsimPoints, subject_model
 from utils.constants import COORDINATES
 
 

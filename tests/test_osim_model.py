@@ -1,4 +1,4 @@
-"""The musculoskeletal model built in code (dataset/osim_model.py), checked with OpenSim."""
+"""The musculoskeletal model built in code (dataset/synthetic/osim_model.py), checked with OpenSim."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import opensim as osim
 import pytest
 
-from dataset.osim_model import ANTHROPOMETRY_SOURCE, build_model, default_model_path, save_model
+from dataset.synthetic.osim_model import ANTHROPOMETRY_SOURCE, build_model, default_model_path, save_model
 from utils.constants import COORDINATES, MUSCLES, TRANSLATIONS
 
 REQUIRED = ("glmax1 glmax2 glmax3 glmed1 glmed2 glmed3 iliacus psoas recfem vasmed vaslat vasint bflh bfsh "

@@ -309,7 +309,7 @@ def _write_session(root: Path) -> Path:
 
     import torch
 
-    from dataset.osim_model import default_model_path
+    from dataset.synthetic.osim_model import default_model_path
     from utils.render import forward_kinematics
 
     sid = "0000aaaa-1111-2222-3333-444455556666"

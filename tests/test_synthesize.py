@@ -1,4 +1,4 @@
-"""The embedded synthetic dataset (dataset/synthesize.py and the modules it
+"""The embedded synthetic dataset (dataset/synthetic/synthesize.py and the modules it
 drives), checked on the tiny dataset of the ``synthetic_root`` fixture with
 real OpenSim."""
 from __future__ import annotations
@@ -14,10 +14,10 @@ import pytest
 from scipy.signal import butter, sosfiltfilt
 from scipy.stats import spearmanr
 
-from dataset.muscle_dynamics import saturated_antagonist_frames
-from dataset.opencap_model import OsimPoints
-from dataset.squat_kinematics import STYLE_RANGES, SquatStyle, SubjectParams, generate_trial
-from dataset.synthesize import (MODEL_FILE, QUALITY_FILE, QUALITY_LIMITS, TRIAL, build_dataset, get_args_parser,
+from dataset.synthetic.muscle_dynamics import saturated_antagonist_frames
+from dataset.synthetic.opencap_model import OsimPoints
+from dataset.synthetic.squat_kinematics import STYLE_RANGES, SquatStyle, SubjectParams, generate_trial
+from dataset.synthetic.synthesize import (MODEL_FILE, QUALITY_FILE, QUALITY_LIMITS, TRIAL, build_dataset, get_args_parser,
                                 main, session_uuid)
 from utils.constants import COORDINATES, MUSCLES
 from utils.errors import UserError

@@ -1,7 +1,7 @@
 """The stage runner behind ``run_pipeline.py``.
 
 A pipeline config (YAML) lists stages in order. Each stage runs one script
-(``script: train_vq.py`` or ``module: dataset.synthesize``) in its own process
+(``script: train_vq.py`` or ``module: dataset.synthetic``) in its own process
 with the flags in ``args``; a stage that finished before (the runner keeps a marker in
 ``<out_dir>/.pipeline/<stage>.done``) and whose ``outputs`` all exist is skipped, so
 a second run is fast and an interrupted run continues where it stopped. A stage
@@ -14,7 +14,7 @@ Example::
     data_root: data/mcs_synthetic
     stages:
       - name: data
-        module: dataset.synthesize
+        module: dataset.synthetic
         args: {out: "{data_root}", subjects: 24}
         outputs: ["{data_root}/split.json"]
 

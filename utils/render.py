@@ -272,9 +272,9 @@ def _cached_fk(model_path: str, mtime_ns: int):
 
 def forward_kinematics(model: str | os.PathLike | None = None):
     """Forward kinematics of ``model`` (an ``.osim``; default: the generic model
-    of :func:`dataset.osim_model.default_model_path`), cached per file."""
+    of :func:`dataset.synthetic.osim_model.default_model_path`), cached per file."""
     if model is None:
-        from dataset.osim_model import default_model_path
+        from dataset.synthetic.osim_model import default_model_path
 
         model = default_model_path()
     path = Path(model)

@@ -8,7 +8,7 @@ left/right asymmetry, heel rise, knee valgus, measurement noise and video-like
 jitter; trunk lean, balance and arm swing also vary between repetitions.
 Physical consistency comes from the subject's model, through any point
 kinematics with the interface of :class:`utils.kinematics.ForwardKinematics`
-(the generator passes :class:`dataset.opencap_model.OsimPoints`: OpenSim
+(the generator passes :class:`dataset.synthetic.opencap_model.OsimPoints`: OpenSim
 itself):
 
 * feet flat (or heels raised by the heel-rise angle, toes flat), from the
@@ -33,7 +33,7 @@ import torch
 from scipy.signal import butter, sosfiltfilt
 from scipy.spatial.transform import Rotation
 
-from dataset.osim_model import MASS_RANGE, validate_subject
+from dataset.synthetic.osim_model import MASS_RANGE, validate_subject
 from utils.constants import COORD_INDEX, COORDINATES, FRAME_RATE
 from utils.kinematics import ForwardKinematics
 

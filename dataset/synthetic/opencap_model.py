@@ -14,7 +14,7 @@ the generic model lacks and the generator needs:
 :class:`OsimPoints` gives those stations and the whole-body centre of mass for
 a batch of poses through OpenSim itself (the generator's kinematics), with the
 interface of :class:`utils.kinematics.ForwardKinematics` that
-:func:`dataset.squat_kinematics.generate_trial` uses.
+:func:`dataset.synthetic.squat_kinematics.generate_trial` uses.
 """
 from __future__ import annotations
 
@@ -161,7 +161,7 @@ class OsimPoints:
     that the trial generator uses)."""
 
     def __init__(self, model_path: str | os.PathLike) -> None:
-        from dataset.muscle_dynamics import StateSetter
+        from dataset.synthetic.muscle_dynamics import StateSetter
 
         self.path = str(model_path)
         self.model = osim.Model(self.path)
@@ -171,7 +171,7 @@ class OsimPoints:
             self.stations = [osim.Station.safeDownCast(self.model.getComponent(f"/{n}")) for n in CONTACT_POINTS]
         except RuntimeError:
             raise ValueError(f"{self.path}: the model lacks the foot contact stations {CONTACT_POINTS}; "
-                             "make it with dataset.opencap_model.subject_model") from None
+                             "make it with dataset.synthetic.opencap_model.subject_model") from None
         self.names = list(CONTACT_POINTS)
         self._rot = np.array([n not in TRANSLATIONS for n in COORDINATES])
         self._cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None

@@ -69,7 +69,7 @@ REFERENCE_POSE: dict[str, float] = {
 """Mid-squat posture (degrees, both sides) in which every muscle fibre is at its
 optimal length; sets the tendon slack lengths."""
 
-_REPO_ROOT = Path(__file__).resolve().parents[1]
+_REPO_ROOT = Path(__file__).resolve().parents[2]
 _CACHE_DIR = _REPO_ROOT / ".cache" / "bige"
 
 # ----------------------------------------------------------------------------- anthropometry
