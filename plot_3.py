@@ -5,7 +5,7 @@
 Inputs are ``.mot``/``.sto`` kinematics (posed through the model's forward
 kinematics) or ``.trc`` markers. Without an output path the video goes next to
 the first input. ``--help`` lists the camera, floor and video options. The
-drawing lives in :mod:`utils.render`.
+drawing lives in :mod:`render.animation`.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 from options.render import plot3_parser
 from utils.cli import run as run_cli
 from utils.fileio import ensure_writable
-from utils.render import RenderError, load_track, render_with_options, split_inputs, titles_from_paths
+from render.animation import RenderError, load_track, render_with_options, split_inputs, titles_from_paths
 
 
 def main(args: argparse.Namespace) -> Path:
@@ -32,7 +32,7 @@ def main(args: argparse.Namespace) -> Path:
 
 
 if __name__ == "__main__":
-    from utils.render import quiet_opensim
+    from render.animation import quiet_opensim
 
     quiet_opensim()
     run_cli(main, plot3_parser())

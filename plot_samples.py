@@ -7,7 +7,7 @@ with ``entry_<k>_<exp>.mot`` and ``summary.json``): the subject's motion-capture
 reference and the samples ordered by peak muscle activation, each at its
 deepest frame, with the squat depth at 50 % of the cycle marked for the
 reference (red) and the sample (green), and activation curves when a surrogate
-is given. The figure is built in :mod:`utils.figures`.
+is given. The figure is built in :mod:`render.figures`.
 """
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ from pathlib import Path
 
 from options.render import samples_parser
 from utils.cli import run as run_cli
-from utils.figures import (
+from render.figures import (
     guidance_sessions, load_reference, read_guidance_session, reference_folder, samples_figure_for_session,
 )
 from utils.fileio import ensure_writable
-from utils.render import Camera, RenderError
+from render.animation import Camera, RenderError
 
 
 def main(args: argparse.Namespace) -> list[Path]:
@@ -65,7 +65,7 @@ def main(args: argparse.Namespace) -> list[Path]:
 
 
 if __name__ == "__main__":
-    from utils.render import quiet_opensim
+    from render.animation import quiet_opensim
 
     quiet_opensim()
     run_cli(main, samples_parser())

@@ -5,7 +5,7 @@ joint-angle curves under the animation.
 
 The reference is one repetition of the subject (``--trial``, ``--rep``) from
 the MCS layout; both motions are posed with the subject's scaled model unless
-``--model`` says otherwise. The drawing lives in :mod:`utils.render`.
+``--model`` says otherwise. The drawing lives in :mod:`render.animation`.
 """
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from pathlib import Path
 from options.render import compare_parser
 from utils.cli import run as run_cli
 from utils.constants import GUIDED_MUSCLES
-from utils.figures import load_reference
+from render.figures import load_reference
 from utils.fileio import ensure_writable
-from utils.render import VIDEO_FORMATS, RenderError, load_track, render_with_options
+from render.animation import VIDEO_FORMATS, RenderError, load_track, render_with_options
 
 
 def main(args: argparse.Namespace) -> Path:
@@ -44,7 +44,7 @@ def main(args: argparse.Namespace) -> Path:
 
 
 if __name__ == "__main__":
-    from utils.render import quiet_opensim
+    from render.animation import quiet_opensim
 
     quiet_opensim()
     run_cli(main, compare_parser())

@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import machine, median_time  # noqa: E402
 from utils.constants import COORDINATES  # noqa: E402
-from utils.render import (  # noqa: E402
+from render.animation import (  # noqa: E402
     Animator, Camera, forward_kinematics, render_animation, track_from_coordinates, write_video,
 )
 
@@ -97,7 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=196, help="frames per motion")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per variant (median reported)")
-    parser.add_argument("--skip-baselines", action="store_true", help="time only utils.render")
+    parser.add_argument("--skip-baselines", action="store_true", help="time only render.animation")
     args = parser.parse_args()
     fk = forward_kinematics(None)
     tracks = [track_from_coordinates(squat(args.frames, d), fk, title=f"squat depth {d:g}")
@@ -114,7 +114,7 @@ def main() -> None:
         render_animation(tracks, out, camera=Camera())
         print(f"(first run {time.perf_counter() - t0:.1f} s, {out.stat().st_size / 1e6:.2f} MB)")
         t_ours = median_time(lambda: render_animation(tracks, out, camera=Camera()), args.repeats, warmup=0)
-        print(f"utils.render (blitting)     : {t_ours:6.1f} s  ({args.frames / t_ours:5.1f} frames/s)")
+        print(f"render.animation (blitting)     : {t_ours:6.1f} s  ({args.frames / t_ours:5.1f} frames/s)")
         if not args.skip_baselines:
             t_full = median_time(lambda: full_redraw(tracks, out), args.repeats, warmup=0)
             print(f"full redraw per frame       : {t_full:6.1f} s  ({t_full / t_ours:.1f}x slower)")

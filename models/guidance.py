@@ -889,47 +889,10 @@ def write_results(args: argparse.Namespace, session_id: str, result: GuidanceRes
                                    overwrite=args.overwrite, info=info, per_sample=per_sample,
                                    duration=prep.durations.get(session_id))
     if not args.no_plot:
+        from render.figures import plot_samples  # temporary: the driver moves to LIMO_Surrogate.py
+
         plot_samples(folder / f"samples_{args.exp_name}.png", result.activations[keep], result.motions[keep],
                      objective.muscles, args.low, args.high, title=session_id, fs=objective.fs)
     return folder
 
 
-def plot_samples(path: str | Path, activations: np.ndarray, motions: np.ndarray, muscles: Sequence[str],
-                 low: float, high: float, title: str = "", fs: float = FRAME_RATE) -> Path:
-    """PNG of the kept samples: activation curves (band shaded) and pelvis
-    trajectories (height over time and sagittal path). (K, T, M), (K, T, 33)"""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from utils.constants import COORD_INDEX
-    from utils.fileio import atomic_open
-
-    k, t = activations.shape[:2]
-    time_s = np.arange(t) / fs
-    colors = plt.cm.viridis(np.linspace(0, 1, max(k, 1)))
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    styles = ["-", "--", ":", "-."]
-    for i in range(k):
-        for j in range(activations.shape[2]):
-            axes[0].plot(time_s, activations[i, :, j], styles[j % 4], color=colors[i], lw=1)
-        tx, ty = motions[i, :, COORD_INDEX["pelvis_tx"]], motions[i, :, COORD_INDEX["pelvis_ty"]]
-        axes[1].plot(time_s, ty, color=colors[i], lw=1)
-        axes[2].plot(tx, ty, color=colors[i], lw=1)
-    axes[0].axhspan(low, high, color="tab:green", alpha=0.15, label=f"band [{low}, {high}]")
-    axes[0].set(xlabel="time (s)", ylabel="activation", ylim=(0, 1),
-                title="activation (" + ", ".join(f"{m} {s}" for m, s in zip(muscles, styles)) + ")")
-    axes[0].legend(loc="upper right", fontsize=8)
-    axes[1].set(xlabel="time (s)", ylabel="pelvis_ty (m)", title="pelvis height")
-    axes[2].set(xlabel="pelvis_tx (m)", ylabel="pelvis_ty (m)", title="pelvis sagittal path")
-    fig.suptitle(f"{title}: {k} kept samples, ordered by peak activation (dark = lowest)")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    with atomic_open(path, "wb") as handle:
-        handle.write(buf.getvalue())
-    return Path(path)

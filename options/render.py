@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from utils.constants import DEFAULT_DATA_ROOT
-from utils.render import ANGLE_CURVES, GIF_MAX_FPS
+from render.animation import ANGLE_CURVES, GIF_MAX_FPS
 
 
 def _floor(value: str) -> float | str:

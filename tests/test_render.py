@@ -1,4 +1,4 @@
-"""utils/render.py, utils/figures.py and the scripts plot_3.py,
+"""render/animation.py, render/figures.py and the scripts plot_3.py,
 render_compare.py, plot_samples.py: real renders of small motions, read back
 with imageio."""
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from utils.constants import COORDINATES
 from utils.fileio import OutputExistsError
 from utils.motion_io import write_coordinates, write_mot, write_trc
-from utils.render import (
+from render.animation import (
     Animator, Camera, Layout, RenderError, frame_indices, load_track, playback, render_animation, side_of,
     split_inputs, titles_from_paths, track_from_markers, write_video,
 )
@@ -217,7 +217,7 @@ def test_shared_floor_and_scale_keep_every_panel_inside_the_frame(motion_files):
 def test_floor_follows_marker_data_with_another_vertical_origin():
     names, pos = marker_squat(10)
     lifted = track_from_markers(names, pos + [0, 0.8, 0], up="y")
-    from utils.render import floor_height
+    from render.animation import floor_height
 
     assert floor_height(track_from_markers(names, pos, up="y")) == 0.0
     assert floor_height(lifted) == pytest.approx(0.8 + pos[..., 1].min(axis=1).mean(), abs=0.01)
@@ -255,7 +255,7 @@ def test_titles_tell_equal_file_names_apart(tmp_path):
 
 
 def test_long_titles_fit_on_two_lines_keeping_both_ends():
-    from utils.render import fit_title
+    from render.animation import fit_title
 
     assert fit_title("short", 20) == "short"
     long = "6c763add-0716-47b5-b1e4-ca39a9297a19/.../kinematics_activations_SQT01_segment_2_muscle_driven.mot"
@@ -310,7 +310,7 @@ def _write_session(root: Path) -> Path:
     import torch
 
     from dataset.synthetic.osim_model import default_model_path
-    from utils.render import forward_kinematics
+    from render.animation import forward_kinematics
 
     sid = "0000aaaa-1111-2222-3333-444455556666"
     sess = root / "Data" / sid
@@ -380,7 +380,7 @@ def test_render_compare_draws_mocap_generated_and_markers_with_curves(mcs_sessio
 
 
 def test_reference_is_the_segmented_repetition_of_the_subject(mcs_session):
-    from utils.figures import load_reference
+    from render.figures import load_reference
     from utils.motion_io import read_motion
 
     session, trial, rep = _repetition(mcs_session, 2)
@@ -416,7 +416,7 @@ def _surrogate_checkpoint(path: Path) -> Path:
 def test_plot_samples_orders_by_peak_activation_and_writes_png_and_pdf(mcs_session, tmp_path):
     import plot_samples
     from options.render import samples_parser
-    from utils.figures import pick_evenly, read_guidance_session
+    from render.figures import pick_evenly, read_guidance_session
 
     exp = tmp_path / "guidance" / "EXP"
     folder = exp / mcs_session.name
@@ -462,7 +462,7 @@ def test_plot_samples_orders_by_peak_activation_and_writes_png_and_pdf(mcs_sessi
 
 
 def test_samples_are_ordered_by_peak_activation_and_thinned_evenly(tmp_path):
-    from utils.figures import Sample, choose_samples
+    from render.figures import Sample, choose_samples
 
     samples = [Sample(tmp_path / f"entry_{k}_X.mot", k, peak) for k, peak in enumerate([0.5, 0.1, 0.3, 0.2, 0.4])]
     assert [s.index for s in choose_samples(samples, 3)] == [1, 2, 0]      # lowest, middle, highest

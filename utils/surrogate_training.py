@@ -36,6 +36,7 @@ from dataset.normalization import Normalizer, static_features
 from dataset.repetitions import RepetitionSet, load_dynamics_files, load_repetitions
 from models.surrogate import SurrogateModel, build_from_checkpoint, centre_horizontal, load_surrogate
 from options.surrogate import model_config_from_args, parse_muscles
+from render.figures import plot_activation_curves
 from utils.checkpoint import (CheckpointError, check_compatible, load_checkpoint, save_checkpoint,
                               seed_everything, set_rng_state)
 from utils.constants import COORD_INDEX, COORDINATES, GUIDED_MUSCLES, MUSCLES
@@ -335,43 +336,6 @@ def write_evaluation(folder: str | Path, name: str, rows: list[dict[str, Any]], 
             writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
     atomic_write_json(json_path, {**info, "summary": summarize(rows), "muscles": rows})
     return [csv_path, json_path]
-
-
-def plot_activation_curves(path: str | Path, pred: np.ndarray, target: np.ndarray, muscles: Sequence[str],
-                           show: Sequence[str], labels: Sequence[str], title: str = "") -> Path:
-    """PNG grid: one row per repetition, one column per muscle of ``show``;
-    simulated (solid) vs predicted (dashed) activation over the repetition."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cols = [muscles.index(m) for m in show]
-    n_rows = len(pred)
-    fig, axes = plt.subplots(n_rows, len(cols), figsize=(4.2 * len(cols), 2.3 * n_rows), squeeze=False,
-                             sharex=True, sharey=True)
-    phase = np.linspace(0, 100, pred.shape[1])
-    for i in range(n_rows):
-        for k, (j, name) in enumerate(zip(cols, show)):
-            ax = axes[i][k]
-            ax.plot(phase, target[i, :, j], color="black", lw=1.6, label="simulated")
-            ax.plot(phase, pred[i, :, j], color="tab:red", lw=1.4, ls="--", label="surrogate")
-            ax.set_ylim(-0.02, 1.02)
-            ax.grid(alpha=0.3)
-            if i == 0:
-                ax.set_title(name)
-            if k == 0:
-                ax.set_ylabel(f"{labels[i]}\nactivation", fontsize=8)
-            if i == n_rows - 1:
-                ax.set_xlabel("repetition (%)")
-    axes[0][0].legend(loc="upper right", fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    with atomic_open(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=110)
-    plt.close(fig)
-    return Path(path)
 
 
 def evaluate_checkpoint(checkpoint: str | Path, args: argparse.Namespace, folder: str | Path,

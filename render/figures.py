@@ -1,4 +1,4 @@
-"""Figures built on :mod:`utils.render`: a subject's motion-capture reference
+"""Figures built on :mod:`render.animation`: a subject's motion-capture reference
 repetition as a drawable track, and the qualitative figure of guided samples.
 
 The samples figure (the paper's qualitative diagram): the reference and the
@@ -20,12 +20,13 @@ from typing import Sequence
 
 import numpy as np
 
-from utils.constants import COORDINATES, DEFAULT_DATA_ROOT, GUIDED_MUSCLES
-from utils.motion_io import MotionFileError, read_motion
-from utils.render import (
+from render.animation import (
     Camera, RenderError, StickPanel, Track, forward_kinematics, load_track, plan_scene, save_figure,
     track_from_coordinates, track_from_markers,
 )
+from utils.constants import COORD_INDEX, COORDINATES, DEFAULT_DATA_ROOT, FRAME_RATE, GUIDED_MUSCLES
+from utils.fileio import atomic_open
+from utils.motion_io import MotionFileError, read_motion
 
 SAMPLE_FILE = re.compile(r"^entry_(\d+)_.+\.mot$")
 """Guidance sample files: ``entry_<k>_<exp-name>.mot``."""
@@ -393,7 +394,7 @@ def samples_figure_for_session(session: GuidanceSession, out: str | os.PathLike,
     """
     chosen = choose_samples(session.samples, max_samples)
     if model is None and reference is not None and reference.track.source is not None:
-        from utils.render import session_model_for
+        from render.animation import session_model_for
 
         model = session_model_for(reference.track.source)
     tracks = [load_track(s.path, model=model, title=s.path.stem) for s in chosen]
@@ -448,3 +449,78 @@ def reference_folder(session: GuidanceSession, data_root: str | os.PathLike | No
             if folder.is_dir():
                 return folder
     return None
+
+
+def plot_samples(path: str | Path, activations: np.ndarray, motions: np.ndarray, muscles: Sequence[str],
+                 low: float, high: float, title: str = "", fs: float = FRAME_RATE) -> Path:
+    """PNG of the kept samples: activation curves (band shaded) and pelvis
+    trajectories (height over time and sagittal path). (K, T, M), (K, T, 33)"""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k, t = activations.shape[:2]
+    time_s = np.arange(t) / fs
+    colors = plt.cm.viridis(np.linspace(0, 1, max(k, 1)))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    styles = ["-", "--", ":", "-."]
+    for i in range(k):
+        for j in range(activations.shape[2]):
+            axes[0].plot(time_s, activations[i, :, j], styles[j % 4], color=colors[i], lw=1)
+        tx, ty = motions[i, :, COORD_INDEX["pelvis_tx"]], motions[i, :, COORD_INDEX["pelvis_ty"]]
+        axes[1].plot(time_s, ty, color=colors[i], lw=1)
+        axes[2].plot(tx, ty, color=colors[i], lw=1)
+    axes[0].axhspan(low, high, color="tab:green", alpha=0.15, label=f"band [{low}, {high}]")
+    axes[0].set(xlabel="time (s)", ylabel="activation", ylim=(0, 1),
+                title="activation (" + ", ".join(f"{m} {s}" for m, s in zip(muscles, styles)) + ")")
+    axes[0].legend(loc="upper right", fontsize=8)
+    axes[1].set(xlabel="time (s)", ylabel="pelvis_ty (m)", title="pelvis height")
+    axes[2].set(xlabel="pelvis_tx (m)", ylabel="pelvis_ty (m)", title="pelvis sagittal path")
+    fig.suptitle(f"{title}: {k} kept samples, ordered by peak activation (dark = lowest)")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    with atomic_open(path, "wb") as handle:
+        handle.write(buf.getvalue())
+    return Path(path)
+
+
+def plot_activation_curves(path: str | Path, pred: np.ndarray, target: np.ndarray, muscles: Sequence[str],
+                           show: Sequence[str], labels: Sequence[str], title: str = "") -> Path:
+    """PNG grid: one row per repetition, one column per muscle of ``show``;
+    simulated (solid) vs predicted (dashed) activation over the repetition."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = [muscles.index(m) for m in show]
+    n_rows = len(pred)
+    fig, axes = plt.subplots(n_rows, len(cols), figsize=(4.2 * len(cols), 2.3 * n_rows), squeeze=False,
+                             sharex=True, sharey=True)
+    phase = np.linspace(0, 100, pred.shape[1])
+    for i in range(n_rows):
+        for k, (j, name) in enumerate(zip(cols, show)):
+            ax = axes[i][k]
+            ax.plot(phase, target[i, :, j], color="black", lw=1.6, label="simulated")
+            ax.plot(phase, pred[i, :, j], color="tab:red", lw=1.4, ls="--", label="surrogate")
+            ax.set_ylim(-0.02, 1.02)
+            ax.grid(alpha=0.3)
+            if i == 0:
+                ax.set_title(name)
+            if k == 0:
+                ax.set_ylabel(f"{labels[i]}\nactivation", fontsize=8)
+            if i == n_rows - 1:
+                ax.set_xlabel("repetition (%)")
+    axes[0][0].legend(loc="upper right", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110)
+    plt.close(fig)
+    return Path(path)
