@@ -37,7 +37,7 @@ from options.metrics import get_guidance_parser
 from utils.cli import run as run_cli
 from utils.errors import UserError
 from utils.fileio import OutputExistsError, atomic_write_text
-from utils.motion_sets import MotionSetError, load_motion_set
+from metrics.motion_sets import MotionSetError, load_motion_set
 
 
 def simulate_set(mset, kind: str, folder: str, args) -> tuple:

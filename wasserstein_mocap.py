@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import time
 
-from calculate_wasserstein import reference_label, write_distribution_tables
 from metrics.evaluate import (
-    PROTOCOL_TITLES, distribution_row, published_distribution_row, resolve_protocol, set_info,
+    PROTOCOL_TITLES, distribution_row, published_distribution_row, reference_label, resolve_protocol, set_info,
+    write_distribution_tables,
 )
 from metrics.report import output_paths
 from options.metrics import get_wasserstein_mocap_parser
 from utils.cli import run as run_cli
-from utils.motion_sets import MotionSetError, is_mcs_root, load_mocap
+from metrics.motion_sets import MotionSetError, is_mcs_root, load_mocap
 
 
 def main(args) -> dict:

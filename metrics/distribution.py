@@ -1,7 +1,7 @@
 """Distances between sets of motions, and the entropy of a set.
 
 Every set is an array ``(N, T, 33)`` in canonical coordinate order, rotations
-in degrees and ``pelvis_tx/ty/tz`` in metres (what ``utils.motion_sets`` and
+in degrees and ``pelvis_tx/ty/tz`` in metres (what ``metrics.motion_sets`` and
 ``dataset.repetitions`` return).
 
 Two families of numbers:

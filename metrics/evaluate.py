@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,10 +22,10 @@ from metrics.guidance import (
 from metrics.published import (
     PROTOCOLS, PUBLISHED_CLIP_MODE, published_fidelity, published_guidance_per_folder, published_summary,
 )
-from metrics.report import Column
+from metrics.report import Column, markdown_table, text_table, write_outputs
 from utils.constants import COORDINATES, TRANSLATIONS
 from utils.errors import UserError
-from utils.motion_sets import MotionSet
+from metrics.motion_sets import MotionSet
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Errors caused by the input or options (the scripts report them through
@@ -173,9 +174,9 @@ def resolve_protocol(args: Any) -> str:
     the protocol: ``--clip-mode`` (project: resample; published: tile) and,
     where the script has one, ``--reference-split`` (project: train;
     published: test, the test sessions' Dynamics kinematics). Raises
-    :class:`~utils.motion_sets.MotionSetError` for options that contradict
+    :class:`~metrics.motion_sets.MotionSetError` for options that contradict
     the published protocol."""
-    from utils.motion_sets import MotionSetError
+    from metrics.motion_sets import MotionSetError
 
     protocol = getattr(args, "protocol", "project")
     if protocol not in PROTOCOLS:
@@ -499,7 +500,7 @@ def input_specs(args: Any) -> list[tuple[str, str, str]]:
     """``(label, folder, kind)`` of every set the options name: ``--compare``
     folders (with ``--labels`` / ``--kinds``) or ``--folder_path``. An MCS
     root is always ``mocap`` (its segmented repetitions)."""
-    from utils.motion_sets import MotionSetError, detect_kind, is_mcs_root
+    from metrics.motion_sets import MotionSetError, detect_kind, is_mcs_root
 
     compare = getattr(args, "compare", None)
     folders = list(compare) if compare else ([args.folder_path] if args.folder_path else [])
@@ -550,3 +551,55 @@ def set_info(label: str, mset: MotionSet) -> dict[str, Any]:
 def options_dict(args: Any) -> dict[str, Any]:
     """The options as a JSON-friendly dict."""
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+
+
+DISTRIBUTION_NOTES = (
+    "Gaussian W2^2 (pooled): (mu1-mu2)^2 + (s1-s2)^2 of each set flattened to one pool (the paper's formula on "
+    "pooled sets, not its protocol; gaussian_w2 in the CSV/JSON is its square root)",
+    "entropy: mean Shannon entropy (nats) of a 10-bin histogram per sample; max log 10 = 2.303",
+    "W1: exact 1-D Wasserstein per coordinate, pooled over frames; mean over rotations (deg) and translations (cm)",
+    "EMD / sliced W2: optimal transport between whole motions, ground metric sqrt(mean_t ||x_t - y_t||^2) "
+    "(deg, translations in cm); bracket = bootstrap interval",
+    "W1 / EMD / sliced see pelvis_tx/tz relative to each motion's first frame (the lab origin differs per "
+    "session) unless --absolute-horizontal; the row's 'horizontal' field in the CSV/JSON says which",
+)
+
+
+PUBLISHED_DISTRIBUTION_NOTES = (
+    "published protocol: W2^2 = (mu1-mu2)^2 + (s1-s2)^2 of each subject folder's motions (flattened, degrees and "
+    "metres as stored) against the reference; mean ± population std over folders (n = folders)",
+    "reference: the test sessions' muscle-driven (Dynamics) kinematics; every repetition brought to the clip "
+    "length by tiling, as the original code did",
+    "entropy: mean over motions of the 10-bin entropy (nats); ± std over folders of the folder means",
+)
+
+
+def reference_label(args) -> str:
+    """How the tables name the reference set."""
+    if args.protocol == "published":
+        return "test split, muscle-driven (Dynamics) kinematics, tiled"
+    return f"{args.reference_split} split"
+
+
+def write_distribution_tables(args, paths, rows, reference, infos, script: str, started: float,
+                              title: str) -> None:
+    """Print the table of ``args.protocol`` and write CSV / JSON / Markdown."""
+    published = args.protocol == "published"
+    columns = PUBLISHED_DISTRIBUTION_COLUMNS if published else DISTRIBUTION_COLUMNS
+    print()
+    print(text_table(rows, columns))
+    extra_md = ""
+    if not published:
+        coord_rows, coord_cols = per_coordinate_columns(rows)
+        extra_md = markdown_table(coord_rows, coord_cols)
+        if args.verbose:
+            print()
+            print(text_table(coord_rows, coord_cols))
+    payload = {"script": script, "protocol": args.protocol, "options": options_dict(args),
+               "reference": set_info(reference_label(args), reference), "sets": infos,
+               "units": UNITS, "seconds": round(time.time() - started, 2)}
+    notes = [f"reference: {reference.describe()} [{reference_label(args)}]",
+             *(PUBLISHED_DISTRIBUTION_NOTES if published else DISTRIBUTION_NOTES)]
+    write_outputs(paths, rows, columns, payload, f"{title}: {PROTOCOL_TITLES[args.protocol]}",
+                  notes=notes, extra_md=extra_md)
+    print(f"\nwrote {', '.join(str(p) for p in paths.values())}")

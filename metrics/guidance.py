@@ -11,7 +11,7 @@ unit (``_deg``, ``_cm``, ``_deg_s``, ``_m_s``, ``_m_s2``).
 Rates are in seconds of real time: every motion comes with ``dt``, the
 seconds between two of its frames (scalar, or (N,) one per motion), taken
 from its file's time column or its repetition's real duration
-(``utils.motion_sets.MotionSet.time_steps``), never an assumed 60 Hz for a
+(``metrics.motion_sets.MotionSet.time_steps``), never an assumed 60 Hz for a
 clip whose time was stretched to 196 frames. Finite differences are forward
 differences: velocity ``(x[t+1] - x[t]) / dt``, acceleration
 ``(x[t+2] - 2 x[t+1] + x[t]) / dt^2``.

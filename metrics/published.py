@@ -29,7 +29,7 @@ test sessions (the original averaged the numbers of cumulative prefixes of
 the session list). ``bench/bench_published.py`` measures both.
 
 Rates are in real time: ``dt`` is the seconds between two frames of each
-motion (``utils.motion_sets.MotionSet.time_steps``).
+motion (``metrics.motion_sets.MotionSet.time_steps``).
 """
 from __future__ import annotations
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -36,7 +37,7 @@ from torch import Tensor, nn
 from dataset.normalization import CENTRED, centre_horizontal  # noqa: F401 (re-exported)
 from utils.checkpoint import CheckpointError, check_compatible, load_checkpoint
 from utils.constants import CLIP_LENGTH, COORDINATES, MUSCLES
-from utils.device import resolve_device
+from utils.device import autocast, resolve_device
 
 ARCHS = ("mlp", "transformer")
 
@@ -283,3 +284,19 @@ def load_surrogate(path: str | os.PathLike, device: str | torch.device = "cpu",
         device = resolve_device(device)
     model.to(device).eval().requires_grad_(False)
     return model
+
+
+@torch.no_grad()
+def predict(model: SurrogateModel, motions: np.ndarray | torch.Tensor, batch_size: int = 64,
+            precision: str = "fp32") -> np.ndarray:
+    """Activations for (N, T, 33) motions (degrees / metres) -> (N, T, M) float32 numpy."""
+    device = next(model.buffers()).device
+    x = torch.as_tensor(motions, dtype=torch.float32)
+    was_training = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(x), batch_size):
+        with autocast(device, precision):
+            out.append(model(x[i:i + batch_size].to(device)).float().cpu())
+    model.train(was_training)
+    return torch.cat(out).numpy()

@@ -10,12 +10,15 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from dataset.normalization import Normalizer
 from models.encdec import Decoder, Encoder
 from models.quantizer import Quantizer, QuantizerOutput, build_quantizer
 from utils.constants import COORDINATES
+from utils.device import autocast
 
 CONFIG_KEYS = ("n_features", "nb_code", "code_dim", "width", "down_t", "stride_t", "depth",
                "dilation_growth_rate", "activation", "norm", "quantizer", "mu")
@@ -154,3 +157,35 @@ def load_vqvae(path: str | os.PathLike, device: str | torch.device = "cpu"):
         raise CheckpointError(f"{path}: weights do not fit the stored configuration ({err})") from None
     model.to(device).eval()
     return model, Normalizer.from_state_dict(ckpt["normalizer"]), ckpt
+
+
+@torch.no_grad()
+def reconstruct(model: torch.nn.Module, motions: np.ndarray, normalizer: Normalizer,
+                batch_size: int = 64, device: torch.device | str = "cpu", precision: str = "fp32",
+                progress: bool = False) -> np.ndarray:
+    """Encode, quantise and decode ``motions`` (N, T, C) in physical units, in
+    batches, without touching the codebook. Returns (N, T, C) float32 in the
+    same units; what the normaliser centres (the clip mean of the laboratory
+    position and heading) is added back, so the result compares with ``motions``."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    out = np.empty_like(np.asarray(motions, dtype=np.float32))
+    starts = range(0, len(motions), batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc="reconstruct", unit="batch")
+    try:
+        for start in starts:
+            chunk = np.asarray(motions[start:start + batch_size])
+            x = torch.as_tensor(normalizer.normalize(chunk), dtype=torch.float32, device=device)
+            with autocast(device, precision):
+                z = model.encode_latent(x)
+                z_q, _ = model.quantize(z)
+                x_hat = model.decode_latent(z_q)
+            out[start:start + batch_size] = (normalizer.denormalize(x_hat.float()).cpu().numpy()
+                                             + normalizer.clip_offset(chunk))
+    finally:
+        model.train(was_training)
+    return out

@@ -26,7 +26,7 @@ from utils.checkpoint import save_checkpoint
 from utils.constants import COORD_INDEX, COORDINATES, GUIDED_MUSCLES
 from utils.fileio import OutputExistsError, atomic_save_npy
 from utils.motion_io import write_coordinates
-from utils.motion_sets import MotionSetError
+from metrics.motion_sets import MotionSetError
 
 REPO = Path(__file__).resolve().parents[1]
 SESSIONS = [f"{i:08x}-1111-4222-8333-{i:012x}" for i in range(1, 7)]

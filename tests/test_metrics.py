@@ -21,7 +21,7 @@ from metrics.report import Column, csv_text, markdown_table, output_paths, text_
 from utils.constants import COORD_INDEX, COORDINATES, FRAME_RATE
 from utils.fileio import OutputExistsError, atomic_save_npy
 from utils.motion_io import write_coordinates, write_mot
-from utils.motion_sets import MotionSetError, detect_kind, load_folder, subject_of
+from metrics.motion_sets import MotionSetError, detect_kind, load_folder, subject_of
 
 KNEE_R = COORD_INDEX["knee_angle_r"]
 TY = COORD_INDEX["pelvis_ty"]

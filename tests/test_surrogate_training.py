@@ -25,9 +25,10 @@ from dataset.mcs import DatasetError
 from dataset.repetitions import load_repetitions
 from utils.constants import COORD_INDEX, COORDINATES, GUIDED_MUSCLES
 from utils.fileio import OutputExistsError
-from utils.surrogate_training import (VASTI, activation_metrics, check_muscle_names, main, mirror_motions,
-                                      mirror_repetitions, predict, select_muscles, split_validation, summarize,
-                                      temporal_correlation)
+from metrics.surrogate import VASTI, activation_metrics, summarize, temporal_correlation
+from models.surrogate import predict
+from utils.surrogate_training import (check_muscle_names, main, mirror_motions, mirror_repetitions, select_muscles,
+                                      split_validation)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import shutil
 import sys
@@ -34,7 +33,8 @@ from tqdm import tqdm
 
 from dataset.normalization import Normalizer, static_features
 from dataset.repetitions import RepetitionSet, load_dynamics_files, load_repetitions
-from models.surrogate import SurrogateModel, build_from_checkpoint, centre_horizontal, load_surrogate
+from metrics.surrogate import activation_metrics, format_table, summarize, write_evaluation
+from models.surrogate import SurrogateModel, build_from_checkpoint, centre_horizontal, load_surrogate, predict
 from options.surrogate import model_config_from_args, parse_muscles
 from render.figures import plot_activation_curves
 from utils.checkpoint import (CheckpointError, check_compatible, load_checkpoint, save_checkpoint,
@@ -42,14 +42,9 @@ from utils.checkpoint import (CheckpointError, check_compatible, load_checkpoint
 from utils.constants import COORD_INDEX, COORDINATES, GUIDED_MUSCLES, MUSCLES
 from utils.device import apply_precision, autocast, resolve_device
 from utils.errors import UserError
-from utils.fileio import atomic_open, atomic_write_json, ensure_writable, exclusive_run
+from utils.fileio import ensure_writable, exclusive_run
 from utils.run_logging import RunLogger
 
-VASTI: tuple[str, ...] = tuple(f"{base}_{side}" for base in ("vasmed", "vaslat", "vasint") for side in ("r", "l"))
-"""The six vasti, the muscles the acceptance criterion is stated for."""
-
-R2_MIN_STD = 0.01
-"""Below this standard deviation of the simulated activation, R^2 is reported as NaN."""
 
 BEST_NAME = "net_best.pth"
 LAST_NAME = "net_last.pth"
@@ -208,22 +203,6 @@ def surrogate_loss(pred: torch.Tensor, target: torch.Tensor, beta: float) -> tor
     return F.smooth_l1_loss(pred.float(), target.float(), beta=beta)
 
 
-@torch.no_grad()
-def predict(model: SurrogateModel, motions: np.ndarray | torch.Tensor, batch_size: int = 64,
-            precision: str = "fp32") -> np.ndarray:
-    """Activations for (N, T, 33) motions (degrees / metres) -> (N, T, M) float32 numpy."""
-    device = next(model.buffers()).device
-    x = torch.as_tensor(motions, dtype=torch.float32)
-    was_training = model.training
-    model.eval()
-    out = []
-    for i in range(0, len(x), batch_size):
-        with autocast(device, precision):
-            out.append(model(x[i:i + batch_size].to(device)).float().cpu())
-    model.train(was_training)
-    return torch.cat(out).numpy()
-
-
 def validation_loss(model: SurrogateModel, reps: RepetitionSet, beta: float, precision: str = "fp32") -> float:
     """Mean smooth-L1 over every frame of ``reps``."""
     pred = torch.as_tensor(predict(model, reps.motions, precision=precision))
@@ -231,111 +210,6 @@ def validation_loss(model: SurrogateModel, reps: RepetitionSet, beta: float, pre
 
 
 # ----------------------------------------------------------------------------- metrics and reports
-
-
-def activation_metrics(pred: np.ndarray, target: np.ndarray, muscles: Sequence[str]) -> list[dict[str, Any]]:
-    """Per-muscle metrics of (N, T, M) predicted vs simulated activations.
-
-    ``rmse``: root mean square error over every frame; ``r2``: 1 - SS_res/SS_tot
-    pooled over every frame of every repetition (NaN when the simulated
-    activation is practically constant, standard deviation below
-    :data:`R2_MIN_STD`: R^2 means nothing for a muscle that stays off); ``peak_error``: mean over repetitions of
-    |max_t pred - max_t sim|; ``corr``: temporal correlation, the mean over
-    repetitions of Pearson's r between the predicted and the simulated curve
-    (repetitions where either curve is flat, std below 1e-6, left out; NaN
-    when all are); ``sim_mean`` / ``sim_std``: of the simulated activation;
-    ``sim_peak``: mean simulated peak; ``pred_peak``: mean predicted peak.
-    All but ``r2`` and ``corr`` in activation units.
-    """
-    if pred.shape != target.shape or pred.ndim != 3:
-        raise ValueError(f"prediction {pred.shape} and target {target.shape} must both be (N, T, M)")
-    p = pred.astype(np.float64)
-    y = target.astype(np.float64)
-    rows = []
-    for j, name in enumerate(muscles):
-        err = p[..., j] - y[..., j]
-        ss_res = float(np.sum(err ** 2))
-        ss_tot = float(np.sum((y[..., j] - y[..., j].mean()) ** 2))
-        rows.append({
-            "muscle": name,
-            "rmse": float(np.sqrt(np.mean(err ** 2))),
-            "r2": 1.0 - ss_res / ss_tot if y[..., j].std() >= R2_MIN_STD else float("nan"),
-            "peak_error": float(np.mean(np.abs(p[..., j].max(1) - y[..., j].max(1)))),
-            "corr": temporal_correlation(p[..., j], y[..., j]),
-            "sim_mean": float(y[..., j].mean()),
-            "sim_std": float(y[..., j].std()),
-            "sim_peak": float(y[..., j].max(1).mean()),
-            "pred_peak": float(p[..., j].max(1).mean()),
-        })
-    return rows
-
-
-def temporal_correlation(pred: np.ndarray, target: np.ndarray) -> float:
-    """Mean over repetitions of Pearson's r between (N, T) curves; flat curves left out."""
-    pc = pred - pred.mean(axis=1, keepdims=True)
-    tc = target - target.mean(axis=1, keepdims=True)
-    ps, ts = np.sqrt((pc ** 2).sum(1)), np.sqrt((tc ** 2).sum(1))
-    ok = (pred.std(axis=1) > 1e-6) & (target.std(axis=1) > 1e-6)
-    if not ok.any():
-        return float("nan")
-    return float(np.mean((pc[ok] * tc[ok]).sum(1) / (ps[ok] * ts[ok])))
-
-
-def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Means over all muscles and over the vasti present, and the worst vasti R^2."""
-    def mean(key, subset):
-        vals = [r[key] for r in subset if r[key] == r[key]]  # NaN R^2 (constant activation) left out
-        return float(np.mean(vals)) if vals else float("nan")
-
-    vasti = [r for r in rows if r["muscle"] in VASTI]
-    keys = ("rmse", "r2", "peak_error", "corr")
-    out = {f"mean_{k}": mean(k, rows) for k in keys}
-    if vasti:
-        out.update({f"vasti_mean_{k}": mean(k, vasti) for k in keys})
-        out["vasti_min_r2"] = float(min(r["r2"] for r in vasti))
-    return out
-
-
-def format_table(rows: list[dict[str, Any]], summary: dict[str, Any] | None = None) -> str:
-    """A fixed-width text table of per-muscle metrics."""
-    head = (f"{'muscle':<12} {'RMSE':>7} {'R^2':>7} {'corr':>6} {'peak err':>9} {'sim peak':>9} "
-            f"{'pred peak':>9} {'sim std':>8}")
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        lines.append(f"{r['muscle']:<12} {r['rmse']:7.4f} {r['r2']:7.3f} {r['corr']:6.3f} {r['peak_error']:9.4f} "
-                     f"{r['sim_peak']:9.4f} {r['pred_peak']:9.4f} {r['sim_std']:8.4f}")
-    if summary:
-        lines.append("-" * len(head))
-        lines.append(f"{'mean':<12} {summary['mean_rmse']:7.4f} {summary['mean_r2']:7.3f} "
-                     f"{summary['mean_corr']:6.3f} {summary['mean_peak_error']:9.4f}")
-        if "vasti_mean_r2" in summary:
-            lines.append(f"{'vasti mean':<12} {summary['vasti_mean_rmse']:7.4f} {summary['vasti_mean_r2']:7.3f} "
-                         f"{summary['vasti_mean_corr']:6.3f} {summary['vasti_mean_peak_error']:9.4f}"
-                         f"   (min R^2 {summary['vasti_min_r2']:.3f})")
-    return "\n".join(lines)
-
-
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """The per-muscle metrics as a markdown table (for docs)."""
-    lines = ["| muscle | RMSE | R^2 | temporal corr. | peak error | simulated peak | predicted peak |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for r in rows:
-        lines.append(f"| {r['muscle']} | {r['rmse']:.4f} | {r['r2']:.3f} | {r['corr']:.3f} | {r['peak_error']:.4f} | "
-                     f"{r['sim_peak']:.3f} | {r['pred_peak']:.3f} |")
-    return "\n".join(lines)
-
-
-def write_evaluation(folder: str | Path, name: str, rows: list[dict[str, Any]], info: dict[str, Any]) -> list[Path]:
-    """Write ``<name>.csv`` and ``<name>.json`` atomically; returns the paths."""
-    folder = Path(folder)
-    csv_path, json_path = folder / f"{name}.csv", folder / f"{name}.json"
-    with atomic_open(csv_path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    atomic_write_json(json_path, {**info, "summary": summarize(rows), "muscles": rows})
-    return [csv_path, json_path]
 
 
 def evaluate_checkpoint(checkpoint: str | Path, args: argparse.Namespace, folder: str | Path,

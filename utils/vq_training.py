@@ -46,7 +46,8 @@ from utils.distributed import DistInfo, all_reduce_mean, barrier, cleanup_distri
 from utils.errors import UserError
 from utils.fileio import OutputExistsError, ensure_writable, exclusive_run
 from utils.run_logging import RunLogger
-from utils.vq_eval import coordinate_errors, reconstruct
+from metrics.reconstruction import coordinate_errors
+from models.vqvae import reconstruct
 
 CHECKPOINT_KIND = "vqvae"
 # options that may change between a checkpoint and its resumption
