@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from options.mdm import get_generate_parser
 from utils.cli import run as run_cli
-from utils.generation import generate_mdm
+from engine.generation import generate_mdm
 
 
 def main(args) -> list:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from options.t2m import get_generate_parser
 from utils.cli import run as run_cli
-from utils.generation import generate_t2m
+from engine.generation import generate_t2m
 
 
 def main(args) -> list:

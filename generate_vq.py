@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from options.generate_vq import get_args_parser
 from utils.cli import run as run_cli
-from utils.generation import generate_vq
+from engine.generation import generate_vq
 
 
 def main(args) -> list:

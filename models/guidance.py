@@ -729,7 +729,7 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
     from utils.checkpoint import seed_everything
     from utils.kinematics import ForwardKinematics
     from utils.run_logging import RunLogger
-    from utils.training import set_threads
+    from engine.training import set_threads
 
     set_threads(getattr(args, "num_threads", 0), world_size=1, device_type="cpu")
     prep = prepare(args)

@@ -82,7 +82,7 @@ def add_output_args(parser: argparse.ArgumentParser, default_exp: str) -> None:
 
 def add_loop_args(group: argparse._ArgumentGroup, eval_what: str) -> None:
     """Logging, evaluation, snapshot and resume flags of the shared training loop
-    (``utils/training.py``); ``eval_what`` says what the periodic evaluation measures."""
+    (``engine/training.py``); ``eval_what`` says what the periodic evaluation measures."""
     group.add_argument("--print-iter", type=int, default=200, help="log losses every N steps")
     group.add_argument("--eval-iter", type=int, default=5000,
                        help=f"every N steps: {eval_what}, net_best.pth, net_last.pth")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 
 from options.common import int_at_least
-from utils.errors import UserError
 
 
 def add_generation_args(parser: argparse.ArgumentParser, default_exp: str, default_out: str = "output") -> None:
@@ -22,14 +21,6 @@ def add_generation_args(parser: argparse.ArgumentParser, default_exp: str, defau
     g.add_argument("--exp-name", default=default_exp, help="experiment folder name under --out-dir")
     g.add_argument("--overwrite", action="store_true",
                    help="replace the results of subjects that already have some (never done silently)")
-
-
-def check_generation_args(args: argparse.Namespace) -> None:
-    """Reject impossible values with a clear message (before any work)."""
-    if args.num_samples < 1:
-        raise UserError(f"--num-samples must be >= 1, got {args.num_samples}")
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
 
 
 def add_subject_data_args(parser: argparse.ArgumentParser) -> None:

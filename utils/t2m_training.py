@@ -26,7 +26,7 @@ from utils.checkpoint import CheckpointError, seed_everything
 from utils.device import apply_precision, autocast
 from utils.errors import UserError
 from utils.run_logging import RunLogger
-from utils.training import prepare_training, run_distributed, run_loop, start_run, unwrap
+from engine.training import prepare_training, run_distributed, run_loop, start_run, unwrap
 
 
 def check_args(args: argparse.Namespace) -> None:

@@ -20,7 +20,6 @@ from tqdm import tqdm
 
 from dataset.mcs import Session
 from dataset.subjects import mean_repetition_duration, resolve_subjects
-from options.generation import check_generation_args
 from utils.distributed import DistInfo, barrier, cleanup_distributed, init_distributed
 from utils.errors import UserError
 from utils.fileio import RunLock, remove_stale_temps
@@ -46,7 +45,7 @@ def prepare(args: argparse.Namespace) -> tuple[DistInfo, list[Session], Path]:
     check the outputs (all before any model work). Returns (dist info, all
     subjects, experiment folder)."""
     from utils.device import resolve_device
-    from utils.training import set_threads
+    from engine.training import set_threads
 
     check_generation_args(args)
     device_type = resolve_device(args.device).type
@@ -275,3 +274,11 @@ def generate_t2m(args: argparse.Namespace) -> list[Path]:
         return generate_for_subjects(args, dist_info, subjects, exp_dir, sampler, device, info)
     finally:
         finish()
+
+
+def check_generation_args(args: argparse.Namespace) -> None:
+    """Reject impossible values with a clear message (before any work)."""
+    if args.num_samples < 1:
+        raise UserError(f"--num-samples must be >= 1, got {args.num_samples}")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
