@@ -3,24 +3,419 @@
     python LIMO_Surrogate.py --exp-name TestBIGE --vq-name output/VQVAE/net_best.pth --dataname mcs \
         --seq-len 49 --total-iter 3000 --lr 0.5 --num-runs 3000 --min-samples 20 \
         --subject data/mcs_synthetic/Data/<session> --low 0.35 --high 0.45 \
-        --surrogate output/surrogate/best.pth
+        --surrogate output/surrogate/net_best.pth
 
-``--subject all`` guides every test-split session. The method lives in
+``--subject all`` guides every test-split session. This script is the stage:
+check every input before any work (:func:`check_args`, :func:`prepare`), then
+per subject guide, rank, optionally verify by OpenSim simulation
+(``--verify``) and write ``.mot`` / ``.npy`` / ``summary.json`` / PNG /
+``run.log`` / tensorboard (:func:`guide_subjects`, :func:`write_results`).
+The method itself (objective, schedule, optimisation, ranking) is
 :mod:`models.guidance`; see ``docs/guidance.md``.
 """
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
+import torch
+
+from dataset.mcs import DatasetError, dataset_root
+from dataset.repetitions import load_repetitions
+from dataset.subjects import resolve_subjects, session_repetitions
+from engine.training import set_threads
+from metrics.simulation import simulate_many
+from models import guidance_losses as L
+from models.guidance import (
+    TERMS, GuidanceError, GuidanceObjective, GuidanceResult, Schedule, candidate_order, encode_latents,
+    estimate_floor, guide, initial_latents, latent_unit_scale, merge_results, order_by_peak, rank_samples,
+    subject_frame_rate,
+)
+from models.surrogate import load_surrogate
+from models.vqvae import load_vqvae
 from options.guidance import get_args_parser
-from models.guidance import run
-from utils.cli import run as run_cli
+from render.figures import plot_samples
+from utils.checkpoint import CheckpointError, seed_everything
+from utils.cli import run
+from utils.constants import COORD_INDEX, COORDINATES, DEFAULT_DATA_ROOT, MUSCLES
+from utils.device import apply_precision, resolve_device
 from utils.fileio import exclusive_run
+from utils.generation_output import check_outputs, check_uniform_settings, write_subject_samples
+from utils.kinematics import ForwardKinematics
+from utils.run_logging import RunLogger
 
 
-def main(args):
+@dataclass
+class Verification:
+    """Simulated activations of the verified runs of one subject (``--verify``)."""
+
+    runs: np.ndarray                # (K,) run indices simulated, in the order they were tried
+    activations: np.ndarray         # (K, T, M) simulated activations of the guided muscles (NaN: failed)
+    errors: list[str]               # '' or why a simulation failed
+    window: int                     # frames of the moving average
+    rounds: int = 1                 # rounds of --num-runs latents optimised
+
+    def peaks(self, windowed: bool = True) -> np.ndarray:
+        """Simulated peak of each guided muscle (moving average over ``window`` frames). (K, M)"""
+        act = np.nan_to_num(self.activations, nan=-1.0)
+        return L.peak_activation(torch.as_tensor(act), self.window if windowed else 1).numpy()
+
+    def in_band(self, low: float, high: float) -> np.ndarray:
+        """Windowed simulated peaks all in ``[low, high]`` (False where the simulation failed). (K,)"""
+        p = self.peaks()
+        return ((p >= low) & (p <= high)).all(1) & np.array([not e for e in self.errors], dtype=bool)
+
+    def record(self, run: int, muscles: Sequence[str], low: float, high: float) -> dict[str, Any]:
+        """What ``summary.json`` holds for one simulated run."""
+        k = int(np.flatnonzero(self.runs == run)[0])
+        if self.errors[k]:
+            return {"error": self.errors[k], "in_band": False}
+        raw, win = self.peaks(False)[k], self.peaks(True)[k]
+        return {"peak_activation": {m: float(raw[j]) for j, m in enumerate(muscles)},
+                "peak_activation_windowed": {m: float(win[j]) for j, m in enumerate(muscles)},
+                "peak_activation_windowed_mean": float(win.mean()),
+                "in_band": bool(self.in_band(low, high)[k])}
+
+
+def verify_runs(objective: GuidanceObjective, result: GuidanceResult, model_path: str | Path, n: int,
+                weights: Mapping[str, float], workers: int = 1, previous: Verification | None = None,
+                log: Callable[[str], None] | None = None) -> Verification:
+    """Simulate runs of ``result`` in :func:`candidate_order`, ``n`` at a
+    time, until ``n`` of them are in band by simulation (windowed peak, as
+    guidance judges) or every run has been simulated; runs already in
+    ``previous`` are not simulated again."""
+    ver = previous or Verification(np.zeros(0, int), np.zeros((0, *result.activations.shape[1:]), np.float32),
+                                   [], objective.window)
+    todo = [int(r) for r in candidate_order(result, objective.low, objective.high, weights) if r not in set(ver.runs)]
+    dt = 1.0 / objective.fs
+    while todo and int(ver.in_band(objective.low, objective.high).sum()) < n:
+        chunk, todo = todo[:n], todo[n:]
+        act, errors = simulate_many([str(model_path)] * len(chunk), result.motions[chunk], dt, objective.muscles,
+                                    workers=workers)
+        ver = Verification(np.r_[ver.runs, chunk].astype(int), np.concatenate([ver.activations, act]),
+                           ver.errors + errors, ver.window, ver.rounds)
+        if log is not None:
+            log(f"verify: {len(ver.runs)} runs simulated, {int(ver.in_band(objective.low, objective.high).sum())} "
+                f"in band by simulation" + (f", {sum(bool(e) for e in errors)} failed" if any(errors) else ""))
+    return ver
+
+
+def guidance_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings every subject of one results folder must share, as written
+    into each ``summary.json`` (see :data:`utils.generation_output.SETTINGS_KEYS`)."""
+    schedule = schedule_from_args(args)
+    return {
+        "method": "BIGE guidance",
+        "vq_checkpoint": str(args.vq_name),
+        "surrogate_checkpoint": str(args.surrogate),
+        "muscles": list(args.muscles),
+        "band": [float(args.low), float(args.high)],
+        "peak_window_s": float(args.peak_window),
+        "surrogate_lowpass_hz": float(args.surrogate_lowpass),
+        "num_runs": int(args.num_runs),
+        "total_iter": int(args.total_iter),
+        "lr": float(args.lr),
+        "latent_unit": args.latent_unit,
+        "floor_align": args.floor_align,
+        "schedule": {"proximity_only": schedule.proximity_only, "ramp": schedule.ramp,
+                     "final_proximity": schedule.final_proximity},
+        "weights": weights_from_args(args),
+        "verify": bool(getattr(args, "verify", False)),
+    }
+
+
+def schedule_from_args(args: argparse.Namespace) -> Schedule:
+    return Schedule.published(args.total_iter, args.proximity_only_iter, args.ramp_iter, args.final_proximity_iter)
+
+
+def weights_from_args(args: argparse.Namespace) -> dict[str, float]:
+    return {name: float(getattr(args, f"w_{name}")) for name in TERMS}
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Option checks that need no file; raise :class:`GuidanceError`."""
+    if not (0.0 <= args.low < args.high <= 1.0):
+        raise GuidanceError(f"--low {args.low} and --high {args.high} must satisfy 0 <= low < high <= 1")
+    if args.surrogate_lowpass < 0:
+        raise GuidanceError(f"--surrogate-lowpass must be >= 0 Hz, got {args.surrogate_lowpass}")
+    if args.peak_window < 0:
+        raise GuidanceError(f"--peak-window must be >= 0 seconds, got {args.peak_window}")
+    if not 0.0 <= args.band_margin < 0.5:
+        raise GuidanceError(f"--band-margin {args.band_margin} must be in [0, 0.5) (a fraction of the band width)")
+    if args.verify_rounds < 0 or args.workers < 1:
+        raise GuidanceError(f"--verify-rounds must be >= 0 and --workers >= 1, got {args.verify_rounds}, {args.workers}")
+    for flag in ("num_runs", "min_samples", "batch_size", "total_iter", "seq_len", "log_every", "contact_stride"):
+        if getattr(args, flag) < 1:
+            raise GuidanceError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    if args.min_samples > args.num_runs:
+        raise GuidanceError(f"--min-samples {args.min_samples} exceeds --num-runs {args.num_runs}")
+    if args.lr <= 0:
+        raise GuidanceError(f"--lr must be positive, got {args.lr}")
+    bad = [m for m in args.muscles if m not in MUSCLES]
+    if bad:
+        raise GuidanceError(f"--muscles: unknown muscle name(s) {bad}; names look like vasmed_r, vasmed_l")
+    negative = [n for n, w in weights_from_args(args).items() if w < 0]
+    if negative:
+        raise GuidanceError(f"loss weights must be >= 0; negative: {negative}")
+    lo, hi = args.init_noise
+    if not 0 <= lo <= hi:
+        raise GuidanceError(f"--init-noise {lo} {hi}: expected 0 <= LOW <= HIGH")
+    schedule_from_args(args)  # raises on inconsistent phases
+
+
+def resolve_data_root(args: argparse.Namespace) -> Path:
+    """``--data-root``, else the root holding the first ``--subject`` folder, else the default root."""
+    if args.data_root:
+        return Path(args.data_root)
+    for entry in args.subject:
+        path = Path(entry)
+        if path.is_dir() and path.parent.name == "Data":
+            return dataset_root(path.parent)
+    return Path(DEFAULT_DATA_ROOT)
+
+
+@dataclass
+class Prepared:
+    """Everything :func:`guide_subjects` loads and checks before any optimisation."""
+
+    device: torch.device
+    vqvae: Any
+    normalizer: Any
+    surrogate: Any
+    bank: L.LatentBank
+    sessions: list
+    subject_motions: dict[str, np.ndarray]
+    model_paths: dict[str, Path]
+    frames: int
+    root: Path
+    exp_dir: Path
+    precision_note: str = ""
+    data_range: tuple[np.ndarray, np.ndarray] | None = None
+    """Per-coordinate (min, max) of the normalised training repetitions: the surrogate's trust region."""
+    durations: dict[str, float] = field(default_factory=dict)
+    """Mean real duration (s) of each subject's repetitions: the time span
+    written into its guided ``.mot`` files, so rates are in real time."""
+
+
+def prepare(args: argparse.Namespace) -> Prepared:
+    """Check every input and load models and data; raises before any guidance work.
+
+    Errors: :class:`GuidanceError` (options), ``DatasetError`` (subject folder
+    missing or without squat trial), ``CheckpointError`` (VQ-VAE coordinate
+    order / input width, surrogate lacking a requested muscle),
+    ``OutputExistsError`` (results exist and no ``--overwrite``).
+    """
+    from dataset.synthetic.osim_model import default_model_path
+
+    check_args(args)
+    device = resolve_device(args.device)
+    precision_note = apply_precision(args, device)
+    root = resolve_data_root(args)
+    sessions = resolve_subjects(root, args.subject, args.split_file, args.seed)
+    exp_dir = Path(args.out_dir) / args.exp_name
+    check_outputs(exp_dir, [s.id for s in sessions], args.overwrite)
+    # subjects not rewritten now must have been guided the same way, or the folder would mix settings
+    check_uniform_settings(exp_dir, expected=guidance_settings(args), skip=[s.id for s in sessions])
+
+    vqvae, normalizer, ckpt = load_vqvae(args.vq_name, device)
+    n_features = int(ckpt["config"].get("n_features", -1))
+    if n_features != len(COORDINATES) or tuple(normalizer.names) != tuple(COORDINATES):
+        raise CheckpointError(f"{args.vq_name}: VQ-VAE takes {n_features} features "
+                              f"({len(normalizer.names)} normalised names); guidance needs the "
+                              f"{len(COORDINATES)} canonical coordinates")
+    surrogate = load_surrogate(args.surrogate, device, muscles=args.muscles)
+    frames = args.seq_len * vqvae.downsample
+
+    subject_motions, model_paths, durations = {}, {}, {}
+    for session in sessions:
+        reps = session_repetitions(session, length=frames, clip_mode=args.clip_mode)
+        if len(reps) == 0:
+            raise DatasetError(f"{session.path}: no squat repetitions")
+        subject_motions[session.id] = reps.motions
+        durations[session.id] = reps.mean_duration(session.id)
+        model_paths[session.id] = session.model if session.model is not None else default_model_path()
+    train = load_repetitions(root, "train", length=frames, clip_mode=args.clip_mode, split_file=args.split_file)
+    bank = L.LatentBank(encode_latents(vqvae, normalizer, train.motions), unit=args.proximity_unit)
+    train_norm = np.asarray(normalizer.normalize(np.asarray(train.motions, dtype=np.float64)))
+    data_range = (train_norm.min(axis=(0, 1)), train_norm.max(axis=(0, 1)))
+    return Prepared(device, vqvae, normalizer, surrogate, bank, sessions, subject_motions, model_paths,
+                    frames, root, exp_dir, precision_note, data_range, durations)
+
+
+def guide_subjects(args: argparse.Namespace) -> dict[str, Path]:
+    """Guide every subject of ``args``; returns ``{session id: results folder}``."""
+    import zlib
+
+
+    set_threads(getattr(args, "num_threads", 0), world_size=1, device_type="cpu")
+    prep = prepare(args)
+    seed_everything(args.seed)
+    schedule, weights = schedule_from_args(args), weights_from_args(args)
+    exp_log = RunLogger(prep.exp_dir, args, tensorboard=False)
+    unit_scale = latent_unit_scale(args.latent_unit, prep.bank)
+    exp_log.log(f"device {prep.device}, {prep.precision_note}, data root {prep.root}, "
+                f"{len(prep.sessions)} subject(s), latent bank {len(prep.bank)} x {prep.bank.vectors.shape[1]} "
+                f"({prep.bank.unit}), frames {prep.frames}, {schedule}, "
+                f"lr {args.lr} and init noise U{tuple(args.init_noise)} in units of {unit_scale:.4g}")
+    out: dict[str, Path] = {}
+    for session in prep.sessions:
+        lines: list[str] = []
+
+        def note(msg: str) -> None:
+            lines.append(msg)
+            exp_log.log(f"{session.id}: {msg}")
+
+        motions = prep.subject_motions[session.id]
+        fk = ForwardKinematics.from_osim(prep.model_paths[session.id])
+        floor = args.floor_height if args.floor_height is not None else estimate_floor(fk, motions)
+        fs = subject_frame_rate(prep.durations.get(session.id), prep.frames)
+        objective = GuidanceObjective(prep.vqvae, prep.normalizer, prep.surrogate, args.muscles, fk, prep.bank,
+                                      args.low, args.high, floor, precision=args.precision,
+                                      contact_tol=args.contact_tol, contact_stride=args.contact_stride,
+                                      floor_align=args.floor_align, band_margin=args.band_margin,
+                                      quantizer_grad=args.quantizer_grad, relax_temperature=args.relax_temperature,
+                                      fs=fs, peak_window=args.peak_window, surrogate_lowpass=args.surrogate_lowpass,
+                                      data_range=prep.data_range)
+        sub_lat = encode_latents(prep.vqvae, prep.normalizer, motions)
+        gen = torch.Generator().manual_seed(args.seed + zlib.crc32(session.id.encode()))
+        z0 = initial_latents(sub_lat, args.num_runs, tuple(args.init_noise), unit_scale, gen)
+        note(f"{len(motions)} repetitions, model {prep.model_paths[session.id]}, floor {floor:.4f} m, "
+             f"{fs:.2f} Hz real time, peak window {args.peak_window} s = {objective.window} frames")
+        result = guide(objective, z0, weights, schedule, lr=args.lr * unit_scale, batch_size=args.batch_size,
+                       log_every=args.log_every, progress=not args.no_progress, desc=session.id[:12])
+        verification = None
+        if args.verify:
+            model_path = prep.model_paths[session.id]
+            verification = verify_runs(objective, result, model_path, args.min_samples, weights, args.workers, log=note)
+            while (verification.in_band(args.low, args.high).sum() < args.min_samples
+                   and verification.rounds <= args.verify_rounds):
+                note(f"verify: fewer than {args.min_samples} in band by simulation; optimising {args.num_runs} more "
+                     f"latents (round {verification.rounds + 1} of at most {args.verify_rounds + 1})")
+                z_more = initial_latents(sub_lat, args.num_runs, tuple(args.init_noise), unit_scale, gen)
+                result = merge_results(result, guide(objective, z_more, weights, schedule, lr=args.lr * unit_scale,
+                                                     batch_size=args.batch_size, log_every=args.log_every,
+                                                     progress=not args.no_progress, desc=session.id[:12]))
+                verification.rounds += 1
+                verification = verify_runs(objective, result, model_path, args.min_samples, weights, args.workers,
+                                           previous=verification, log=note)
+            keep = verified_keep(result, verification, args.min_samples, args.low, args.high, note)
+        else:
+            keep = rank_samples(result, args.min_samples, args.low, args.high, weights)
+        folder = write_results(args, session.id, result, keep, objective, schedule, weights, floor, prep,
+                               verification)
+        inb = L.in_band(torch.as_tensor(result.activations), args.low, args.high, result.window).numpy()
+        runs = len(result.latents)
+        note(f"{runs} runs in {result.seconds:.1f} s "
+             f"({runs * args.total_iter / max(result.seconds, 1e-9):.0f} latent-iterations/s); "
+             f"{inb.mean():.1%} of runs and {inb[keep].mean():.1%} of the {len(keep)} kept in "
+             f"[{args.low}, {args.high}]")
+        logger = RunLogger(folder, args)
+        for line in lines:
+            logger.log(line)
+        for k, step in enumerate(result.history_steps):
+            logger.scalars({name: v[k] for name, v in result.history.items()}, int(step), prefix="guidance/")
+        logger.close()
+        out[session.id] = folder
+    exp_log.close()
+    return out
+
+
+def verified_keep(result: GuidanceResult, ver: Verification, n: int, low: float, high: float,
+                  note: Callable[[str], None]) -> np.ndarray:
+    """The first ``n`` verified runs in band by simulation, ordered by peak; if
+    none is, the one closest to the band by simulation (its summary says it is
+    not in band, and the log warns)."""
+    passed = ver.runs[ver.in_band(low, high)][:n]
+    if len(passed) < n:
+        note(f"verify: WARNING only {len(passed)} of the {n} samples asked for are in band by simulation after "
+             f"{ver.rounds} round(s) of {len(result.latents) // max(ver.rounds, 1)} latents; keeping "
+             + (f"those {len(passed)}" if len(passed) else "the one closest to the band (not in band)"))
+    if len(passed) == 0:
+        ok = np.array([not e for e in ver.errors], dtype=bool)
+        if not ok.any():
+            raise GuidanceError(f"--verify: every simulation failed, e.g. {ver.errors[0]}")
+        p = ver.peaks()
+        hinge = np.where(ok, (np.maximum(p - high, 0) + np.maximum(low - p, 0)).mean(1), np.inf)
+        passed = ver.runs[[int(hinge.argmin())]]
+    return order_by_peak(result, passed)
+
+
+def write_results(args: argparse.Namespace, session_id: str, result: GuidanceResult, keep: np.ndarray,
+                  objective: GuidanceObjective, schedule: Schedule, weights: Mapping[str, float], floor: float,
+                  prep: Prepared, verification: Verification | None = None) -> Path:
+    """Write the kept samples (``.mot``, ``.npy``), ``summary.json`` and the PNG; returns the folder.
+    With ``verification`` every kept sample's simulated activation goes into the summary."""
+    peaks, raw = result.peaks, result.raw_peaks
+    inb = ((peaks >= args.low) & (peaks <= args.high)).all(1)
+    raw_inb = ((raw >= args.low) & (raw <= args.high)).all(1)
+    ty = torch.as_tensor(result.motions[:, :, COORD_INDEX["pelvis_ty"]])
+    depth = L.squat_depth(ty).numpy()
+    per_sample = []
+    for i in keep:
+        per_sample.append({
+            "run": int(i),
+            "loss_terms": {k: float(result.terms[k][i]) for k in TERMS},
+            "weighted_loss": float(sum(weights[k] * result.terms[k][i] for k in TERMS)),
+            "peak_activation": {m: float(peaks[i, j]) for j, m in enumerate(objective.muscles)},
+            "peak_activation_mean": float(peaks[i].mean()),
+            "raw_peak_activation": {m: float(raw[i, j]) for j, m in enumerate(objective.muscles)},
+            "raw_peak_activation_mean": float(raw[i].mean()),
+            "squat_depth_m": float(depth[i]),
+            "in_band": bool(inb[i]),
+            "raw_in_band": bool(raw_inb[i]),
+        })
+        if verification is not None:
+            per_sample[-1]["simulated"] = verification.record(int(i), objective.muscles, args.low, args.high)
+    info = {
+        **guidance_settings(args),
+        "muscles": list(objective.muscles),
+        "floor_height_m": float(floor),
+        "schedule": {"proximity_only": schedule.proximity_only, "ramp": schedule.ramp,
+                     "final_proximity": schedule.final_proximity},
+        "weights": dict(weights),
+        "seconds": float(result.seconds),
+        "in_band_fraction_all_runs": float(inb.mean()),
+        "in_band_fraction_kept": float(inb[keep].mean()) if len(keep) else 0.0,
+        "raw_in_band_fraction_kept": float(raw_inb[keep].mean()) if len(keep) else 0.0,
+        "frame_rate_hz": float(objective.fs),
+        "peak_window_frames": int(result.window),
+        "runs_optimised": int(len(result.latents)),
+        "all_runs": {"peak_activation_mean": [round(float(v), 5) for v in peaks.mean(1)],
+                     "in_band": [bool(v) for v in inb]},
+        "options": dict(vars(args)),
+    }
+    if verification is not None:
+        ok = np.array([not e for e in verification.errors], dtype=bool)
+        sim_inb = verification.in_band(args.low, args.high)
+        sur_inb = inb[verification.runs]
+        info["verification"] = {
+            "rounds": int(verification.rounds), "runs_simulated": int(len(verification.runs)),
+            "simulations_failed": int((~ok).sum()), "in_band_by_simulation": int(sim_inb.sum()),
+            "kept_in_band_by_simulation": int(sum(bool(verification.in_band(args.low, args.high)[
+                np.flatnonzero(verification.runs == i)[0]]) for i in keep)),
+            "in_band_fraction_simulated": float(sim_inb[ok].mean()) if ok.any() else 0.0,
+            "in_band_by_surrogate_among_simulated": int(sur_inb.sum()),
+            "surrogate_sim_peak_mad": float(np.abs(peaks[verification.runs][ok].mean(1)
+                                                   - verification.peaks()[ok].mean(1)).mean()) if ok.any() else None,
+        }
+    folder = write_subject_samples(prep.exp_dir, session_id, result.motions[keep], args.exp_name,
+                                   overwrite=args.overwrite, info=info, per_sample=per_sample,
+                                   duration=prep.durations.get(session_id))
+    if not args.no_plot:
+
+        plot_samples(folder / f"samples_{args.exp_name}.png", result.activations[keep], result.motions[keep],
+                     objective.muscles, args.low, args.high, title=session_id, fs=objective.fs)
+    return folder
+
+
+def main(args: argparse.Namespace) -> dict[str, Path]:
     """Guide the subjects ``args`` names, one writer per results folder."""
     with exclusive_run(Path(args.out_dir) / args.exp_name):
-        return run(args)
+        return guide_subjects(args)
 
 
 if __name__ == "__main__":
-    run_cli(main, get_args_parser())
+    run(main, get_args_parser())

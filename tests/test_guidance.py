@@ -16,6 +16,7 @@ import torch
 
 from dataset.mcs import DatasetError, discover
 from dataset.split import split_sessions
+import LIMO_Surrogate as LIMO
 from LIMO_Surrogate import main
 from models import guidance as G
 from models.guidance_losses import lowest_foot_height
@@ -103,7 +104,7 @@ def test_seed_readme_command_parses() -> None:
         "--high 0.45 --surrogate s.pth".split())
     assert (args.total_iter, args.num_runs, args.min_samples, args.lr) == (3000, 3000, 20, 0.5)
     assert args.muscles == ["vasmed_r", "vasmed_l"] and args.subject == ["/data/MCS_DATA/Data/d66330dc"]
-    s = G.schedule_from_args(args)
+    s = LIMO.schedule_from_args(args)
     assert (s.proximity_only, s.ramp, s.final_proximity) == (500, 500, 1000)
 
 
