@@ -9,19 +9,416 @@
 
 Outputs in <out-dir>/<exp-name>/: net_best.pth, net_last.pth, run.log,
 tensorboard/, eval_test.csv, eval_test.json, eval_test.png.
+
+The stage (options in ``options/surrogate.py``), top to bottom:
+
+1. muscle-driven Dynamics repetitions of the training split
+   (:func:`dataset.repetitions.load_repetitions`), minus a seeded set of whole
+   validation sessions (:func:`split_validation`);
+2. AdamW on the smooth-L1 loss between predicted and simulated activations,
+   warm-up then cosine learning rate, early stopping on the validation loss;
+   ``net_best.pth`` (best validation loss) and ``net_last.pth`` written
+   atomically, both complete enough to resume exactly;
+3. evaluation of ``net_best.pth`` on the test subjects: per-muscle RMSE, R^2
+   and peak-activation error as ``eval_<split>.csv`` / ``.json``, a printed
+   table, and ``eval_<split>.png`` with predicted vs simulated curves of the
+   guided muscles.
 """
 from __future__ import annotations
 
 import argparse
+import math
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
 
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from dataset.normalization import Normalizer, static_features
+from dataset.repetitions import (RepetitionSet, concat_repetitions, load_dynamics_files, load_repetitions,
+                                 mirror_repetitions, select_muscles)
+from metrics.surrogate import activation_metrics, format_table, summarize, write_evaluation
+from models.surrogate import SurrogateModel, build_from_checkpoint, centre_horizontal, load_surrogate, predict
+from options.surrogate import model_config_from_args, parse_muscles
 from options.surrogate import get_args_parser
+from render.figures import plot_activation_curves
+from utils.checkpoint import (CheckpointError, check_compatible, load_checkpoint, save_checkpoint,
+                              seed_everything, set_rng_state)
 from utils.cli import run as run_cli
-from utils.surrogate_training import main as run
+from utils.constants import COORDINATES, GUIDED_MUSCLES, MUSCLES
+from utils.device import apply_precision, autocast, resolve_device
+from utils.errors import UserError
+from utils.fileio import ensure_writable, exclusive_run
+from utils.run_logging import RunLogger
 
 
-def main(args: argparse.Namespace):
-    """Train and evaluate as ``args`` asks; returns the evaluation dict (None with --stop-at)."""
-    return run(args)
+BEST_NAME = "net_best.pth"
+LAST_NAME = "net_last.pth"
+_OUTPUTS = (BEST_NAME, LAST_NAME, "run.log", "tensorboard")
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class SurrogateData:
+    """Training and validation repetitions, restricted to ``muscles``."""
+
+    train: RepetitionSet
+    val: RepetitionSet
+    muscles: tuple[str, ...]
+    train_sessions: list[str]
+    val_sessions: list[str]
+
+
+def check_muscle_names(names: Sequence[str] | None) -> None:
+    """Raise ValueError for names that are not LaiUhlrich2022 muscles (before any data is read)."""
+    if names is None:
+        return
+    import difflib
+
+    for name in names:
+        if name not in MUSCLES:
+            close = difflib.get_close_matches(name, MUSCLES, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise UserError(f"--muscles: unknown muscle {name!r}{hint}; expected names from utils.constants.MUSCLES")
+    dup = sorted({n for n in names if list(names).count(n) > 1})
+    if dup:
+        raise UserError(f"--muscles: {', '.join(dup)} given more than once")
+
+
+def resolve_muscles(requested: Sequence[str] | None, available: Sequence[str], where: str) -> tuple[str, ...]:
+    """``requested`` (None = all) checked against the muscles the data hold."""
+    if requested is None:
+        return tuple(available)
+    missing = [m for m in requested if m not in available]
+    if missing:
+        raise UserError(f"{where}: no activation column for {', '.join(missing)}; "
+                        f"the Dynamics files hold {', '.join(available)}")
+    return tuple(requested)
+
+
+def split_validation(session_ids: Sequence[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Hold out a seeded ``fraction`` of whole sessions (subjects): (train, val), both sorted."""
+    ids = sorted(set(session_ids))
+    if not 0.0 < fraction < 1.0:
+        raise UserError(f"--val-fraction must be in (0, 1), got {fraction}")
+    if len(ids) < 2:
+        raise UserError(f"need at least 2 training sessions to hold one out for validation, found {len(ids)}")
+    n_val = min(len(ids) - 1, max(1, int(round(fraction * len(ids)))))
+    rng = np.random.default_rng(seed)
+    val = sorted(rng.permutation(ids)[:n_val].tolist())
+    return [s for s in ids if s not in set(val)], val
+
+
+def load_training_data(args: argparse.Namespace, muscles: Sequence[str] | None,
+                       val_sessions: Sequence[str] | None = None) -> SurrogateData:
+    """Training-split Dynamics repetitions, divided into train and validation sessions."""
+    reps = load_repetitions(args.data_root, split="train", source="dynamics", length=args.clip_length,
+                            clip_mode=args.clip_mode, split_file=args.split_file)
+    chosen = resolve_muscles(muscles, reps.muscles, str(args.data_root))
+    if val_sessions is None:
+        train_ids, val_ids = split_validation(reps.sessions, args.val_fraction, args.seed)
+    else:
+        val_ids = sorted(val_sessions)
+        unknown = set(val_ids) - set(reps.sessions)
+        if unknown:
+            raise CheckpointError(f"validation session(s) {', '.join(sorted(unknown))} of the resumed run are "
+                                  f"not in the training split of {args.data_root}")
+        train_ids = sorted(set(reps.sessions) - set(val_ids))
+    train = reps.of_sessions(train_ids)
+    if args.mirror:
+        train = concat_repetitions(train, mirror_repetitions(train))
+    return SurrogateData(train=select_muscles(train, chosen), val=select_muscles(reps.of_sessions(val_ids), chosen),
+                         muscles=chosen, train_sessions=train_ids, val_sessions=val_ids)
+
+
+# ----------------------------------------------------------------------------- loss and prediction
+
+
+def surrogate_loss(pred: torch.Tensor, target: torch.Tensor, beta: float) -> torch.Tensor:
+    """Smooth-L1 between activations (B, T, M), averaged, in float32."""
+    return F.smooth_l1_loss(pred.float(), target.float(), beta=beta)
+
+
+def validation_loss(model: SurrogateModel, reps: RepetitionSet, beta: float, precision: str = "fp32") -> float:
+    """Mean smooth-L1 over every frame of ``reps``."""
+    pred = torch.as_tensor(predict(model, reps.motions, precision=precision))
+    return float(surrogate_loss(pred, torch.as_tensor(reps.activations), beta))
+
+
+# ----------------------------------------------------------------------------- metrics and reports
+
+
+def evaluate_checkpoint(checkpoint: str | Path, args: argparse.Namespace, folder: str | Path,
+                        logger: RunLogger | None = None) -> dict[str, Any]:
+    """Evaluate a surrogate checkpoint on ``args.eval_split`` and write the reports into ``folder``.
+
+    Returns the JSON content (``summary`` and per-muscle ``muscles`` rows).
+    """
+    model = _load_for_evaluation(checkpoint, args, logger)
+    reps = load_repetitions(args.data_root, split=args.eval_split, source="dynamics", length=args.clip_length,
+                            clip_mode=args.clip_mode, split_file=args.split_file)
+    info = {"checkpoint": str(checkpoint), "data_root": str(args.data_root), "split": args.eval_split}
+    return evaluate_repetitions(model, reps, f"eval_{args.eval_split}", info, args, folder, logger,
+                                what=f"{args.eval_split} subjects")
+
+
+def evaluate_files(checkpoint: str | Path, args: argparse.Namespace, folder: str | Path,
+                   logger: RunLogger | None = None) -> dict[str, Any]:
+    """Evaluate a surrogate checkpoint on the muscle-driven files of ``args.eval_data``
+    (files or folders, e.g. real OpenCap ``kinematics_activations*.mot``), written
+    as ``eval_<args.eval_name>.csv/.json/.png`` in ``folder``."""
+    model = _load_for_evaluation(checkpoint, args, logger)
+    reps = load_dynamics_files(args.eval_data, length=args.clip_length, clip_mode=args.clip_mode)
+    info = {"checkpoint": str(checkpoint), "eval_data": [str(p) for p in args.eval_data], "files": reps.files}
+    return evaluate_repetitions(model, reps, f"eval_{args.eval_name}", info, args, folder, logger,
+                                what=f"files of {', '.join(map(str, args.eval_data))}")
+
+
+def _load_for_evaluation(checkpoint: str | Path, args: argparse.Namespace,
+                         logger: RunLogger | None) -> SurrogateModel:
+    """The checkpoint's surrogate on ``--device``, ``--precision`` resolved and logged."""
+    device = resolve_device(args.device)
+    precision_note = apply_precision(args, device)
+    if logger is not None:
+        logger.log(f"evaluation: {precision_note}")
+    return load_surrogate(checkpoint, device=device)
+
+
+def evaluate_repetitions(model: SurrogateModel, reps: RepetitionSet, name: str, info: dict[str, Any],
+                         args: argparse.Namespace, folder: str | Path, logger: RunLogger | None,
+                         what: str) -> dict[str, Any]:
+    """Predict ``reps``, write ``<name>.csv/.json`` and ``<name>.png`` into ``folder``, print the table."""
+    reps = select_muscles(reps, resolve_muscles(model.muscles, reps.muscles, what))
+    pred = predict(model, reps.motions, precision=args.precision)
+    rows = activation_metrics(pred, reps.activations, reps.muscles)
+    info = {**info, "arch": model.arch, "n_repetitions": len(reps), "sessions": sorted(set(reps.sessions))}
+    paths = write_evaluation(folder, name, rows, info)
+    show = [m for m in GUIDED_MUSCLES if m in reps.muscles] or list(reps.muscles[:2])
+    n_plot = min(args.plot_reps, len(reps))
+    if n_plot > 0:
+        pick = np.linspace(0, len(reps) - 1, n_plot).round().astype(int)
+        labels = [f"{reps.sessions[i][:8]} {reps.trials[i]}#{reps.indices[i]}" for i in pick]
+        paths.append(plot_activation_curves(
+            Path(folder) / f"{name}.png", pred[pick], reps.activations[pick], reps.muscles, show, labels,
+            title=f"{model.arch} surrogate vs simulation, {what}"))
+    summary = summarize(rows)
+    table = format_table(rows, summary)
+    print(f"\nsurrogate evaluation on {len(reps)} repetitions ({what}):\n{table}")
+    if logger is not None:
+        logger.log(f"evaluation on {what} ({len(reps)} repetitions):\n{table}")
+        logger.log("wrote " + ", ".join(str(p) for p in paths))
+    return {**info, "summary": summary, "muscles": rows}
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _lr_factor(step: int, warmup: int, total: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    for flag in ("epochs", "batch_size"):
+        if getattr(args, flag) < 1:
+            raise UserError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    if args.lr <= 0:
+        raise UserError(f"--lr must be positive, got {args.lr}")
+    if args.patience < 0:
+        raise UserError(f"--patience must be >= 0, got {args.patience}")
+    if args.save_every < 1:
+        raise UserError(f"--save-every must be >= 1, got {args.save_every}")
+    if args.stop_at is not None and args.stop_at < 1:
+        raise UserError(f"--stop-at must be >= 1, got {args.stop_at}")
+    if not args.resume:
+        SurrogateModel(args.arch, MUSCLES[:1], **model_config_from_args(args))  # architecture options valid?
+
+
+def _prepare_folder(folder: Path, args: argparse.Namespace) -> None:
+    """Refuse to mix a new run into an existing experiment folder unless --overwrite."""
+    if args.resume:
+        return
+    if folder.exists() and any(folder.iterdir()) and args.overwrite:
+        for name in _OUTPUTS:
+            target = folder / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+        for target in folder.glob("eval_*"):
+            target.unlink()
+    ensure_writable(folder, overwrite=args.overwrite)
+
+
+def train(args: argparse.Namespace) -> tuple[Path, bool]:
+    """Train a surrogate. Returns the experiment folder (holding net_best.pth and
+    net_last.pth) and whether training is complete (False after ``--stop-at``)."""
+    _check_args(args)
+    muscles = parse_muscles(args.muscles)
+    check_muscle_names(muscles)
+    folder = Path(args.out_dir) / args.exp_name
+    ckpt = None
+    if args.resume:
+        ckpt = load_checkpoint(args.resume)
+        build_from_checkpoint(ckpt, args.resume)  # validates the checkpoint before any data is read
+        for key in ("optimizer", "scheduler", "epoch", "batches", "val_sessions"):
+            if key not in ckpt:
+                raise CheckpointError(f"{args.resume}: cannot resume, the checkpoint has no '{key}'")
+        muscles = list(ckpt["muscles"])
+    _prepare_folder(folder, args)
+    device = resolve_device(args.device)
+    precision_note = apply_precision(args, device)
+    seed_everything(args.seed)
+
+    data = load_training_data(args, muscles, val_sessions=None if ckpt is None else ckpt["val_sessions"])
+    if ckpt is None:
+        inputs = centre_horizontal(data.train.motions) if args.centre else data.train.motions
+        norm = Normalizer.fit(inputs, COORDINATES)
+        model = SurrogateModel(args.arch, data.muscles, norm.mean, norm.std, centre=args.centre,
+                               static=static_features(inputs, COORDINATES), **model_config_from_args(args))
+    else:
+        check_compatible(ckpt, args.resume, "muscles", data.muscles)
+        norm = Normalizer.from_state_dict(ckpt["normalizer"])
+        model = build_from_checkpoint(ckpt, args.resume)
+    model.to(device).train()
+
+    x_train = torch.as_tensor(data.train.motions, device=device)
+    y_train = torch.as_tensor(data.train.activations, device=device)
+    n_train = len(x_train)
+    steps_per_epoch = math.ceil(n_train / args.batch_size)
+    total_steps = args.epochs * steps_per_epoch
+    warmup = min(args.warmup_epochs * steps_per_epoch, max(1, total_steps // 2))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, warmup, total_steps))
+    batches = torch.Generator().manual_seed(args.seed)
+    state = {"epoch": 0, "step": 0, "best_val": float("inf"), "best_epoch": 0, "bad_epochs": 0}
+    logger = RunLogger(folder, args)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        batches.set_state(ckpt["batches"])
+        state.update({k: ckpt[k] for k in state if k in ckpt})
+        set_rng_state(ckpt["rng"])
+        logger.log(f"resumed from {args.resume} after epoch {state['epoch']} (step {state['step']})")
+    logger.log(f"data: {n_train} training repetitions{' (half of them mirrored)' if args.mirror else ''} from "
+               f"{len(data.train_sessions)} subjects, "
+               f"{len(data.val)} validation repetitions from {len(data.val_sessions)} subjects "
+               f"({', '.join(data.val_sessions)}); {len(data.muscles)} muscles")
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.log(f"model: {model.arch} {model.config}, {n_params} parameters, device {device}, {precision_note}")
+
+    def save(path: Path) -> None:
+        save_checkpoint(
+            path, model=model.state_dict(), model_config=model.model_config(), coordinates=list(COORDINATES),
+            muscles=list(model.muscles), normalizer=norm.state_dict(), optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict(), batches=batches.get_state(), args=vars(args),
+            train_sessions=data.train_sessions, val_sessions=data.val_sessions, **state)
+
+    end = args.epochs if args.stop_at is None else min(args.epochs, args.stop_at)
+    start_time = time.perf_counter()
+    bar = tqdm(range(state["epoch"], end), desc=f"surrogate {model.arch}", unit="epoch",
+               initial=state["epoch"], total=args.epochs, dynamic_ncols=True, file=sys.stderr)
+    stopped_early = False
+    for epoch in bar:
+        model.train()
+        order = torch.randperm(n_train, generator=batches)
+        total = 0.0
+        for i in range(0, n_train, args.batch_size):
+            idx = order[i:i + args.batch_size].to(device)
+            x, y = x_train[idx], y_train[idx]
+            if args.noise > 0:
+                x = x + args.noise * model.x_std * torch.randn(x.shape, generator=batches).to(device)
+            with autocast(device, args.precision):
+                pred = model(x)
+            loss = surrogate_loss(pred, y, args.loss_beta)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            state["step"] += 1
+            total += float(loss.detach()) * len(idx)
+        train_loss = total / n_train
+        val_loss = validation_loss(model, data.val, args.loss_beta, args.precision)
+        state["epoch"] = epoch + 1
+        improved = val_loss < state["best_val"]
+        if improved:
+            state.update(best_val=val_loss, best_epoch=epoch + 1, bad_epochs=0)
+        else:
+            state["bad_epochs"] += 1
+        stopped_early = args.patience > 0 and state["bad_epochs"] >= args.patience
+        lr = optimizer.param_groups[0]["lr"]
+        logger.scalars({"train/loss": train_loss, "val/loss": val_loss, "lr": lr}, epoch + 1)
+        logger.log(f"epoch {epoch + 1} step {state['step']} train {train_loss:.6f} val {val_loss:.6f} "
+                   f"lr {lr:.3g}{' best' if improved else ''}")
+        bar.set_postfix(train=f"{train_loss:.5f}", val=f"{val_loss:.5f}", best=state["best_epoch"])
+        if improved:
+            save(folder / BEST_NAME)
+        if (epoch + 1) % args.save_every == 0 or epoch + 1 == end or stopped_early:
+            save(folder / LAST_NAME)
+        if stopped_early:
+            break
+    bar.close()
+    seconds = time.perf_counter() - start_time
+    why = (f"early stop: no better validation loss for {args.patience} epochs" if stopped_early
+           else "stopped at --stop-at" if state["epoch"] < args.epochs else "all epochs done")
+    logger.log(f"training ended after epoch {state['epoch']} ({why}) in {seconds:.1f} s; "
+               f"best validation loss {state['best_val']:.6f} at epoch {state['best_epoch']}")
+    print(f"surrogate: {why}; {state['epoch']} epochs in {seconds:.1f} s, best validation loss "
+          f"{state['best_val']:.6f} at epoch {state['best_epoch']} -> {folder / BEST_NAME}")
+    logger.close()
+    return folder, state["epoch"] >= args.epochs or stopped_early
+
+
+def main(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Train (unless ``--eval-only``), then evaluate the best checkpoint. Returns the evaluation."""
+    threads = torch.get_num_threads()
+    if args.num_threads < 0:
+        raise UserError(f"--num-threads must be >= 0, got {args.num_threads}")
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+    try:
+        with exclusive_run(Path(args.out_dir) / args.exp_name):  # one writer per run folder
+            return _run(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any] | None:
+    folder = Path(args.out_dir) / args.exp_name
+    if args.eval_data and not args.eval_name:
+        args.eval_name = Path(args.eval_data[0]).stem
+    if args.eval_only:
+        checkpoint = Path(args.checkpoint) if args.checkpoint else folder / BEST_NAME
+        load_surrogate(checkpoint)  # fail on a bad checkpoint before reading data
+        logger = RunLogger(folder, args, tensorboard=False)
+        try:
+            if args.eval_data:  # only the named files: the data root may not even exist
+                return evaluate_files(checkpoint, args, folder, logger)
+            return evaluate_checkpoint(checkpoint, args, folder, logger)
+        finally:
+            logger.close()
+    folder, finished = train(args)
+    if not finished:
+        return None  # stopped with --stop-at: evaluate when the run is complete
+    logger = RunLogger(folder, None, tensorboard=False)
+    try:
+        result = evaluate_checkpoint(folder / BEST_NAME, args, folder, logger)
+        if args.eval_data:
+            result["eval_data"] = evaluate_files(folder / BEST_NAME, args, folder, logger)
+        return result
+    finally:
+        logger.close()
 
 
 if __name__ == "__main__":

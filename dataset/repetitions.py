@@ -22,7 +22,7 @@ from dataset.clips import clip_time_step, fit_length
 from dataset.mcs import DatasetError, Repetition, Session, dataset_root, discover
 from dataset.plausibility import check_plausible
 from dataset.split import split_sessions
-from utils.constants import CLIP_LENGTH, COORDINATES, MUSCLES, READER_VERSION
+from utils.constants import CLIP_LENGTH, COORD_INDEX, COORDINATES, MUSCLES, READER_VERSION
 from utils.errors import UserError
 from utils.fileio import atomic_save_npz
 from utils.motion_io import Motion, MotionFileError, read_motion
@@ -364,3 +364,71 @@ def load_dynamics_files(paths: Sequence[str | os.PathLike], length: int = CLIP_L
         durations=np.array([m.times[-1] - m.times[0] for _, m in motions]),
         frame_rates=np.array([m.frame_rate for _, m in motions]), clip_mode=clip_mode,
     )
+
+
+def select_muscles(reps: RepetitionSet, muscles: Sequence[str]) -> RepetitionSet:
+    """A copy of ``reps`` whose activations hold only ``muscles``, in that order."""
+    idx = [reps.muscles.index(m) for m in muscles]
+    out = reps.select(np.ones(len(reps), dtype=bool))
+    out.activations = np.ascontiguousarray(reps.activations[:, :, idx])
+    out.muscles = tuple(muscles)
+    return out
+
+
+MIRROR_NEGATED: tuple[str, ...] = ("pelvis_list", "pelvis_rotation", "pelvis_tz", "lumbar_bending", "lumbar_rotation")
+"""Coordinates whose sign flips under a left/right (sagittal-plane) mirror; bilateral ones swap sides."""
+
+
+def _other_side(name: str) -> str:
+    if name.endswith("_l"):
+        return name[:-2] + "_r"
+    if name.endswith("_r"):
+        return name[:-2] + "_l"
+    return name
+
+
+def mirror_motions(x: np.ndarray) -> np.ndarray:
+    """Left/right mirror image of (..., 33) canonical coordinates (degrees / metres).
+
+    Bilateral coordinates swap sides (OpenSim's left joint axes are mirrored,
+    so values carry over unchanged); out-of-sagittal-plane pelvis and lumbar
+    coordinates change sign.
+    """
+    order = [COORD_INDEX[_other_side(c)] for c in COORDINATES]
+    out = np.array(x[..., order], copy=True)
+    out[..., [COORD_INDEX[c] for c in MIRROR_NEGATED]] *= -1.0
+    return out
+
+
+def mirror_repetitions(reps: RepetitionSet) -> RepetitionSet:
+    """The mirror image of every repetition: motions mirrored, each muscle's
+    activation taken from its other-side twin. Raises ValueError if a twin is missing."""
+    missing = [m for m in reps.muscles if _other_side(m) not in reps.muscles]
+    if missing:
+        where = reps.files[0] if reps.files else "the Dynamics files"
+        raise UserError(f"{where} (and every other Dynamics file): no activation for the other side of "
+                        f"{', '.join(missing)}, needed to mirror; pass --no-mirror or train on muscles present on "
+                        "both sides")
+    out = reps.select(np.ones(len(reps), dtype=bool))
+    out.motions = mirror_motions(reps.motions).astype(np.float32)
+    out.activations = np.ascontiguousarray(reps.activations[..., [reps.muscles.index(_other_side(m))
+                                                                  for m in reps.muscles]])
+    out.trials = [f"{t}(mirrored)" for t in reps.trials]
+    return out
+
+
+def concat_repetitions(a: RepetitionSet, b: RepetitionSet) -> RepetitionSet:
+    """``a`` then ``b`` (same muscles)."""
+    if a.muscles != b.muscles:
+        raise ValueError("cannot concatenate repetition sets with different muscles")
+    return RepetitionSet(
+        motions=np.concatenate([a.motions, b.motions]), sessions=a.sessions + b.sessions,
+        trials=a.trials + b.trials, indices=a.indices + b.indices,
+        activations=np.concatenate([a.activations, b.activations]), muscles=a.muscles,
+        coordinates=a.coordinates, files=list(a.files) + list(b.files),
+        durations=_concat_optional(a.durations, b.durations),
+        frame_rates=_concat_optional(a.frame_rates, b.frame_rates), clip_mode=a.clip_mode)
+
+
+def _concat_optional(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    return None if a is None or b is None else np.concatenate([a, b])

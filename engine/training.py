@@ -1,5 +1,5 @@
-"""Pieces every baseline trainer shares (``utils/mdm_training.py``,
-``utils/t2m_training.py``): the experiment folder check, the learning-rate
+"""Pieces the trainers share (``train_mdm.py``, ``train_t2m_trans.py``):
+the experiment folder check, the learning-rate
 schedule, per-rank random state for exact resume under DDP, and the
 checkpoint round trip.
 

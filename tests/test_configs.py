@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from utils.pipeline import load_config
+from run_pipeline import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -36,7 +36,7 @@ def trained(synthetic_root, tmp_path_factory):
     """(data root, VQ-VAE checkpoint, surrogate checkpoint, a test session folder)."""
     from options.surrogate import get_args_parser as sur_parser
     from options.vq import get_args_parser as vq_parser
-    from utils.surrogate_training import main as sur_main
+    from surrogate_training import main as sur_main
     from utils.vq_training import main as vq_main
 
     root = Path(synthetic_root)

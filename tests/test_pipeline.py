@@ -1,4 +1,4 @@
-"""utils.pipeline / run_pipeline.py: stages skip when done, pass --resume,
+"""run_pipeline.py: stages skip when done, pass --resume,
 report failures, and an interrupted run completes when run again."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from utils.pipeline import PipelineError, load_config, run_stages
+from run_pipeline import PipelineError, load_config, run_stages
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -27,8 +27,8 @@ from utils.constants import COORD_INDEX, COORDINATES, GUIDED_MUSCLES
 from utils.fileio import OutputExistsError
 from metrics.surrogate import VASTI, activation_metrics, summarize, temporal_correlation
 from models.surrogate import predict
-from utils.surrogate_training import (check_muscle_names, main, mirror_motions, mirror_repetitions, select_muscles,
-                                      split_validation)
+from dataset.repetitions import mirror_motions, mirror_repetitions, select_muscles
+from surrogate_training import check_muscle_names, main, split_validation
 
 REPO = Path(__file__).resolve().parents[1]
 

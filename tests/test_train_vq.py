@@ -22,7 +22,7 @@ from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.constants import COORDINATES
 from utils.fileio import OutputExistsError
 from utils.motion_io import read_motion
-from utils.vq_eval import evaluate_checkpoint
+from MOT_eval import main as evaluate_checkpoint
 from utils.vq_training import lr_factor, main
 
 REPO = Path(__file__).resolve().parents[1]

@@ -63,7 +63,7 @@ def _is_user_os_error(err: OSError) -> bool:
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt.
     Unlike Ctrl-C in a terminal, it reached this process only (a runner
-    passes it on to its child, see :mod:`utils.pipeline`)."""
+    passes it on to its child, see ``run_pipeline.py``)."""
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
