@@ -16,6 +16,7 @@ The method itself (objective, schedule, optimisation, ranking) is
 from __future__ import annotations
 
 import argparse
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -26,7 +27,6 @@ import torch
 from dataset.mcs import DatasetError, dataset_root
 from dataset.repetitions import load_repetitions
 from dataset.subjects import resolve_subjects, session_repetitions
-from engine.training import set_threads
 from metrics.simulation import simulate_many
 from models import guidance_losses as L
 from models.guidance import (
@@ -41,7 +41,7 @@ from render.figures import plot_samples
 from utils.checkpoint import CheckpointError, seed_everything
 from utils.cli import run
 from utils.constants import COORD_INDEX, COORDINATES, DEFAULT_DATA_ROOT, MUSCLES
-from utils.device import apply_precision, resolve_device
+from utils.device import apply_precision, resolve_device, torch_threads
 from utils.fileio import exclusive_run
 from utils.generation_output import check_outputs, check_uniform_settings, write_subject_samples
 from utils.kinematics import ForwardKinematics
@@ -221,7 +221,7 @@ def prepare(args: argparse.Namespace) -> Prepared:
     check_uniform_settings(exp_dir, expected=guidance_settings(args), skip=[s.id for s in sessions])
 
     vqvae, normalizer, ckpt = load_vqvae(args.vq_name, device)
-    n_features = int(ckpt["config"].get("n_features", -1))
+    n_features = int(ckpt["model_config"].get("n_features", -1))
     if n_features != len(COORDINATES) or tuple(normalizer.names) != tuple(COORDINATES):
         raise CheckpointError(f"{args.vq_name}: VQ-VAE takes {n_features} features "
                               f"({len(normalizer.names)} normalised names); guidance needs the "
@@ -247,10 +247,6 @@ def prepare(args: argparse.Namespace) -> Prepared:
 
 def guide_subjects(args: argparse.Namespace) -> dict[str, Path]:
     """Guide every subject of ``args``; returns ``{session id: results folder}``."""
-    import zlib
-
-
-    set_threads(getattr(args, "num_threads", 0), world_size=1, device_type="cpu")
     prep = prepare(args)
     seed_everything(args.seed)
     schedule, weights = schedule_from_args(args), weights_from_args(args)
@@ -413,7 +409,7 @@ def write_results(args: argparse.Namespace, session_id: str, result: GuidanceRes
 
 def main(args: argparse.Namespace) -> dict[str, Path]:
     """Guide the subjects ``args`` names, one writer per results folder."""
-    with exclusive_run(Path(args.out_dir) / args.exp_name):
+    with torch_threads(args.num_threads), exclusive_run(Path(args.out_dir) / args.exp_name):
         return guide_subjects(args)
 
 

@@ -18,11 +18,11 @@ import torch
 
 from dataset.repetitions import load_repetitions
 from metrics.reconstruction import coordinate_errors, errors_csv, errors_table
-from models.vqvae import reconstruct
+from models.vqvae import load_vqvae, reconstruct
 from options.vq import get_eval_parser
 from utils.cli import run as run_cli
 from utils.constants import DEFAULT_DATA_ROOT
-from utils.device import apply_precision, resolve_device
+from utils.device import apply_precision, resolve_device, torch_threads
 from utils.errors import UserError
 from utils.fileio import atomic_write_json, atomic_write_text, ensure_writable, staged_dir
 from utils.motion_io import write_coordinates
@@ -39,18 +39,11 @@ def main(args) -> dict:
     ensure_writable(folder, args.overwrite)
     device = resolve_device(args.device)
     print(apply_precision(args, device))
-    threads = torch.get_num_threads()
-    if args.num_threads > 0:
-        torch.set_num_threads(args.num_threads)
-    try:
+    with torch_threads(args.num_threads):
         return _evaluate(args, folder, device)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _evaluate(args, folder: Path, device: torch.device) -> dict:
-    from models.vqvae import load_vqvae  # models import this module's neighbours, not the reverse
-
     model, normalizer, ckpt = load_vqvae(args.resume_pth, device)
     trained = ckpt.get("args", {})
     data_root = args.data_root or trained.get("data_root", DEFAULT_DATA_ROOT)

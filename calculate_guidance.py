@@ -32,12 +32,13 @@ from metrics.evaluate import (
     published_guidance_rows, resolve_protocol, set_info, subject_models, surrogate_activations,
 )
 from metrics.guidance import lowpass_motions
+from metrics.motion_sets import MotionSetError, load_motion_set
 from metrics.report import csv_text, output_paths, text_table, write_outputs
+from metrics.simulation import simulate_many
 from options.metrics import get_guidance_parser
 from utils.cli import run as run_cli
 from utils.errors import UserError
 from utils.fileio import OutputExistsError, atomic_write_text
-from metrics.motion_sets import MotionSetError, load_motion_set
 
 
 def simulate_set(mset, kind: str, folder: str, args) -> tuple:
@@ -45,7 +46,6 @@ def simulate_set(mset, kind: str, folder: str, args) -> tuple:
     with its subject's scaled model (generic where none is known):
     ``((N, T, G) with NaN rows where a simulation failed, errors)``."""
     from dataset.synthetic.osim_model import default_model_path
-    from metrics.simulation import simulate_many
 
     roots = [folder] if kind == "mocap" else [args.data_root]
     models = subject_models(mset.subjects, roots)
@@ -95,12 +95,6 @@ def main(args) -> list[dict]:
                      "metrics use other definitions)")
     elif args.no_fk:
         notes.append("--no-fk: foot sliding and floor penetration skipped")
-    else:
-        try:
-            import utils.kinematics  # noqa: F401
-        except ImportError as err:
-            use_fk = False
-            notes.append(f"forward kinematics unavailable ({err}): foot sliding and floor penetration skipped")
     if use_fk:
         if args.osim not in ("subject", "generic") and not Path(args.osim).is_file():
             raise UserError(f"--osim {args.osim}: no such model file")

@@ -20,10 +20,10 @@ from metrics.evaluate import (
     PROTOCOL_TITLES, distribution_row, input_specs, output_location, published_distribution_row, reference_label,
     resolve_protocol, set_info, write_distribution_tables,
 )
+from metrics.motion_sets import MotionSet, load_mocap, load_motion_set
 from metrics.report import output_paths
 from options.metrics import get_wasserstein_parser
 from utils.cli import run as run_cli
-from metrics.motion_sets import MotionSet, load_mocap, load_motion_set
 
 
 def load_reference(args) -> MotionSet:

@@ -39,8 +39,8 @@ def main(args: argparse.Namespace) -> list[Path]:
         prior, ckpt = load_token_prior(args.resume_trans, device)
         vq_name = args.vq_name or ckpt["vq_name"]
         vq, _, vq_ckpt = load_vqvae(vq_name, device)
-        if dict(vq_ckpt["config"]) != ckpt.get("vq_config"):
-            raise CheckpointError(f"{vq_name}: VQ-VAE options {vq_ckpt['config']} differ from those the prior "
+        if dict(vq_ckpt["model_config"]) != ckpt.get("vq_config"):
+            raise CheckpointError(f"{vq_name}: VQ-VAE options {vq_ckpt['model_config']} differ from those the prior "
                                   f"{args.resume_trans} was trained with ({ckpt.get('vq_config')})")
         normalizer = Normalizer.from_state_dict(ckpt["normalizer"])
         config = prior.config

@@ -13,9 +13,9 @@ import argparse
 from pathlib import Path
 
 from options.render import plot3_parser
+from render.animation import RenderError, load_track, render_with_options, split_inputs, titles_from_paths
 from utils.cli import run as run_cli
 from utils.fileio import ensure_writable
-from render.animation import RenderError, load_track, render_with_options, split_inputs, titles_from_paths
 
 
 def main(args: argparse.Namespace) -> Path:

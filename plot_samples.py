@@ -15,13 +15,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from models.surrogate import load_surrogate
 from options.render import samples_parser
-from utils.cli import run as run_cli
+from render.animation import Camera, RenderError
 from render.figures import (
     guidance_sessions, load_reference, read_guidance_session, reference_folder, samples_figure_for_session,
 )
+from utils.cli import run as run_cli
 from utils.fileio import ensure_writable
-from render.animation import Camera, RenderError
 
 
 def main(args: argparse.Namespace) -> list[Path]:
@@ -42,8 +43,6 @@ def main(args: argparse.Namespace) -> list[Path]:
             ensure_writable(out.with_suffix(ext), args.overwrite)
     surrogate = None
     if args.surrogate:
-        from models.surrogate import load_surrogate
-
         surrogate = load_surrogate(args.surrogate, args.device)
     written = []
     for session, out in zip(sessions, outs):

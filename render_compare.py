@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dataset.mcs import find_session
 from options.render import compare_parser
+from render.animation import VIDEO_FORMATS, RenderError, load_track, render_with_options
+from render.figures import load_reference
 from utils.cli import run as run_cli
 from utils.constants import GUIDED_MUSCLES
-from render.figures import load_reference
 from utils.fileio import ensure_writable
-from render.animation import VIDEO_FORMATS, RenderError, load_track, render_with_options
 
 
 def main(args: argparse.Namespace) -> Path:
@@ -33,8 +34,6 @@ def main(args: argparse.Namespace) -> Path:
                          muscles=GUIDED_MUSCLES, with_markers=args.markers, up=args.up)
     model = args.model
     if model is None:
-        from dataset.mcs import find_session
-
         model = find_session(args.subject).model
     gen = load_track(generated, model=model, title=f"Generated {generated.stem}")
     tracks = [ref.track, gen] + ([ref.markers] if ref.markers is not None else [])

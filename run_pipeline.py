@@ -29,6 +29,7 @@ first match). Strings may use ``{key}`` for any top-level scalar of the config.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import re
@@ -43,10 +44,9 @@ from typing import Any
 import yaml
 
 from options.pipeline import get_args_parser
-from utils.cli import run as run_cli
+from utils.cli import Terminated, run as run_cli
 from utils.errors import BigeError
-from utils.fileio import atomic_write_json
-from utils.fileio import RunLock
+from utils.fileio import RunLock, atomic_write_json
 
 
 STAGE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
@@ -101,7 +101,6 @@ def _first_match(pattern: str) -> str:
     """A positional argument; a pattern with ``*`` or ``?`` becomes its first match (sorted)."""
     if not any(ch in pattern for ch in "*?["):
         return pattern
-    import glob
 
     matches = sorted(glob.glob(pattern))
     return matches[0] if matches else pattern
@@ -188,8 +187,6 @@ def _run_stage(argv: list[str]) -> int:
     on to it; Ctrl-C in a terminal reaches it directly (the whole foreground
     group gets SIGINT), so it is not sent twice (a trainer's second signal
     means "stop now, without saving")."""
-    from utils.cli import Terminated
-
     proc = subprocess.Popen(argv)
     try:
         return proc.wait()

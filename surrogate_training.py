@@ -27,9 +27,8 @@ The stage (options in ``options/surrogate.py``), top to bottom:
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
-import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,29 +37,34 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from dataset.normalization import Normalizer, static_features
-from dataset.repetitions import (RepetitionSet, concat_repetitions, load_dynamics_files, load_repetitions,
-                                 mirror_repetitions, select_muscles)
+from dataset.repetitions import (
+    RepetitionSet, concat_repetitions, load_dynamics_files, load_repetitions, mirror_repetitions, select_muscles,
+)
+from dataset.split import hold_out_sessions
+from dataset.torch_data import EpochBatches
+from engine.training import (
+    BEST_NAME, check_run_dir, checkpoint_writer, clear_run_dir, loop_state, make_optimizer, restore_training_state,
+    run_loop,
+)
 from metrics.surrogate import activation_metrics, format_table, summarize, write_evaluation
 from models.surrogate import SurrogateModel, build_from_checkpoint, centre_horizontal, load_surrogate, predict
-from options.surrogate import model_config_from_args, parse_muscles
-from options.surrogate import get_args_parser
+from options.surrogate import get_args_parser, model_config_from_args, parse_muscles
 from render.figures import plot_activation_curves
-from utils.checkpoint import (CheckpointError, check_compatible, load_checkpoint, save_checkpoint,
-                              seed_everything, set_rng_state)
+from utils.checkpoint import CheckpointError, check_compatible, load_checkpoint, seed_everything
 from utils.cli import run as run_cli
 from utils.constants import COORDINATES, GUIDED_MUSCLES, MUSCLES
-from utils.device import apply_precision, autocast, resolve_device
+from utils.device import apply_precision, resolve_device, torch_threads
+from utils.distributed import DistInfo
 from utils.errors import UserError
-from utils.fileio import ensure_writable, exclusive_run
+from utils.fileio import exclusive_run
 from utils.run_logging import RunLogger
 
 
-BEST_NAME = "net_best.pth"
-LAST_NAME = "net_last.pth"
-_OUTPUTS = (BEST_NAME, LAST_NAME, "run.log", "tensorboard")
+CHECKPOINT_KIND = "surrogate"
+SINGLE_PROCESS = DistInfo()
+"""The surrogate trains in one process (it is small: a few seconds per epoch on a CPU)."""
 
 
 # ----------------------------------------------------------------------------- data
@@ -81,7 +85,6 @@ def check_muscle_names(names: Sequence[str] | None) -> None:
     """Raise ValueError for names that are not LaiUhlrich2022 muscles (before any data is read)."""
     if names is None:
         return
-    import difflib
 
     for name in names:
         if name not in MUSCLES:
@@ -111,10 +114,7 @@ def split_validation(session_ids: Sequence[str], fraction: float, seed: int) -> 
         raise UserError(f"--val-fraction must be in (0, 1), got {fraction}")
     if len(ids) < 2:
         raise UserError(f"need at least 2 training sessions to hold one out for validation, found {len(ids)}")
-    n_val = min(len(ids) - 1, max(1, int(round(fraction * len(ids)))))
-    rng = np.random.default_rng(seed)
-    val = sorted(rng.permutation(ids)[:n_val].tolist())
-    return [s for s in ids if s not in set(val)], val
+    return hold_out_sessions(ids, fraction, seed)
 
 
 def load_training_data(args: argparse.Namespace, muscles: Sequence[str] | None,
@@ -244,38 +244,22 @@ def _check_args(args: argparse.Namespace) -> None:
         SurrogateModel(args.arch, MUSCLES[:1], **model_config_from_args(args))  # architecture options valid?
 
 
-def _prepare_folder(folder: Path, args: argparse.Namespace) -> None:
-    """Refuse to mix a new run into an existing experiment folder unless --overwrite."""
-    if args.resume:
-        return
-    if folder.exists() and any(folder.iterdir()) and args.overwrite:
-        for name in _OUTPUTS:
-            target = folder / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-        for target in folder.glob("eval_*"):
-            target.unlink()
-    ensure_writable(folder, overwrite=args.overwrite)
-
-
-def train(args: argparse.Namespace) -> tuple[Path, bool]:
-    """Train a surrogate. Returns the experiment folder (holding net_best.pth and
-    net_last.pth) and whether training is complete (False after ``--stop-at``)."""
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    """Train a surrogate on :func:`engine.training.run_loop`, one validation per
+    epoch. Returns the loop's result (``finished`` is False after ``--stop-at``
+    or a signal; ``best_step``, ``step``, ``best`` ...)."""
     _check_args(args)
     muscles = parse_muscles(args.muscles)
     check_muscle_names(muscles)
-    folder = Path(args.out_dir) / args.exp_name
+    folder = check_run_dir(Path(args.out_dir) / args.exp_name, args.resume, args.overwrite)
     ckpt = None
     if args.resume:
         ckpt = load_checkpoint(args.resume)
         build_from_checkpoint(ckpt, args.resume)  # validates the checkpoint before any data is read
-        for key in ("optimizer", "scheduler", "epoch", "batches", "val_sessions"):
-            if key not in ckpt:
-                raise CheckpointError(f"{args.resume}: cannot resume, the checkpoint has no '{key}'")
+        if ckpt.get("kind") != CHECKPOINT_KIND or "val_sessions" not in ckpt:
+            raise CheckpointError(f"{args.resume}: not a surrogate training checkpoint of this version "
+                                  f"(kind={ckpt.get('kind')!r}); train again, or use it with --eval-only")
         muscles = list(ckpt["muscles"])
-    _prepare_folder(folder, args)
     device = resolve_device(args.device)
     precision_note = apply_precision(args, device)
     seed_everything(args.seed)
@@ -291,107 +275,66 @@ def train(args: argparse.Namespace) -> tuple[Path, bool]:
         norm = Normalizer.from_state_dict(ckpt["normalizer"])
         model = build_from_checkpoint(ckpt, args.resume)
     model.to(device).train()
+    clear_run_dir(folder, args.resume, args.overwrite, also=("eval_*",))
 
     x_train = torch.as_tensor(data.train.motions, device=device)
     y_train = torch.as_tensor(data.train.activations, device=device)
-    n_train = len(x_train)
-    steps_per_epoch = math.ceil(n_train / args.batch_size)
-    total_steps = args.epochs * steps_per_epoch
-    warmup = min(args.warmup_epochs * steps_per_epoch, max(1, total_steps // 2))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, warmup, total_steps))
-    batches = torch.Generator().manual_seed(args.seed)
-    state = {"epoch": 0, "step": 0, "best_val": float("inf"), "best_epoch": 0, "bad_epochs": 0}
+    batches = EpochBatches(x_train, y_train, batch_size=args.batch_size, seed=args.seed)
+    per_epoch = batches.steps_per_epoch
+    total_steps = args.epochs * per_epoch
+    warmup = min(args.warmup_epochs * per_epoch, max(1, total_steps // 2))
+    optimizer, scheduler = make_optimizer(model, args, lambda s: _lr_factor(s, warmup, total_steps),
+                                          betas=(0.9, 0.999))
+    state = loop_state(None)
     logger = RunLogger(folder, args)
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        batches.set_state(ckpt["batches"])
-        state.update({k: ckpt[k] for k in state if k in ckpt})
-        set_rng_state(ckpt["rng"])
-        logger.log(f"resumed from {args.resume} after epoch {state['epoch']} (step {state['step']})")
-    logger.log(f"data: {n_train} training repetitions{' (half of them mirrored)' if args.mirror else ''} from "
+        restore_training_state(ckpt, args.resume, model, optimizer, scheduler, batches, 0, 1,
+                               model.model_config(), CHECKPOINT_KIND)
+        state = loop_state(ckpt)
+        logger.log(f"resumed from {args.resume} after epoch {state['step'] // per_epoch} (step {state['step']})")
+    logger.log(f"data: {len(x_train)} training repetitions{' (half of them mirrored)' if args.mirror else ''} from "
                f"{len(data.train_sessions)} subjects, "
                f"{len(data.val)} validation repetitions from {len(data.val_sessions)} subjects "
                f"({', '.join(data.val_sessions)}); {len(data.muscles)} muscles")
     n_params = sum(p.numel() for p in model.parameters())
     logger.log(f"model: {model.arch} {model.config}, {n_params} parameters, device {device}, {precision_note}")
 
-    def save(path: Path) -> None:
-        save_checkpoint(
-            path, model=model.state_dict(), model_config=model.model_config(), coordinates=list(COORDINATES),
-            muscles=list(model.muscles), normalizer=norm.state_dict(), optimizer=optimizer.state_dict(),
-            scheduler=scheduler.state_dict(), batches=batches.get_state(), args=vars(args),
-            train_sessions=data.train_sessions, val_sessions=data.val_sessions, **state)
+    def loss_fn(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        x, y = batch
+        if args.noise > 0:  # drawn from the sampler's generator: one state for all the randomness
+            x = x + args.noise * model.x_std * torch.randn(x.shape, generator=batches.generator).to(device)
+        return {"loss": surrogate_loss(model(x), y, args.loss_beta)}
 
-    end = args.epochs if args.stop_at is None else min(args.epochs, args.stop_at)
+    save = checkpoint_writer(kind=CHECKPOINT_KIND, model=model, model_config=model.model_config(),
+                             normalizer=norm.state_dict(), optimizer=optimizer, scheduler=scheduler, args=args,
+                             batches=batches, dist_info=SINGLE_PROCESS, muscles=list(model.muscles),
+                             train_sessions=data.train_sessions, val_sessions=data.val_sessions)
+    loop_args = argparse.Namespace(**{**vars(args), "total_iter": total_steps, "eval_iter": per_epoch,
+                                      "print_iter": per_epoch, "snapshot_iter": 0, "grad_clip": 0.0})
     start_time = time.perf_counter()
-    bar = tqdm(range(state["epoch"], end), desc=f"surrogate {model.arch}", unit="epoch",
-               initial=state["epoch"], total=args.epochs, dynamic_ncols=True, file=sys.stderr)
-    stopped_early = False
-    for epoch in bar:
-        model.train()
-        order = torch.randperm(n_train, generator=batches)
-        total = 0.0
-        for i in range(0, n_train, args.batch_size):
-            idx = order[i:i + args.batch_size].to(device)
-            x, y = x_train[idx], y_train[idx]
-            if args.noise > 0:
-                x = x + args.noise * model.x_std * torch.randn(x.shape, generator=batches).to(device)
-            with autocast(device, args.precision):
-                pred = model(x)
-            loss = surrogate_loss(pred, y, args.loss_beta)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            state["step"] += 1
-            total += float(loss.detach()) * len(idx)
-        train_loss = total / n_train
-        val_loss = validation_loss(model, data.val, args.loss_beta, args.precision)
-        state["epoch"] = epoch + 1
-        improved = val_loss < state["best_val"]
-        if improved:
-            state.update(best_val=val_loss, best_epoch=epoch + 1, bad_epochs=0)
-        else:
-            state["bad_epochs"] += 1
-        stopped_early = args.patience > 0 and state["bad_epochs"] >= args.patience
-        lr = optimizer.param_groups[0]["lr"]
-        logger.scalars({"train/loss": train_loss, "val/loss": val_loss, "lr": lr}, epoch + 1)
-        logger.log(f"epoch {epoch + 1} step {state['step']} train {train_loss:.6f} val {val_loss:.6f} "
-                   f"lr {lr:.3g}{' best' if improved else ''}")
-        bar.set_postfix(train=f"{train_loss:.5f}", val=f"{val_loss:.5f}", best=state["best_epoch"])
-        if improved:
-            save(folder / BEST_NAME)
-        if (epoch + 1) % args.save_every == 0 or epoch + 1 == end or stopped_early:
-            save(folder / LAST_NAME)
-        if stopped_early:
-            break
-    bar.close()
+    result = run_loop(loop_args, model=model, optimizer=optimizer, scheduler=scheduler, batches=batches,
+                      loss_fn=loss_fn, val_fn=lambda: validation_loss(model, data.val, args.loss_beta, args.precision),
+                      logger=logger, dist_info=SINGLE_PROCESS, device=device, exp_dir=folder, state=state,
+                      save=save, desc=f"surrogate {model.arch}", patience=args.patience,
+                      stop_step=None if args.stop_at is None else args.stop_at * per_epoch,
+                      last_every=args.save_every * per_epoch, unit="epoch", steps_per_unit=per_epoch)
     seconds = time.perf_counter() - start_time
-    why = (f"early stop: no better validation loss for {args.patience} epochs" if stopped_early
-           else "stopped at --stop-at" if state["epoch"] < args.epochs else "all epochs done")
-    logger.log(f"training ended after epoch {state['epoch']} ({why}) in {seconds:.1f} s; "
-               f"best validation loss {state['best_val']:.6f} at epoch {state['best_epoch']}")
-    print(f"surrogate: {why}; {state['epoch']} epochs in {seconds:.1f} s, best validation loss "
-          f"{state['best_val']:.6f} at epoch {state['best_epoch']} -> {folder / BEST_NAME}")
+    epochs, best_epoch = result["step"] // per_epoch, result["best_step"] // per_epoch
+    why = (f"early stop: no better validation loss for {args.patience} epochs" if result["early_stop"]
+           else "stopped by signal" if result["stopped"] else "stopped at --stop-at" if epochs < args.epochs
+           else "all epochs done")
+    logger.log(f"training ended after epoch {epochs} ({why}) in {seconds:.1f} s; "
+               f"best validation loss {result['best']:.6f} at epoch {best_epoch}")
+    print(f"surrogate: {why}; {epochs} epochs in {seconds:.1f} s, best validation loss "
+          f"{result['best']:.6f} at epoch {best_epoch} -> {folder / BEST_NAME}")
     logger.close()
-    return folder, state["epoch"] >= args.epochs or stopped_early
+    return result
 
 
 def main(args: argparse.Namespace) -> dict[str, Any] | None:
     """Train (unless ``--eval-only``), then evaluate the best checkpoint. Returns the evaluation."""
-    threads = torch.get_num_threads()
-    if args.num_threads < 0:
-        raise UserError(f"--num-threads must be >= 0, got {args.num_threads}")
-    if args.num_threads:
-        torch.set_num_threads(args.num_threads)
-    try:
-        with exclusive_run(Path(args.out_dir) / args.exp_name):  # one writer per run folder
-            return _run(args)
-    finally:
-        torch.set_num_threads(threads)
+    with torch_threads(args.num_threads), exclusive_run(Path(args.out_dir) / args.exp_name):  # one writer per folder
+        return _run(args)
 
 
 def _run(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -408,9 +351,9 @@ def _run(args: argparse.Namespace) -> dict[str, Any] | None:
             return evaluate_checkpoint(checkpoint, args, folder, logger)
         finally:
             logger.close()
-    folder, finished = train(args)
-    if not finished:
-        return None  # stopped with --stop-at: evaluate when the run is complete
+    result = train(args)
+    if not result["finished"]:  # --stop-at or a signal: evaluate when the run is complete
+        return {"stopped": True} if result["stopped"] else None
     logger = RunLogger(folder, None, tensorboard=False)
     try:
         result = evaluate_checkpoint(folder / BEST_NAME, args, folder, logger)

@@ -27,12 +27,15 @@ from dataset.mcs import DatasetError
 from dataset.normalization import CENTRED, Normalizer
 from dataset.repetitions import load_repetitions
 from dataset.subjects import SUBJECT_FEATURES, clip_descriptors
-from engine.training import prepare_training, run_distributed, run_loop, start_run, unwrap
+from engine.training import (
+    checkpoint_writer, clear_run_dir, prepare_training, run_distributed, run_loop, start_run, unwrap,
+)
 from models.mdm import GaussianDiffusion, MDMConfig, build_mdm
 from options.mdm import get_args_parser
 from utils.checkpoint import seed_everything
 from utils.cli import run as run_cli
 from utils.device import apply_precision, autocast
+from utils.distributed import barrier
 from utils.errors import UserError
 from utils.run_logging import RunLogger
 
@@ -112,12 +115,15 @@ def _train(args: argparse.Namespace, dist_info) -> dict[str, float]:
         cond_val = torch.as_tensor(clip_descriptors(val_reps, normalizer)) if config.cond_dim else None
 
     model, diffusion = build_mdm(config, device)
-    model, optimizer, scheduler, batches, step, best_val = prepare_training(
-        model, x, cond, args, dist_info, device, ckpt, asdict(config), args.resume)
+    model, optimizer, scheduler, batches, state = prepare_training(
+        model, x, cond, args, dist_info, device, ckpt, asdict(config), args.resume, "mdm")
+    if dist_info.is_main:
+        clear_run_dir(exp_dir, args.resume, args.overwrite)
+    barrier()
 
     logger = RunLogger(exp_dir, args, enabled=dist_info.is_main)
     n_params = sum(p.numel() for p in unwrap(model).parameters())
-    logger.log(f"{'resumed at step ' + str(step) if ckpt else 'start'}: {len(x)} training clips from "
+    logger.log(f"{'resumed at step ' + str(state['step']) if ckpt else 'start'}: {len(x)} training clips from "
                f"{len(set(train_reps.sessions))} subjects, {0 if x_val is None else len(x_val)} validation clips, "
                f"{n_params / 1e6:.2f} M parameters, device {device}, {precision_note}, "
                f"world size {dist_info.world_size}")
@@ -130,10 +136,11 @@ def _train(args: argparse.Namespace, dist_info) -> dict[str, float]:
     if x_val is not None:
         val_fn = lambda: validation_mse(unwrap(model), diffusion, x_val, cond_val,  # noqa: E731
                                         args.batch_size, device, args.precision)
+    save = checkpoint_writer(kind="mdm", model=model, model_config=asdict(config), normalizer=normalizer.state_dict(),
+                             optimizer=optimizer, scheduler=scheduler, args=args, batches=batches, dist_info=dist_info)
     last = run_loop(args, model=model, optimizer=optimizer, scheduler=scheduler, batches=batches, loss_fn=loss_fn,
-                    val_fn=val_fn, logger=logger, dist_info=dist_info, device=device, exp_dir=exp_dir, step=step,
-                    best_val=best_val, desc="mdm",
-                    extra=dict(model_config=asdict(config), normalizer=normalizer.state_dict(), method="mdm"))
+                    val_fn=val_fn, logger=logger, dist_info=dist_info, device=device, exp_dir=exp_dir, state=state,
+                    save=save, desc="mdm")
     logger.close()
     return last
 

@@ -27,13 +27,16 @@ from dataset.mcs import DatasetError
 from dataset.normalization import Normalizer
 from dataset.repetitions import RepetitionSet, load_repetitions
 from dataset.subjects import SUBJECT_FEATURES, clip_descriptors
-from engine.training import prepare_training, run_distributed, run_loop, start_run, unwrap
+from engine.training import (
+    checkpoint_writer, clear_run_dir, prepare_training, run_distributed, run_loop, start_run, unwrap,
+)
 from models.token_prior import TokenPrior, TokenPriorConfig, next_code_loss
 from models.vqvae import VQVAE, load_vqvae
 from options.t2m import get_args_parser
 from utils.checkpoint import CheckpointError, seed_everything
 from utils.cli import run as run_cli
 from utils.device import apply_precision, autocast
+from utils.distributed import barrier
 from utils.errors import UserError
 from utils.run_logging import RunLogger
 
@@ -123,14 +126,17 @@ def _train(args: argparse.Namespace, dist_info) -> dict[str, float]:
     del vq
 
     model = TokenPrior(config).to(device)
-    model, optimizer, scheduler, batches, step, best_val = prepare_training(
-        model, codes, cond, args, dist_info, device, ckpt, asdict(config), args.resume)
+    model, optimizer, scheduler, batches, state = prepare_training(
+        model, codes, cond, args, dist_info, device, ckpt, asdict(config), args.resume, "t2m")
+    if dist_info.is_main:
+        clear_run_dir(exp_dir, args.resume, args.overwrite)
+    barrier()
 
     logger = RunLogger(exp_dir, args, enabled=dist_info.is_main)
     hist = code_histogram(codes, config.nb_code)
     used = sum(1 for h in hist if h)
     n_params = sum(p.numel() for p in unwrap(model).parameters())
-    logger.log(f"{'resumed at step ' + str(step) if ckpt else 'start'}: {len(codes)} training code sequences "
+    logger.log(f"{'resumed at step ' + str(state['step']) if ckpt else 'start'}: {len(codes)} training code sequences "
                f"of {config.block_size} codes ({used} of {config.nb_code} codes used) from "
                f"{len(set(train_reps.sessions))} subjects, {0 if codes_val is None else len(codes_val)} validation "
                f"sequences, {n_params / 1e6:.2f} M parameters, device {device}, {precision_note}, "
@@ -144,12 +150,12 @@ def _train(args: argparse.Namespace, dist_info) -> dict[str, float]:
     if codes_val is not None:
         val_fn = lambda: validation_ce(unwrap(model), codes_val, cond_val, args.batch_size,  # noqa: E731
                                        device, args.precision)
+    save = checkpoint_writer(kind="t2m", model=model, model_config=asdict(config), normalizer=normalizer.state_dict(),
+                             optimizer=optimizer, scheduler=scheduler, args=args, batches=batches, dist_info=dist_info,
+                             vq_name=str(args.vq_name), vq_config=dict(vq_ckpt["model_config"]), code_counts=hist)
     last = run_loop(args, model=model, optimizer=optimizer, scheduler=scheduler, batches=batches, loss_fn=loss_fn,
-                    val_fn=val_fn, logger=logger, dist_info=dist_info, device=device, exp_dir=exp_dir, step=step,
-                    best_val=best_val, desc="t2m",
-                    extra=dict(model_config=asdict(config), normalizer=normalizer.state_dict(), method="t2m",
-                               vq_name=str(args.vq_name), vq_config=dict(vq_ckpt["config"]),
-                               code_counts=hist))
+                    val_fn=val_fn, logger=logger, dist_info=dist_info, device=device, exp_dir=exp_dir, state=state,
+                    save=save, desc="t2m")
     logger.close()
     return last
 

@@ -97,7 +97,7 @@ def quality(precision: str, steps: int, data_root: str, threads: int) -> float:
     import tempfile
 
     from options.vq import get_args_parser
-    from utils.vq_training import main
+    from train_vq import main
 
     with tempfile.TemporaryDirectory() as out:
         args = get_args_parser().parse_args([

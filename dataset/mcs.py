@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from numpy.lib import format as npy_format
 
 from utils.errors import BigeError
 
@@ -123,8 +124,6 @@ class _RestrictedUnpickler(pickle.Unpickler):
 def _read_npy(path: Path) -> object:
     """A ``.npy`` file's content: a plain array, or for an object array the
     unpickled value through :class:`_RestrictedUnpickler`."""
-    from numpy.lib import format as npy_format
-
     with open(path, "rb") as handle:
         try:
             version = npy_format.read_magic(handle)

@@ -84,3 +84,14 @@ def split_sessions(
         test = set(rng.permutation(ids)[:n_test].tolist())
     train = [s for s in ids if s not in test]
     return train, sorted(test)
+
+
+def hold_out_sessions(session_ids: Sequence[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Hold out a seeded ``fraction`` of whole sessions (at least one, never
+    all) for validation: (kept, held out), both sorted. Needs two sessions."""
+    ids = sorted(set(session_ids))
+    if len(ids) < 2:
+        raise DatasetError(f"need at least 2 training sessions to hold one out for validation, found {len(ids)}")
+    n_val = min(len(ids) - 1, max(1, int(round(fraction * len(ids)))))
+    held = sorted(np.random.default_rng(seed).permutation(ids)[:n_val].tolist())
+    return [s for s in ids if s not in set(held)], held

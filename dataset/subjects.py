@@ -22,6 +22,7 @@ from dataset.mcs import DatasetError, Session, discover, find_session
 from dataset.normalization import Normalizer
 from dataset.repetitions import RepetitionSet, load_repetitions, select_sessions
 from utils.constants import CLIP_LENGTH, N_COORDS
+from utils.motion_io import MotionFileError
 
 SUBJECT_FEATURES: int = 2 * N_COORDS
 """Length of a subject descriptor: per-coordinate mean then standard deviation."""
@@ -84,9 +85,6 @@ def mean_repetition_duration(session: Session) -> float | None:
     """Mean real duration (s, first to last frame) of the session's squat
     repetitions: the time a generated motion of this subject is given. None
     when the session has no readable repetitions."""
-    from dataset.mcs import DatasetError
-    from utils.motion_io import MotionFileError
-
     try:
         return session_repetitions(session).mean_duration(session.id)
     except (DatasetError, MotionFileError, ValueError):

@@ -1,34 +1,15 @@
-"""PyTorch views of a :class:`~dataset.repetitions.RepetitionSet`.
+"""Batches drawn from tensors held in memory on the training device, with
+their own generator whose state goes into checkpoints (so that a resumed run
+draws the same batches): no ``DataLoader``, no worker processes.
 
-``ClipDataset`` is a map-style ``Dataset`` for code that wants a ``DataLoader``.
-``InMemoryBatches`` keeps the whole (small) dataset as one tensor on the
-training device and draws random batches from it with its own generator,
-GPU-style: no worker processes, no per-epoch restarts, and its state can be
-saved in a checkpoint so that a resumed run draws the same batches.
+``InMemoryBatches`` draws random batches (with replacement, optional random
+windows); ``EpochBatches`` walks a fresh permutation of the data each epoch.
 """
 from __future__ import annotations
 
+import math
+
 import torch
-from torch.utils.data import Dataset
-
-from dataset.normalization import Normalizer
-from dataset.repetitions import RepetitionSet
-
-
-class ClipDataset(Dataset):
-    """Normalised kinematics clips (T, 33), with activations (T, M) when present."""
-
-    def __init__(self, reps: RepetitionSet, normalizer: Normalizer):
-        self.x = torch.as_tensor(normalizer.normalize(reps.motions), dtype=torch.float32)
-        self.y = None if reps.activations is None else torch.as_tensor(reps.activations, dtype=torch.float32)
-        # real time of each clip (s between frames), for rates; None for hand-built sets
-        self.time_steps = None if reps.durations is None else torch.as_tensor(reps.time_steps())
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int):
-        return self.x[i] if self.y is None else (self.x[i], self.y[i])
 
 
 class InMemoryBatches:
@@ -71,3 +52,42 @@ class InMemoryBatches:
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
+
+
+class EpochBatches:
+    """Batches of ``tensors`` (same first dimension) in a fresh random order
+    each epoch: ``ceil(N / batch_size)`` batches per epoch, the last one
+    smaller. The permutation is drawn from :attr:`generator` (on the CPU) at
+    the start of each epoch; callers may draw more from the same generator
+    (noise augmentation) so that one state describes all the randomness."""
+
+    def __init__(self, *tensors: torch.Tensor, batch_size: int, seed: int = 0):
+        if not tensors or any(len(t) != len(tensors[0]) for t in tensors):
+            raise ValueError("EpochBatches needs tensors with one common first dimension")
+        if len(tensors[0]) == 0:
+            raise ValueError("EpochBatches: no data")
+        self.tensors = tensors
+        self.batch_size = int(batch_size)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order: torch.Tensor | None = None
+        self.position = 0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.tensors[0]) / self.batch_size)
+
+    def next(self):
+        """The next batch: a tuple with one slice of each tensor."""
+        n = len(self.tensors[0])
+        if self.order is None or self.position >= n:
+            self.order, self.position = torch.randperm(n, generator=self.generator), 0
+        idx = self.order[self.position:self.position + self.batch_size]
+        self.position += len(idx)
+        return tuple(t[idx.to(t.device)] for t in self.tensors)
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "order": self.order, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.order, self.position = state["order"], int(state["position"])

@@ -9,6 +9,7 @@ Under ``torchrun`` the subjects are shared out over the ranks.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from tqdm import tqdm
 
 from dataset.mcs import Session
 from dataset.subjects import mean_repetition_duration, resolve_subjects
+from utils.device import apply_precision, resolve_device, torch_threads
 from utils.distributed import DistInfo, barrier, cleanup_distributed, init_distributed
 from utils.errors import UserError
 from utils.fileio import RunLock, remove_stale_temps
@@ -36,26 +38,23 @@ def subject_seed(seed: int, session_id: str) -> int:
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
-_HELD_LOCKS: list[RunLock] = []
-"""The results-folder lock :func:`prepare` takes and :func:`finish` releases."""
+_HELD = contextlib.ExitStack()
+"""What :func:`prepare` holds until :func:`finish`: the thread count and the results-folder lock."""
 
 
 def prepare(args: argparse.Namespace) -> tuple[DistInfo, list[Session], Path]:
     """Validate options, join the process group, resolve the subjects and
     check the outputs (all before any model work). Returns (dist info, all
     subjects, experiment folder)."""
-    from utils.device import resolve_device
-    from engine.training import set_threads
-
     check_generation_args(args)
     device_type = resolve_device(args.device).type
     dist_info = init_distributed(device_type)
-    set_threads(args.num_threads, dist_info.world_size, device_type)
+    _HELD.enter_context(torch_threads(args.num_threads, dist_info.world_size, device_type))
     subjects = resolve_subjects(args.data_root, args.subject, split_file=args.split_file)
     exp_dir = Path(args.out_dir) / args.exp_name
     check_outputs(exp_dir, [s.id for s in subjects], args.overwrite)
     if dist_info.is_main:  # one writer per results folder, until finish() (or the process ends)
-        _HELD_LOCKS.append(RunLock(exp_dir).acquire())
+        _HELD.enter_context(RunLock(exp_dir))
         remove_stale_temps(exp_dir)
     return dist_info, subjects, exp_dir
 
@@ -65,8 +64,6 @@ def generate_for_subjects(args: argparse.Namespace, dist_info: DistInfo, subject
     """Run ``sampler`` for this rank's share of ``subjects`` and write the
     results; ``info`` goes into every ``summary.json``. Returns the subject
     folders written by this rank."""
-    from utils.device import apply_precision
-
     precision_note = apply_precision(args, device)  # the samplers read args.precision when they run
     logger = RunLogger(exp_dir, args, enabled=dist_info.is_main, tensorboard=False)
     mine = subjects[dist_info.rank::dist_info.world_size]
@@ -96,10 +93,10 @@ def batched(n: int, batch_size: int) -> list[int]:
 
 
 def finish() -> None:
-    """Leave the process group (no-op without one) and release the results folder."""
+    """Leave the process group (no-op without one), release the results
+    folder and give the thread count back."""
     cleanup_distributed()
-    while _HELD_LOCKS:
-        _HELD_LOCKS.pop().release()
+    _HELD.close()
 
 
 def checkpoint_option(ckpt: dict, name: str, default: Any) -> Any:

@@ -6,7 +6,6 @@ call these, print and write.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from pathlib import Path
@@ -14,24 +13,26 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from dataset.mcs import DatasetError, data_dir
 from metrics.distribution import compare_sets, published_entropy
 from metrics.guidance import (
-    activation_metrics, foot_metrics, foot_point_indices, kinematic_metrics, pelvis_tilt_at,
-    peak_activation_frame, summarise, surrogate_simulation_agreement,
+    activation_metrics, foot_metrics, foot_point_indices, kinematic_metrics, peak_activation_frame, pelvis_tilt_at,
+    summarise, surrogate_simulation_agreement,
 )
+from metrics.motion_sets import MotionSet, MotionSetError, detect_kind, is_mcs_root
 from metrics.published import (
     PROTOCOLS, PUBLISHED_CLIP_MODE, published_fidelity, published_guidance_per_folder, published_summary,
 )
 from metrics.report import Column, markdown_table, text_table, write_outputs
+from models.surrogate import load_surrogate
 from utils.constants import COORDINATES, TRANSLATIONS
-from utils.errors import UserError
-from metrics.motion_sets import MotionSet
+from utils.device import torch_threads
+from utils.errors import BigeError, UserError
+from utils.kinematics import ForwardKinematics
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Errors caused by the input or options (the scripts report them through
     :func:`utils.cli.run`, which catches the same base)."""
-    from utils.errors import BigeError
-
     return (BigeError,)
 
 
@@ -176,8 +177,6 @@ def resolve_protocol(args: Any) -> str:
     published: test, the test sessions' Dynamics kinematics). Raises
     :class:`~metrics.motion_sets.MotionSetError` for options that contradict
     the published protocol."""
-    from metrics.motion_sets import MotionSetError
-
     protocol = getattr(args, "protocol", "project")
     if protocol not in PROTOCOLS:
         raise MotionSetError(f"unknown --protocol {protocol!r}; expected one of {PROTOCOLS}")
@@ -316,8 +315,6 @@ def surrogate_activations(
 
 def load_surrogate_model(path: Path, device: str, muscles: Sequence[str]) -> Any:
     """``models.surrogate.load_surrogate`` checking that it predicts ``muscles``."""
-    from models.surrogate import load_surrogate
-
     return load_surrogate(path, device, muscles=list(muscles))
 
 
@@ -326,14 +323,9 @@ def load_surrogate_model(path: Path, device: str, muscles: Sequence[str]) -> Any
 
 def load_forward_kinematics(osim_path: str | os.PathLike | None = None) -> tuple[Any | None, str]:
     """A ``utils.kinematics.ForwardKinematics`` for ``osim_path`` (default:
-    ``dataset.synthetic.osim_model.default_model_path()``) and a note; ``None`` with the
-    reason when forward kinematics is unavailable."""
-    try:
-        from utils.kinematics import ForwardKinematics
-    except ImportError as err:
-        return None, f"forward kinematics unavailable ({err}): foot sliding and floor penetration skipped"
+    ``dataset.synthetic.osim_model.default_model_path()``) and a note."""
     if osim_path is None:
-        from dataset.synthetic.osim_model import default_model_path
+        from dataset.synthetic.osim_model import default_model_path  # OpenSim
 
         osim_path = default_model_path()
     return ForwardKinematics.from_osim(osim_path), f"foot points by forward kinematics of {osim_path}"
@@ -342,8 +334,6 @@ def load_forward_kinematics(osim_path: str | os.PathLike | None = None) -> tuple
 def subject_models(subjects: Sequence[str], roots: Sequence[str | os.PathLike]) -> dict[str, Path]:
     """The scaled model (``OpenSimData/Model/*.osim``) of every subject that is
     a session of one of the MCS ``roots`` (first root wins). {subject: path}"""
-    from dataset.mcs import DatasetError, data_dir
-
     found: dict[str, Path] = {}
     for root in roots:
         try:
@@ -406,20 +396,6 @@ class SubjectFeet:
         if len(self.used) > own:
             text += f", {len(self.used) - own} with {fallback}"
         return text
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    """Run the block with ``n`` intra-op CPU threads (unchanged for None)."""
-    import torch
-
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def foot_positions(motions: np.ndarray, fk: Any, chunk: int = 128, threads: int | None = 1,
@@ -500,8 +476,6 @@ def input_specs(args: Any) -> list[tuple[str, str, str]]:
     """``(label, folder, kind)`` of every set the options name: ``--compare``
     folders (with ``--labels`` / ``--kinds``) or ``--folder_path``. An MCS
     root is always ``mocap`` (its segmented repetitions)."""
-    from metrics.motion_sets import MotionSetError, detect_kind, is_mcs_root
-
     compare = getattr(args, "compare", None)
     folders = list(compare) if compare else ([args.folder_path] if args.folder_path else [])
     if not folders:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import re
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -33,8 +34,10 @@ import numpy as np
 
 from dataset.clips import clip_time_step, fit_length
 from dataset.mcs import DatasetError
+from dataset.repetitions import load_repetitions
 from utils.constants import CLIP_LENGTH, COORDINATES, FRAME_RATE, TRANSLATIONS
 from utils.errors import BigeError, UserError
+from utils.generation_output import check_uniform_settings
 from utils.motion_io import MotionFileError, read_motion
 
 FILE_TYPES = ("mot", "npy")
@@ -266,8 +269,6 @@ def load_folder(
         raise MotionSetError(f"{folder}: no .{file_type} files found (searched recursively){hint}")
     jobs = [(p, file_type) for p in paths]
     if workers > 1 and len(paths) >= 4 * workers:
-        from concurrent.futures import ProcessPoolExecutor
-
         with ProcessPoolExecutor(max_workers=workers) as pool:
             results = list(_progress(pool.map(_read_one, jobs, chunksize=max(1, len(jobs) // (8 * workers))),
                                      len(jobs), progress, f"reading {folder.name}"))
@@ -336,8 +337,6 @@ def load_mocap(
     simulation files, which carry activations (kinematics then come from
     those files too).
     """
-    from dataset.repetitions import load_repetitions
-
     try:
         reps = load_repetitions(root, split=split, source="dynamics" if with_activations else "kinematics",
                                 length=length, clip_mode=clip_mode, split_file=split_file)
@@ -371,7 +370,6 @@ def load_motion_set(
         if not is_mcs_root(path):
             raise MotionSetError(f"{path}: not an MCS dataset root (expected <root>/Data/<session>/OpenSimData)")
         return load_mocap(path, split, length, clip_mode, split_file, with_activations)
-    from utils.generation_output import check_uniform_settings
 
     try:
         check_uniform_settings(path)  # a folder mixing settings is not one set of motions

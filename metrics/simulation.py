@@ -20,6 +20,7 @@ import numpy as np
 
 from utils.constants import COORDINATES
 from utils.errors import UserError
+from utils.osim_log import opensim_quiet
 
 __all__ = ["SimulationError", "simulate_activations", "simulate_many"]
 
@@ -73,8 +74,6 @@ def simulate_activations(model_path: str | os.PathLike, coords_deg: np.ndarray, 
 
 
 def _one(job: tuple[str, np.ndarray, np.ndarray, tuple[str, ...]]) -> tuple[np.ndarray | None, str]:
-    from utils.osim_log import opensim_quiet
-
     model, x, t, muscles = job
     try:
         with opensim_quiet():  # OpenSim's per-model [info] lines would bury the table

@@ -34,6 +34,7 @@ from torch import Tensor
 
 from models import guidance_losses as L
 from utils.constants import COORD_INDEX, FRAME_RATE
+from utils.device import autocast
 from utils.errors import BigeError
 
 PELVIS_TY = COORD_INDEX["pelvis_ty"]
@@ -183,8 +184,6 @@ class GuidanceObjective:
                  quantizer_grad: str = "relaxed", relax_temperature: float = 0.05,
                  peak_window: float = 0.0, surrogate_lowpass: float = 0.0,
                  data_range: tuple[np.ndarray, np.ndarray] | None = None):
-        from utils.device import autocast
-
         self.device = next(vqvae.parameters()).device
         self.vqvae = vqvae.eval().requires_grad_(False)
         self.surrogate = surrogate.eval().requires_grad_(False)

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from models.latent_search import NearestSearch
 from utils.constants import COORD_INDEX, FRAME_RATE, SYMMETRIC_PAIRS
 
 DEG = math.pi / 180.0
@@ -63,8 +64,6 @@ class LatentBank:
 
     def __init__(self, latents: Tensor, unit: str = "frame", max_chunk_bytes: int = 256 * 2**20,
                  search: str = "exact", candidates: int = 32, reuse: bool = True):
-        from models.latent_search import NearestSearch
-
         if unit not in PROXIMITY_UNITS:
             raise ValueError(f"unknown proximity unit {unit!r}; expected one of {PROXIMITY_UNITS}")
         if search not in SEARCHES:

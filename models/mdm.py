@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from dataset.normalization import Normalizer
 from models.transformer import TransformerStack
-from utils.checkpoint import CheckpointError, check_compatible, load_checkpoint
+from utils.checkpoint import CheckpointError, check_compatible, check_kind, load_checkpoint
 from utils.constants import CLIP_LENGTH, COORDINATES, N_COORDS
 
 NOISE_SCHEDULES = ("cosine", "linear")
@@ -266,11 +266,12 @@ def load_mdm(path: str | os.PathLike, device: torch.device | str = "cpu"
     """Load a ``train_mdm.py`` checkpoint: (denoiser in eval mode, diffusion,
     normaliser, checkpoint dict). Checks the coordinate order."""
     ckpt = load_checkpoint(path, map_location="cpu")
+    check_kind(ckpt, path, "mdm", "train_mdm.py")
     for key in ("model_config", "model", "normalizer"):
         if key not in ckpt:
             raise CheckpointError(f"{path}: not a train_mdm.py checkpoint (no {key!r})")
     check_compatible(ckpt, path, "coordinates", COORDINATES)
-    config = MDMConfig.from_dict({"output_filter": 0, **ckpt["model_config"]})  # older checkpoints had none
+    config = MDMConfig.from_dict(ckpt["model_config"])
     model, diffusion = build_mdm(config, device)
     model.load_state_dict(ckpt["model"])
     model.eval()

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.transformer import TransformerStack
-from utils.checkpoint import CheckpointError, load_checkpoint
+from utils.checkpoint import CheckpointError, check_kind, load_checkpoint
 
 
 @dataclass
@@ -147,6 +147,7 @@ def next_code_loss(model: Callable[..., Tensor], nb_code: int, idx: Tensor, cond
 def load_token_prior(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[TokenPrior, dict]:
     """Load a ``train_t2m_trans.py`` checkpoint: (prior in eval mode, checkpoint dict)."""
     ckpt = load_checkpoint(path, map_location="cpu")
+    check_kind(ckpt, path, "t2m", "train_t2m_trans.py")
     for key in ("model_config", "model", "vq_name"):
         if key not in ckpt:
             raise CheckpointError(f"{path}: not a train_t2m_trans.py checkpoint (no {key!r})")

@@ -17,6 +17,7 @@ from torch import nn
 from dataset.normalization import Normalizer
 from models.encdec import Decoder, Encoder
 from models.quantizer import Quantizer, QuantizerOutput, build_quantizer
+from utils.checkpoint import CheckpointError, check_compatible, load_checkpoint
 from utils.constants import COORDINATES
 from utils.device import autocast
 
@@ -132,25 +133,24 @@ def load_vqvae(path: str | os.PathLike, device: str | torch.device = "cpu"):
 
     Returns ``(model, normalizer, ckpt)``: the model in eval mode on
     ``device``, its :class:`~dataset.normalization.Normalizer` and the whole
-    checkpoint dict (``ckpt['config']`` is the model configuration). Raises
+    checkpoint dict (``ckpt['model_config']`` is the model configuration). Raises
     :class:`~utils.checkpoint.CheckpointError` naming the file when it is not
     a VQ-VAE checkpoint or its coordinate order differs from
     :data:`utils.constants.COORDINATES`.
     """
-    from dataset.normalization import Normalizer
-    from utils.checkpoint import CheckpointError, check_compatible, load_checkpoint
-
     ckpt = load_checkpoint(path, map_location="cpu")
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: not a BIGE checkpoint (found {type(ckpt).__name__})")
-    missing = [k for k in ("model", "config", "coordinates", "normalizer") if k not in ckpt]
+    if "model_config" not in ckpt and "config" in ckpt:  # written before the one checkpoint schema
+        ckpt["model_config"] = ckpt.pop("config")
+    missing = [k for k in ("model", "model_config", "coordinates", "normalizer") if k not in ckpt]
     if missing:
         raise CheckpointError(f"{path}: not a VQ-VAE checkpoint (missing {', '.join(missing)})")
     check_compatible(ckpt, path, "coordinates", COORDINATES)
-    unknown = set(ckpt["config"]) - set(CONFIG_KEYS)
+    unknown = set(ckpt["model_config"]) - set(CONFIG_KEYS)
     if unknown:
         raise CheckpointError(f"{path}: unknown model options {sorted(unknown)}")
-    model = VQVAE(**ckpt["config"])
+    model = VQVAE(**ckpt["model_config"])
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as err:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from options.common import int_at_least
+from options.common import add_runtime_args, int_at_least
+from utils.constants import DEFAULT_DATA_ROOT
 
 
 def add_generation_args(parser: argparse.ArgumentParser, default_exp: str, default_out: str = "output") -> None:
@@ -26,8 +27,6 @@ def add_generation_args(parser: argparse.ArgumentParser, default_exp: str, defau
 def add_subject_data_args(parser: argparse.ArgumentParser) -> None:
     """``--data-root --dataname --split-file`` (where subjects are looked up).
     Clip length and mode come from the checkpoint, so they match training."""
-    from utils.constants import DEFAULT_DATA_ROOT
-
     g = parser.add_argument_group("data")
     g.add_argument("--data-root", default=DEFAULT_DATA_ROOT,
                    help="MCS-layout dataset root used to find subjects (and their repetitions for "
@@ -40,8 +39,6 @@ def add_subject_data_args(parser: argparse.ArgumentParser) -> None:
 
 def add_generation_runtime_args(parser: argparse.ArgumentParser) -> None:
     """The shared runtime flags, with ``--seed`` described for sampling."""
-    from options.common import add_runtime_args
-
     add_runtime_args(parser)
     parser._option_string_actions["--seed"].help = (
         "random seed of the sampling; each subject's generator is seeded from it and the session id")

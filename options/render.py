@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from utils.constants import DEFAULT_DATA_ROOT
 from render.animation import ANGLE_CURVES, GIF_MAX_FPS
+from utils.constants import DEFAULT_DATA_ROOT
 
 
 def _floor(value: str) -> float | str:

@@ -43,6 +43,7 @@ from matplotlib.patches import Polygon, Rectangle  # noqa: E402
 
 from utils.constants import COORDINATES, FRAME_RATE  # noqa: E402
 from utils.errors import BigeError  # noqa: E402
+from utils.kinematics import STICK_SEGMENTS, ForwardKinematics, ModelError
 from utils.motion_io import Motion, MotionFileError, read_motion  # noqa: E402
 
 VIDEO_FORMATS = (".mp4", ".gif")
@@ -243,8 +244,6 @@ def track_from_coordinates(coords: np.ndarray, fk, times: np.ndarray | None = No
     (:class:`utils.kinematics.ForwardKinematics`)."""
     import torch
 
-    from utils.kinematics import STICK_SEGMENTS
-
     coords = np.asarray(coords, dtype=np.float64)
     if coords.ndim != 2 or coords.shape[1] != len(COORDINATES):
         raise RenderError(f"{source or title}: coordinates must be (T, {len(COORDINATES)}), got {coords.shape}")
@@ -262,8 +261,6 @@ def track_from_coordinates(coords: np.ndarray, fk, times: np.ndarray | None = No
 
 @functools.lru_cache(maxsize=8)
 def _cached_fk(model_path: str, mtime_ns: int):
-    from utils.kinematics import ForwardKinematics
-
     fk = ForwardKinematics.from_osim(model_path)
     with contextlib.suppress(Exception):
         fk = fk.double()
@@ -280,7 +277,6 @@ def forward_kinematics(model: str | os.PathLike | None = None):
     path = Path(model)
     if not path.is_file():
         raise RenderError(f"{path}: model file does not exist (pass an .osim with --model)")
-    from utils.kinematics import ModelError
 
     try:
         return _cached_fk(str(path.resolve()), path.stat().st_mtime_ns)

@@ -10,6 +10,7 @@ for the reference also from its muscle-driven simulation when present).
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -20,6 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
+from dataset.mcs import DatasetError, find_session
 from render.animation import (
     Camera, RenderError, StickPanel, Track, forward_kinematics, load_track, plan_scene, save_figure,
     track_from_coordinates, track_from_markers,
@@ -69,8 +71,6 @@ def load_reference(session_folder: str | os.PathLike, trial: str | None = None, 
     segmentation); ``"dynamics"`` reads the muscle-driven simulation file.
     The model is ``model`` or the subject's scaled model or the generic one.
     """
-    from dataset.mcs import DatasetError, find_session
-
     folder = Path(session_folder)
     try:
         session = find_session(folder)
@@ -455,8 +455,6 @@ def plot_samples(path: str | Path, activations: np.ndarray, motions: np.ndarray,
                  low: float, high: float, title: str = "", fs: float = FRAME_RATE) -> Path:
     """PNG of the kept samples: activation curves (band shaded) and pelvis
     trajectories (height over time and sagittal path). (K, T, M), (K, T, 33)"""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")

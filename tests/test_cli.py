@@ -189,7 +189,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (w["gen"] / TEST[0] / "entry_1_X.mot").write_text("garbage\n")
     # a real (tiny) VQ-VAE checkpoint, to pass where another kind is expected
     from options.vq import get_args_parser as vq_parser
-    from utils.vq_training import main as train_vq
+    from train_vq import main as train_vq
 
     train_vq(vq_parser().parse_args([
         "--data-root", str(root), "--out-dir", str(tmp), "--exp-name", "vq", "--width", "16", "--code-dim", "16",

@@ -37,7 +37,7 @@ def trained(synthetic_root, tmp_path_factory):
     from options.surrogate import get_args_parser as sur_parser
     from options.vq import get_args_parser as vq_parser
     from surrogate_training import main as sur_main
-    from utils.vq_training import main as vq_main
+    from train_vq import main as vq_main
 
     root = Path(synthetic_root)
     out = tmp_path_factory.mktemp("guidance_models")
@@ -226,7 +226,7 @@ def test_bad_input_is_refused_before_any_work(trained, tmp_path) -> None:
     atomic_torch_save(ckpt, tmp_path / "reordered.pth")
     _refused(trained, tmp_path, CheckpointError, "coordinates", "--vq-name", str(tmp_path / "reordered.pth"))
     ckpt = load_checkpoint(vq)
-    ckpt["config"]["n_features"] = 30
+    ckpt["model_config"]["n_features"] = 30
     atomic_torch_save(ckpt, tmp_path / "narrow.pth")
     _refused(trained, tmp_path, CheckpointError, "narrow.pth", "--vq-name", str(tmp_path / "narrow.pth"))
 

@@ -1,4 +1,4 @@
-"""metrics/ and utils/motion_sets: distances on known distributions, the
+"""metrics/ (with metrics/motion_sets): distances on known distributions, the
 published numbers against hand computations, guidance metrics of motions whose
 answers are known, forward-kinematics foot metrics, result tables, and loading
 folders of motions with every kind of bad file."""

@@ -39,8 +39,19 @@ def make_args(root, out, *extra: str):
          *extra])
 
 
+def _validations(run_log: Path) -> list[tuple[int, float]]:
+    """(step, validation loss) of every validation (one per epoch) in a run.log."""
+    return [(int(s), float(v)) for s, v in
+            re.findall(r"^\S+ step (\d+): validation loss (\S+)", run_log.read_text(), re.M)]
+
+
 def val_losses(run_log: Path) -> list[float]:
-    return [float(v) for v in re.findall(r"^\S+ epoch \d+ step \d+ train \S+ val (\S+)", run_log.read_text(), re.M)]
+    return [v for _, v in _validations(run_log)]
+
+
+def steps_per_epoch(run_log: Path) -> int:
+    steps = [s for s, _ in _validations(run_log)]
+    return steps[1] - steps[0]
 
 
 # ----------------------------------------------------------------------------- pure functions
@@ -127,10 +138,12 @@ def test_training_writes_checkpoints_logs_and_reports(trained, synthetic_root):
 
     ckpt = load_checkpoint(folder / "net_last.pth")
     assert ckpt["coordinates"] == list(COORDINATES) and ckpt["muscles"] == list(VASTI)
-    for key in ("model", "model_config", "normalizer", "optimizer", "scheduler", "rng", "batches", "args",
-                "epoch", "step", "best_val", "best_epoch", "train_sessions", "val_sessions"):
+    for key in ("kind", "model", "model_config", "normalizer", "optimizer", "scheduler", "rng", "ranks", "args",
+                "step", "best", "best_step", "stale", "train_sessions", "val_sessions"):  # the one schema
         assert key in ckpt, key
-    assert ckpt["epoch"] == 150 and ckpt["step"] == 450  # 6 training clips + mirror images, batch 4: 3 steps/epoch
+    assert ckpt["kind"] == "surrogate"
+    assert ckpt["step"] == 450  # 150 epochs; 6 training clips + mirror images, batch 4: 3 steps/epoch
+    assert steps_per_epoch(folder / "run.log") == 3
     assert len(ckpt["normalizer"]["mean"]) == 33
     # validation subjects are whole training sessions, disjoint from the test split
     train_ids, test_ids = split_sessions([*ckpt["train_sessions"], *ckpt["val_sessions"], *result["sessions"]],
@@ -140,10 +153,10 @@ def test_training_writes_checkpoints_logs_and_reports(trained, synthetic_root):
     assert set(ckpt["val_sessions"]) <= set(train_ids) and result["sessions"] == test_ids
 
     best = load_checkpoint(folder / "net_best.pth")
-    assert best["best_epoch"] == best["epoch"]
+    assert best["best_step"] == best["step"]
     losses = val_losses(folder / "run.log")
-    assert best["best_val"] == pytest.approx(min(losses), rel=1e-5)
-    assert best["best_val"] < 0.8 * losses[0]  # learning generalises to the held-out subject
+    assert best["best"] == pytest.approx(min(losses), rel=1e-5)
+    assert best["best"] < 0.8 * losses[0]  # learning generalises to the held-out subject
 
 
 def test_reports_hold_the_same_per_muscle_numbers(trained):
@@ -221,15 +234,15 @@ def test_resume_continues_exactly(synthetic_root, tmp_path):
     assert main(make_args(synthetic_root, tmp_path, "--exp-name", "once", *common)) is not None
     assert main(make_args(synthetic_root, tmp_path, "--exp-name", "twice", "--stop-at", "3", *common)) is None
     assert not (tmp_path / "twice" / "eval_test.json").exists()  # evaluation waits for the end of the run
-    assert load_checkpoint(tmp_path / "twice" / "net_last.pth")["epoch"] == 3
+    half = load_checkpoint(tmp_path / "twice" / "net_last.pth")["step"]
     main(make_args(synthetic_root, tmp_path, "--exp-name", "twice", "--resume",
                    str(tmp_path / "twice" / "net_last.pth"), *common))
     a = load_checkpoint(tmp_path / "once" / "net_last.pth")
     b = load_checkpoint(tmp_path / "twice" / "net_last.pth")
-    assert a["epoch"] == b["epoch"] == 6 and a["step"] == b["step"]
+    assert a["step"] == b["step"] == 2 * half == 6 * steps_per_epoch(tmp_path / "once" / "run.log")
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
-    assert a["best_val"] == b["best_val"] and a["best_epoch"] == b["best_epoch"]
+    assert a["best"] == b["best"] and a["best_step"] == b["best_step"]
     assert val_losses(tmp_path / "once" / "run.log") == val_losses(tmp_path / "twice" / "run.log")
     assert "resumed from" in (tmp_path / "twice" / "run.log").read_text()
     assert json.loads((tmp_path / "once" / "eval_test.json").read_text())["summary"] == \
@@ -242,8 +255,9 @@ def test_early_stopping_keeps_the_best_checkpoint(synthetic_root, tmp_path):
                    "--lr", "3", "--warmup-epochs", "0", "--patience", "3", "--plot-reps", "0"))
     last = load_checkpoint(tmp_path / "es" / "net_last.pth")
     best = load_checkpoint(tmp_path / "es" / "net_best.pth")
-    assert last["epoch"] < 200 and last["bad_epochs"] == 3
-    assert last["epoch"] == best["epoch"] + 3 == last["best_epoch"] + 3
+    per_epoch = steps_per_epoch(tmp_path / "es" / "run.log")
+    assert last["step"] < 200 * per_epoch and last["stale"] == 3
+    assert last["step"] == best["step"] + 3 * per_epoch == last["best_step"] + 3 * per_epoch
     assert "early stop" in (tmp_path / "es" / "run.log").read_text()
     assert json.loads((tmp_path / "es" / "eval_test.json").read_text())["checkpoint"].endswith("net_best.pth")
     assert not (tmp_path / "es" / "eval_test.png").exists()

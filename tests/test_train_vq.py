@@ -1,4 +1,4 @@
-"""train_vq.py / utils/vq_training.py and MOT_eval.py on a small generated
+"""train_vq.py (on engine/training.py) and MOT_eval.py on a small generated
 dataset: outputs, logging, exact resume, refusal of bad starts, DDP (2 gloo
 processes) and DeepSpeed, and the reconstruction files."""
 from __future__ import annotations
@@ -23,7 +23,8 @@ from utils.constants import COORDINATES
 from utils.fileio import OutputExistsError
 from utils.motion_io import read_motion
 from MOT_eval import main as evaluate_checkpoint
-from utils.vq_training import lr_factor, main
+from engine.training import lr_factor
+from train_vq import main
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--width", "32", "--code-dim", "16", "--nb-code", "32", "--depth", "2", "--batch-size", "8",
@@ -74,8 +75,8 @@ def test_training_writes_log_tensorboard_and_complete_checkpoints(trained) -> No
     for name in ("net_last.pth", "net_best.pth", "12.pth", "24.pth"):
         assert (folder / name).is_file(), name
     ckpt = load_checkpoint(folder / "net_last.pth")
-    for key in ("model", "config", "args", "coordinates", "normalizer", "step", "optimizer", "scheduler",
-                "rng", "batches", "best_mae_deg"):
+    for key in ("kind", "model", "model_config", "args", "coordinates", "normalizer", "step", "optimizer",
+                "scheduler", "rng", "ranks", "best", "val"):  # the one checkpoint schema
         assert key in ckpt, key
     assert ckpt["step"] == 24 and ckpt["coordinates"] == list(COORDINATES)
     assert {"codebook", "code_sum", "code_count", "initialized"} <= {
@@ -146,7 +147,7 @@ _DRIVER = textwrap.dedent("""
     sys.path.insert(0, {repo!r})
     import torch
     from options.vq import get_args_parser
-    from utils.vq_training import main
+    from train_vq import main
     args = get_args_parser().parse_args(sys.argv[1:])
     result = main(args)
     torch.save(result.model.state_dict(), os.path.join(args.out_dir, "rank%s.pt" % os.environ["RANK"]))
@@ -180,7 +181,7 @@ def _assert_identical_ranks(tmp_path: Path) -> None:
     log = (tmp_path / "dist" / "run.log").read_text()
     assert log.count(" options {") == 1 and "world size 2" in log  # rank 0 logs alone
     ckpt = load_checkpoint(tmp_path / "dist" / "net_last.pth")
-    assert ckpt["world_size"] == 2 and len(ckpt["batches"]) == 2
+    assert len(ckpt["ranks"]) == 2
     assert torch.equal(ckpt["model"]["quantizer.codebook"], w0["quantizer.codebook"])
 
 

@@ -95,7 +95,7 @@ def test_norm_and_activation_options_build_and_run(norm: str, act: str) -> None:
 
 def _checkpoint(model: VQVAE, **override) -> dict:
     normalizer = Normalizer.fit(np.random.default_rng(0).normal(size=(4, 16, 33)))
-    content = dict(kind="vqvae", model=model.state_dict(), config=model.config, coordinates=list(COORDINATES),
+    content = dict(kind="vqvae", model=model.state_dict(), model_config=model.config, coordinates=list(COORDINATES),
                    normalizer=normalizer.state_dict(), args={}, step=7)
     content.update(override)
     return content
@@ -107,11 +107,17 @@ def test_load_vqvae_round_trip(tmp_path) -> None:
     model(x)
     save_checkpoint(tmp_path / "vq.pth", **_checkpoint(model))
     loaded, normalizer, ckpt = load_vqvae(tmp_path / "vq.pth")
-    assert not loaded.training and ckpt["step"] == 7 and ckpt["config"] == model.config
+    assert not loaded.training and ckpt["step"] == 7 and ckpt["model_config"] == model.config
     assert normalizer.mean.shape == (33,)
     model.eval()
     assert torch.equal(loaded.encode(x), model.encode(x))
     assert torch.equal(loaded.codebook, model.codebook)
+    # a checkpoint written before the one schema named the configuration "config"
+    older = _checkpoint(model)
+    older["config"] = older.pop("model_config")
+    save_checkpoint(tmp_path / "older.pth", **older)
+    again, _, ckpt = load_vqvae(tmp_path / "older.pth")
+    assert ckpt["model_config"] == model.config and torch.equal(again.encode(x), model.encode(x))
 
 
 def test_load_vqvae_refuses_other_coordinate_orders_and_files(tmp_path) -> None:
@@ -125,7 +131,7 @@ def test_load_vqvae_refuses_other_coordinate_orders_and_files(tmp_path) -> None:
     with pytest.raises(CheckpointError, match=r"other\.pth: not a VQ-VAE checkpoint"):
         load_vqvae(tmp_path / "other.pth")
     bad = _checkpoint(model)
-    bad["config"] = dict(model.config, width=64)
+    bad["model_config"] = dict(model.config, width=64)
     save_checkpoint(tmp_path / "mismatch.pth", **bad)
     with pytest.raises(CheckpointError, match=r"mismatch\.pth: weights do not fit"):
         load_vqvae(tmp_path / "mismatch.pth")

@@ -116,6 +116,14 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return ckpt
 
 
+def check_kind(ckpt: dict, path: str | os.PathLike, kind: str, writer: str) -> None:
+    """Refuse a checkpoint another trainer wrote: its ``kind`` (``method`` in
+    checkpoints written before the one schema) must be ``kind``."""
+    found = ckpt.get("kind", ckpt.get("method"))
+    if found != kind:
+        raise CheckpointError(f"{path}: not a {writer} checkpoint (kind={found!r})")
+
+
 def check_compatible(ckpt: dict, path: str | os.PathLike, key: str, expected: Sequence[str]) -> None:
     """Check that ``ckpt[key]`` (e.g. ``coordinates``, ``muscles``) matches ``expected``."""
     found = list(ckpt.get(key, []))

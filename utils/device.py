@@ -114,3 +114,33 @@ def autocast(device: torch.device, precision: str = "fp32"):
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def thread_count(num_threads: int | None, world_size: int = 1, device_type: str = "cpu") -> int | None:
+    """The intra-op CPU thread count a ``--num-threads`` value asks for:
+    ``num_threads`` when positive; with 0 / None under a multi-process launch
+    on the CPU that did not set ``OMP_NUM_THREADS``, the cores shared out over
+    the local processes; otherwise ``None`` (leave torch's default)."""
+    if num_threads is not None and num_threads < 0:
+        raise UserError(f"--num-threads must be >= 0, got {num_threads}")
+    if num_threads:
+        return int(num_threads)
+    if world_size > 1 and device_type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("LOCAL_SIZE") or world_size)
+        return max(1, (os.cpu_count() or 1) // local)
+    return None
+
+
+@contextlib.contextmanager
+def torch_threads(num_threads: int | None, world_size: int = 1, device_type: str = "cpu"):
+    """Run the block with the thread count :func:`thread_count` decides, and
+    give the previous count back afterwards (the one thread setter of every
+    entry point)."""
+    before = torch.get_num_threads()
+    n = thread_count(num_threads, world_size, device_type)
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -67,8 +69,6 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
     """Delete the temporary files an interrupted :func:`atomic_open` left in
     ``folder`` (call it only while holding the folder's :class:`RunLock`, so
     no live writer owns them). Returns the files removed."""
-    import shutil
-
     folder = Path(folder)
     removed = []
     if folder.is_dir():
@@ -165,8 +165,6 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to ``path`` atomically. The bytes are built in memory
     first, so a full disk surfaces as :class:`OutputWriteError` naming ``path``
     (torch's own writer would turn it into an anonymous ``RuntimeError``)."""
-    import io
-
     import torch
 
     buffer = io.BytesIO()
@@ -187,8 +185,6 @@ def staged_dir(folder: str | os.PathLike) -> Iterator[Path]:
         with staged_dir(out) as tmp:
             write(tmp / "errors.csv", ...)
     """
-    import shutil
-
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     for stale in folder.parent.glob(f".{folder.name}.staging-*"):

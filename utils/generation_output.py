@@ -21,6 +21,7 @@ folder is replaced only with ``overwrite=True`` (``--overwrite``), and
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -72,8 +73,6 @@ def check_outputs(exp_dir: str | os.PathLike, session_ids: Iterable[str], overwr
 
 def run_settings(summary: Mapping[str, Any]) -> dict[str, Any]:
     """The :data:`SETTINGS_KEYS` of one summary, JSON-normalised (tuples as lists)."""
-    import json
-
     return json.loads(json.dumps({k: summary[k] for k in SETTINGS_KEYS if k in summary}))
 
 
@@ -83,8 +82,6 @@ def check_uniform_settings(folder: str | os.PathLike, expected: Mapping[str, Any
     those in ``skip``) were generated with different settings, or with
     settings other than ``expected`` (only the keys ``expected`` holds are
     compared); the message names the two ``summary.json`` files and the keys."""
-    import json
-
     folder = Path(folder)
     skipped = set(skip)
     summaries = sorted(p for p in folder.glob(f"*/{SUMMARY_NAME}") if p.parent.name not in skipped)

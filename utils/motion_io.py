@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import re
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -595,7 +596,6 @@ def read_many(paths: Iterable[str | os.PathLike], workers: int = 1) -> list[Moti
     paths = [Path(p) for p in paths]
     if workers <= 1 or len(paths) < 2 * workers:
         return [read_motion(p) for p in paths]
-    from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(read_motion, paths, chunksize=max(1, len(paths) // (4 * workers))))
