@@ -28,21 +28,50 @@ MIN_CLIP_LENGTH = 2
 """Fewest frames a clip may be brought to (velocities need two)."""
 
 
-def add_data_args(parser: argparse.ArgumentParser) -> None:
+def milestones(text: str) -> list[int]:
+    """An argparse ``type``: ``"100000,200000"`` or ``"100000 200000"`` ->
+    [100000, 200000], sorted; every step number >= 0."""
+    try:
+        values = sorted(int(v) for v in text.replace(",", " ").split())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected step numbers like '200000' or '100000,200000', got {text!r}")
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"milestones must be >= 0, got {text!r}")
+    return values
+
+
+ROOT_HELP = (f"MCS-layout dataset root (holds Data/ and squat-segmentation-data/); default: the embedded "
+             f"synthetic dataset at {DEFAULT_DATA_ROOT}")
+
+
+def add_data_root_arg(group, default: str | None = DEFAULT_DATA_ROOT, help: str = ROOT_HELP) -> None:
+    """``--data-root``: the one definition of the flag (each script says what the root is for)."""
+    group.add_argument("--data-root", default=default, help=help)
+
+
+def add_data_args(parser: argparse.ArgumentParser, *, root_default: str | None = DEFAULT_DATA_ROOT,
+                  root_help: str = ROOT_HELP, clips: bool = True, from_checkpoint: bool = False) -> None:
+    """``--data-root --dataname --split-file`` and, with ``clips``, ``--clip-length
+    --clip-mode``. ``from_checkpoint``: every default is the value stored in the
+    checkpoint the script reads (``None`` here)."""
+    stored = "; default: as stored in the checkpoint"
     g = parser.add_argument_group("data")
-    g.add_argument("--data-root", default=DEFAULT_DATA_ROOT,
-                   help="MCS-layout dataset root (holds Data/ and squat-segmentation-data/); "
-                        f"default: the embedded synthetic dataset at {DEFAULT_DATA_ROOT}")
+    if from_checkpoint:
+        root_default, root_help = None, root_help.split("; default")[0] + stored
+    add_data_root_arg(g, root_default, root_help)
     g.add_argument("--dataname", default="mcs", choices=["mcs"],
                    help="dataset kind; only the MCS layout is supported (kept for the published commands)")
     g.add_argument("--split-file", default=None,
-                   help="JSON {'train': [...], 'test': [...]} of session ids; default: <data-root>/split.json, "
-                        "else the 21 published test sessions, else a seeded 20%% of sessions")
-    g.add_argument("--clip-length", type=int_at_least(MIN_CLIP_LENGTH), default=CLIP_LENGTH,
-                   help="frames per repetition after length normalisation")
-    g.add_argument("--clip-mode", default="resample", choices=CLIP_MODES,
+                   help="JSON {'train': [...], 'test': [...]} of session ids"
+                        + (stored if from_checkpoint else "; default: <data-root>/split.json, else the 21 published "
+                           "test sessions, else a seeded 20%% of sessions"))
+    if not clips:
+        return
+    g.add_argument("--clip-length", type=int_at_least(MIN_CLIP_LENGTH), default=None if from_checkpoint else CLIP_LENGTH,
+                   help="frames per repetition after length normalisation" + (stored if from_checkpoint else ""))
+    g.add_argument("--clip-mode", default=None if from_checkpoint else "resample", choices=CLIP_MODES,
                    help="bring repetitions to --clip-length by linear time normalisation (resample) or by "
-                        "repeating short clips as the original code did (tile)")
+                        "repeating short clips as the original code did (tile)" + (stored if from_checkpoint else ""))
 
 
 def add_centre_arg(group, what: str = "model") -> None:
@@ -57,7 +86,8 @@ def add_centre_arg(group, what: str = "model") -> None:
                             "pelvis_tz, pelvis_rotation) instead of their values relative to the clip mean")
 
 
-def add_runtime_args(parser: argparse.ArgumentParser) -> None:
+def add_runtime_args(parser: argparse.ArgumentParser,
+                     seed_help: str = "random seed (data order, initialisation)") -> None:
     g = parser.add_argument_group("runtime")
     g.add_argument("--device", default="auto", choices=DEVICES,
                    help="auto = CUDA when available, else CPU")
@@ -66,7 +96,7 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> None:
                         "EMA updates and losses stay fp32); auto = fp32, or bf16 on hardware with native bf16 "
                         "(CUDA compute capability >= 8, CPUs with avx512_bf16 / amx_bf16) once bf16 is validated "
                         "or BIGE_AUTO_BF16=1 (docs/PERFORMANCE.md); the choice is logged")
-    g.add_argument("--seed", type=int, default=123, help="random seed (data order, initialisation)")
+    g.add_argument("--seed", type=int, default=123, help=seed_help)
     g.add_argument("--num-workers", type=int_at_least(0), default=0,
                    help="worker processes for file parsing; batches come from memory")
     g.add_argument("--num-threads", type=int_at_least(0), default=0,

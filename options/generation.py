@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from options.common import add_runtime_args, int_at_least
-from utils.constants import DEFAULT_DATA_ROOT
+from options.common import add_data_args, add_runtime_args, int_at_least
 
 
 def add_generation_args(parser: argparse.ArgumentParser, default_exp: str, default_out: str = "output") -> None:
@@ -27,19 +26,12 @@ def add_generation_args(parser: argparse.ArgumentParser, default_exp: str, defau
 def add_subject_data_args(parser: argparse.ArgumentParser) -> None:
     """``--data-root --dataname --split-file`` (where subjects are looked up).
     Clip length and mode come from the checkpoint, so they match training."""
-    g = parser.add_argument_group("data")
-    g.add_argument("--data-root", default=DEFAULT_DATA_ROOT,
-                   help="MCS-layout dataset root used to find subjects (and their repetitions for "
-                        "subject-initialised / subject-conditioned sampling)")
-    g.add_argument("--dataname", default="mcs", choices=["mcs"], help="dataset kind (kept for published commands)")
-    g.add_argument("--split-file", default=None,
-                   help="JSON {'train': [...], 'test': [...]} deciding --subject all; default: <data-root>/split.json, "
-                        "else the 21 published test sessions, else a seeded 20%% of sessions")
+    add_data_args(parser, clips=False,
+                  root_help="MCS-layout dataset root used to find subjects (and their repetitions for "
+                            "subject-initialised / subject-conditioned sampling)")
 
 
 def add_generation_runtime_args(parser: argparse.ArgumentParser) -> None:
     """The shared runtime flags, with ``--seed`` described for sampling."""
-    add_runtime_args(parser)
-    parser._option_string_actions["--seed"].help = (
-        "random seed of the sampling; each subject's generator is seeded from it and the session id")
-
+    add_runtime_args(parser, seed_help="random seed of the sampling; each subject's generator is seeded from it "
+                                       "and the session id")

@@ -23,12 +23,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                     "PNG, run.log and tensorboard curves under <out-dir>/<exp-name>/<session>/.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    add_data_args(p)
-    p.set_defaults(data_root=None)
-    for action in p._actions:
-        if action.dest == "data_root":
-            action.help = ("MCS-layout dataset root whose training split forms the latent bank; default: the root "
-                           "holding the --subject folder (<root>/Data/<session>), else data/mcs_synthetic")
+    add_data_args(p, root_default=None,
+                  root_help="MCS-layout dataset root whose training split forms the latent bank; default: the root "
+                            "holding the --subject folder (<root>/Data/<session>), else data/mcs_synthetic")
     add_runtime_args(p)
     add_output_args(p, default_exp="BIGE")
     p.set_defaults(out_dir="output/guidance")

@@ -5,16 +5,10 @@ from __future__ import annotations
 import argparse
 
 from models.mdm import NOISE_SCHEDULES, SAMPLERS
-from options.common import add_centre_arg, add_data_args, add_loop_args, add_output_args, add_runtime_args, int_at_least
+from options.common import (
+    add_centre_arg, add_data_args, add_loop_args, add_output_args, add_runtime_args, int_at_least, milestones,
+)
 from options.generation import add_generation_args, add_generation_runtime_args, add_subject_data_args
-
-
-def milestones(text: str) -> list[int]:
-    """``"100000,200000"`` or ``"100000 200000"`` -> [100000, 200000] (argparse type)."""
-    try:
-        return sorted(int(v) for v in text.replace(",", " ").split())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected step numbers separated by commas, got {text!r}") from None
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -10,8 +10,8 @@ import argparse
 
 from dataset.clips import CLIP_MODES
 from metrics.published import PROTOCOLS
-from options.common import MIN_CLIP_LENGTH, int_at_least
-from utils.constants import CLIP_LENGTH, DEFAULT_DATA_ROOT, GUIDED_MUSCLES, PEAK_WINDOW_S
+from options.common import MIN_CLIP_LENGTH, add_data_root_arg, int_at_least
+from utils.constants import CLIP_LENGTH, GUIDED_MUSCLES, PEAK_WINDOW_S
 from utils.device import DEVICES
 
 SET_KINDS = ("auto", "mocap", "mot", "npy")
@@ -106,8 +106,7 @@ def get_wasserstein_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _input_args(p, SET_KINDS, "auto")
     g = p.add_argument_group("reference")
-    g.add_argument("--data-root", default=DEFAULT_DATA_ROOT,
-                   help="MCS dataset root (or its Data folder) whose repetitions are the reference")
+    add_data_root_arg(g, help="MCS dataset root (or its Data folder) whose repetitions are the reference")
     g.add_argument("--reference-split", default=None, choices=("train", "test", "all"),
                    help="which sessions of --data-root form the reference set; unset: train (project protocol), "
                         "test (published protocol, their Dynamics kinematics)")
@@ -184,8 +183,7 @@ def get_guidance_parser() -> argparse.ArgumentParser:
                         "--data-root for generated folders), the generic model for subjects without one; "
                         "'generic' = the project's generic model (dataset.synthetic.osim_model.default_model_path()) for "
                         "all; or the path of one .osim file for all")
-    g.add_argument("--data-root", default=DEFAULT_DATA_ROOT,
-                   help="MCS root whose session models are used for generated folders with --osim subject")
+    add_data_root_arg(g, help="MCS root whose session models are used for generated folders with --osim subject")
     g.add_argument("--no-fk", action="store_true", help="skip foot sliding and floor penetration")
     g.add_argument("--floor-height", type=float, default=0.0, help="height of the floor, metres (y up)")
     g.add_argument("--contact-height", type=float, default=0.03,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from options.common import add_data_root_arg
 from render.animation import ANGLE_CURVES, GIF_MAX_FPS
 from utils.constants import DEFAULT_DATA_ROOT
 
@@ -63,7 +64,7 @@ def add_video_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def add_model_args(parser: argparse.ArgumentParser, what: str) -> None:
+def add_pose_model_args(parser: argparse.ArgumentParser, what: str) -> None:
     g = parser.add_argument_group("model")
     g.add_argument("--model", default=None,
                    help=f"OpenSim .osim whose forward kinematics pose {what}; default: the subject's scaled "
@@ -101,7 +102,7 @@ def plot3_parser() -> argparse.ArgumentParser:
     p.add_argument("--curves", nargs="*", default=[], choices=sorted(ANGLE_CURVES), metavar="ANGLE",
                    help=f"joint-angle curves to draw under the panels, with a moving cursor: "
                         f"{', '.join(ANGLE_CURVES)} (kinematics inputs only)")
-    add_model_args(p, "the .mot inputs")
+    add_pose_model_args(p, "the .mot inputs")
     add_camera_args(p)
     add_video_args(p)
     return p
@@ -131,7 +132,7 @@ def compare_parser() -> argparse.ArgumentParser:
                    help="add a third panel with the subject's .trc markers over the same frames")
     g.add_argument("--curves", nargs="*", default=list(ANGLE_CURVES), choices=sorted(ANGLE_CURVES),
                    metavar="ANGLE", help=f"angle curves under the animation (default: {' '.join(ANGLE_CURVES)})")
-    add_model_args(p, "both motions (default: the subject's scaled model)")
+    add_pose_model_args(p, "both motions (default: the subject's scaled model)")
     add_camera_args(p)
     add_video_args(p)
     return p
@@ -160,9 +161,9 @@ def samples_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-samples", type=_positive_int, default=6,
                    help="samples drawn per figure; with more, evenly spaced ranks by peak activation are kept, "
                         "always the lowest and the highest")
-    p.add_argument("--data-root", default=None,
-                   help="dataset root holding Data/<session> for the reference; default: the data root recorded "
-                        f"in summary.json's options, else {DEFAULT_DATA_ROOT}")
+    add_data_root_arg(p, default=None,
+                      help="dataset root holding Data/<session> for the reference; default: the data root recorded "
+                           f"in summary.json's options, else {DEFAULT_DATA_ROOT}")
     p.add_argument("--reference", default=None,
                    help="the reference subject's session folder (default: <data-root>/Data/<session>)")
     p.add_argument("--surrogate", default=None,
@@ -171,7 +172,7 @@ def samples_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"),
                    help="device for the surrogate (default cpu)")
     p.add_argument("--dpi", type=_positive_int, default=150, help="resolution of the PNG")
-    add_model_args(p, "the samples and the reference (default: the reference subject's scaled model)")
+    add_pose_model_args(p, "the samples and the reference (default: the reference subject's scaled model)")
     add_camera_args(p, azim=70.0, elev=0.0, panel_height=330)
     p.add_argument("--overwrite", action="store_true", help="replace existing figures")
     return p

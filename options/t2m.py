@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from options.common import add_data_args, add_loop_args, add_output_args, add_runtime_args, int_at_least
+from options.common import add_data_args, add_loop_args, add_output_args, add_runtime_args, int_at_least, milestones
 from options.generation import add_generation_args, add_generation_runtime_args, add_subject_data_args
-from options.mdm import milestones
 
 
 def get_args_parser() -> argparse.ArgumentParser:

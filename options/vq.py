@@ -5,22 +5,12 @@ import argparse
 
 from models.quantizer import QUANTIZERS
 from models.resnet import ACTIVATIONS, NORMS
-from options.common import add_centre_arg, add_data_args, add_output_args, add_runtime_args, int_at_least
+from options.common import add_centre_arg, add_data_args, add_output_args, add_runtime_args, int_at_least, milestones
 
 RECONS_LOSSES = ("l1", "l2", "l1_smooth")
 
 
-def _milestones(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.replace(",", " ").split()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected step numbers like '200000' or '100000,200000', got {text!r}")
-    if any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"milestones must be >= 0, got {text!r}")
-    return values
-
-
-def add_model_args(parser: argparse.ArgumentParser) -> None:
+def add_vq_model_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model")
     g.add_argument("--nb-code", type=int, default=512, help="number of codebook entries")
     g.add_argument("--code-dim", type=int, default=512, help="dimension of a code vector (latent channels)")
@@ -55,7 +45,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--total-iter", type=int, default=300000, help="optimiser steps in all")
     g.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (AdamW, betas 0.9/0.99)")
     g.add_argument("--warm-up-iter", type=int, default=1000, help="steps of linear learning-rate warm-up")
-    g.add_argument("--lr-scheduler", type=_milestones, default=[200000],
+    g.add_argument("--lr-scheduler", type=milestones, default=[200000],
                    help="step(s) at which the learning rate is multiplied by --gamma, e.g. 200000 or "
                         "100000,200000")
     g.add_argument("--gamma", type=float, default=0.05, help="learning-rate decay factor at each milestone")
@@ -83,7 +73,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="replace an existing non-empty experiment folder")
     g.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     add_centre_arg(g, "VQ-VAE (and make it generate)")
-    add_model_args(parser)
+    add_vq_model_args(parser)
     add_runtime_args(parser)
     add_output_args(parser, default_exp="VQVAE")
     g = parser.add_argument_group("distributed")
@@ -108,11 +98,7 @@ def get_eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int_at_least(1), default=64, help="clips per forward pass")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
-    add_data_args(parser)
+    add_data_args(parser, from_checkpoint=True)
     add_runtime_args(parser)
     add_output_args(parser, default_exp="VQVAE_eval")
-    parser.set_defaults(data_root=None, split_file=None, clip_length=None, clip_mode=None)
-    for flag in ("--data-root", "--split-file", "--clip-length", "--clip-mode"):
-        action = parser._option_string_actions[flag]
-        action.help = (action.help or "").split("; default")[0] + "; default: as stored in the checkpoint"
     return parser
