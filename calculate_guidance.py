@@ -22,12 +22,13 @@ surrogate-simulation agreement; ``--lowpass HZ`` filters every set alike.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
 
 from metrics.evaluate import (
-    GUIDANCE_COLUMNS, PROTOCOL_TITLES, PUBLISHED_GUIDANCE_COLUMNS, UNITS, SubjectFeet, find_surrogate,
+    GUIDANCE_COLUMNS, PROTOCOL_TITLES, PUBLISHED_GUIDANCE_COLUMNS, UNITS, SubjectFeet,
     guidance_per_motion, guidance_rows, input_specs, load_surrogate_model, options_dict, output_location,
     published_guidance_rows, resolve_protocol, set_info, subject_models, surrogate_activations,
 )
@@ -39,6 +40,25 @@ from options.metrics import get_guidance_parser
 from utils.cli import run as run_cli
 from utils.errors import UserError
 from utils.fileio import OutputExistsError, atomic_write_text
+
+DEFAULT_SURROGATES = ("output/surrogate/net_best.pth", "output/demo/surrogate/net_best.pth")
+"""Where the surrogate is looked for (relative to the working directory) when
+``--surrogate`` is not given: the default experiment folders of the surrogate
+script and of the demo pipeline."""
+
+
+def find_surrogate(explicit: str | os.PathLike | None) -> tuple[Path | None, str]:
+    """The surrogate checkpoint to use and a note saying which (or why none)."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise UserError(f"--surrogate {path}: no such checkpoint file")
+        return path, f"activations from the surrogate {path}"
+    for candidate in DEFAULT_SURROGATES:
+        if Path(candidate).is_file():
+            return Path(candidate), f"activations from the surrogate {candidate} (found by default)"
+    return None, ("no surrogate checkpoint given (--surrogate) or found at " + ", ".join(DEFAULT_SURROGATES)
+                  + ": activation columns (peak act., in band, violation, tilt@peak) skipped")
 
 
 def simulate_set(mset, kind: str, folder: str, args) -> tuple:

@@ -48,7 +48,7 @@ from engine.training import (
     BEST_NAME, check_run_dir, checkpoint_writer, clear_run_dir, loop_state, make_optimizer, restore_training_state,
     run_loop,
 )
-from metrics.surrogate import activation_metrics, format_table, summarize, write_evaluation
+from metrics.surrogate import accuracy_table, summarise_accuracy, surrogate_accuracy, write_evaluation
 from models.surrogate import SurrogateModel, build_from_checkpoint, centre_horizontal, load_surrogate, predict
 from options.surrogate import get_args_parser, model_config_from_args, parse_muscles
 from render.figures import plot_activation_curves
@@ -198,7 +198,7 @@ def evaluate_repetitions(model: SurrogateModel, reps: RepetitionSet, name: str, 
     """Predict ``reps``, write ``<name>.csv/.json`` and ``<name>.png`` into ``folder``, print the table."""
     reps = select_muscles(reps, resolve_muscles(model.muscles, reps.muscles, what))
     pred = predict(model, reps.motions, precision=args.precision)
-    rows = activation_metrics(pred, reps.activations, reps.muscles)
+    rows = surrogate_accuracy(pred, reps.activations, reps.muscles)
     info = {**info, "arch": model.arch, "n_repetitions": len(reps), "sessions": sorted(set(reps.sessions))}
     paths = write_evaluation(folder, name, rows, info)
     show = [m for m in GUIDED_MUSCLES if m in reps.muscles] or list(reps.muscles[:2])
@@ -209,8 +209,8 @@ def evaluate_repetitions(model: SurrogateModel, reps: RepetitionSet, name: str, 
         paths.append(plot_activation_curves(
             Path(folder) / f"{name}.png", pred[pick], reps.activations[pick], reps.muscles, show, labels,
             title=f"{model.arch} surrogate vs simulation, {what}"))
-    summary = summarize(rows)
-    table = format_table(rows, summary)
+    summary = summarise_accuracy(rows)
+    table = accuracy_table(rows, summary)
     print(f"\nsurrogate evaluation on {len(reps)} repetitions ({what}):\n{table}")
     if logger is not None:
         logger.log(f"evaluation on {what} ({len(reps)} repetitions):\n{table}")

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import time
 
+from dataset.mcs import is_mcs_root
 from metrics.evaluate import (
     PROTOCOL_TITLES, distribution_row, published_distribution_row, reference_label, resolve_protocol, set_info,
     write_distribution_tables,
 )
-from metrics.motion_sets import MotionSetError, is_mcs_root, load_mocap
+from metrics.motion_sets import MotionSetError, load_mocap
 from metrics.report import output_paths
 from options.metrics import get_wasserstein_mocap_parser
 from utils.cli import run as run_cli

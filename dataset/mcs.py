@@ -235,3 +235,23 @@ def discover(root: str | os.PathLike) -> list[Session]:
     if not sessions:
         raise DatasetError(f"{base}: no session with squat repetitions found")
     return sessions
+
+
+def session_model_for(path: str | os.PathLike) -> Path | None:
+    """The scaled model of the MCS session a motion file lives in
+    (``<session>/OpenSimData/Model/*.osim``), if the file is inside one."""
+    for parent in Path(path).resolve().parents:
+        model_dir = parent / "OpenSimData" / "Model"
+        if model_dir.is_dir():
+            models = sorted(model_dir.glob("*.osim"))
+            return models[0] if models else None
+    return None
+
+
+def is_mcs_root(path: str | os.PathLike) -> bool:
+    """True if ``path`` is an MCS-layout dataset root or its ``Data`` folder."""
+    path = Path(path)
+    data = path / "Data" if (path / "Data").is_dir() else path if path.name == "Data" else None
+    if data is None or not data.is_dir():
+        return False
+    return any((d / "OpenSimData").is_dir() for d in data.iterdir() if d.is_dir())

@@ -35,9 +35,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from utils.constants import COORDINATES, TRANSLATIONS
+from utils.constants import COORDINATES, ROTATION_MASK
 
-TRANSLATION_MASK = np.array([name in TRANSLATIONS for name in COORDINATES])
+TRANSLATION_MASK = ~np.array(ROTATION_MASK)
 """(33,) True where the canonical coordinate is a translation (metres)."""
 
 CM_PER_M = 100.0

@@ -13,13 +13,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dataset.mcs import DatasetError, data_dir
+from dataset.mcs import DatasetError, data_dir, is_mcs_root
 from metrics.distribution import compare_sets, published_entropy
 from metrics.guidance import (
     activation_metrics, foot_metrics, foot_point_indices, kinematic_metrics, peak_activation_frame, pelvis_tilt_at,
     summarise, surrogate_simulation_agreement,
 )
-from metrics.motion_sets import MotionSet, MotionSetError, detect_kind, is_mcs_root
+from metrics.motion_sets import MotionSet, MotionSetError, detect_kind
 from metrics.published import (
     PROTOCOLS, PUBLISHED_CLIP_MODE, published_fidelity, published_guidance_per_folder, published_summary,
 )
@@ -35,11 +35,6 @@ def user_errors() -> tuple[type[BaseException], ...]:
     :func:`utils.cli.run`, which catches the same base)."""
     return (BigeError,)
 
-
-DEFAULT_SURROGATES = ("output/surrogate/net_best.pth", "output/demo/surrogate/net_best.pth")
-"""Where the surrogate is looked for (relative to the working directory) when
-``--surrogate`` is not given: the default experiment folders of the surrogate
-script and of the demo pipeline."""
 
 DISTRIBUTION_COLUMNS = (
     Column("label", "set", ""),
@@ -275,20 +270,6 @@ def per_coordinate_columns(rows: Sequence[dict]) -> tuple[list[dict], list[Colum
 
 
 # ----------------------------------------------------------------------------- surrogate
-
-
-def find_surrogate(explicit: str | os.PathLike | None) -> tuple[Path | None, str]:
-    """The surrogate checkpoint to use and a note saying which (or why none)."""
-    if explicit:
-        path = Path(explicit)
-        if not path.is_file():
-            raise UserError(f"--surrogate {path}: no such checkpoint file")
-        return path, f"activations from the surrogate {path}"
-    for candidate in DEFAULT_SURROGATES:
-        if Path(candidate).is_file():
-            return Path(candidate), f"activations from the surrogate {candidate} (found by default)"
-    return None, ("no surrogate checkpoint given (--surrogate) or found at " + ", ".join(DEFAULT_SURROGATES)
-                  + ": activation columns (peak act., in band, violation, tilt@peak) skipped")
 
 
 def surrogate_activations(

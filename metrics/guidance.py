@@ -22,9 +22,9 @@ from typing import Sequence
 
 import numpy as np
 
-from utils.constants import COORD_INDEX, COORDINATES, FRAME_RATE, SYMMETRIC_PAIRS, TRANSLATIONS
+from utils.constants import COORD_INDEX, COORDINATES, FRAME_RATE, ROTATION_MASK, SYMMETRIC_PAIRS
 
-_ROT = np.array([name not in TRANSLATIONS for name in COORDINATES])
+_ROT = np.array(ROTATION_MASK)
 _TRANS = [COORD_INDEX[n] for n in ("pelvis_tx", "pelvis_ty", "pelvis_tz")]
 _TY = COORD_INDEX["pelvis_ty"]
 _TILT = COORD_INDEX["pelvis_tilt"]

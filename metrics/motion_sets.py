@@ -33,9 +33,9 @@ from typing import Sequence
 import numpy as np
 
 from dataset.clips import clip_time_step, fit_length
-from dataset.mcs import DatasetError
+from dataset.mcs import DatasetError, is_mcs_root
 from dataset.repetitions import load_repetitions
-from utils.constants import CLIP_LENGTH, COORDINATES, FRAME_RATE, TRANSLATIONS
+from utils.constants import CLIP_LENGTH, COORDINATES, FRAME_RATE, ROTATION_MASK
 from utils.errors import BigeError, UserError
 from utils.generation_output import check_uniform_settings
 from utils.motion_io import MotionFileError, read_motion
@@ -43,7 +43,7 @@ from utils.motion_io import MotionFileError, read_motion
 FILE_TYPES = ("mot", "npy")
 KINDS = ("mocap", "mot", "npy")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_ROT = np.array([name not in TRANSLATIONS for name in COORDINATES])
+_ROT = np.array(ROTATION_MASK)
 
 
 class MotionSetError(BigeError, ValueError):
@@ -150,15 +150,6 @@ def find_motion_files(folder: str | os.PathLike, file_type: str) -> list[Path]:
             if not name.startswith(".") and name.lower().endswith(f".{file_type}"):
                 found.append(Path(dirpath) / name)
     return found
-
-
-def is_mcs_root(path: str | os.PathLike) -> bool:
-    """True if ``path`` is an MCS-layout dataset root or its ``Data`` folder."""
-    path = Path(path)
-    data = path / "Data" if (path / "Data").is_dir() else path if path.name == "Data" else None
-    if data is None or not data.is_dir():
-        return False
-    return any((d / "OpenSimData").is_dir() for d in data.iterdir() if d.is_dir())
 
 
 def detect_kind(path: str | os.PathLike) -> str:

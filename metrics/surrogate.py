@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from metrics.report import Column, text_table
 from utils.fileio import atomic_open, atomic_write_json
 
 VASTI: tuple[str, ...] = tuple(f"{base}_{side}" for base in ("vasmed", "vaslat", "vasint") for side in ("r", "l"))
@@ -21,7 +22,7 @@ R2_MIN_STD = 0.01
 """Below this standard deviation of the simulated activation, R^2 is reported as NaN."""
 
 
-def activation_metrics(pred: np.ndarray, target: np.ndarray, muscles: Sequence[str]) -> list[dict[str, Any]]:
+def surrogate_accuracy(pred: np.ndarray, target: np.ndarray, muscles: Sequence[str]) -> list[dict[str, Any]]:
     """Per-muscle metrics of (N, T, M) predicted vs simulated activations.
 
     ``rmse``: root mean square error over every frame; ``r2``: 1 - SS_res/SS_tot
@@ -69,7 +70,7 @@ def temporal_correlation(pred: np.ndarray, target: np.ndarray) -> float:
     return float(np.mean((pc[ok] * tc[ok]).sum(1) / (ps[ok] * ts[ok])))
 
 
-def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def summarise_accuracy(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Means over all muscles and over the vasti present, and the worst vasti R^2."""
     def mean(key, subset):
         vals = [r[key] for r in subset if r[key] == r[key]]  # NaN R^2 (constant activation) left out
@@ -84,33 +85,24 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def format_table(rows: list[dict[str, Any]], summary: dict[str, Any] | None = None) -> str:
-    """A fixed-width text table of per-muscle metrics."""
-    head = (f"{'muscle':<12} {'RMSE':>7} {'R^2':>7} {'corr':>6} {'peak err':>9} {'sim peak':>9} "
-            f"{'pred peak':>9} {'sim std':>8}")
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        lines.append(f"{r['muscle']:<12} {r['rmse']:7.4f} {r['r2']:7.3f} {r['corr']:6.3f} {r['peak_error']:9.4f} "
-                     f"{r['sim_peak']:9.4f} {r['pred_peak']:9.4f} {r['sim_std']:8.4f}")
+ACCURACY_COLUMNS = (
+    Column("muscle", "muscle"), Column("rmse", "RMSE", ".4f"), Column("r2", "R^2"),
+    Column("corr", "temporal corr."), Column("peak_error", "peak error", ".4f"),
+    Column("sim_peak", "simulated peak"), Column("pred_peak", "predicted peak"), Column("sim_std", "simulated std", ".4f"),
+)
+"""The printed columns of a surrogate evaluation (CSV and JSON hold every key)."""
+
+
+def accuracy_table(rows: list[dict[str, Any]], summary: dict[str, Any] | None = None) -> str:
+    """The per-muscle rows as an aligned text table, with the mean and vasti-mean
+    rows of ``summary`` (:func:`summarise_accuracy`) underneath."""
+    extra = []
     if summary:
-        lines.append("-" * len(head))
-        lines.append(f"{'mean':<12} {summary['mean_rmse']:7.4f} {summary['mean_r2']:7.3f} "
-                     f"{summary['mean_corr']:6.3f} {summary['mean_peak_error']:9.4f}")
+        extra.append({"muscle": "mean", **{k: summary[f"mean_{k}"] for k in ("rmse", "r2", "corr", "peak_error")}})
         if "vasti_mean_r2" in summary:
-            lines.append(f"{'vasti mean':<12} {summary['vasti_mean_rmse']:7.4f} {summary['vasti_mean_r2']:7.3f} "
-                         f"{summary['vasti_mean_corr']:6.3f} {summary['vasti_mean_peak_error']:9.4f}"
-                         f"   (min R^2 {summary['vasti_min_r2']:.3f})")
-    return "\n".join(lines)
-
-
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """The per-muscle metrics as a markdown table (for docs)."""
-    lines = ["| muscle | RMSE | R^2 | temporal corr. | peak error | simulated peak | predicted peak |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for r in rows:
-        lines.append(f"| {r['muscle']} | {r['rmse']:.4f} | {r['r2']:.3f} | {r['corr']:.3f} | {r['peak_error']:.4f} | "
-                     f"{r['sim_peak']:.3f} | {r['pred_peak']:.3f} |")
-    return "\n".join(lines)
+            extra.append({"muscle": f"vasti mean (min R^2 {summary['vasti_min_r2']:.3f})",
+                          **{k: summary[f"vasti_mean_{k}"] for k in ("rmse", "r2", "corr", "peak_error")}})
+    return text_table([*rows, *extra], ACCURACY_COLUMNS)
 
 
 def write_evaluation(folder: str | Path, name: str, rows: list[dict[str, Any]], info: dict[str, Any]) -> list[Path]:
@@ -122,5 +114,5 @@ def write_evaluation(folder: str | Path, name: str, rows: list[dict[str, Any]], 
         writer.writeheader()
         for r in rows:
             writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    atomic_write_json(json_path, {**info, "summary": summarize(rows), "muscles": rows})
+    atomic_write_json(json_path, {**info, "summary": summarise_accuracy(rows), "muscles": rows})
     return [csv_path, json_path]

@@ -230,12 +230,6 @@ def foot_sliding(points: Tensor, floor: float | Tensor, tol: float = 0.02) -> Te
     return (both * step.pow(2).sum(-1)).mean(dim=(1, 2))
 
 
-def lowest_foot_height(points: Tensor, floor: float | Tensor = 0.0) -> Tensor:
-    """Height of the lowest foot point above the floor per frame, metres.
-    (B, T, P, 3) -> (B, T)"""
-    return points[..., 1].amin(-1) - floor
-
-
 def lowpass(x: Tensor, fs: float, cutoff: float, order: int = 4) -> Tensor:
     """Zero-lag low-pass filter along time, differentiable: the magnitude of a
     ``order``-th order Butterworth filter applied forwards and backwards

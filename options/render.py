@@ -149,8 +149,8 @@ def samples_parser() -> argparse.ArgumentParser:
                     "Writes PNG and PDF.",
         epilog="reads <folder>/<session>/entry_<k>_<exp>.mot and <folder>/<session>/summary.json as guidance "
                "(LIMO_Surrogate.py) writes them; <folder> may be the experiment folder (every session) or one "
-               "session folder.\n\nexample:\n  python plot_samples.py output/BIGE --surrogate "
-               "output/surrogate/best.pth",
+               "session folder.\n\nexample:\n  python plot_samples.py output/guidance/BIGE --surrogate "
+               "output/surrogate/net_best.pth",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("folder", help="guidance output folder: <out-dir>/<exp-name> or one <session> folder in it")

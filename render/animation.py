@@ -41,6 +41,7 @@ from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Polygon, Rectangle  # noqa: E402
 
+from dataset.mcs import session_model_for  # noqa: E402
 from utils.constants import COORDINATES, FRAME_RATE  # noqa: E402
 from utils.errors import BigeError  # noqa: E402
 from utils.kinematics import STICK_SEGMENTS, ForwardKinematics, ModelError
@@ -291,17 +292,6 @@ def quiet_opensim() -> None:
         import opensim
 
         opensim.Logger.setLevelString("warn")
-
-
-def session_model_for(path: str | os.PathLike) -> Path | None:
-    """The scaled model of the MCS session a motion file lives in
-    (``<session>/OpenSimData/Model/*.osim``), if the file is inside one."""
-    for parent in Path(path).resolve().parents:
-        model_dir = parent / "OpenSimData" / "Model"
-        if model_dir.is_dir():
-            models = sorted(model_dir.glob("*.osim"))
-            return models[0] if models else None
-    return None
 
 
 def load_track(path: str | os.PathLike, model: str | os.PathLike | None = None, title: str | None = None,
@@ -942,7 +932,7 @@ __all__ = [
     "ANGLE_CURVES", "Animator", "Camera", "CurvesRow", "Layout", "RenderError", "Scene", "StickPanel", "Track",
     "VIDEO_FORMATS", "atomic_output", "default_output", "fit_title", "floor_height", "forward_kinematics", "frame_indices",
     "load_track", "plan_scene", "playback", "quiet_opensim", "render_animation", "render_still", "save_figure",
-    "session_model_for", "side_of", "split_inputs", "titles_from_paths", "track_from_coordinates", "track_from_markers",
+    "side_of", "split_inputs", "titles_from_paths", "track_from_coordinates", "track_from_markers",
     "write_video",
 ]
 

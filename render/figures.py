@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from dataset.mcs import DatasetError, find_session
+from dataset.mcs import DatasetError, find_session, session_model_for
 from render.animation import (
     Camera, RenderError, StickPanel, Track, forward_kinematics, load_track, plan_scene, save_figure,
     track_from_coordinates, track_from_markers,
@@ -394,8 +394,6 @@ def samples_figure_for_session(session: GuidanceSession, out: str | os.PathLike,
     """
     chosen = choose_samples(session.samples, max_samples)
     if model is None and reference is not None and reference.track.source is not None:
-        from render.animation import session_model_for
-
         model = session_model_for(reference.track.source)
     tracks = [load_track(s.path, model=model, title=s.path.stem) for s in chosen]
     muscles = tuple(session.muscles)

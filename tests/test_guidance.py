@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import Tensor
 
 from dataset.mcs import DatasetError, discover
 from dataset.split import split_sessions
 import LIMO_Surrogate as LIMO
 from LIMO_Surrogate import main
 from models import guidance as G
-from models.guidance_losses import lowest_foot_height
 from options.guidance import get_args_parser
 from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.constants import COORDINATES
@@ -52,6 +52,13 @@ def trained(synthetic_root, tmp_path_factory):
         "--hidden", "32", "--epochs", "60", "--batch-size", "4", "--plot-reps", "0", "--device", "cpu"]))
     _, test = split_sessions([s.id for s in discover(root)], root=root)
     return root, out / "vq" / "net_last.pth", out / "sur" / "net_best.pth", root / "Data" / test[0]
+
+
+
+def lowest_foot_height(points: Tensor, floor: float | Tensor = 0.0) -> Tensor:
+    """Height of the lowest foot point above the floor per frame, metres.
+    (B, T, P, 3) -> (B, T)"""
+    return points[..., 1].amin(-1) - floor
 
 
 def _args(trained, out: Path, *extra: str):

@@ -3,6 +3,7 @@ clear errors for every kind of bad input."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import opensim as osim
@@ -10,7 +11,7 @@ import pytest
 
 from utils.constants import COORDINATES, TRANSLATIONS
 from utils.motion_io import (
-    MotionFileError, canonical_label, convert_angles, read_motion, write_coordinates, write_mot, write_trc,
+    MotionFileError, canonical_label, is_rotation, read_motion, write_coordinates, write_mot, write_trc,
 )
 
 
@@ -20,6 +21,16 @@ def _coords(n: int = 40, seed: int = 0) -> np.ndarray:
     for name in TRANSLATIONS:
         x[:, COORDINATES.index(name)] = rng.normal(0.5, 0.2, size=n)
     return x
+
+
+
+def convert_angles(values: np.ndarray, labels: Sequence[str], to_degrees: bool) -> np.ndarray:
+    """Convert the rotational-coordinate columns of ``values`` (..., C) between
+    radians and degrees; translations and non-coordinate columns are unchanged."""
+    out = np.array(values, dtype=np.float64, copy=True)
+    mask = np.array([is_rotation(lab) for lab in labels], dtype=bool)
+    out[..., mask] = np.rad2deg(out[..., mask]) if to_degrees else np.deg2rad(out[..., mask])
+    return out
 
 
 def test_mot_round_trip_is_exact_to_1e8(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from dataset.mcs import DatasetError
 from dataset.repetitions import load_repetitions
 from utils.constants import COORD_INDEX, COORDINATES, GUIDED_MUSCLES
 from utils.fileio import OutputExistsError
-from metrics.surrogate import VASTI, activation_metrics, summarize, temporal_correlation
+from metrics.surrogate import VASTI, summarise_accuracy, surrogate_accuracy, temporal_correlation
 from models.surrogate import predict
 from dataset.repetitions import mirror_motions, mirror_repetitions, select_muscles
 from surrogate_training import check_muscle_names, main, split_validation
@@ -88,23 +88,23 @@ def test_activation_metrics_on_known_errors():
     sim[..., 1] = 0.3  # a muscle that never changes: R^2 undefined
     pred = sim.copy()
     pred[..., 0] += 0.1
-    rows = activation_metrics(pred, sim, ["vasmed_r", "soleus_r"])
+    rows = surrogate_accuracy(pred, sim, ["vasmed_r", "soleus_r"])
     assert rows[0]["rmse"] == pytest.approx(0.1)
     assert rows[0]["peak_error"] == pytest.approx(0.1)
     var = sim[..., 0].var()
     assert rows[0]["r2"] == pytest.approx(1 - 0.01 / var)
     assert rows[0]["sim_peak"] == pytest.approx(0.6, abs=1e-3)
     assert rows[1]["rmse"] == 0 and np.isnan(rows[1]["r2"])
-    summary = summarize(rows)
+    summary = summarise_accuracy(rows)
     assert summary["vasti_mean_r2"] == pytest.approx(rows[0]["r2"])
     assert summary["mean_r2"] == pytest.approx(rows[0]["r2"])  # NaN left out of the mean
     with pytest.raises(ValueError, match=r"\(N, T, M\)"):
-        activation_metrics(pred[0], sim[0], ["vasmed_r", "soleus_r"])
+        surrogate_accuracy(pred[0], sim[0], ["vasmed_r", "soleus_r"])
     # an offset does not change the temporal correlation; a time-reversed curve does
     assert rows[0]["corr"] == pytest.approx(1.0) and np.isnan(rows[1]["corr"])
     assert rows[0]["pred_peak"] == pytest.approx(rows[0]["sim_peak"] + 0.1)
     ramp = np.stack([t, t])[:, :, None]
-    assert activation_metrics(ramp[:, ::-1], ramp, ["vasmed_r"])[0]["corr"] == pytest.approx(-1.0)
+    assert surrogate_accuracy(ramp[:, ::-1], ramp, ["vasmed_r"])[0]["corr"] == pytest.approx(-1.0)
 
 
 def test_temporal_correlation_by_hand():
@@ -188,8 +188,8 @@ def test_trained_surrogate_fits_its_training_subjects_and_loads_for_guidance(tra
     seen = load_repetitions(synthetic_root, split="train", source="dynamics").of_sessions(ckpt["train_sessions"])
     model = load_surrogate(folder / "net_last.pth")
     pred = predict(model, seen.motions)
-    rows = activation_metrics(pred, seen.activations[..., [seen.muscles.index(m) for m in VASTI]], VASTI)
-    assert summarize(rows)["vasti_mean_r2"] > 0.7, rows  # capacity: it learns the subjects it sees
+    rows = surrogate_accuracy(pred, seen.activations[..., [seen.muscles.index(m) for m in VASTI]], VASTI)
+    assert summarise_accuracy(rows)["vasti_mean_r2"] > 0.7, rows  # capacity: it learns the subjects it sees
 
     model = load_surrogate(folder / "net_best.pth", muscles=list(GUIDED_MUSCLES))
     x = torch.as_tensor(seen.motions[:2]).requires_grad_(True)

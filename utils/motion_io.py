@@ -170,15 +170,6 @@ class Motion:
         return names, self.values.reshape(self.n_frames, -1, 3) * scale
 
 
-def convert_angles(values: np.ndarray, labels: Sequence[str], to_degrees: bool) -> np.ndarray:
-    """Convert the rotational-coordinate columns of ``values`` (..., C) between
-    radians and degrees; translations and non-coordinate columns are unchanged."""
-    out = np.array(values, dtype=np.float64, copy=True)
-    mask = np.array([is_rotation(lab) for lab in labels], dtype=bool)
-    out[..., mask] = np.rad2deg(out[..., mask]) if to_degrees else np.deg2rad(out[..., mask])
-    return out
-
-
 # ----------------------------------------------------------------------------- reading
 
 
@@ -531,15 +522,6 @@ def write_mot(
     buf.write("\t".join(["time", *labels]) + "\n")
     np.savetxt(buf, np.column_stack([times, values]), fmt="%.10g", delimiter="\t")
     return atomic_write_text(path, buf.getvalue())
-
-
-def write_motion(path: str | os.PathLike, motion: Motion) -> Path:
-    """Write a :class:`Motion` back to disk in the format of ``path``'s extension."""
-    if Path(path).suffix.lower() == ".trc":
-        names, positions = motion.markers()
-        return write_trc(path, motion.times, names, positions)
-    return write_mot(path, motion.times, motion.labels, motion.values,
-                     in_degrees=bool(motion.in_degrees), name=motion.name)
 
 
 def write_coordinates(

@@ -39,7 +39,7 @@ import opensim as osim
 from scipy.optimize import lsq_linear
 from scipy.signal import butter, sosfiltfilt
 
-from utils.constants import COORDINATES, FRAME_RATE, TRANSLATIONS
+from utils.constants import COORDINATES, FRAME_RATE, ROTATION_MASK
 
 __all__ = [
     "SO_COORDINATES", "PELVIS_DOFS", "DynamicsResult", "RepetitionActivations",
@@ -125,7 +125,7 @@ def filter_kinematics(coords: np.ndarray, fs: float = FRAME_RATE, cutoff: float 
 
 def _to_si(coords_deg: np.ndarray) -> np.ndarray:
     out = np.array(coords_deg, dtype=float, copy=True)
-    rot = [i for i, n in enumerate(COORDINATES) if n not in TRANSLATIONS]
+    rot = [i for i, is_rot in enumerate(ROTATION_MASK) if is_rot]
     out[..., rot] = np.deg2rad(out[..., rot])
     return out
 
