@@ -86,10 +86,6 @@ def validation_mse(model: torch.nn.Module, diffusion: GaussianDiffusion, x: torc
     return total / len(x)
 
 
-def train(args: argparse.Namespace) -> dict[str, float]:
-    """Train (or resume) the diffusion model; returns the final logged numbers."""
-    check_args(args)
-    return run_distributed(args, _train)
 
 
 def _train(args: argparse.Namespace, dist_info) -> dict[str, float]:
@@ -145,8 +141,10 @@ def _train(args: argparse.Namespace, dist_info) -> dict[str, float]:
     return last
 
 
-def main(args) -> dict:
-    return train(args)
+def main(args: argparse.Namespace) -> dict[str, float]:
+    """Train (or resume) the diffusion model; returns the final logged numbers."""
+    check_args(args)
+    return run_distributed(args, _train)
 
 
 if __name__ == "__main__":

@@ -92,10 +92,6 @@ def code_histogram(codes: torch.Tensor, nb_code: int) -> list[int]:
     return torch.bincount(codes.reshape(-1), minlength=nb_code).tolist()
 
 
-def train(args: argparse.Namespace) -> dict[str, float]:
-    """Train (or resume) the token prior; returns the final logged numbers."""
-    check_args(args)
-    return run_distributed(args, _train)
 
 
 def _train(args: argparse.Namespace, dist_info) -> dict[str, float]:
@@ -160,8 +156,10 @@ def _train(args: argparse.Namespace, dist_info) -> dict[str, float]:
     return last
 
 
-def main(args) -> dict:
-    return train(args)
+def main(args: argparse.Namespace) -> dict[str, float]:
+    """Train (or resume) the token prior; returns the final logged numbers."""
+    check_args(args)
+    return run_distributed(args, _train)
 
 
 if __name__ == "__main__":
