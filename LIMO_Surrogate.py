@@ -30,7 +30,7 @@ from dataset.subjects import resolve_subjects, session_repetitions
 from metrics.simulation import simulate_many
 from models import guidance_losses as L
 from models.guidance import (
-    TERMS, GuidanceError, GuidanceObjective, GuidanceResult, Schedule, candidate_order, encode_latents,
+    TERMS, GuidanceError, GuidanceObjective, GuidanceResult, Schedule, candidate_order,
     estimate_floor, guide, initial_latents, latent_unit_scale, merge_results, order_by_peak, rank_samples,
     subject_frame_rate,
 )
@@ -238,7 +238,7 @@ def prepare(args: argparse.Namespace) -> Prepared:
         durations[session.id] = reps.mean_duration(session.id)
         model_paths[session.id] = session.model if session.model is not None else default_model_path()
     train = load_repetitions(root, "train", length=frames, clip_mode=args.clip_mode, split_file=args.split_file)
-    bank = L.LatentBank(encode_latents(vqvae, normalizer, train.motions), unit=args.proximity_unit)
+    bank = L.LatentBank(vqvae.encode_motions(train.motions, normalizer), unit=args.proximity_unit)
     train_norm = np.asarray(normalizer.normalize(np.asarray(train.motions, dtype=np.float64)))
     data_range = (train_norm.min(axis=(0, 1)), train_norm.max(axis=(0, 1)))
     return Prepared(device, vqvae, normalizer, surrogate, bank, sessions, subject_motions, model_paths,
@@ -275,7 +275,7 @@ def guide_subjects(args: argparse.Namespace) -> dict[str, Path]:
                                       quantizer_grad=args.quantizer_grad, relax_temperature=args.relax_temperature,
                                       fs=fs, peak_window=args.peak_window, surrogate_lowpass=args.surrogate_lowpass,
                                       data_range=prep.data_range)
-        sub_lat = encode_latents(prep.vqvae, prep.normalizer, motions)
+        sub_lat = prep.vqvae.encode_motions(motions, prep.normalizer)
         gen = torch.Generator().manual_seed(args.seed + zlib.crc32(session.id.encode()))
         z0 = initial_latents(sub_lat, args.num_runs, tuple(args.init_noise), unit_scale, gen)
         note(f"{len(motions)} repetitions, model {prep.model_paths[session.id]}, floor {floor:.4f} m, "

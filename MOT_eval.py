@@ -18,7 +18,7 @@ import torch
 
 from dataset.repetitions import load_repetitions
 from metrics.reconstruction import coordinate_errors, errors_csv, errors_table
-from models.vqvae import load_vqvae, reconstruct
+from models.vqvae import load_vqvae
 from options.vq import get_eval_parser
 from utils.cli import run as run_cli
 from utils.constants import DEFAULT_DATA_ROOT
@@ -54,8 +54,8 @@ def _evaluate(args, folder: Path, device: torch.device) -> dict:
         split_file=args.split_file or trained.get("split_file"))
     if reps.motions.shape[1] % model.downsample:
         raise UserError(f"--clip-length {reps.motions.shape[1]} is not a multiple of {model.downsample}")
-    recon = reconstruct(model, reps.motions, normalizer, batch_size=args.batch_size, device=device,
-                        precision=args.precision, progress=not args.no_progress)
+    recon = model.reconstruct(reps.motions, normalizer, batch_size=args.batch_size, precision=args.precision,
+                              progress=not args.no_progress)
     errors = coordinate_errors(recon, reps.motions)
     with staged_dir(folder) as staging:  # old results are replaced only once the new ones are complete
         clips = []

@@ -49,7 +49,7 @@ from engine.training import (
     run_loop,
 )
 from metrics.surrogate import accuracy_table, summarise_accuracy, surrogate_accuracy, write_evaluation
-from models.surrogate import SurrogateModel, build_from_checkpoint, centre_horizontal, load_surrogate, predict
+from models.surrogate import SurrogateModel, build_from_checkpoint, centre_horizontal, load_surrogate
 from options.surrogate import get_args_parser, model_config_from_args, parse_muscles
 from render.figures import plot_activation_curves
 from utils.checkpoint import CheckpointError, check_compatible, load_checkpoint, seed_everything
@@ -149,7 +149,7 @@ def surrogate_loss(pred: torch.Tensor, target: torch.Tensor, beta: float) -> tor
 
 def validation_loss(model: SurrogateModel, reps: RepetitionSet, beta: float, precision: str = "fp32") -> float:
     """Mean smooth-L1 over every frame of ``reps``."""
-    pred = torch.as_tensor(predict(model, reps.motions, precision=precision))
+    pred = torch.as_tensor(model.predict(reps.motions, precision=precision))
     return float(surrogate_loss(pred, torch.as_tensor(reps.activations), beta))
 
 
@@ -197,7 +197,7 @@ def evaluate_repetitions(model: SurrogateModel, reps: RepetitionSet, name: str, 
                          what: str) -> dict[str, Any]:
     """Predict ``reps``, write ``<name>.csv/.json`` and ``<name>.png`` into ``folder``, print the table."""
     reps = select_muscles(reps, resolve_muscles(model.muscles, reps.muscles, what))
-    pred = predict(model, reps.motions, precision=args.precision)
+    pred = model.predict(reps.motions, precision=args.precision)
     rows = surrogate_accuracy(pred, reps.activations, reps.muscles)
     info = {**info, "arch": model.arch, "n_repetitions": len(reps), "sessions": sorted(set(reps.sessions))}
     paths = write_evaluation(folder, name, rows, info)

@@ -46,7 +46,7 @@ from engine.training import (
     check_run_dir, checkpoint_writer, clear_run_dir, loop_state, make_optimizer, restore_training_state, run_loop,
 )
 from metrics.reconstruction import coordinate_errors
-from models.vqvae import VQVAE, reconstruct
+from models.vqvae import VQVAE
 from options.vq import get_args_parser
 from utils.checkpoint import CheckpointError, check_compatible, load_checkpoint, seed_everything
 from utils.cli import run as run_cli
@@ -247,7 +247,7 @@ def _train(args: argparse.Namespace, info: DistInfo, device: torch.device, deeps
         return {"loss": loss, "perplexity": perplexity, "code_usage": usage, **parts}
 
     def validate() -> dict[str, float]:
-        recon = reconstruct(net, val_set.motions, normalizer, batch_size=64, device=device, precision=args.precision)
+        recon = net.reconstruct(val_set.motions, normalizer, batch_size=64, precision=args.precision)
         errors = coordinate_errors(recon, val_set.motions)
         metrics = {"mae_deg": errors["mae_deg"], "mae_cm": errors["mae_cm"], "alive_codes": net.quantizer.code_usage()}
         log(f"validation MAE {errors['mae_deg']:.3f} deg (rotations), {errors['mae_cm']:.3f} cm (translations), "

@@ -277,21 +277,7 @@ def surrogate_activations(
 ) -> np.ndarray:
     """Activations of ``muscles`` predicted by a loaded surrogate.
     (N, T, 33) degrees / metres -> (N, T, G) in [0, 1], float32."""
-    import torch
-
-    idx = [list(model.muscles).index(m) for m in muscles]
-    device = next(model.parameters()).device
-    out = []
-    starts = range(0, len(motions), batch_size)
-    if progress and len(motions) > 4 * batch_size:
-        from tqdm import tqdm
-
-        starts = tqdm(starts, desc="surrogate", unit="batch", leave=False)
-    with torch.no_grad():
-        for s in starts:
-            x = torch.as_tensor(np.asarray(motions[s:s + batch_size], dtype=np.float32), device=device)
-            out.append(model(x)[..., idx].float().cpu().numpy())
-    return np.concatenate(out)
+    return model.predict(motions, muscles, batch_size=batch_size, progress=progress)
 
 
 def load_surrogate_model(path: Path, device: str, muscles: Sequence[str]) -> Any:

@@ -14,7 +14,7 @@ Read top to bottom:
    ``(runs, code_dim, seq_len)`` latents, ``batch_size`` runs at a time.
 4. :func:`rank_samples` — the best samples by constraint satisfaction, then
    realism, ordered by peak activation.
-5. helpers a driver needs (:func:`encode_latents`, :func:`estimate_floor`,
+5. helpers a driver needs (:func:`estimate_floor`,
    :func:`subject_frame_rate`, :func:`latent_unit_scale`). The driver itself
    (checks, per-subject loop, verification, outputs) is ``LIMO_Surrogate.py``.
 
@@ -468,18 +468,6 @@ def merge_results(a: GuidanceResult, b: GuidanceResult) -> GuidanceResult:
 
 
 # ----------------------------------------------------------------------------- helpers for the driver
-
-
-@torch.no_grad()
-def encode_latents(vqvae, normalizer, motions: np.ndarray, batch_size: int = 64) -> Tensor:
-    """Encoder latents (pre-quantisation) of motions. (N, T, 33) degrees / metres -> (N, C, T') on CPU"""
-    device = next(vqvae.parameters()).device
-    out = []
-    for i in range(0, len(motions), batch_size):
-        x = torch.as_tensor(normalizer.normalize(np.asarray(motions[i:i + batch_size], dtype=np.float64)),
-                            dtype=torch.float32, device=device)
-        out.append(vqvae.encode_latent(x).float().cpu())
-    return torch.cat(out)
 
 
 @torch.no_grad()

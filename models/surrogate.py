@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from dataset.normalization import CENTRED, centre_horizontal  # noqa: F401 (re-exported)
 from utils.checkpoint import CheckpointError, check_compatible, load_checkpoint
@@ -227,6 +228,30 @@ class SurrogateModel(nn.Module):
             raise KeyError(f"surrogate does not predict {missing}; it predicts {list(self.muscles)}")
         return [self.muscles.index(n) for n in names]
 
+    @torch.no_grad()
+    def predict(self, motions: np.ndarray | Tensor, muscles: Sequence[str] | None = None, batch_size: int = 64,
+                precision: str = "fp32", progress: bool = False) -> np.ndarray:
+        """Batched inference: activations of ``muscles`` (default: all) for
+        (N, T, 33) motions in degrees / metres -> (N, T, M) float32 numpy, on
+        the model's device, in eval mode (the training mode is given back)."""
+        cols = None if muscles is None else self.muscle_indices(list(muscles))
+        device = next(self.buffers()).device
+        x = torch.as_tensor(np.asarray(motions) if not torch.is_tensor(motions) else motions, dtype=torch.float32)
+        starts = range(0, len(x), batch_size)
+        if progress and len(x) > 4 * batch_size:
+            starts = tqdm(starts, desc="surrogate", unit="batch", leave=False)
+        was_training = self.training
+        self.eval()
+        out = []
+        try:
+            for i in starts:
+                with autocast(device, precision):
+                    y = self(x[i:i + batch_size].to(device)).float()
+                out.append((y if cols is None else y[..., cols]).cpu())
+        finally:
+            self.train(was_training)
+        return torch.cat(out).numpy()
+
 
 def _vector(value, n: int, fill: float, what: str) -> Tensor:
     if value is None:
@@ -284,19 +309,3 @@ def load_surrogate(path: str | os.PathLike, device: str | torch.device = "cpu",
         device = resolve_device(device)
     model.to(device).eval().requires_grad_(False)
     return model
-
-
-@torch.no_grad()
-def predict(model: SurrogateModel, motions: np.ndarray | torch.Tensor, batch_size: int = 64,
-            precision: str = "fp32") -> np.ndarray:
-    """Activations for (N, T, 33) motions (degrees / metres) -> (N, T, M) float32 numpy."""
-    device = next(model.buffers()).device
-    x = torch.as_tensor(motions, dtype=torch.float32)
-    was_training = model.training
-    model.eval()
-    out = []
-    for i in range(0, len(x), batch_size):
-        with autocast(device, precision):
-            out.append(model(x[i:i + batch_size].to(device)).float().cpu())
-    model.train(was_training)
-    return torch.cat(out).numpy()

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from dataset.normalization import Normalizer
 from models.encdec import Decoder, Encoder
@@ -127,6 +128,46 @@ class VQVAE(nn.Module):
             return x_hat, q.commit_loss, q.perplexity, q.usage
         return x_hat, q.commit_loss, q.perplexity
 
+    @torch.no_grad()
+    def encode_motions(self, motions: np.ndarray, normalizer: Normalizer, batch_size: int = 64) -> torch.Tensor:
+        """Encoder latents (before quantisation) of motions in physical units,
+        in batches. (N, T, C) degrees / metres -> (N, code_dim, T') on the CPU."""
+        device = next(self.parameters()).device
+        out = []
+        for i in range(0, len(motions), batch_size):
+            x = torch.as_tensor(normalizer.normalize(np.asarray(motions[i:i + batch_size], dtype=np.float64)),
+                                dtype=torch.float32, device=device)
+            out.append(self.encode_latent(x).float().cpu())
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def reconstruct(self, motions: np.ndarray, normalizer: Normalizer, batch_size: int = 64,
+                    precision: str = "fp32", progress: bool = False) -> np.ndarray:
+        """Encode, quantise and decode ``motions`` (N, T, C) in physical units,
+        in batches, on the model's device, without touching the codebook.
+        Returns (N, T, C) float32 in the same units; what the normaliser
+        centres (the clip mean of the laboratory position and heading) is
+        added back, so the result compares with ``motions``."""
+        device = next(self.parameters()).device
+        was_training = self.training
+        self.eval()
+        out = np.empty_like(np.asarray(motions, dtype=np.float32))
+        starts = range(0, len(motions), batch_size)
+        if progress:
+            starts = tqdm(starts, desc="reconstruct", unit="batch")
+        try:
+            for start in starts:
+                chunk = np.asarray(motions[start:start + batch_size])
+                x = torch.as_tensor(normalizer.normalize(chunk), dtype=torch.float32, device=device)
+                with autocast(device, precision):
+                    z_q, _ = self.quantize(self.encode_latent(x))
+                    x_hat = self.decode_latent(z_q)
+                out[start:start + batch_size] = (normalizer.denormalize(x_hat.float()).cpu().numpy()
+                                                 + normalizer.clip_offset(chunk))
+        finally:
+            self.train(was_training)
+        return out
+
 
 def load_vqvae(path: str | os.PathLike, device: str | torch.device = "cpu"):
     """Load a VQ-VAE checkpoint written by ``train_vq.py``.
@@ -157,35 +198,3 @@ def load_vqvae(path: str | os.PathLike, device: str | torch.device = "cpu"):
         raise CheckpointError(f"{path}: weights do not fit the stored configuration ({err})") from None
     model.to(device).eval()
     return model, Normalizer.from_state_dict(ckpt["normalizer"]), ckpt
-
-
-@torch.no_grad()
-def reconstruct(model: torch.nn.Module, motions: np.ndarray, normalizer: Normalizer,
-                batch_size: int = 64, device: torch.device | str = "cpu", precision: str = "fp32",
-                progress: bool = False) -> np.ndarray:
-    """Encode, quantise and decode ``motions`` (N, T, C) in physical units, in
-    batches, without touching the codebook. Returns (N, T, C) float32 in the
-    same units; what the normaliser centres (the clip mean of the laboratory
-    position and heading) is added back, so the result compares with ``motions``."""
-    device = torch.device(device)
-    was_training = model.training
-    model.eval()
-    out = np.empty_like(np.asarray(motions, dtype=np.float32))
-    starts = range(0, len(motions), batch_size)
-    if progress:
-        from tqdm import tqdm
-
-        starts = tqdm(starts, desc="reconstruct", unit="batch")
-    try:
-        for start in starts:
-            chunk = np.asarray(motions[start:start + batch_size])
-            x = torch.as_tensor(normalizer.normalize(chunk), dtype=torch.float32, device=device)
-            with autocast(device, precision):
-                z = model.encode_latent(x)
-                z_q, _ = model.quantize(z)
-                x_hat = model.decode_latent(z_q)
-            out[start:start + batch_size] = (normalizer.denormalize(x_hat.float()).cpu().numpy()
-                                             + normalizer.clip_offset(chunk))
-    finally:
-        model.train(was_training)
-    return out

@@ -234,20 +234,11 @@ def choose_samples(samples: Sequence[Sample], max_samples: int) -> list[Sample]:
 
 def surrogate_activations(model, coords: Sequence[np.ndarray], muscles: Sequence[str]) -> list[np.ndarray]:
     """Predicted activations (T, len(muscles)) of each (T, 33) motion."""
-    import torch
-
     missing = [m for m in muscles if m not in model.muscles]
     if missing:
         raise RenderError(f"the surrogate does not predict {', '.join(missing)}; it predicts "
                           f"{', '.join(model.muscles)}")
-    cols = [list(model.muscles).index(m) for m in muscles]
-    device = next(iter(model.parameters())).device
-    out = []
-    with torch.no_grad():
-        for x in coords:
-            a = model(torch.as_tensor(np.asarray(x)[None], dtype=torch.float32, device=device))
-            out.append(a[0, :, cols].float().cpu().numpy())
-    return out
+    return [model.predict(np.asarray(x)[None], muscles)[0] for x in coords]
 
 
 # ----------------------------------------------------------------------------- the samples figure

@@ -26,7 +26,6 @@ from dataset.repetitions import load_repetitions
 from utils.constants import COORD_INDEX, COORDINATES, GUIDED_MUSCLES
 from utils.fileio import OutputExistsError
 from metrics.surrogate import VASTI, summarise_accuracy, surrogate_accuracy, temporal_correlation
-from models.surrogate import predict
 from dataset.repetitions import mirror_motions, mirror_repetitions, select_muscles
 from surrogate_training import check_muscle_names, main, split_validation
 
@@ -187,7 +186,7 @@ def test_trained_surrogate_fits_its_training_subjects_and_loads_for_guidance(tra
     ckpt = load_checkpoint(folder / "net_last.pth")
     seen = load_repetitions(synthetic_root, split="train", source="dynamics").of_sessions(ckpt["train_sessions"])
     model = load_surrogate(folder / "net_last.pth")
-    pred = predict(model, seen.motions)
+    pred = model.predict(seen.motions)
     rows = surrogate_accuracy(pred, seen.activations[..., [seen.muscles.index(m) for m in VASTI]], VASTI)
     assert summarise_accuracy(rows)["vasti_mean_r2"] > 0.7, rows  # capacity: it learns the subjects it sees
 
@@ -207,8 +206,8 @@ def test_prediction_agrees_on_the_trial_kinematics_and_the_dynamics_files(traine
     trial = load_repetitions(synthetic_root, split="test", source="kinematics")
     dyn = load_repetitions(synthetic_root, split="test", source="dynamics")
     assert trial.sessions == dyn.sessions and trial.indices == dyn.indices
-    peak_trial = predict(model, trial.motions).max(1)
-    peak_dyn = predict(model, dyn.motions).max(1)
+    peak_trial = model.predict(trial.motions).max(1)
+    peak_dyn = model.predict(dyn.motions).max(1)
     assert np.abs(peak_trial - peak_dyn).mean() < 0.05, (peak_trial, peak_dyn)
     assert peak_trial.max() < 0.95
 
