@@ -92,8 +92,11 @@ def test_pelvis_acceleration_term_is_in_metres_per_second_squared() -> None:
     assert parts["pelvis_acc"].item() == pytest.approx(2.5 / 3, rel=1e-4)
     assert loss.item() == pytest.approx(parts["recons"].item() + 2 * 2.5 / 3, rel=1e-5)
     assert vq_loss(x, x, torch.tensor(0.0), args, recons_loss_fn("l1"), std, fs)[1]["pelvis_acc"].item() == 0.0
-    plain = get_args_parser().parse_args([])  # off by default: the published loss has no such parts
-    assert set(vq_loss(x_hat, x, torch.tensor(0.0), plain, recons_loss_fn("l1"), std, fs)[1]) == {
+    default = get_args_parser().parse_args([])  # acceleration matching on by default, the rest off
+    assert set(vq_loss(x_hat, x, torch.tensor(0.0), default, recons_loss_fn("l1"), std, fs)[1]) == {
+        "recons", "commit", "vel", "acc"}
+    published = get_args_parser().parse_args(["--loss-acc", "0"])
+    assert set(vq_loss(x_hat, x, torch.tensor(0.0), published, recons_loss_fn("l1"), std, fs)[1]) == {
         "recons", "commit", "vel"}
 
 
