@@ -18,7 +18,8 @@ The stage, top to bottom:
 3. model, AdamW, warm-up + step-decay schedule; ``--resume`` restores all of
    it, the data generator and the RNG states, so the run continues exactly;
 4. the shared loop (:func:`engine.training.run_loop`): reconstruction +
-   velocity (+ smoothness) + commitment loss; validation error in degrees and
+   velocity + acceleration matching (+ smoothness, pelvis acceleration, foot
+   sliding) + commitment loss; validation error in degrees and
    centimetres every ``--eval-iter`` steps (``net_best.pth`` keeps the lowest
    ``mae_deg``), ``net_last.pth`` and numbered snapshots.
 
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -45,16 +47,19 @@ from dataset.torch_data import InMemoryBatches
 from engine.training import (
     check_run_dir, checkpoint_writer, clear_run_dir, loop_state, make_optimizer, restore_training_state, run_loop,
 )
+from metrics.evaluate import subject_models
 from metrics.reconstruction import coordinate_errors
+from models.guidance_losses import foot_sliding, pelvis_acceleration
 from models.vqvae import VQVAE
 from options.vq import get_args_parser
 from utils.checkpoint import CheckpointError, check_compatible, load_checkpoint, seed_everything
 from utils.cli import run as run_cli
-from utils.constants import COORDINATES
+from utils.constants import COORDINATES, FRAME_RATE
 from utils.device import apply_precision, resolve_device, torch_threads
 from utils.distributed import DistInfo, barrier, cleanup_distributed, init_distributed
 from utils.errors import UserError
 from utils.fileio import exclusive_run
+from utils.kinematics import ForwardKinematics
 from utils.run_logging import RunLogger
 
 CHECKPOINT_KIND = "vqvae"
@@ -76,12 +81,33 @@ def recons_loss_fn(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Te
     return fns[name]
 
 
+def second_difference(x: torch.Tensor) -> torch.Tensor:
+    """``x[t+1] - 2 x[t] + x[t-1]`` along time. (B, T, C) -> (B, T-2, C)"""
+    return x[:, 2:] - 2 * x[:, 1:-1] + x[:, :-2]
+
+
+def acceleration_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference between the second differences of ``x_hat``
+    and ``x`` (B, T, C), in their units per frame squared: zero when the
+    reconstruction accelerates as the target does; offsets and linear drifts
+    cost nothing. Under L1 the best prediction is the median of the target's
+    acceleration given the code, so zero-mean jitter that the code does not
+    predict is not learnt (at very high weights the decoder starts to copy
+    its input's jitter: docs/guidance.md, "Smooth and planted motion")."""
+    return F.l1_loss(second_difference(x_hat), second_difference(x))
+
+
 def vq_loss(x_hat: torch.Tensor, x: torch.Tensor, commit: torch.Tensor, args: argparse.Namespace,
-            loss_fn: Callable) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            loss_fn: Callable, std: torch.Tensor | None = None, fs: float = FRAME_RATE,
+            foot: Callable | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Total training loss and its parts. ``x_hat``, ``x``: (B, T, C) normalised.
 
     recons + loss_vel * recons(frame differences) + loss_smooth * mean squared
-    second difference of ``x_hat`` + commit * commitment.
+    second difference of ``x_hat`` + loss_acc * :func:`acceleration_loss`
+    + loss_pelvis_acc * smooth-L1 of the pelvis acceleration of ``x_hat`` in
+    m/s^2 (needs ``std`` (C,), the normaliser's scale, and ``fs`` Hz)
+    + loss_foot_slide * ``foot(x_hat, x)`` (a :class:`FootSlideTerm`)
+    + commit * commitment.
     """
     x_hat = x_hat.float()
     parts = {"recons": loss_fn(x_hat, x), "commit": commit}
@@ -90,9 +116,41 @@ def vq_loss(x_hat: torch.Tensor, x: torch.Tensor, commit: torch.Tensor, args: ar
         parts["vel"] = loss_fn(x_hat[:, 1:] - x_hat[:, :-1], x[:, 1:] - x[:, :-1])
         loss = loss + args.loss_vel * parts["vel"]
     if args.loss_smooth:
-        parts["smooth"] = (x_hat[:, 2:] - 2 * x_hat[:, 1:-1] + x_hat[:, :-2]).pow(2).mean()
+        parts["smooth"] = second_difference(x_hat).pow(2).mean()
         loss = loss + args.loss_smooth * parts["smooth"]
+    if getattr(args, "loss_acc", 0.0):
+        parts["acc"] = acceleration_loss(x_hat, x)
+        loss = loss + args.loss_acc * parts["acc"]
+    if getattr(args, "loss_pelvis_acc", 0.0):
+        if std is None:
+            raise ValueError("--loss-pelvis-acc needs the normaliser's scale")
+        # the clip-mean offsets the normaliser removes vanish in second differences
+        parts["pelvis_acc"] = pelvis_acceleration(x_hat * std, fs).mean()
+        loss = loss + args.loss_pelvis_acc * parts["pelvis_acc"]
+    if getattr(args, "loss_foot_slide", 0.0):
+        parts["foot_slide"] = foot(x_hat, x)
+        loss = loss + args.loss_foot_slide * parts["foot_slide"]
     return loss, parts
+
+
+class FootSlideTerm:
+    """Foot sliding of a normalised reconstruction ``x_hat`` (B, T, C), cm^2
+    per frame: :func:`models.guidance_losses.foot_sliding` of the foot points
+    given by the forward kinematics ``fk`` of one model, with each clip's floor
+    at the lowest foot point of its target ``x``. ``mean``, ``std`` (C,): the
+    normaliser's; the clip means it removes (laboratory position, heading)
+    are not restored, which moves and turns the feet as a whole but leaves
+    their sliding (nearly) unchanged."""
+
+    def __init__(self, fk, mean: torch.Tensor, std: torch.Tensor, tol: float = 0.02):
+        self.fk, self.mean, self.std, self.tol = fk, mean, std, tol
+        self.idx = list(fk.foot_contact_indices())
+
+    def __call__(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            floor = self.fk(x * self.std + self.mean, points=self.idx)[..., 1].amin(dim=(1, 2), keepdim=True)
+        feet = self.fk(x_hat * self.std + self.mean, points=self.idx)
+        return foot_sliding(feet, floor, self.tol).mean()
 
 
 def split_validation(train: RepetitionSet, fraction: float, seed: int) -> tuple[RepetitionSet, RepetitionSet | None]:
@@ -240,10 +298,26 @@ def _train(args: argparse.Namespace, info: DistInfo, device: torch.device, deeps
     else:
         model = net
     recons = recons_loss_fn(args.recons_loss)
+    std = torch.as_tensor(normalizer.std, dtype=torch.float32, device=device)
+    fs = float(np.median(1.0 / train_set.time_steps())) if train_set.durations is not None else FRAME_RATE
+    if args.loss_pelvis_acc:
+        log(f"pelvis acceleration term at {fs:.1f} Hz (median real frame rate of the training clips)")
+    foot = None
+    if args.loss_foot_slide:
+        models = subject_models(sorted(set(train_set.sessions)), [args.data_root])
+        if models:
+            osim = next(iter(models.values()))
+        else:
+            from dataset.synthetic.osim_model import default_model_path  # OpenSim
+
+            osim = default_model_path()
+        fk = ForwardKinematics.from_osim(osim).float().to(device)
+        foot = FootSlideTerm(fk, torch.as_tensor(normalizer.mean, dtype=torch.float32, device=device), std)
+        log(f"foot sliding term by forward kinematics of {osim} for every clip")
 
     def loss_fn(x: torch.Tensor) -> dict[str, torch.Tensor]:
         x_hat, commit, perplexity, usage = model(x, return_usage=True)
-        loss, parts = vq_loss(x_hat, x, commit, args, recons)
+        loss, parts = vq_loss(x_hat, x, commit, args, recons, std, fs, foot)
         return {"loss": loss, "perplexity": perplexity, "code_usage": usage, **parts}
 
     def validate() -> dict[str, float]:

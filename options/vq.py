@@ -59,6 +59,20 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--loss-smooth", type=float, default=0.0,
                    help="weight of BIGE's temporal smoothness term (mean squared second difference of "
                         "the reconstruction)")
+    g.add_argument("--loss-acc", type=float, default=30.0,
+                   help="weight of the acceleration-matching term: mean absolute difference between the "
+                        "second differences of reconstruction and target (normalised features); stops the "
+                        "decoder adding frame-level jitter (demo size: pelvis acceleration 46 -> 4 m/s^2, "
+                        "foot sliding 23 -> 12 cm, docs/guidance.md 'Smooth and planted motion'); "
+                        "0 = the published loss")
+    g.add_argument("--loss-pelvis-acc", type=float, default=0.0,
+                   help="weight of the smooth-L1 pelvis acceleration of the reconstruction (towards zero), "
+                        "m/s^2 at the training clips' median real frame rate (models/guidance_losses.py); "
+                        "smoother still, but the squat's bottom is reconstructed 2 cm higher (docs/guidance.md)")
+    g.add_argument("--loss-foot-slide", type=float, default=0.0,
+                   help="weight of the foot sliding of the reconstruction, cm^2 per frame, by forward kinematics "
+                        "of the first training session's scaled model (models/guidance_losses.py: foot_sliding); "
+                        "about 2x slower training, and at 10 the squats came out half as deep (docs/guidance.md)")
     g.add_argument("--val-fraction", type=float, default=0.1,
                    help="fraction of training sessions held out for validation (net_best, curves); "
                         "0 = validate on the test split as the published code did")

@@ -24,7 +24,7 @@ from utils.fileio import OutputExistsError
 from utils.motion_io import read_motion
 from MOT_eval import main as evaluate_checkpoint
 from engine.training import lr_factor
-from train_vq import main
+from train_vq import FootSlideTerm, acceleration_loss, main, recons_loss_fn, vq_loss
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--width", "32", "--code-dim", "16", "--nb-code", "32", "--depth", "2", "--batch-size", "8",
@@ -65,6 +65,64 @@ def test_learning_rate_warms_up_then_decays_at_each_milestone() -> None:
     assert lr_factor(25, 4, [10, 20], 0.1) == pytest.approx(0.01)
 
 
+def test_acceleration_loss_is_zero_for_the_target_and_counts_a_spike_exactly() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(2, 20, 33)
+    assert acceleration_loss(x, x).item() == 0.0
+    t = torch.arange(20.0)[None, :, None]
+    assert acceleration_loss(x + 0.3 + 0.1 * t, x).item() == pytest.approx(0.0, abs=1e-6)  # offset and drift are free
+    spike = x.clone()
+    spike[0, 10, 5] += 0.5  # second differences 0.5, -1.0, 0.5 at frames 9..11 of one channel
+    assert acceleration_loss(spike, x).item() == pytest.approx(2.0 / (2 * 18 * 33), rel=1e-4)
+    x_hat = (x + 0.1 * torch.randn_like(x)).requires_grad_()
+    loss = acceleration_loss(x_hat, x)
+    loss.backward()
+    assert loss.item() > 0 and torch.isfinite(x_hat.grad).all() and x_hat.grad.abs().sum() > 0
+
+
+def test_pelvis_acceleration_term_is_in_metres_per_second_squared() -> None:
+    args = get_args_parser().parse_args(["--loss-vel", "0", "--loss-acc", "0", "--loss-pelvis-acc", "2", "--commit", "0"])
+    fs, std = 100.0, torch.full((33,), 0.05)
+    ty = COORDINATES.index("pelvis_ty")
+    t = torch.arange(30.0) / fs
+    x = torch.zeros(1, 30, 33)
+    x_hat = x.clone()
+    x_hat[0, :, ty] = 0.5 * 3.0 * t ** 2 / std[ty]  # 3 m/s^2 upwards, normalised
+    loss, parts = vq_loss(x_hat, x, torch.tensor(0.0), args, recons_loss_fn("l1"), std, fs)
+    # smooth-L1 (beta 1 m/s^2) of 3 m/s^2 is 2.5, on one of the three translations
+    assert parts["pelvis_acc"].item() == pytest.approx(2.5 / 3, rel=1e-4)
+    assert loss.item() == pytest.approx(parts["recons"].item() + 2 * 2.5 / 3, rel=1e-5)
+    assert vq_loss(x, x, torch.tensor(0.0), args, recons_loss_fn("l1"), std, fs)[1]["pelvis_acc"].item() == 0.0
+    default = get_args_parser().parse_args([])  # acceleration matching on by default, the rest off
+    assert set(vq_loss(x_hat, x, torch.tensor(0.0), default, recons_loss_fn("l1"), std, fs)[1]) == {
+        "recons", "commit", "vel", "acc"}
+    published = get_args_parser().parse_args(["--loss-acc", "0"])
+    assert set(vq_loss(x_hat, x, torch.tensor(0.0), published, recons_loss_fn("l1"), std, fs)[1]) == {
+        "recons", "commit", "vel"}
+
+
+def test_foot_slide_term_is_zero_for_planted_feet_and_quadruples_with_twice_the_speed() -> None:
+    from dataset.synthetic.osim_model import default_model_path
+    from utils.kinematics import ForwardKinematics
+
+    fk = ForwardKinematics.from_osim(default_model_path()).float()
+    term = FootSlideTerm(fk, torch.zeros(33), torch.ones(33))  # inputs in degrees / metres
+    x = torch.zeros(1, 12, 33)
+    # the model's default pose, standing still: all eight sole points on the floor, nothing slides
+    assert term(x, x).item() == pytest.approx(0.0, abs=1e-9)
+    tx = COORDINATES.index("pelvis_tx")
+    slow, fast = x.clone(), x.clone()
+    slow[0, :, tx] = 0.001 * torch.arange(12.0)  # the whole body glides 1 mm per frame
+    fast[0, :, tx] = 0.002 * torch.arange(12.0)
+    slow.requires_grad_()
+    value = term(slow, x)
+    value.backward()
+    # 0.1 cm per frame, squared, times the soft contact weight sigmoid(tol / width = 4) squared
+    assert value.item() == pytest.approx(0.01 * torch.sigmoid(torch.tensor(4.0)).item() ** 2, rel=1e-3)
+    assert term(fast, x).item() == pytest.approx(4 * value.item(), rel=1e-4)
+    assert torch.isfinite(slow.grad).all() and slow.grad[0, :, tx].abs().sum() > 0
+
+
 def test_training_writes_log_tensorboard_and_complete_checkpoints(trained) -> None:
     args, result = trained
     folder = result.folder
@@ -99,6 +157,25 @@ def test_training_writes_log_tensorboard_and_complete_checkpoints(trained) -> No
 def test_training_reduces_the_loss(trained) -> None:
     losses = trained[1].losses
     assert np.mean(losses[-6:]) < 0.8 * np.mean(losses[:6])
+
+
+def test_acceleration_matching_trains_a_smoother_decoder(data_root, tmp_path) -> None:
+    from dataset.normalization import Normalizer
+    from metrics.guidance import kinematic_metrics
+    from models.vqvae import VQVAE
+    from utils.vq_eval import reconstruct
+
+    reps = load_repetitions(data_root, "train")
+    rough = {}
+    for weight in ("0", "30"):
+        result = main(_args(data_root, tmp_path, f"acc{weight}", "--total-iter", "60", "--eval-iter", "60",
+                            "--warm-up-iter", "10", "--loss-acc", weight))
+        ckpt = load_checkpoint(result.folder / "net_last.pth")
+        net = VQVAE(**ckpt["config"])
+        net.load_state_dict(ckpt["model"])
+        recon = reconstruct(net, reps.motions, Normalizer.from_state_dict(ckpt["normalizer"]))
+        rough[weight] = float(kinematic_metrics(recon, reps.time_steps())["pelvis_acceleration_rms_m_s2"].mean())
+    assert rough["30"] < 0.5 * rough["0"]
 
 
 def test_resume_continues_exactly(data_root, tmp_path) -> None:
