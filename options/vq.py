@@ -59,12 +59,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--loss-smooth", type=float, default=0.0,
                    help="weight of BIGE's temporal smoothness term (mean squared second difference of "
                         "the reconstruction)")
-    g.add_argument("--loss-acc", type=float, default=30.0,
+    g.add_argument("--loss-acc", type=float, default=0.0,
                    help="weight of the acceleration-matching term: mean absolute difference between the "
-                        "second differences of reconstruction and target (normalised features); stops the "
+                        "second differences of reconstruction and target (normalised features); 30 stops the "
                         "decoder adding frame-level jitter (demo size: pelvis acceleration 46 -> 4 m/s^2, "
-                        "foot sliding 23 -> 12 cm, docs/guidance.md 'Smooth and planted motion'); "
-                        "0 = the published loss")
+                        "foot sliding 23 -> 12 cm) but its squats come out shallower and guidance through it "
+                        "failed verification by simulation in the demo (docs/guidance.md 'Smooth and planted "
+                        "motion'); 0 = the published loss")
     g.add_argument("--loss-pelvis-acc", type=float, default=0.0,
                    help="weight of the smooth-L1 pelvis acceleration of the reconstruction (towards zero), "
                         "m/s^2 at the training clips' median real frame rate (models/guidance_losses.py); "
