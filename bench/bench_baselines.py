@@ -40,7 +40,7 @@ from torch import nn  # noqa: E402
 from bench.common import machine  # noqa: E402
 from models.mdm import MDMConfig, build_mdm, sinusoidal_embedding  # noqa: E402
 from models.token_prior import TokenPrior, TokenPriorConfig  # noqa: E402
-from utils.device import autocast  # noqa: E402
+from utils.device import autocast, set_threads  # noqa: E402
 
 DEMO_MDM = MDMConfig(latent_dim=96, layers=3, heads=4, ff_size=192, diffusion_steps=100, cond_dim=66,
                      frames_per_token=4)
@@ -109,8 +109,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median reported)")
     p.add_argument("--batch-size", type=int, default=32, help="training batch")
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     torch.manual_seed(0)
     load = os.getloadavg()
     print(f"machine: {machine()}; load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")

@@ -52,7 +52,7 @@ from bench.bench_guidance import SIZES, build  # noqa: E402
 from bench.common import machine  # noqa: E402
 from models import guidance_losses as L  # noqa: E402
 from models.guidance import DEFAULT_WEIGHTS, initial_latents, weighted_total  # noqa: E402
-from utils.device import bf16_support  # noqa: E402
+from utils.device import bf16_support, set_threads  # noqa: E402
 
 
 class OriginalStep:
@@ -169,8 +169,7 @@ def main() -> None:
     parser.add_argument("--original-entry", default="LIMO_Surrogate:make_benchmark_step",
                         help="MODULE:FACTORY in the original checkout returning one guidance step")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     skipped = check_original(args.original)
     original = None if skipped else (str(Path(args.original).resolve()), args.original_entry)
     print(machine())

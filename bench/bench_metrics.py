@@ -41,6 +41,7 @@ from metrics.distribution import (  # noqa: E402
 from metrics.evaluate import foot_positions, load_forward_kinematics, surrogate_activations  # noqa: E402
 from metrics.guidance import activation_metrics, foot_metrics, kinematic_metrics  # noqa: E402
 from utils.constants import COORD_INDEX, COORDINATES, GUIDED_MUSCLES  # noqa: E402
+from utils.device import set_threads  # noqa: E402
 
 
 def squats(n: int, seed: int) -> np.ndarray:
@@ -98,8 +99,7 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
 
     from models.surrogate import SurrogateModel
     from utils.checkpoint import save_checkpoint

@@ -29,7 +29,7 @@ from bench.common import machine  # noqa: E402
 from models.surrogate import SurrogateModel  # noqa: E402
 from models.vqvae import VQVAE  # noqa: E402
 from utils.constants import CLIP_LENGTH, GUIDED_MUSCLES, MUSCLES  # noqa: E402
-from utils.device import autocast  # noqa: E402
+from utils.device import autocast, set_threads  # noqa: E402
 
 DEFAULT = "mlp (default), guided muscles (as guidance loads it)"
 PAPER = {"width": 512, "code_dim": 512, "down_t": 2, "depth": 3}
@@ -116,8 +116,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (0 = torch's choice; 1 keeps timings meaningful on a shared CPU)")
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     import os
 
     print(machine())

@@ -37,7 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from bench.common import median_time, peak_rate  # noqa: E402
 from models.vqvae import VQVAE  # noqa: E402
-from utils.device import autocast  # noqa: E402
+from utils.device import autocast, set_threads  # noqa: E402
 
 PAPER = dict(n_features=33, nb_code=512, code_dim=512, width=512, down_t=2, depth=3, dilation_growth_rate=3)
 
@@ -120,8 +120,7 @@ def main() -> None:
     p.add_argument("--quality-steps", type=int, default=0, help="also compare validation error after N steps")
     p.add_argument("--data-root", default="data/mcs_synthetic", help="dataset for --quality-steps")
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     print(machine_info(), flush=True)
     measured = {"fp32": peak_rate(torch.float32, args.matmul_n, 5), "bf16": peak_rate(torch.bfloat16, args.matmul_n, 2)}
     peak = {k: v[0] for k, v in measured.items()}

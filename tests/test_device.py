@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 import pytest
 import torch
@@ -89,3 +90,26 @@ def test_autocast_auto_runs_fp32_when_auto_resolves_to_fp32(monkeypatch) -> None
         assert (a @ a).dtype == torch.float32
     with D.autocast(CPU, "bf16"):
         assert (a @ a).dtype == torch.bfloat16
+
+
+def test_one_thread_setter_applies_the_count_and_gives_it_back(monkeypatch) -> None:
+    from utils.device import set_threads, thread_count, torch_threads
+    from utils.errors import UserError
+
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with torch_threads(0):  # 0 = leave torch's choice in a single process
+        assert torch.get_num_threads() == before
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert thread_count(0, world_size=2, device_type="cpu") == max(1, (os.cpu_count() or 1) // 2)
+    assert thread_count(0, world_size=2, device_type="cuda") is None
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the launcher decided
+    assert thread_count(0, world_size=2, device_type="cpu") is None
+    with pytest.raises(UserError, match="--num-threads"):
+        thread_count(-1)
+    previous = set_threads(1)
+    assert torch.get_num_threads() == 1
+    torch.set_num_threads(previous)

@@ -131,15 +131,24 @@ def thread_count(num_threads: int | None, world_size: int = 1, device_type: str 
     return None
 
 
-@contextlib.contextmanager
-def torch_threads(num_threads: int | None, world_size: int = 1, device_type: str = "cpu"):
-    """Run the block with the thread count :func:`thread_count` decides, and
-    give the previous count back afterwards (the one thread setter of every
-    entry point)."""
+def set_threads(num_threads: int | None, world_size: int = 1, device_type: str = "cpu") -> int:
+    """Apply the thread count :func:`thread_count` decides (nothing when it
+    decides none) for the rest of the process; returns the previous count.
+    Scripts use :func:`torch_threads`; benchmarks, which own their process,
+    call this."""
     before = torch.get_num_threads()
     n = thread_count(num_threads, world_size, device_type)
     if n:
         torch.set_num_threads(n)
+    return before
+
+
+@contextlib.contextmanager
+def torch_threads(num_threads: int | None, world_size: int = 1, device_type: str = "cpu"):
+    """Run the block with the thread count :func:`thread_count` decides, and
+    give the previous count back afterwards (the thread setter of every
+    entry point)."""
+    before = set_threads(num_threads, world_size, device_type)
     try:
         yield
     finally:
