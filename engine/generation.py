@@ -49,13 +49,17 @@ def prepare(args: argparse.Namespace) -> tuple[DistInfo, list[Session], Path]:
     check_generation_args(args)
     device_type = resolve_device(args.device).type
     dist_info = init_distributed(device_type)
-    _HELD.enter_context(torch_threads(args.num_threads, dist_info.world_size, device_type))
-    subjects = resolve_subjects(args.data_root, args.subject, split_file=args.split_file)
-    exp_dir = Path(args.out_dir) / args.exp_name
-    check_outputs(exp_dir, [s.id for s in subjects], args.overwrite)
-    if dist_info.is_main:  # one writer per results folder, until finish() (or the process ends)
-        _HELD.enter_context(RunLock(exp_dir))
-        remove_stale_temps(exp_dir)
+    try:
+        _HELD.enter_context(torch_threads(args.num_threads, dist_info.world_size, device_type))
+        subjects = resolve_subjects(args.data_root, args.subject, split_file=args.split_file)
+        exp_dir = Path(args.out_dir) / args.exp_name
+        check_outputs(exp_dir, [s.id for s in subjects], args.overwrite)
+        if dist_info.is_main:  # one writer per results folder, until finish() (or the process ends)
+            _HELD.enter_context(RunLock(exp_dir))
+            remove_stale_temps(exp_dir)
+    except BaseException:
+        finish()  # a refused start gives back the threads and leaves the process group
+        raise
     return dist_info, subjects, exp_dir
 
 
