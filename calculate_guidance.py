@@ -17,7 +17,7 @@ surrogate-simulation agreement; ``--lowpass HZ`` filters every set alike.
 
     python calculate_guidance.py --file_type mocap --folder_path data/mcs_synthetic --surrogate output/surrogate/net_best.pth
     python calculate_guidance.py --file_type mot --folder_path output/guidance/BIGE
-    python calculate_guidance.py --compare data/mcs_synthetic output/vq_samples output/guidance/BIGE --labels MoCap VQ-VAE BIGE
+    python calculate_guidance.py --compare data/mcs_synthetic output/baselines/VQVAE-Generations output/guidance/BIGE --labels MoCap VQ-VAE BIGE
     python calculate_guidance.py --compare data/mcs_synthetic output/guidance/BIGE --labels MoCap BIGE --simulate --workers 2
 """
 from __future__ import annotations

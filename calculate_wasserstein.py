@@ -9,7 +9,7 @@ under one of two protocols (``--protocol``, see docs/metrics.md):
   std over folders, and the entropy.
 
     python calculate_wasserstein.py --file_type mot --folder_path output/guidance/BIGE --data-root data/mcs_synthetic
-    python calculate_wasserstein.py --compare data/mcs_synthetic output/vq_samples output/guidance/BIGE \\
+    python calculate_wasserstein.py --compare data/mcs_synthetic output/baselines/VQVAE-Generations output/guidance/BIGE \\
         --labels MoCap VQ-VAE BIGE --data-root data/mcs_synthetic [--protocol published]
 """
 from __future__ import annotations

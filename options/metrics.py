@@ -21,7 +21,8 @@ def _input_args(parser: argparse.ArgumentParser, kinds: tuple[str, ...], default
                 compare: bool = True, folder_help: str | None = None) -> None:
     g = parser.add_argument_group("input")
     g.add_argument("--file_type", "--file-type", dest="file_type", default=default_kind, choices=kinds,
-                   help="what --folder_path (and every --compare folder) holds: mot = OpenSim .mot files, "
+                   help="what --folder_path " + ("(and every --compare folder) " if compare else "")
+                        + "holds: mot = OpenSim .mot files, "
                         "npy = arrays (T, 33) or (N, T, 33) in canonical order, degrees / metres, mocap = an "
                         "MCS dataset root (its segmented repetitions); auto = detect per folder (an MCS root is "
                         "mocap; a folder with .mot and .npy twins, as guidance writes them, reads the .npy)")
@@ -80,14 +81,14 @@ def _distance_args(parser: argparse.ArgumentParser) -> None:
                         "W1 only)")
 
 
-def _output_args(parser: argparse.ArgumentParser, default_stem: str) -> None:
+def _output_args(parser: argparse.ArgumentParser, default_stem: str, compare: bool = True) -> None:
     g = parser.add_argument_group("output")
     g.add_argument("--out", default=None,
-                   help="folder for the CSV, JSON and Markdown results; unset: the evaluated folder "
-                        "(output/metrics with --compare)")
+                   help="folder for the CSV, JSON and Markdown results; unset: the evaluated folder"
+                        + (" (output/metrics with --compare)" if compare else ""))
     g.add_argument("--out-name", default=None,
-                   help=f"file name stem of the results; unset: {default_stem} ({default_stem}_compare with "
-                        "--compare)")
+                   help=f"file name stem of the results; unset: {default_stem}"
+                        + (f" ({default_stem}_compare with --compare)" if compare else ""))
     g.add_argument("--overwrite", action="store_true", help="replace existing result files of the same name")
     g.add_argument("--verbose", action="store_true",
                    help="also print the per-coordinate / per-motion details and every skipped file")
@@ -132,7 +133,7 @@ def get_wasserstein_mocap_parser() -> argparse.ArgumentParser:
                    help="which sessions of the same root form the reference set; unset: train (project "
                         "protocol), test (published protocol: their Dynamics kinematics)")
     _distance_args(p)
-    _output_args(p, "wasserstein_mocap")
+    _output_args(p, "wasserstein_mocap", compare=False)
     return p
 
 

@@ -85,9 +85,9 @@ def plot3_parser() -> argparse.ArgumentParser:
                     "Every panel has the same camera, scale and floor; the yellow curve traces the hip centre "
                     "over the cycle, a bar and a clock show the time.",
         epilog="examples:\n"
-               "  python plot_3.py output/BIGE/<session>/entry_{0,2,19}_BIGE.mot render/bige_3.mp4\n"
+               "  python plot_3.py output/guidance/BIGE/<session>/entry_{0,1,2}_BIGE.mot output/render/bige_3.mp4\n"
                "  python plot_3.py data/mcs_synthetic/Data/<session>/MarkerData/SQT01.trc\n"
-               "  python plot_3.py a.mot b.trc --fps 30 --azim 90 out.gif",
+               "  python plot_3.py a.mot b.trc out.gif --fps 30 --azim 90",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="FILE",
@@ -116,7 +116,7 @@ def compare_parser() -> argparse.ArgumentParser:
                     "hip, knee, ankle and pelvis-tilt angle curves of both under the animation and a moving "
                     "cursor. Both motions are stretched to one cycle (--sync phase).",
         epilog="example:\n  python render_compare.py data/mcs_synthetic/Data/<session> "
-               "output/BIGE/<session>/entry_0_BIGE.mot render/compare.mp4",
+               "output/guidance/BIGE/<session>/entry_0_BIGE.mot output/render/compare.mp4",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("subject", help="the subject's session folder (<root>/Data/<session>)")
