@@ -331,19 +331,28 @@ def load_dynamics_files(paths: Sequence[str | os.PathLike], length: int = CLIP_L
 
     Each file must hold the 33 coordinates and activation columns of
     :data:`MUSCLES` (any naming style, any order); it is resampled by its own
-    time column. ``muscles`` are those every file holds; a file holding none
-    is named in the error. ``sessions`` are the file stems.
+    time column. ``muscles`` are those every file holds. A file named in
+    ``paths`` that holds no activation is an error naming it; one found by
+    searching a folder is passed over (an OpenCap ``Dynamics`` folder also
+    holds inverse-dynamics moments), and a folder with none at all is an
+    error. ``sessions`` are the file stems.
     """
-    files = find_motion_files(paths)
+    named = {Path(p) for p in paths if Path(p).is_file()}
+    no_activation = ("no muscle activation columns (expected names such as vasmed_r, vasmed_r/activation or "
+                     "/forceset/vasmed_r/activation)")
     motions, present = [], []
-    for path in files:
+    for path in find_motion_files(paths):
         motion = read_motion(path)
         have = [m for m in MUSCLES if motion.has(m)]
         if not have:
-            raise DatasetError(f"{path}: no muscle activation columns (expected names such as "
-                               f"vasmed_r, vasmed_r/activation or /forceset/vasmed_r/activation)")
+            if path in named:
+                raise DatasetError(f"{path}: {no_activation}")
+            continue
         present.append(set(have))
         motions.append((path, motion))
+    if not motions:
+        raise DatasetError(f"{', '.join(map(str, paths))}: no file with {no_activation[3:]}")
+    files = [path for path, _ in motions]
     common = set.intersection(*present)
     muscles = tuple(m for m in MUSCLES if m in common)
     if not muscles:

@@ -347,3 +347,25 @@ def test_eval_data_errors_name_the_path(trained, tmp_path):
     args = make_args(tmp_path, folder.parent, "--exp-name", "mlp", "--eval-only", "--eval-data", str(kin_only))
     with pytest.raises(DatasetError, match=r"ik\.mot: no muscle activation columns"):
         main(args)
+    only_kin = tmp_path / "only_kinematics"  # a folder holding no muscle-driven file at all
+    only_kin.mkdir()
+    (only_kin / "ik.mot").write_bytes(kin_only.read_bytes())
+    args = make_args(tmp_path, folder.parent, "--exp-name", "mlp", "--eval-only", "--eval-data", str(only_kin))
+    with pytest.raises(DatasetError, match=r"only_kinematics: no file with muscle activation columns"):
+        main(args)
+
+
+def test_eval_data_folder_passes_over_files_without_activations(trained, tmp_path):
+    """An OpenCap Dynamics folder also holds inverse-dynamics files: searching
+    it scores the muscle-driven files and passes over the others."""
+    folder, _ = trained
+    dynamics = tmp_path / "Dynamics"
+    dynamics.mkdir()
+    (dynamics / "squat_muscle_driven.mot").write_bytes(REAL_MUSCLE_DRIVEN.read_bytes())
+    (dynamics / "inverse_dynamics.sto").write_bytes((REPO / "tests" / "data" / "real_opencap" / "opencap-processing" /
+                                                    "squats1_videoAndMocap.mot").read_bytes())
+    out = tmp_path / "out"
+    args = make_args(tmp_path, out, "--exp-name", "mlp", "--eval-only", "--checkpoint",
+                     str(folder / "net_best.pth"), "--eval-data", str(dynamics), "--eval-name", "dyn")
+    report = main(args)
+    assert report["n_repetitions"] == 1 and report["files"] == [str(dynamics / "squat_muscle_driven.mot")]
