@@ -76,3 +76,15 @@ def test_motion_files_read_identically_with_either_parser(c_parser, monkeypatch)
         slow = read_motion(path)
         assert fast.labels == slow.labels
         assert np.array_equal(fast.values, slow.values) and np.array_equal(fast.times, slow.times)
+
+
+def test_a_wrong_row_hint_costs_a_second_pass_not_a_wrong_value(c_parser) -> None:
+    rng = np.random.default_rng(3)
+    table = rng.normal(size=(7, 5)) * 100
+    text = "".join("\t".join(f"{v:.9g}" for v in row) + "\n" for row in table).encode()
+    exact = parse_table(text, 0, 5, parser=c_parser)
+    for hint in (0, 1, 6, 7, 50):  # unknown, far too few, one short, right, far too many
+        got = parse_table(text, 0, 5, parser=c_parser, rows_hint=hint)
+        assert got.rows == 7 and got.bad_line == -1
+        np.testing.assert_array_equal(got.values, exact.values)
+        np.testing.assert_array_equal(got.values.reshape(7, 5), _reference(text.decode()).reshape(7, 5))

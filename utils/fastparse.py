@@ -88,19 +88,24 @@ class Table:
     bad_line: int
 
 
-def parse_table(data: bytes, start: int = 0, n_cols: int = 0, parser=None) -> Table:
+def parse_table(data: bytes, start: int = 0, n_cols: int = 0, parser=None, rows_hint: int = 0) -> Table:
     """Parse the whitespace-separated numbers of ``data[start:]``.
 
     Raises :class:`ParseError` (``offset`` from the start of ``data``) at the
     first token that is not a number. ``n_cols > 0`` also checks each line's
-    count of numbers (``Table.bad_line``)."""
+    count of numbers (``Table.bad_line``). ``rows_hint`` (a header's row
+    count) sizes the output buffer without a pass to count the lines; a wrong
+    hint only costs a second parse into a buffer of the exact size."""
     fn = parser if parser is not None else _C_PARSER
     if fn is None:
         return _parse_table_numpy(data, start, n_cols)
     n = len(data) - start
     # a well-formed table holds n_cols numbers a line; anything else is counted
     # by the first pass and parsed again into a buffer of the exact size
-    cap = (data.count(b"\n", start) + 1) * n_cols if n_cols > 0 else n // 2 + 1
+    if n_cols > 0:
+        cap = (rows_hint + 1 if rows_hint > 0 else data.count(b"\n", start) + 1) * n_cols
+    else:
+        cap = n // 2 + 1
     rows, bad = ctypes.c_long(), ctypes.c_long()
     while True:
         out = np.empty(cap, dtype=np.float64)

@@ -288,7 +288,7 @@ def read_storage(path: str | os.PathLike) -> Motion:
         raise MotionFileError(path, f"first column must be 'time', found {labels[:1]}", line=label_no)
     _check_duplicates(path, labels, label_no)
 
-    data = _parse_body(path, raw, stop + 1, label_no + 1, len(labels))
+    data = _parse_body(path, raw, stop + 1, label_no + 1, len(labels), rows_hint=_header_rows(metadata))
     _check_counts(path, metadata, where, data.shape, label_no)
     _check_time(path, data[:, 0], label_no + 1)
 
@@ -385,7 +385,14 @@ def _check_duplicates(path: Path, labels: Sequence[str], line: int) -> None:
         seen.add(lab)
 
 
-def _parse_body(path: Path, raw: bytes, start: int, first_line: int, n_cols: int) -> np.ndarray:
+def _header_rows(metadata: dict[str, str]) -> int:
+    """The header's row count (``nRows`` / ``datarows``) when it is a plain
+    non-negative integer, else 0 (unknown); only used to size a buffer."""
+    value = metadata.get("nRows", metadata.get("datarows", ""))
+    return int(value) if value.isdigit() else 0
+
+
+def _parse_body(path: Path, raw: bytes, start: int, first_line: int, n_cols: int, rows_hint: int = 0) -> np.ndarray:
     """Parse the numeric rows of ``raw[start:]`` (whose first line is file line
     ``first_line``) into (rows, n_cols) float64.
 
@@ -395,7 +402,7 @@ def _parse_body(path: Path, raw: bytes, start: int, first_line: int, n_cols: int
     decoded to name the line and column.
     """
     try:
-        table = parse_table(raw, start, n_cols)
+        table = parse_table(raw, start, n_cols, rows_hint=rows_hint)
     except ParseError as err:
         bad = raw.count(b"\n", start, err.offset)
         _diagnose_line(path, raw, start, bad, first_line, n_cols)
