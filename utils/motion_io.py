@@ -197,7 +197,7 @@ def _read_bytes(path: Path) -> bytes:
         raise MotionFileError(path, "cannot be read (permission denied)") from None
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
-    if not data.strip():
+    if not data or data.isspace():  # (no copy of the whole file, unlike strip())
         raise MotionFileError(path, "file is empty", line=1)
     return data
 
