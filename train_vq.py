@@ -97,9 +97,18 @@ def acceleration_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(second_difference(x_hat), second_difference(x))
 
 
+def depth_loss(x_hat: torch.Tensor, x: torch.Tensor, index: int) -> torch.Tensor:
+    """Mean absolute difference between the per-clip minima over time of
+    feature ``index`` (pelvis_ty: the bottom of the squat) of ``x_hat`` and
+    ``x`` (B, T, C): zero when the reconstruction goes exactly as deep as its
+    target, whatever happens elsewhere in the clip."""
+    return F.l1_loss(x_hat[..., index].amin(dim=1), x[..., index].amin(dim=1))
+
+
 def vq_loss(x_hat: torch.Tensor, x: torch.Tensor, commit: torch.Tensor, args: argparse.Namespace,
             loss_fn: Callable, std: torch.Tensor | None = None, fs: float = FRAME_RATE,
-            foot: Callable | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            foot: Callable | None = None, x_acc: torch.Tensor | None = None,
+            depth_index: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Total training loss and its parts. ``x_hat``, ``x``: (B, T, C) normalised.
 
     recons + loss_vel * recons(frame differences) + loss_smooth * mean squared
@@ -107,7 +116,9 @@ def vq_loss(x_hat: torch.Tensor, x: torch.Tensor, commit: torch.Tensor, args: ar
     + loss_pelvis_acc * smooth-L1 of the pelvis acceleration of ``x_hat`` in
     m/s^2 (needs ``std`` (C,), the normaliser's scale, and ``fs`` Hz)
     + loss_foot_slide * ``foot(x_hat, x)`` (a :class:`FootSlideTerm`)
-    + commit * commitment.
+    + loss_depth * :func:`depth_loss` on feature ``depth_index``
+    + commit * commitment. ``x_acc`` (B, T, C), normalised: what the
+    acceleration term matches instead of ``x`` (``--acc-target dynamics``).
     """
     x_hat = x_hat.float()
     parts = {"recons": loss_fn(x_hat, x), "commit": commit}
@@ -119,8 +130,13 @@ def vq_loss(x_hat: torch.Tensor, x: torch.Tensor, commit: torch.Tensor, args: ar
         parts["smooth"] = second_difference(x_hat).pow(2).mean()
         loss = loss + args.loss_smooth * parts["smooth"]
     if getattr(args, "loss_acc", 0.0):
-        parts["acc"] = acceleration_loss(x_hat, x)
+        parts["acc"] = acceleration_loss(x_hat, x if x_acc is None else x_acc)
         loss = loss + args.loss_acc * parts["acc"]
+    if getattr(args, "loss_depth", 0.0):
+        if depth_index is None:
+            raise ValueError("--loss-depth needs the index of pelvis_ty")
+        parts["depth"] = depth_loss(x_hat, x, depth_index)
+        loss = loss + args.loss_depth * parts["depth"]
     if getattr(args, "loss_pelvis_acc", 0.0):
         if std is None:
             raise ValueError("--loss-pelvis-acc needs the normaliser's scale")
@@ -151,6 +167,23 @@ class FootSlideTerm:
             floor = self.fk(x * self.std + self.mean, points=self.idx)[..., 1].amin(dim=(1, 2), keepdim=True)
         feet = self.fk(x_hat * self.std + self.mean, points=self.idx)
         return foot_sliding(feet, floor, self.tol).mean()
+
+
+def paired_dynamics(train: RepetitionSet, root, data_kw: dict) -> tuple[np.ndarray, int]:
+    """The noise-free kinematics (from the Dynamics files) of each clip of
+    ``train``, paired by (session, trial, repetition index), as an array
+    shaped like ``train.motions``; a clip without a Dynamics repetition keeps
+    its own motion. Also returns how many clips were paired."""
+    dyn = load_repetitions(root, source="dynamics", sessions=sorted(set(train.sessions)), **data_kw)
+    where = {(s, t, i): k for k, (s, t, i) in enumerate(zip(dyn.sessions, dyn.trials, dyn.indices))}
+    clean = train.motions.copy()
+    n = 0
+    for k, key in enumerate(zip(train.sessions, train.trials, train.indices)):
+        j = where.get(key)
+        if j is not None and dyn.motions[j].shape == clean[k].shape:
+            clean[k] = dyn.motions[j]
+            n += 1
+    return clean, n
 
 
 def split_validation(train: RepetitionSet, fraction: float, seed: int) -> tuple[RepetitionSet, RepetitionSet | None]:
@@ -266,7 +299,13 @@ def _train(args: argparse.Namespace, info: DistInfo, device: torch.device, deeps
         + (" of the test split" if on_test else " held out from training"))
 
     x_train = torch.as_tensor(normalizer.normalize(train_set.motions), dtype=torch.float32)
-    batches = InMemoryBatches(x_train, args.batch_size, window=args.window_size or None, seed=args.seed,
+    extra = []
+    if getattr(args, "acc_target", "input") == "dynamics":
+        clean, n_paired = paired_dynamics(train_set, args.data_root, data_kw)
+        extra.append(torch.as_tensor(normalizer.normalize(clean), dtype=torch.float32))
+        log(f"acceleration target: noise-free Dynamics kinematics for {n_paired} of {len(train_set)} training clips "
+            "(the rest match their own input)")
+    batches = InMemoryBatches(x_train, args.batch_size, *extra, window=args.window_size or None, seed=args.seed,
                               rank=info.rank, world_size=info.world_size, device=device)
 
     # -- model, optimiser, schedule --------------------------------------------------
@@ -315,9 +354,12 @@ def _train(args: argparse.Namespace, info: DistInfo, device: torch.device, deeps
         foot = FootSlideTerm(fk, torch.as_tensor(normalizer.mean, dtype=torch.float32, device=device), std)
         log(f"foot sliding term by forward kinematics of {osim} for every clip")
 
-    def loss_fn(x: torch.Tensor) -> dict[str, torch.Tensor]:
+    depth_index = COORDINATES.index("pelvis_ty") if getattr(args, "loss_depth", 0.0) else None
+
+    def loss_fn(batch: torch.Tensor | tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        x, x_acc = batch if isinstance(batch, tuple) else (batch, None)
         x_hat, commit, perplexity, usage = model(x, return_usage=True)
-        loss, parts = vq_loss(x_hat, x, commit, args, recons, std, fs, foot)
+        loss, parts = vq_loss(x_hat, x, commit, args, recons, std, fs, foot, x_acc=x_acc, depth_index=depth_index)
         return {"loss": loss, "perplexity": perplexity, "code_usage": usage, **parts}
 
     def validate() -> dict[str, float]:

@@ -66,6 +66,14 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "foot sliding 23 -> 12 cm) but its squats come out shallower and guidance through it "
                         "failed verification by simulation in the demo (docs/guidance.md 'Smooth and planted "
                         "motion'); 0 = the published loss")
+    g.add_argument("--acc-target", default="input", choices=("input", "dynamics"),
+                   help="what --loss-acc matches the reconstruction's second differences against: input = the "
+                        "training clip itself (motion-capture kinematics with their jitter); dynamics = the "
+                        "noise-free kinematics of the same repetition from its Dynamics file (paired by session, "
+                        "trial and repetition, cropped to the same window; clips without one fall back to input)")
+    g.add_argument("--loss-depth", type=float, default=0.0,
+                   help="weight of a squat-depth term: L1 between the per-clip (per-window) minimum of the "
+                        "normalised pelvis_ty of reconstruction and target; 0 = off")
     g.add_argument("--loss-pelvis-acc", type=float, default=0.0,
                    help="weight of the smooth-L1 pelvis acceleration of the reconstruction (towards zero), "
                         "m/s^2 at the training clips' median real frame rate (models/guidance_losses.py); "

@@ -24,7 +24,7 @@ from utils.fileio import OutputExistsError
 from utils.motion_io import read_motion
 from MOT_eval import main as evaluate_checkpoint
 from engine.training import lr_factor
-from train_vq import FootSlideTerm, acceleration_loss, main, recons_loss_fn, vq_loss
+from train_vq import FootSlideTerm, acceleration_loss, depth_loss, main, paired_dynamics, recons_loss_fn, vq_loss
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--width", "32", "--code-dim", "16", "--nb-code", "32", "--depth", "2", "--batch-size", "8",
@@ -78,6 +78,39 @@ def test_acceleration_loss_is_zero_for_the_target_and_counts_a_spike_exactly() -
     loss = acceleration_loss(x_hat, x)
     loss.backward()
     assert loss.item() > 0 and torch.isfinite(x_hat.grad).all() and x_hat.grad.abs().sum() > 0
+
+
+def test_depth_loss_compares_the_bottom_of_pelvis_height_only() -> None:
+    ty = COORDINATES.index("pelvis_ty")
+    x = torch.zeros(2, 11, 33)
+    x[:, :, ty] = -(1 - torch.linspace(-1, 1, 11).abs())  # a V, bottom -1 at frame 5
+    assert depth_loss(x, x, ty).item() == 0.0
+    shallow = x.clone()
+    shallow[0, :, ty] *= 0.5  # clip 0 bottoms out at -0.5
+    shallow[:, :, ty + 1] += 3.0  # other features do not count
+    assert depth_loss(shallow, x, ty).item() == pytest.approx(0.25, rel=1e-5)
+    x_hat = shallow.clone().requires_grad_()
+    args = get_args_parser().parse_args(["--loss-depth", "2", "--loss-vel", "0", "--commit", "0"])
+    loss, parts = vq_loss(x_hat, x, torch.tensor(0.0), args, recons_loss_fn("l1"), depth_index=ty)
+    assert parts["depth"].item() == pytest.approx(0.25, rel=1e-5)
+    loss.backward()
+    assert x_hat.grad[0, :, ty].abs().sum() > 0
+    assert get_args_parser().parse_args([]).loss_depth == 0.0 and get_args_parser().parse_args([]).acc_target == "input"
+
+
+def test_acceleration_target_from_the_dynamics_files_is_paired_and_used(data_root) -> None:
+    train = load_repetitions(data_root, "train")
+    clean, n = paired_dynamics(train, data_root, dict(length=train.motions.shape[1], clip_mode="resample",
+                                                      split_file=None))
+    assert clean.shape == train.motions.shape and 0 < n <= len(train)
+    ty = COORDINATES.index("pelvis_ty")
+    gap = np.abs(clean[..., ty] - train.motions[..., ty]).max()
+    assert gap < 0.05  # the same repetitions, same frames (centimetres of jitter at most)
+    x, x_clean = torch.as_tensor(train.motions[:4]), torch.as_tensor(clean[:4])
+    args = get_args_parser().parse_args(["--loss-acc", "30"])
+    _, own = vq_loss(x_clean, x, torch.tensor(0.0), args, recons_loss_fn("l1"))
+    _, paired = vq_loss(x_clean, x, torch.tensor(0.0), args, recons_loss_fn("l1"), x_acc=x_clean)
+    assert paired["acc"].item() == 0.0 and (own["acc"].item() > 0 or gap == 0)
 
 
 def test_pelvis_acceleration_term_is_in_metres_per_second_squared() -> None:
