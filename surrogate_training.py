@@ -285,12 +285,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     warmup = min(args.warmup_epochs * per_epoch, max(1, total_steps // 2))
     optimizer, scheduler = make_optimizer(model, args, lambda s: _lr_factor(s, warmup, total_steps),
                                           betas=(0.9, 0.999))
-    state = loop_state(None)
     logger = RunLogger(folder, args)
+    state = loop_state(None)
     if ckpt is not None:
-        restore_training_state(ckpt, args.resume, model, optimizer, scheduler, batches, 0, 1,
-                               model.model_config(), CHECKPOINT_KIND)
-        state = loop_state(ckpt)
+        state = restore_training_state(ckpt, args.resume, model, optimizer, scheduler, batches, 0, 1,
+                                       model.model_config(), CHECKPOINT_KIND)
         logger.log(f"resumed from {args.resume} after epoch {state['step'] // per_epoch} (step {state['step']})")
     logger.log(f"data: {len(x_train)} training repetitions{' (half of them mirrored)' if args.mirror else ''} from "
                f"{len(data.train_sessions)} subjects, "

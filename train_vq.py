@@ -45,7 +45,8 @@ from dataset.repetitions import RepetitionSet, load_repetitions
 from dataset.split import hold_out_sessions
 from dataset.torch_data import InMemoryBatches
 from engine.training import (
-    check_run_dir, checkpoint_writer, clear_run_dir, loop_state, make_optimizer, restore_training_state, run_loop,
+    check_resumable, check_run_dir, checkpoint_writer, clear_run_dir, loop_state, make_optimizer,
+    restore_training_state, run_loop,
 )
 from metrics.evaluate import subject_models
 from metrics.reconstruction import coordinate_errors
@@ -54,7 +55,7 @@ from models.vqvae import VQVAE
 from options.vq import get_args_parser
 from utils.checkpoint import CheckpointError, check_compatible, load_checkpoint, seed_everything
 from utils.cli import run as run_cli
-from utils.constants import COORDINATES, FRAME_RATE
+from utils.constants import COORD_INDEX, COORDINATES, FRAME_RATE
 from utils.device import apply_precision, resolve_device, torch_threads
 from utils.distributed import DistInfo, barrier, cleanup_distributed, init_distributed
 from utils.errors import UserError
@@ -107,8 +108,8 @@ def depth_loss(x_hat: torch.Tensor, x: torch.Tensor, index: int) -> torch.Tensor
 
 def vq_loss(x_hat: torch.Tensor, x: torch.Tensor, commit: torch.Tensor, args: argparse.Namespace,
             loss_fn: Callable, std: torch.Tensor | None = None, fs: float = FRAME_RATE,
-            foot: Callable | None = None, x_acc: torch.Tensor | None = None,
-            depth_index: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            foot: Callable | None = None,
+            x_acc: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Total training loss and its parts. ``x_hat``, ``x``: (B, T, C) normalised.
 
     recons + loss_vel * recons(frame differences) + loss_smooth * mean squared
@@ -116,7 +117,7 @@ def vq_loss(x_hat: torch.Tensor, x: torch.Tensor, commit: torch.Tensor, args: ar
     + loss_pelvis_acc * smooth-L1 of the pelvis acceleration of ``x_hat`` in
     m/s^2 (needs ``std`` (C,), the normaliser's scale, and ``fs`` Hz)
     + loss_foot_slide * ``foot(x_hat, x)`` (a :class:`FootSlideTerm`)
-    + loss_depth * :func:`depth_loss` on feature ``depth_index``
+    + loss_depth * :func:`depth_loss` of pelvis_ty
     + commit * commitment. ``x_acc`` (B, T, C), normalised: what the
     acceleration term matches instead of ``x`` (``--acc-target dynamics``).
     """
@@ -129,21 +130,19 @@ def vq_loss(x_hat: torch.Tensor, x: torch.Tensor, commit: torch.Tensor, args: ar
     if args.loss_smooth:
         parts["smooth"] = second_difference(x_hat).pow(2).mean()
         loss = loss + args.loss_smooth * parts["smooth"]
-    if getattr(args, "loss_acc", 0.0):
+    if args.loss_acc:
         parts["acc"] = acceleration_loss(x_hat, x if x_acc is None else x_acc)
         loss = loss + args.loss_acc * parts["acc"]
-    if getattr(args, "loss_depth", 0.0):
-        if depth_index is None:
-            raise ValueError("--loss-depth needs the index of pelvis_ty")
-        parts["depth"] = depth_loss(x_hat, x, depth_index)
+    if args.loss_depth:
+        parts["depth"] = depth_loss(x_hat, x, COORD_INDEX["pelvis_ty"])
         loss = loss + args.loss_depth * parts["depth"]
-    if getattr(args, "loss_pelvis_acc", 0.0):
+    if args.loss_pelvis_acc:
         if std is None:
             raise ValueError("--loss-pelvis-acc needs the normaliser's scale")
         # the clip-mean offsets the normaliser removes vanish in second differences
         parts["pelvis_acc"] = pelvis_acceleration(x_hat * std, fs).mean()
         loss = loss + args.loss_pelvis_acc * parts["pelvis_acc"]
-    if getattr(args, "loss_foot_slide", 0.0):
+    if args.loss_foot_slide:
         parts["foot_slide"] = foot(x_hat, x)
         loss = loss + args.loss_foot_slide * parts["foot_slide"]
     return loss, parts
@@ -222,17 +221,13 @@ def check_options(args: argparse.Namespace) -> None:
 def check_resume(ckpt: dict, path: str, args: argparse.Namespace) -> None:
     """Refuse a checkpoint that is not a VQ-VAE training checkpoint or whose
     model or data options differ from the ones given."""
-    if ckpt.get("kind") != CHECKPOINT_KIND or "model" not in ckpt:
+    if ckpt.get("kind") != CHECKPOINT_KIND:
         raise CheckpointError(f"{path}: not a VQ-VAE training checkpoint (kind={ckpt.get('kind')!r})")
-    for key in ("model_config", "optimizer", "scheduler", "step", "ranks", "normalizer"):
-        if key not in ckpt:
-            raise CheckpointError(f"{path}: cannot resume, the checkpoint has no {key!r}")
+    saved = ckpt.get("model_config") or {}
+    check_resumable(ckpt, path, model_config(args, saved.get("n_features", len(COORDINATES))), CHECKPOINT_KIND)
+    if "normalizer" not in ckpt:
+        raise CheckpointError(f"{path}: cannot resume, the checkpoint has no 'normalizer'")
     check_compatible(ckpt, path, "coordinates", COORDINATES)
-    want = model_config(args, ckpt["model_config"].get("n_features", len(COORDINATES)))
-    diff = [f"{k}: checkpoint {ckpt['model_config'].get(k)!r}, options {v!r}" for k, v in want.items()
-            if ckpt["model_config"].get(k) != v]
-    if diff:
-        raise CheckpointError(f"{path}: checkpoint model does not match the options ({'; '.join(diff)})")
     for name in ("clip_length", "clip_mode", "window_size"):
         if name in ckpt.get("args", {}) and ckpt["args"][name] != getattr(args, name):
             raise CheckpointError(f"{path}: checkpoint was trained with --{name.replace('_', '-')} "
@@ -300,7 +295,7 @@ def _train(args: argparse.Namespace, info: DistInfo, device: torch.device, deeps
 
     x_train = torch.as_tensor(normalizer.normalize(train_set.motions), dtype=torch.float32)
     extra = []
-    if getattr(args, "acc_target", "input") == "dynamics":
+    if args.acc_target == "dynamics":
         clean, n_paired = paired_dynamics(train_set, args.data_root, data_kw)
         extra.append(torch.as_tensor(normalizer.normalize(clean), dtype=torch.float32))
         log(f"acceleration target: noise-free Dynamics kinematics for {n_paired} of {len(train_set)} training clips "
@@ -315,9 +310,8 @@ def _train(args: argparse.Namespace, info: DistInfo, device: torch.device, deeps
     optimizer, scheduler = make_optimizer(net, args)
     state = loop_state(None)
     if ckpt is not None:
-        restore_training_state(ckpt, args.resume, net, optimizer, scheduler, batches, info.rank, info.world_size,
-                               config, CHECKPOINT_KIND)
-        state = loop_state(ckpt)
+        state = restore_training_state(ckpt, args.resume, net, optimizer, scheduler, batches, info.rank,
+                                       info.world_size, config, CHECKPOINT_KIND)
         log(f"resumed from {args.resume} at step {state['step']}")
     log(f"model {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters, config {json.dumps(config)}")
 
@@ -354,12 +348,10 @@ def _train(args: argparse.Namespace, info: DistInfo, device: torch.device, deeps
         foot = FootSlideTerm(fk, torch.as_tensor(normalizer.mean, dtype=torch.float32, device=device), std)
         log(f"foot sliding term by forward kinematics of {osim} for every clip")
 
-    depth_index = COORDINATES.index("pelvis_ty") if getattr(args, "loss_depth", 0.0) else None
-
     def loss_fn(batch: torch.Tensor | tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
         x, x_acc = batch if isinstance(batch, tuple) else (batch, None)
         x_hat, commit, perplexity, usage = model(x, return_usage=True)
-        loss, parts = vq_loss(x_hat, x, commit, args, recons, std, fs, foot, x_acc=x_acc, depth_index=depth_index)
+        loss, parts = vq_loss(x_hat, x, commit, args, recons, std, fs, foot, x_acc=x_acc)
         return {"loss": loss, "perplexity": perplexity, "code_usage": usage, **parts}
 
     def validate() -> dict[str, float]:

@@ -100,11 +100,8 @@ def prepare_training(model: nn.Module, data: torch.Tensor, cond: torch.Tensor | 
     extra = () if cond is None else (cond,)
     batches = InMemoryBatches(data, args.batch_size, *extra, seed=args.seed, rank=dist_info.rank,
                               world_size=dist_info.world_size, device=device)
-    state = loop_state(None)
-    if ckpt is not None:
-        restore_training_state(ckpt, resume_path, model, optimizer, scheduler, batches,
-                               dist_info.rank, dist_info.world_size, config, kind)
-        state = loop_state(ckpt)
+    state = loop_state(None) if ckpt is None else restore_training_state(
+        ckpt, resume_path, model, optimizer, scheduler, batches, dist_info.rank, dist_info.world_size, config, kind)
     if dist_info.enabled:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     return model, optimizer, scheduler, batches, state
@@ -215,13 +212,11 @@ def checkpoint_writer(*, kind: str, model: nn.Module, model_config: Mapping[str,
     return save
 
 
-def restore_training_state(ckpt: dict, path: str | os.PathLike, model: nn.Module,
-                           optimizer: torch.optim.Optimizer, scheduler: Any, batches: Any,
-                           rank: int, world_size: int, model_config: Mapping[str, Any], kind: str) -> int:
-    """Load what :func:`save_training_state` wrote into live objects and this
-    rank's random state; returns the step to continue from. Raises
-    :class:`CheckpointError` if the checkpoint is of another kind, its
-    architecture differs or it was written by another number of processes."""
+def check_resumable(ckpt: Mapping[str, Any], path: str | os.PathLike, model_config: Mapping[str, Any],
+                    kind: str) -> None:
+    """Raise :class:`CheckpointError` unless ``ckpt`` is a complete training
+    checkpoint of ``kind`` whose architecture is ``model_config`` (cheap:
+    call it before reading any data)."""
     if ckpt.get("kind") != kind:
         raise CheckpointError(f"{path}: not a training checkpoint of this script ({kind!r} expected, "
                               f"kind={ckpt.get('kind')!r})")
@@ -233,6 +228,17 @@ def restore_training_state(ckpt: dict, path: str | os.PathLike, model: nn.Module
         diff = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, options {v!r}" for k, v in model_config.items()
                          if saved.get(k) != v)
         raise CheckpointError(f"{path}: checkpoint model does not match the options ({diff})")
+
+
+def restore_training_state(ckpt: dict, path: str | os.PathLike, model: nn.Module,
+                           optimizer: torch.optim.Optimizer, scheduler: Any, batches: Any,
+                           rank: int, world_size: int, model_config: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """Load what :func:`save_training_state` wrote into live objects and this
+    rank's random state; returns the loop state to continue from
+    (:func:`loop_state`). Raises :class:`CheckpointError` where
+    :func:`check_resumable` does, or if it was written by another number of
+    processes."""
+    check_resumable(ckpt, path, model_config, kind)
     ranks = ckpt["ranks"]
     if len(ranks) != world_size:
         raise CheckpointError(f"{path}: saved by {len(ranks)} process(es), resumed with {world_size}; "
@@ -242,7 +248,7 @@ def restore_training_state(ckpt: dict, path: str | os.PathLike, model: nn.Module
     scheduler.load_state_dict(ckpt["scheduler"])
     batches.load_state_dict(ranks[rank]["batches"])
     set_rng_state(ranks[rank]["rng"])
-    return int(ckpt["step"])
+    return loop_state(ckpt)
 
 
 @contextlib.contextmanager
