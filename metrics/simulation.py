@@ -8,13 +8,21 @@ static optimisation); when that simulation changes, only this module
 follows. :func:`simulate_many` runs it over many motions in worker processes,
 one subject model per motion; a motion whose simulation fails gets NaN
 activations and its error message, never a silent zero.
+
+Each process keeps the models it has loaded (keyed by path, size and
+modification time, so a rewritten file is loaded again), and the worker
+processes live from one :func:`simulate_many` call to the next: guidance's
+verification simulates a subject's runs ten at a time, and loading OpenSim
+and the subject's model again for every batch cost a third of the work.
 """
 from __future__ import annotations
 
+import atexit
 import os
+from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -22,14 +30,42 @@ from utils.constants import COORDINATES
 from utils.errors import UserError
 from utils.osim_log import opensim_quiet
 
-__all__ = ["SimulationError", "simulate_activations", "simulate_many"]
+__all__ = ["SimulationError", "shutdown_workers", "simulate_activations", "simulate_many"]
 
 MIN_FRAMES = 16
 """Fewest frames inverse dynamics accepts (its low-pass filter needs them)."""
 
 
+MODEL_CACHE_SIZE = 8
+"""Subject models each process keeps loaded."""
+
+
 class SimulationError(UserError):
     """A motion cannot be simulated (bad model file, bad time column); the message names it."""
+
+
+_loaded: OrderedDict[tuple[str, int, int], tuple[Any, Any]] = OrderedDict()
+
+
+def _subject_models(model_path: str | os.PathLike) -> tuple[Any, Any]:
+    """``(MuscleModel, osim.Model)`` of one ``.osim`` file, loaded once per
+    process: the muscle model for static optimisation and a plain model for
+    the whole-body dynamics behind the ground reactions."""
+    import opensim as osim
+
+    from dataset.synthetic.muscle_dynamics import MuscleModel
+
+    path = Path(model_path).resolve()
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key in _loaded:
+        _loaded.move_to_end(key)
+        return _loaded[key]
+    models = (MuscleModel(path), osim.Model(str(path)))
+    _loaded[key] = models
+    while len(_loaded) > MODEL_CACHE_SIZE:
+        _loaded.popitem(last=False)
+    return models
 
 
 def _uniform_times(times: np.ndarray, n: int) -> float:
@@ -50,7 +86,7 @@ def simulate_activations(model_path: str | os.PathLike, coords_deg: np.ndarray, 
     seconds (uneven steps are resampled to their mean step first, and the
     activations back). Returns ``(activations (T, M) in [0, 1], muscle names)``.
     """
-    from dataset.synthetic.muscle_dynamics import MuscleModel, inverse_dynamics, static_optimization
+    from dataset.synthetic.muscle_dynamics import inverse_dynamics, static_optimization
 
     x = np.asarray(coords_deg, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != len(COORDINATES) or not np.isfinite(x).all():
@@ -65,8 +101,9 @@ def simulate_activations(model_path: str | os.PathLike, coords_deg: np.ndarray, 
     if uneven:
         x = np.stack([np.interp(grid, t, x[:, j]) for j in range(x.shape[1])], axis=1)
     fs = 1.0 / dt
-    dyn = inverse_dynamics(str(model_path), x, fs)
-    rep = static_optimization(MuscleModel(model_path), dyn, 0, n, fs)
+    muscles, base = _subject_models(model_path)
+    dyn = inverse_dynamics(str(model_path), x, fs, base=base)
+    rep = static_optimization(muscles, dyn, 0, n, fs)
     act = rep.activations
     if uneven:
         act = np.stack([np.interp(t, grid, act[:, j]) for j in range(act.shape[1])], axis=1)
@@ -105,11 +142,8 @@ def simulate_many(models: Sequence[str | os.PathLike], motions: np.ndarray, time
     jobs = [(str(models[i]), x[i], steps[i] * np.arange(frames), tuple(muscles)) for i in range(n)]
     out = np.full((n, frames, len(muscles)), np.nan, dtype=np.float32)
     errors = [""] * n
-    if workers <= 1 or n <= 1:
-        results = map(_one, jobs)
-    else:
-        pool = ProcessPoolExecutor(max_workers=min(workers, n))
-        results = pool.map(_one, jobs, chunksize=1)
+    parallel = workers > 1 and n > 1
+    results = _pool(workers).map(_one, jobs, chunksize=1) if parallel else map(_one, jobs)
     if progress:
         from tqdm.auto import tqdm
 
@@ -120,7 +154,35 @@ def simulate_many(models: Sequence[str | os.PathLike], motions: np.ndarray, time
                 errors[i] = err
             else:
                 out[i] = act
-    finally:
-        if workers > 1 and n > 1:
-            pool.shutdown(cancel_futures=True)
+    except BaseException:
+        if parallel:  # an interrupted map leaves work queued: start afresh next time
+            shutdown_workers()
+        raise
     return out, errors
+
+
+_workers: tuple[int, ProcessPoolExecutor] | None = None
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """The process pool of ``workers`` processes, kept between calls (a broken
+    or differently sized one is replaced)."""
+    global _workers
+    if _workers is not None:
+        size, pool = _workers
+        if size == workers and not getattr(pool, "_broken", False):
+            return pool
+        shutdown_workers()
+    _workers = (workers, ProcessPoolExecutor(max_workers=workers))
+    return _workers[1]
+
+
+def shutdown_workers() -> None:
+    """Stop the simulation worker processes (they are also stopped at exit)."""
+    global _workers
+    if _workers is not None:
+        _workers[1].shutdown(wait=True, cancel_futures=True)
+        _workers = None
+
+
+atexit.register(shutdown_workers)

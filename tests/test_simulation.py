@@ -57,6 +57,39 @@ def test_simulate_many_reports_a_failed_motion_and_keeps_the_others(dynamics, tm
         simulate_activations(models[0], x[0], np.zeros(len(x[0])))
 
 
+def test_models_and_workers_are_kept_between_calls(dynamics, tmp_path: Path) -> None:
+    """A subject's model is loaded once per process and the worker processes
+    outlive a call; a rewritten model file is loaded again, and a cached model
+    gives the numbers a fresh one gives."""
+    import os
+    import shutil
+
+    from metrics import simulation
+
+    reps, models = dynamics
+    model = tmp_path / "subject.osim"
+    shutil.copy(models[0], model)
+    x, dt = reps.motions[:1], reps.time_steps()[0]
+    t = dt * np.arange(x.shape[1])
+    simulation._loaded.clear()
+    fresh, _ = simulate_activations(model, x[0], t)
+    first = simulation._subject_models(model)
+    cached, _ = simulate_activations(model, x[0], t)
+    assert simulation._subject_models(model) is first
+    assert np.abs(cached - fresh).max() < 1e-5
+    st = model.stat()
+    os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the file changed on disk
+    assert simulation._subject_models(model) is not first
+
+    simulate_many([str(model)] * 2, np.repeat(x, 2, axis=0), dt, VASMED, workers=2)
+    pool = simulation._pool(2)
+    again, errors = simulate_many([str(model)] * 2, np.repeat(x, 2, axis=0), dt, VASMED, workers=2)
+    assert simulation._pool(2) is pool and errors == ["", ""]
+    np.testing.assert_allclose(again[0], again[1], atol=1e-6)
+    simulation.shutdown_workers()
+    assert simulation._workers is None
+
+
 def test_calculate_guidance_simulate_agrees_with_the_dynamics_files(synthetic_root, tmp_path: Path) -> None:
     """With the Dynamics activations as the 'surrogate', simulation must agree with them."""
     args = get_guidance_parser().parse_args([

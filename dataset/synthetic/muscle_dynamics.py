@@ -343,15 +343,19 @@ def foot_ground_force(side: str) -> osim.ExternalForce:
 
 
 def inverse_dynamics(model_path: str, coords: np.ndarray, fs: float = FRAME_RATE,
-                     right_share: np.ndarray | float = 0.5) -> DynamicsResult:
+                     right_share: np.ndarray | float = 0.5, base: osim.Model | None = None) -> DynamicsResult:
     """OpenSim inverse dynamics of a whole trial with ground reaction forces.
 
-    ``coords`` (T, 33) degrees / metres in canonical order."""
+    ``coords`` (T, 33) degrees / metres in canonical order. ``base``, if given,
+    is the model of ``model_path`` already loaded, used for the whole-body
+    dynamics behind the ground reactions (a caller simulating many motions of
+    one subject loads it once)."""
     filtered, u, udot = filter_kinematics(coords, fs)
     q = _to_si(filtered)
     T = q.shape[0]
     share = np.broadcast_to(np.asarray(right_share, dtype=float), (T,)).copy()
-    base = osim.Model(str(model_path))
+    if base is None:
+        base = osim.Model(str(model_path))
     grf = ground_reaction_forces(base, q, u, fs, share)
     times = np.arange(T) / fs
 
