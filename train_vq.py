@@ -40,6 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dataset.mcs import DatasetError
 from dataset.normalization import CENTRED, Normalizer
 from dataset.repetitions import RepetitionSet, load_repetitions
 from dataset.split import hold_out_sessions
@@ -172,8 +173,12 @@ def paired_dynamics(train: RepetitionSet, root, data_kw: dict) -> tuple[np.ndarr
     """The noise-free kinematics (from the Dynamics files) of each clip of
     ``train``, paired by (session, trial, repetition index), as an array
     shaped like ``train.motions``; a clip without a Dynamics repetition keeps
-    its own motion. Also returns how many clips were paired."""
-    dyn = load_repetitions(root, source="dynamics", sessions=sorted(set(train.sessions)), **data_kw)
+    its own motion. Also returns how many clips were paired (0 when the
+    dataset has no Dynamics files)."""
+    try:
+        dyn = load_repetitions(root, source="dynamics", sessions=sorted(set(train.sessions)), **data_kw)
+    except DatasetError:
+        return train.motions.copy(), 0
     where = {(s, t, i): k for k, (s, t, i) in enumerate(zip(dyn.sessions, dyn.trials, dyn.indices))}
     clean = train.motions.copy()
     n = 0
@@ -299,7 +304,9 @@ def _train(args: argparse.Namespace, info: DistInfo, device: torch.device, deeps
         clean, n_paired = paired_dynamics(train_set, args.data_root, data_kw)
         extra.append(torch.as_tensor(normalizer.normalize(clean), dtype=torch.float32))
         log(f"acceleration target: noise-free Dynamics kinematics for {n_paired} of {len(train_set)} training clips "
-            "(the rest match their own input)")
+            "(the rest match their own input)"
+            + ("; WARNING: no Dynamics repetition pairs with any training clip, so this is --acc-target input"
+               if n_paired == 0 else ""))
     batches = InMemoryBatches(x_train, args.batch_size, *extra, window=args.window_size or None, seed=args.seed,
                               rank=info.rank, world_size=info.world_size, device=device)
 

@@ -59,18 +59,20 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--loss-smooth", type=float, default=0.0,
                    help="weight of BIGE's temporal smoothness term (mean squared second difference of "
                         "the reconstruction)")
-    g.add_argument("--loss-acc", type=float, default=0.0,
+    g.add_argument("--loss-acc", type=float, default=30.0,
                    help="weight of the acceleration-matching term: mean absolute difference between the "
-                        "second differences of reconstruction and target (normalised features); 30 stops the "
-                        "decoder adding frame-level jitter (demo size: pelvis acceleration 46 -> 4 m/s^2, "
-                        "foot sliding 23 -> 12 cm) but its squats come out shallower and guidance through it "
-                        "failed verification by simulation in the demo (docs/guidance.md 'Smooth and planted "
-                        "motion'); 0 = the published loss")
-    g.add_argument("--acc-target", default="input", choices=("input", "dynamics"),
-                   help="what --loss-acc matches the reconstruction's second differences against: input = the "
-                        "training clip itself (motion-capture kinematics with their jitter); dynamics = the "
-                        "noise-free kinematics of the same repetition from its Dynamics file (paired by session, "
-                        "trial and repetition, cropped to the same window; clips without one fall back to input)")
+                        "second differences of reconstruction and target (normalised features; the target is "
+                        "set by --acc-target). It stops the decoder adding frame-level jitter: in the demo, "
+                        "BIGE's pelvis acceleration 25 -> 2.2-2.7 m/s^2 and foot sliding 71 -> 14-15 cm, 97-98 %% "
+                        "of kept samples in band by simulation (docs/guidance.md 'Smooth and planted motion'); "
+                        "0 = the published loss")
+    g.add_argument("--acc-target", default="dynamics", choices=("input", "dynamics"),
+                   help="what --loss-acc matches the reconstruction's second differences against: dynamics = the "
+                        "noise-free kinematics of the same repetition from its Dynamics file (OpenCap's "
+                        "muscle-driven tracking simulation; paired by session, trial and repetition, cropped to the "
+                        "same window; clips without one fall back to input); input = the training clip itself "
+                        "(motion-capture kinematics with their jitter: smooth too, but the squats come out ~8 cm "
+                        "shallower and guidance through that decoder failed verification in the demo)")
     g.add_argument("--loss-depth", type=float, default=0.0,
                    help="weight of a squat-depth term: L1 between the per-clip (per-window) minimum of the "
                         "normalised pelvis_ty of reconstruction and target; 0 = off")

@@ -95,7 +95,8 @@ def test_depth_loss_compares_the_bottom_of_pelvis_height_only() -> None:
     assert parts["depth"].item() == pytest.approx(0.25, rel=1e-5)
     loss.backward()
     assert x_hat.grad[0, :, ty].abs().sum() > 0
-    assert get_args_parser().parse_args([]).loss_depth == 0.0 and get_args_parser().parse_args([]).acc_target == "input"
+    defaults = get_args_parser().parse_args([])
+    assert defaults.loss_depth == 0.0 and (defaults.loss_acc, defaults.acc_target) == (30.0, "dynamics")
 
 
 def test_acceleration_target_from_the_dynamics_files_is_paired_and_used(data_root) -> None:
@@ -113,6 +114,17 @@ def test_acceleration_target_from_the_dynamics_files_is_paired_and_used(data_roo
     assert paired["acc"].item() == 0.0 and (own["acc"].item() > 0 or gap == 0)
 
 
+def test_acceleration_target_without_dynamics_files_falls_back_to_the_input(data_root, tmp_path) -> None:
+    import shutil
+
+    bare = tmp_path / "no_dynamics"
+    shutil.copytree(data_root, bare, ignore=shutil.ignore_patterns("Dynamics"))
+    train = load_repetitions(bare, "train")
+    clean, n = paired_dynamics(train, bare, dict(length=train.motions.shape[1], clip_mode="resample",
+                                                 split_file=None))
+    assert n == 0 and np.array_equal(clean, train.motions)
+
+
 def test_pelvis_acceleration_term_is_in_metres_per_second_squared() -> None:
     args = get_args_parser().parse_args(["--loss-vel", "0", "--loss-acc", "0", "--loss-pelvis-acc", "2", "--commit", "0"])
     fs, std = 100.0, torch.full((33,), 0.05)
@@ -126,8 +138,8 @@ def test_pelvis_acceleration_term_is_in_metres_per_second_squared() -> None:
     assert parts["pelvis_acc"].item() == pytest.approx(2.5 / 3, rel=1e-4)
     assert loss.item() == pytest.approx(parts["recons"].item() + 2 * 2.5 / 3, rel=1e-5)
     assert vq_loss(x, x, torch.tensor(0.0), args, recons_loss_fn("l1"), std, fs)[1]["pelvis_acc"].item() == 0.0
-    default = get_args_parser().parse_args([])  # the published loss by default, every new term off
-    assert set(vq_loss(x_hat, x, torch.tensor(0.0), default, recons_loss_fn("l1"), std, fs)[1]) == {
+    published = get_args_parser().parse_args(["--loss-acc", "0"])  # the published loss: every new term off
+    assert set(vq_loss(x_hat, x, torch.tensor(0.0), published, recons_loss_fn("l1"), std, fs)[1]) == {
         "recons", "commit", "vel"}
     matched = get_args_parser().parse_args(["--loss-acc", "30"])
     assert set(vq_loss(x_hat, x, torch.tensor(0.0), matched, recons_loss_fn("l1"), std, fs)[1]) == {
