@@ -238,8 +238,6 @@ def check_args(args: argparse.Namespace) -> None:
         raise GuidanceError(f"--peak-window must be >= 0 seconds, got {args.peak_window}")
     if not 0.0 <= args.band_margin < 0.5:
         raise GuidanceError(f"--band-margin {args.band_margin} must be in [0, 0.5) (a fraction of the band width)")
-    if args.verify_refine and not args.verify:
-        raise GuidanceError("--verify-refine refines the surrogate on simulated runs: it needs --verify")
     if args.refine_steps < 1 or not args.refine_lr > 0 or args.refine_anchor < 0:
         raise GuidanceError(f"--refine-steps must be >= 1, --refine-lr > 0 and --refine-anchor >= 0; got "
                             f"{args.refine_steps}, {args.refine_lr}, {args.refine_anchor}")
