@@ -8,7 +8,9 @@
 ``--subject all`` guides every test-split session. This script is the stage:
 check every input before any work (:func:`check_args`, :func:`prepare`), then
 per subject guide, rank, optionally verify by OpenSim simulation
-(``--verify``) and write ``.mot`` / ``.npy`` / ``summary.json`` / PNG /
+(``--verify``; between chunks of simulations a per-subject copy of the
+surrogate is refined on the simulated runs, ``--verify-refine``,
+:func:`verify_runs`, :mod:`models.surrogate_refine`) and write ``.mot`` / ``.npy`` / ``summary.json`` / PNG /
 ``run.log`` / tensorboard (:func:`guide_subjects`, :func:`write_results`).
 The method itself (objective, schedule, optimisation, ranking) is
 :mod:`models.guidance`; see ``docs/guidance.md``.
