@@ -8,7 +8,9 @@
 ``--subject all`` guides every test-split session. This script is the stage:
 check every input before any work (:func:`check_args`, :func:`prepare`), then
 per subject guide, rank, optionally verify by OpenSim simulation
-(``--verify``) and write ``.mot`` / ``.npy`` / ``summary.json`` / PNG /
+(``--verify``; between chunks of simulations a per-subject copy of the
+surrogate is refined on the simulated runs, ``--verify-refine``,
+:func:`verify_runs`, :mod:`models.surrogate_refine`) and write ``.mot`` / ``.npy`` / ``summary.json`` / PNG /
 ``run.log`` / tensorboard (:func:`guide_subjects`, :func:`write_results`).
 The method itself (objective, schedule, optimisation, ranking) is
 :mod:`models.guidance`; see ``docs/guidance.md``.
@@ -17,7 +19,8 @@ from __future__ import annotations
 
 import argparse
 import zlib
-from dataclasses import dataclass, field
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -32,9 +35,10 @@ from models import guidance_losses as L
 from models.guidance import (
     TERMS, GuidanceError, GuidanceObjective, GuidanceResult, Schedule, candidate_order,
     estimate_floor, guide, initial_latents, latent_unit_scale, merge_results, order_by_peak, rank_samples,
-    subject_frame_rate,
+    rescore, subject_frame_rate,
 )
 from models.surrogate import load_surrogate
+from models.surrogate_refine import RefineConfig, RefineStats, peak_mad, refine_surrogate
 from models.vqvae import load_vqvae
 from options.guidance import get_args_parser
 from render.figures import plot_samples
@@ -57,16 +61,29 @@ class Verification:
     errors: list[str]               # '' or why a simulation failed
     window: int                     # frames of the moving average
     rounds: int = 1                 # rounds of --num-runs latents optimised
+    round_of: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    """(K,) the round (1-based) whose latents each simulated run is."""
+    predicted: np.ndarray | None = None
+    """(K, T, M) surrogate activations of each run when it was picked for simulation
+    (the refined surrogate of that moment with --verify-refine), before any training on it."""
+    objective: GuidanceObjective | None = None
+    """The objective whose surrogate is refined on every simulated run so far (--verify-refine), else None."""
+    refinements: list[dict[str, Any]] = field(default_factory=list)
+    """One entry per refinement: round, examples, data loss and peak MAD before / after, drift, seconds."""
 
     def peaks(self, windowed: bool = True) -> np.ndarray:
         """Simulated peak of each guided muscle (moving average over ``window`` frames). (K, M)"""
         act = np.nan_to_num(self.activations, nan=-1.0)
         return L.peak_activation(torch.as_tensor(act), self.window if windowed else 1).numpy()
 
+    def ok(self) -> np.ndarray:
+        """Simulations that succeeded. (K,) bool"""
+        return np.array([not e for e in self.errors], dtype=bool)
+
     def in_band(self, low: float, high: float) -> np.ndarray:
         """Windowed simulated peaks all in ``[low, high]`` (False where the simulation failed). (K,)"""
         p = self.peaks()
-        return ((p >= low) & (p <= high)).all(1) & np.array([not e for e in self.errors], dtype=bool)
+        return ((p >= low) & (p <= high)).all(1) & self.ok()
 
     def record(self, run: int, muscles: Sequence[str], low: float, high: float) -> dict[str, Any]:
         """What ``summary.json`` holds for one simulated run."""
@@ -80,27 +97,97 @@ class Verification:
                 "in_band": bool(self.in_band(low, high)[k])}
 
 
+def refine_on_simulated(base: GuidanceObjective, result: GuidanceResult, ver: Verification,
+                        config: RefineConfig) -> tuple[GuidanceObjective, RefineStats]:
+    """``base`` with its surrogate fine-tuned (from the original weights) on
+    every successfully simulated run of ``ver``: inputs the guided motions as
+    the surrogate sees them, targets their simulated activations of the guided muscles."""
+    ok = ver.ok()
+    x = base.surrogate_input(torch.as_tensor(result.motions[ver.runs[ok]], device=base.device)).cpu()
+    refined, stats = refine_surrogate(base.surrogate, x, ver.activations[ok], base.muscle_idx, base.window, config)
+    return base.with_surrogate(refined), stats
+
+
 def verify_runs(objective: GuidanceObjective, result: GuidanceResult, model_path: str | Path, n: int,
                 weights: Mapping[str, float], workers: int = 1, previous: Verification | None = None,
-                log: Callable[[str], None] | None = None) -> Verification:
+                log: Callable[[str], None] | None = None, refine: RefineConfig | None = None) -> Verification:
     """Simulate runs of ``result`` in :func:`candidate_order`, ``n`` at a
     time, until ``n`` of them are in band by simulation (windowed peak, as
     guidance judges) or every run has been simulated; runs already in
-    ``previous`` are not simulated again."""
+    ``previous`` are not simulated again; new runs belong to round
+    ``previous.rounds``.
+
+    With ``refine``, after every ``n`` simulations a copy of ``objective``'s
+    surrogate (``objective`` is the original) is fine-tuned on every run
+    simulated so far (:func:`refine_on_simulated`, kept in the returned
+    ``objective``) and the runs not yet simulated are re-ranked by it."""
+    window = objective.window
     ver = previous or Verification(np.zeros(0, int), np.zeros((0, *result.activations.shape[1:]), np.float32),
-                                   [], objective.window)
-    todo = [int(r) for r in candidate_order(result, objective.low, objective.high, weights) if r not in set(ver.runs)]
+                                   [], window, predicted=np.zeros((0, *result.activations.shape[1:]), np.float32))
+    current = ver.objective if (refine is not None and ver.objective is not None) else objective
+    scored = result if current is objective else rescore(result, current)
+    done = set(ver.runs.tolist())
+    todo = [int(r) for r in candidate_order(scored, objective.low, objective.high, weights) if r not in done]
     dt = 1.0 / objective.fs
     while todo and int(ver.in_band(objective.low, objective.high).sum()) < n:
         chunk, todo = todo[:n], todo[n:]
         act, errors = simulate_many([str(model_path)] * len(chunk), result.motions[chunk], dt, objective.muscles,
                                     workers=workers)
         ver = Verification(np.r_[ver.runs, chunk].astype(int), np.concatenate([ver.activations, act]),
-                           ver.errors + errors, ver.window, ver.rounds)
+                           ver.errors + errors, window, ver.rounds,
+                           np.r_[ver.round_of, [ver.rounds] * len(chunk)].astype(int),
+                           np.concatenate([ver.predicted, scored.activations[chunk]]), ver.objective, ver.refinements)
+        passed = int(ver.in_band(objective.low, objective.high).sum())
         if log is not None:
-            log(f"verify: {len(ver.runs)} runs simulated, {int(ver.in_band(objective.low, objective.high).sum())} "
-                f"in band by simulation" + (f", {sum(bool(e) for e in errors)} failed" if any(errors) else ""))
+            log(f"verify: {len(ver.runs)} runs simulated, {passed} in band by simulation"
+                + (f", {sum(bool(e) for e in errors)} failed" if any(errors) else ""))
+        if refine is not None and ver.ok().any() and passed < n:  # no refinement once enough passed
+            current, stats = refine_on_simulated(objective, result, ver, refine)
+            ver.objective = current
+            ver.refinements.append({"round": ver.rounds, **asdict(stats)})
+            if log is not None:
+                log(f"verify: surrogate refined on {stats.examples} simulated runs in {stats.seconds:.1f} s: "
+                    f"peak MAD {stats.peak_mad_before:.3f} -> {stats.peak_mad_after:.3f}, drift {stats.drift:.3f}")
+            if todo:
+                scored = rescore(result, current)
+                rank = {r: k for k, r in enumerate(candidate_order(scored, objective.low, objective.high, weights))}
+                todo.sort(key=rank.__getitem__)
     return ver
+
+
+def round_records(ver: Verification, result: GuidanceResult, base: GuidanceObjective, low: float,
+                  high: float) -> list[dict[str, Any]]:
+    """Per round of ``--verify``: runs simulated, in band by the surrogate that
+    guided them and by simulation, and the surrogate-simulation peak MAD of
+    the surrogate that guided the round (``before``: for round > 1 with
+    --verify-refine the copy refined on the earlier rounds, on runs it has
+    never been trained on), of the original surrogate, of the surrogate when
+    each run was picked, and of the last refined copy (``after``; on runs it
+    was trained on)."""
+    ok, sim_inb, window = ver.ok(), ver.in_band(low, high), ver.window
+    sur_inb = ((result.peaks >= low) & (result.peaks <= high)).all(1)
+    last = ver.objective
+    out = []
+    for r in range(1, ver.rounds + 1):
+        sel = ver.round_of == r
+        good = sel & ok
+        runs = ver.runs[good]
+        sim = ver.activations[good]
+        rec = {"round": r, "runs_simulated": int(sel.sum()), "simulations_failed": int((sel & ~ok).sum()),
+               "in_band_by_surrogate": int(sur_inb[ver.runs[sel]].sum()),
+               "in_band_by_simulation": int(sim_inb[sel].sum()),
+               "surrogate_sim_peak_mad_before": _mad(result.activations[runs], sim, window),
+               "surrogate_sim_peak_mad_original": _mad(base.predict(result.motions[runs]), sim, window),
+               "surrogate_sim_peak_mad_at_pick": _mad(ver.predicted[good], sim, window),
+               "surrogate_sim_peak_mad_after": (_mad(last.predict(result.motions[runs]), sim, window)
+                                                if last is not None else None),
+               "guided_by": "refined" if r > 1 and last is not None else "original"}
+        out.append(rec)
+    return out
+
+
+def _mad(pred: np.ndarray, sim: np.ndarray, window: int) -> float | None:
+    return None if len(pred) == 0 else peak_mad(pred, sim, window)
 
 
 def guidance_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -124,6 +211,7 @@ def guidance_settings(args: argparse.Namespace) -> dict[str, Any]:
                      "final_proximity": schedule.final_proximity},
         "weights": weights_from_args(args),
         "verify": bool(getattr(args, "verify", False)),
+        "verify_refine": bool(getattr(args, "verify", False) and getattr(args, "verify_refine", False)),
     }
 
 
@@ -133,6 +221,13 @@ def schedule_from_args(args: argparse.Namespace) -> Schedule:
 
 def weights_from_args(args: argparse.Namespace) -> dict[str, float]:
     return {name: float(getattr(args, f"w_{name}")) for name in TERMS}
+
+
+def refine_config(args: argparse.Namespace) -> RefineConfig | None:
+    """The surrogate refinement of ``--verify-refine`` (None when off or without ``--verify``)."""
+    if not (args.verify and args.verify_refine):
+        return None
+    return RefineConfig(steps=args.refine_steps, lr=args.refine_lr, anchor=args.refine_anchor)
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -145,6 +240,9 @@ def check_args(args: argparse.Namespace) -> None:
         raise GuidanceError(f"--peak-window must be >= 0 seconds, got {args.peak_window}")
     if not 0.0 <= args.band_margin < 0.5:
         raise GuidanceError(f"--band-margin {args.band_margin} must be in [0, 0.5) (a fraction of the band width)")
+    if args.refine_steps < 1 or not args.refine_lr > 0 or args.refine_anchor < 0:
+        raise GuidanceError(f"--refine-steps must be >= 1, --refine-lr > 0 and --refine-anchor >= 0; got "
+                            f"{args.refine_steps}, {args.refine_lr}, {args.refine_anchor}")
     if args.verify_rounds < 0 or args.workers < 1:
         raise GuidanceError(f"--verify-rounds must be >= 0 and --workers >= 1, got {args.verify_rounds}, {args.workers}")
     for flag in ("num_runs", "min_samples", "batch_size", "total_iter", "seq_len", "log_every", "contact_stride"):
@@ -258,6 +356,7 @@ def guide_subjects(args: argparse.Namespace) -> dict[str, Path]:
                 f"lr {args.lr} and init noise U{tuple(args.init_noise)} in units of {unit_scale:.4g}")
     out: dict[str, Path] = {}
     for session in prep.sessions:
+        started = time.perf_counter()
         lines: list[str] = []
 
         def note(msg: str) -> None:
@@ -285,23 +384,27 @@ def guide_subjects(args: argparse.Namespace) -> dict[str, Path]:
         verification = None
         if args.verify:
             model_path = prep.model_paths[session.id]
-            verification = verify_runs(objective, result, model_path, args.min_samples, weights, args.workers, log=note)
+            refine = refine_config(args)
+            verification = verify_runs(objective, result, model_path, args.min_samples, weights, args.workers,
+                                       log=note, refine=refine)
             while (verification.in_band(args.low, args.high).sum() < args.min_samples
                    and verification.rounds <= args.verify_rounds):
+                guiding = verification.objective or objective  # the refined surrogate with --verify-refine
                 note(f"verify: fewer than {args.min_samples} in band by simulation; optimising {args.num_runs} more "
-                     f"latents (round {verification.rounds + 1} of at most {args.verify_rounds + 1})")
+                     f"latents (round {verification.rounds + 1} of at most {args.verify_rounds + 1})"
+                     + (" against the refined surrogate" if guiding is not objective else ""))
                 z_more = initial_latents(sub_lat, args.num_runs, tuple(args.init_noise), unit_scale, gen)
-                result = merge_results(result, guide(objective, z_more, weights, schedule, lr=args.lr * unit_scale,
+                result = merge_results(result, guide(guiding, z_more, weights, schedule, lr=args.lr * unit_scale,
                                                      batch_size=args.batch_size, log_every=args.log_every,
                                                      progress=not args.no_progress, desc=session.id[:12]))
                 verification.rounds += 1
                 verification = verify_runs(objective, result, model_path, args.min_samples, weights, args.workers,
-                                           previous=verification, log=note)
+                                           previous=verification, log=note, refine=refine)
             keep = verified_keep(result, verification, args.min_samples, args.low, args.high, note)
         else:
             keep = rank_samples(result, args.min_samples, args.low, args.high, weights)
         folder = write_results(args, session.id, result, keep, objective, schedule, weights, floor, prep,
-                               verification)
+                               verification, wall_seconds=time.perf_counter() - started)
         inb = L.in_band(torch.as_tensor(result.activations), args.low, args.high, result.window).numpy()
         runs = len(result.latents)
         note(f"{runs} runs in {result.seconds:.1f} s "
@@ -341,9 +444,12 @@ def verified_keep(result: GuidanceResult, ver: Verification, n: int, low: float,
 
 def write_results(args: argparse.Namespace, session_id: str, result: GuidanceResult, keep: np.ndarray,
                   objective: GuidanceObjective, schedule: Schedule, weights: Mapping[str, float], floor: float,
-                  prep: Prepared, verification: Verification | None = None) -> Path:
+                  prep: Prepared, verification: Verification | None = None, wall_seconds: float | None = None
+                  ) -> Path:
     """Write the kept samples (``.mot``, ``.npy``), ``summary.json`` and the PNG; returns the folder.
-    With ``verification`` every kept sample's simulated activation goes into the summary."""
+    With ``verification`` every kept sample's simulated activation goes into the summary, the
+    per-round figures into ``summary.json["verification"]["per_round"]``, and the simulated runs
+    (motions, simulated and surrogate activations, round) into ``verification.npz``."""
     peaks, raw = result.peaks, result.raw_peaks
     inb = ((peaks >= args.low) & (peaks <= args.high)).all(1)
     raw_inb = ((raw >= args.low) & (raw <= args.high)).all(1)
@@ -373,6 +479,7 @@ def write_results(args: argparse.Namespace, session_id: str, result: GuidanceRes
                      "final_proximity": schedule.final_proximity},
         "weights": dict(weights),
         "seconds": float(result.seconds),
+        "wall_seconds": None if wall_seconds is None else float(wall_seconds),
         "in_band_fraction_all_runs": float(inb.mean()),
         "in_band_fraction_kept": float(inb[keep].mean()) if len(keep) else 0.0,
         "raw_in_band_fraction_kept": float(raw_inb[keep].mean()) if len(keep) else 0.0,
@@ -396,10 +503,18 @@ def write_results(args: argparse.Namespace, session_id: str, result: GuidanceRes
             "in_band_by_surrogate_among_simulated": int(sur_inb.sum()),
             "surrogate_sim_peak_mad": float(np.abs(peaks[verification.runs][ok].mean(1)
                                                    - verification.peaks()[ok].mean(1)).mean()) if ok.any() else None,
+            "refine": asdict(refine_config(args)) if args.verify_refine else None,
+            "per_round": round_records(verification, result, objective, args.low, args.high),
+            "refinements": verification.refinements,
         }
     folder = write_subject_samples(prep.exp_dir, session_id, result.motions[keep], args.exp_name,
                                    overwrite=args.overwrite, info=info, per_sample=per_sample,
                                    duration=prep.durations.get(session_id))
+    if verification is not None:
+        np.savez_compressed(folder / "verification.npz", runs=verification.runs, round=verification.round_of,
+                            motions=result.motions[verification.runs], simulated=verification.activations,
+                            surrogate=result.activations[verification.runs], at_pick=verification.predicted,
+                            window=verification.window)
     if not args.no_plot:
 
         plot_samples(folder / f"samples_{args.exp_name}.png", result.activations[keep], result.motions[keep],

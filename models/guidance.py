@@ -23,6 +23,7 @@ order, degrees / metres; activations in [0, 1]. See ``docs/guidance.md``.
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -233,14 +234,38 @@ class GuidanceObjective:
             x_norm = self.vqvae.decode_latent(z_q).float()
         return x_norm, x_norm * self.std + self.mean
 
+    def surrogate_input(self, x_deg: Tensor) -> Tensor:
+        """What the surrogate sees of a motion: low-pass filtered at
+        ``surrogate_lowpass`` Hz when set (what a simulation's own kinematics
+        filter leaves of it). (B, T, 33) -> (B, T, 33)"""
+        return L.lowpass(x_deg, self.fs, self.surrogate_lowpass)
+
     def activations(self, x_deg: Tensor) -> Tensor:
-        """Surrogate activations of the guided muscles, of the motion low-pass
-        filtered at ``surrogate_lowpass`` Hz when set (what a simulation's own
-        kinematics filter leaves of it). (B, T, 33) -> (B, T, M)"""
-        x_deg = L.lowpass(x_deg, self.fs, self.surrogate_lowpass)
+        """Surrogate activations of the guided muscles of the motion as
+        :meth:`surrogate_input` gives it. (B, T, 33) -> (B, T, M)"""
+        x_deg = self.surrogate_input(x_deg)
         with self._autocast():
             act = self.surrogate(x_deg)
         return act[..., self.muscle_idx].float()
+
+    def with_surrogate(self, surrogate) -> "GuidanceObjective":
+        """The same objective with another surrogate (e.g. one refined on
+        simulated runs, :mod:`models.surrogate_refine`) predicting the same
+        muscles; ``self`` is unchanged."""
+        other = copy.copy(self)
+        other.surrogate = surrogate.eval().requires_grad_(False)
+        other.muscle_idx = surrogate.muscle_indices(list(self.muscles))
+        return other
+
+    @torch.no_grad()
+    def predict(self, motions: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Surrogate activations of decoded motions as guidance computes them
+        (:meth:`activations`). (N, T, 33) degrees / metres -> (N, T, M) float32"""
+        out = [self.activations(torch.as_tensor(motions[i:i + batch_size], dtype=torch.float32,
+                                                device=self.device)).cpu()
+               for i in range(0, len(motions), batch_size)]
+        return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, *motions.shape[1:2],
+                                                                                len(self.muscles)), np.float32)
 
     def foot_positions(self, x_deg: Tensor, stride: int | None = None) -> Tensor:
         """Foot contact points at every ``stride``-th frame (default ``contact_stride``).
@@ -456,6 +481,16 @@ def rank_samples(result: GuidanceResult, n: int, low: float, high: float,
     """Indices of the ``n`` best runs (:func:`candidate_order`), ordered by
     peak activation (ascending)."""
     return order_by_peak(result, candidate_order(result, low, high, weights)[: max(0, n)])
+
+
+def rescore(result: GuidanceResult, objective: GuidanceObjective) -> GuidanceResult:
+    """``result`` with the activations of its motions as ``objective``'s
+    surrogate predicts them (e.g. a refined one), to rank with
+    :func:`candidate_order`; latents, motions and terms are shared, not copied."""
+    return GuidanceResult(latents=result.latents, motions=result.motions,
+                          activations=objective.predict(result.motions), terms=result.terms,
+                          history=result.history, history_steps=result.history_steps, seconds=result.seconds,
+                          window=result.window)
 
 
 def merge_results(a: GuidanceResult, b: GuidanceResult) -> GuidanceResult:

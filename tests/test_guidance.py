@@ -15,8 +15,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from dataset.mcs import DatasetError, discover
-from dataset.split import split_sessions
+from dataset.mcs import DatasetError
 import LIMO_Surrogate as LIMO
 from LIMO_Surrogate import main
 from models import guidance as G
@@ -29,30 +28,6 @@ from utils.kinematics import ForwardKinematics
 
 GUIDE = ["--seq-len", "49", "--total-iter", "90", "--lr", "10", "--num-runs", "24", "--batch-size", "24",
          "--min-samples", "6", "--log-every", "10", "--no-progress", "--device", "cpu", "--seed", "0"]
-
-
-@pytest.fixture(scope="module")
-def trained(synthetic_root, tmp_path_factory):
-    """(data root, VQ-VAE checkpoint, surrogate checkpoint, a test session folder)."""
-    from options.surrogate import get_args_parser as sur_parser
-    from options.vq import get_args_parser as vq_parser
-    from surrogate_training import main as sur_main
-    from train_vq import main as vq_main
-
-    root = Path(synthetic_root)
-    out = tmp_path_factory.mktemp("guidance_models")
-    torch.set_num_threads(1)  # tiny models: a second thread only adds synchronisation
-    vq_main(vq_parser().parse_args([
-        "--data-root", str(root), "--out-dir", str(out), "--exp-name", "vq", "--width", "48", "--code-dim", "16",
-        "--nb-code", "32", "--depth", "2", "--batch-size", "8", "--total-iter", "300", "--warm-up-iter", "20",
-        "--lr", "2e-3", "--lr-scheduler", "250", "--eval-iter", "300", "--print-iter", "100",
-        "--snapshot-iter", "1000", "--no-progress", "--device", "cpu"]))
-    sur_main(sur_parser().parse_args([
-        "--data-root", str(root), "--out-dir", str(out), "--exp-name", "sur", "--muscles", "vasmed_r", "vasmed_l",
-        "--hidden", "32", "--epochs", "60", "--batch-size", "4", "--plot-reps", "0", "--device", "cpu"]))
-    _, test = split_sessions([s.id for s in discover(root)], root=root)
-    return root, out / "vq" / "net_last.pth", out / "sur" / "net_best.pth", root / "Data" / test[0]
-
 
 
 def lowest_foot_height(points: Tensor, floor: float | Tensor = 0.0) -> Tensor:
@@ -284,3 +259,44 @@ def test_verify_with_an_unreachable_band_keeps_the_closest_and_says_so(trained, 
     assert summary["verification"]["runs_simulated"] == 8 and summary["verification"]["in_band_by_simulation"] == 0
     assert len(summary["samples"]) == 1 and summary["samples"][0]["simulated"]["in_band"] is False
     assert "WARNING only 0 of the 2" in (folder / "run.log").read_text()
+
+
+def test_verify_refine_refits_the_surrogate_and_records_every_round(trained, tmp_path) -> None:
+    """--verify-refine with a band no squat reaches: every chunk of simulations
+    refines the surrogate (its error on the runs it was refined on falls), the
+    second round is guided by the refined copy, and summary.json / verification.npz
+    hold the per-round figures."""
+    extra = ["--verify", "--low", "0.0", "--high", "0.005", "--verify-rounds", "1", *VERIFY]
+    folder = next(iter(main(_args(trained, tmp_path, "--exp-name", "ref", *extra)).values()))
+    summary = _summary(folder)
+    ver = summary["verification"]
+    assert summary["verify_refine"] is True and ver["refine"]["steps"] == 300  # the default
+    assert ver["rounds"] == 2 and ver["runs_simulated"] == 16 and ver["in_band_by_simulation"] == 0
+    rounds = ver["per_round"]
+    assert [r["round"] for r in rounds] == [1, 2] and [r["runs_simulated"] for r in rounds] == [8, 8]
+    assert [r["guided_by"] for r in rounds] == ["original", "refined"]
+    print("per round:", rounds)
+    # round 1 was guided by the original: 'before' is the original's error
+    assert rounds[0]["surrogate_sim_peak_mad_before"] == pytest.approx(rounds[0]["surrogate_sim_peak_mad_original"],
+                                                                       abs=1e-5)
+    # one refinement per chunk of --min-samples simulations (8 runs / 2 per chunk, 2 rounds)
+    refs = ver["refinements"]
+    assert len(refs) == 8 and [r["examples"] for r in refs] == list(range(2, 17, 2))
+    for r in refs:
+        assert r["peak_mad_after"] < r["peak_mad_before"] and r["loss_after"] < r["loss_before"]
+    # the last copy, on everything it was refined on, is far closer than the original
+    assert rounds[0]["surrogate_sim_peak_mad_after"] < 0.5 * rounds[0]["surrogate_sim_peak_mad_original"]
+    data = np.load(folder / "verification.npz")
+    assert data["motions"].shape == (16, 196, 33) and data["simulated"].shape == (16, 196, 2)
+    assert list(np.bincount(data["round"])[1:]) == [8, 8] and set(data["runs"]) == set(range(16))
+
+
+def test_verify_refine_options_are_checked_before_any_work(trained, tmp_path) -> None:
+    _refused(trained, tmp_path, G.GuidanceError, "--refine-steps", "--verify", "--verify-refine", "--refine-steps", "0")
+    _refused(trained, tmp_path, G.GuidanceError, "--refine-lr", "--verify", "--verify-refine", "--refine-lr", "0")
+    _refused(trained, tmp_path, G.GuidanceError, "--refine-anchor", "--verify", "--verify-refine",
+             "--refine-anchor", "-1")
+    args = get_args_parser().parse_args(["--vq-name", "v", "--surrogate", "s"])
+    assert args.verify_refine is True and LIMO.refine_config(args) is None  # on by default, acts only with --verify
+    args = get_args_parser().parse_args(["--vq-name", "v", "--surrogate", "s", "--verify", "--no-verify-refine"])
+    assert LIMO.refine_config(args) is None
