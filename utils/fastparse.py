@@ -69,8 +69,8 @@ def load(path: str | os.PathLike = LIBRARY):
     fn = lib.bige_parse_table
     fn.restype = ctypes.c_long
     fn.argtypes = [ctypes.c_char_p, ctypes.c_long, ctypes.c_long, ctypes.c_long,
-                   ctypes.POINTER(ctypes.c_double), ctypes.c_long,
-                   ctypes.POINTER(ctypes.c_long), ctypes.POINTER(ctypes.c_long)]
+                   ctypes.c_void_p, ctypes.c_long,  # the output buffer's address (int)
+                   ctypes.POINTER(ctypes.c_long), ctypes.POINTER(ctypes.c_long), ctypes.POINTER(ctypes.c_long)]
     return fn
 
 
@@ -80,12 +80,14 @@ _C_PARSER = load()
 @dataclass
 class Table:
     """What :func:`parse_table` found: every number in order, the count of
-    lines holding numbers, and the first line (0-based from the start) whose
-    count of numbers differs from the one asked (-1: none)."""
+    lines holding numbers, the first line (0-based from the start) whose
+    count of numbers differs from the one asked (-1: none), and the index in
+    ``values`` of the first nan or infinity (-1: none)."""
 
     values: np.ndarray
     rows: int
     bad_line: int
+    nonfinite: int = -1
 
 
 def parse_table(data: bytes, start: int = 0, n_cols: int = 0, parser=None, rows_hint: int = 0) -> Table:
@@ -106,15 +108,15 @@ def parse_table(data: bytes, start: int = 0, n_cols: int = 0, parser=None, rows_
         cap = (rows_hint + 1 if rows_hint > 0 else data.count(b"\n", start) + 1) * n_cols
     else:
         cap = n // 2 + 1
-    rows, bad = ctypes.c_long(), ctypes.c_long()
+    rows, bad, nonfinite = ctypes.c_long(), ctypes.c_long(), ctypes.c_long()
     while True:
         out = np.empty(cap, dtype=np.float64)
-        count = fn(data, start, n, n_cols, out.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), cap,
-                   ctypes.byref(rows), ctypes.byref(bad))
+        count = fn(data, start, n, n_cols, out.__array_interface__["data"][0], cap,
+                   ctypes.byref(rows), ctypes.byref(bad), ctypes.byref(nonfinite))
         if count < 0:
             raise ParseError(-count - 1)
         if count <= cap:
-            return Table(out[:count], rows.value, bad.value)
+            return Table(out[:count], rows.value, bad.value, nonfinite.value)
         cap = count
 
 
@@ -135,11 +137,13 @@ def _parse_table_numpy(data: bytes, start: int, n_cols: int) -> Table:
                     raise ParseError(data.index(token, offset)) from None
             offset += len(line) + 1
         raise ParseError(start) from None
-    return Table(values, sum(1 for c in counts if c), bad)
+    finite = np.isfinite(values)
+    nonfinite = -1 if finite.all() else int(np.argmin(finite))
+    return Table(values, sum(1 for c in counts if c), bad, nonfinite)
 
 
 def backend() -> str:
-    """Which parser :func:`parse_floats` uses: ``"C"`` or ``"numpy"``."""
+    """Which parser :func:`parse_table` uses: ``"C"`` or ``"numpy"``."""
     return "C" if _C_PARSER is not None else "numpy"
 
 
