@@ -10,6 +10,7 @@ Bad input raises :class:`MotionFileError` naming the file and line.
 """
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import math
@@ -73,6 +74,23 @@ def is_rotation(label: str) -> bool:
     return name in COORDINATES and name not in TRANSLATIONS
 
 
+@functools.lru_cache(maxsize=256)
+def _label_index(labels: tuple[str, ...]) -> tuple[dict[str, int], tuple[str, str, str] | None]:
+    """``short name -> column`` of ``labels``, and the first clash (first
+    label, second label, the short name both give) or ``None``. Cached: the
+    files of a dataset share their labels."""
+    shorts = [lab if "/" not in lab else canonical_label(lab) for lab in labels]
+    index = dict(zip(shorts, range(len(shorts))))
+    if len(index) == len(shorts):
+        return index, None
+    index = {}
+    for i, (lab, short) in enumerate(zip(labels, shorts)):
+        if short in index:
+            return index, (labels[index[short]], lab, short)
+        index[short] = i
+    raise AssertionError("unreachable: a clash was counted")
+
+
 @dataclass
 class Motion:
     """A table of samples over time, as read from or written to a motion file.
@@ -103,15 +121,11 @@ class Motion:
                 f"values of shape {self.values.shape} do not match {len(self.times)} times "
                 f"x {len(self.labels)} labels",
             )
-        self._index: dict[str, int] = {}
-        for i, lab in enumerate(self.labels):
-            short = canonical_label(lab)
-            if short in self._index:
-                first = self.labels[self._index[short]]
-                raise MotionFileError(
-                    self.source, f"columns {first!r} and {lab!r} both name {short!r}; keep one of them"
-                )
-            self._index[short] = i
+        index, clash = _label_index(self.labels)
+        if clash is not None:
+            first, lab, short = clash
+            raise MotionFileError(self.source, f"columns {first!r} and {lab!r} both name {short!r}; keep one of them")
+        self._index: dict[str, int] = index  # shared by every Motion with these labels: never mutated
 
     @property
     def n_frames(self) -> int:
@@ -210,6 +224,7 @@ def _read_text(path: Path) -> str:
 _HEADER_END = re.compile(rb"^[ \t]*endheader[ \t]*\r?$", re.MULTILINE | re.IGNORECASE)
 _LEGACY_KEYS = ("datacolumns", "datarows", "range")
 _COUNT_KEYS = (("nRows", "datarows", 0), ("nColumns", "datacolumns", 1))
+_PADDING = re.compile(r"[^\S\t]")  # whitespace other than a tab
 _TRUE = ("yes", "y", "true", "t", "1", "on")
 _FALSE = ("no", "n", "false", "f", "0", "off")
 
@@ -247,7 +262,10 @@ def _split_labels(path: Path, line: str, line_no: int) -> list[str]:
     """Column labels of a storage file: tab-separated (labels may hold spaces)
     or, without a tab, whitespace-separated; a trailing separator is allowed."""
     if "\t" in line:
-        labels = [lab.strip() for lab in line.strip().split("\t")]
+        line = line.strip()
+        labels = line.split("\t")
+        if _PADDING.search(line):  # whitespace other than tabs: labels to strip
+            labels = [lab.strip() for lab in labels]
     else:
         labels = line.split()
     if "" in labels:
@@ -378,6 +396,8 @@ def _parse_bool(path: Path, key: str, value: str, line: int) -> bool:
 
 
 def _check_duplicates(path: Path, labels: Sequence[str], line: int) -> None:
+    if len(set(labels)) == len(labels):
+        return
     seen: set[str] = set()
     for lab in labels:
         if lab in seen:
@@ -413,10 +433,10 @@ def _parse_body(path: Path, raw: bytes, start: int, first_line: int, n_cols: int
         _diagnose_line(path, raw, start, table.bad_line, first_line, n_cols)
         raise MotionFileError(path, f"could not parse the row as {n_cols} numbers", line=first_line + table.bad_line)
     data = table.values.reshape(table.rows, n_cols)
-    if not np.isfinite(data).all():
-        row, col = np.argwhere(~np.isfinite(data))[0]
+    if table.nonfinite >= 0:
+        row, col = divmod(table.nonfinite, n_cols)
         raise MotionFileError(path, f"non-finite value {data[row, col]} in column {col + 1}",
-                              line=_line_of_row(raw[start:].split(b"\n"), first_line, int(row)))
+                              line=_line_of_row(raw[start:].split(b"\n"), first_line, row))
     return data
 
 
@@ -484,7 +504,7 @@ def _check_counts(path: Path, metadata: dict[str, str], where: dict[str, int],
 
 def _check_time(path: Path, times: np.ndarray, first_line: int) -> None:
     """Times must increase; ``first_line`` is the file line of the first row."""
-    if len(times) > 1:
+    if len(times) > 1 and not (times[1:] > times[:-1]).all():
         steps = np.diff(times)
         bad = np.flatnonzero(steps <= 0)
         if bad.size:
