@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -120,6 +121,9 @@ def parse_table(data: bytes, start: int = 0, n_cols: int = 0, parser=None, rows_
         cap = count
 
 
+_TOKEN = re.compile(rb"[^ \t\n\r\v\f]+")  # what bytes.split() separates
+
+
 def _parse_table_numpy(data: bytes, start: int, n_cols: int) -> Table:
     """:func:`parse_table` with numpy's parser (no C compiler at install)."""
     lines = data[start:].split(b"\n")
@@ -130,11 +134,13 @@ def _parse_table_numpy(data: bytes, start: int, n_cols: int) -> Table:
     except ValueError:
         offset = start
         for line in lines:
-            for token in line.split():
+            for match in _TOKEN.finditer(line):
                 try:
-                    float(token)
+                    if b"_" in match.group():  # float() takes 1_000, strtod (the C parser) does not
+                        raise ValueError
+                    float(match.group())
                 except ValueError:
-                    raise ParseError(data.index(token, offset)) from None
+                    raise ParseError(offset + match.start()) from None
             offset += len(line) + 1
         raise ParseError(start) from None
     finite = np.isfinite(values)
