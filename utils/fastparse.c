@@ -147,9 +147,12 @@ __attribute__((noinline)) static int parse_token(const char *p, const char *buf_
 #include <emmintrin.h>
 #define BIGE_SIMD 1
 
-/* Bytes that may end a token: whitespace and the buffer's final '\0'. */
+/* Bytes that may end a token: whitespace and the buffer's final '\0'; 2 for
+ * a separator the fast path skips itself (no line to count). */
 static const unsigned char DELIM[256] = {
-    [0] = 1, [' '] = 1, ['\t'] = 1, ['\n'] = 1, ['\r'] = 1, ['\v'] = 1, ['\f'] = 1};
+    [0] = 1, [' '] = 2, ['\t'] = 2, ['\n'] = 1, ['\r'] = 1, ['\v'] = 1, ['\f'] = 1};
+
+static const double SIGN[2] = {1.0, -1.0};
 
 /* BELOW[k]: the bytes 0..k-1 of a 16-byte vector set (k = 0..16). */
 static const signed char BELOW[17][16] __attribute__((aligned(16))) = {
@@ -177,11 +180,12 @@ static const uint64_t INV5[16] = {0x1ull, 0xcccccccccccccccdull, 0x8f5c28f5c28f5
 
 /* The decimal at q of an optional sign, at most 15 digits and one '.',
  * ended by whitespace or '\0' within 16 bytes (q[0..15] must be readable):
- * its value in *value, returning its length; 0 (nothing written) for any
+ * its value in *value and in *next where the next token may start (after a
+ * single ' ' or '\t' that ends it), returning 1; 0 (nothing written) for any
  * other token, which then goes to parse_token. With 15 digits at most the
  * mantissa is below 10^15 < 2^53 and the decimals at most 14, so one IEEE
  * division of two exact numbers gives the correctly rounded value. */
-static inline unsigned parse_short(const char *q, double *value) {
+static inline int parse_short(const char *q, double *value, const char **next) {
     __m128i v = _mm_loadu_si128((const __m128i *)q);
     /* digits: (byte - '0') < 10 unsigned, as a signed compare after a bias */
     __m128i vals = _mm_sub_epi8(v, _mm_set1_epi8('0'));
@@ -191,7 +195,8 @@ static inline unsigned parse_short(const char *q, double *value) {
     unsigned dots = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('.')));
     unsigned sign = (q[0] == '-') | (q[0] == '+');
     unsigned n = (unsigned)__builtin_ctz(~(digit | dots | sign));  /* bit 16 is always set */
-    if (n > 15 || !DELIM[(unsigned char)q[n]]) return 0;
+    unsigned delim = DELIM[(unsigned char)q[n & 15]];
+    if (n > 15 || !delim) return 0;
     unsigned inside = (1u << n) - 1;
     dots &= inside;
     if ((dots & (dots - 1)) || !(digit & inside)) return 0;  /* two dots, or no digit */
@@ -206,7 +211,9 @@ static inline unsigned parse_short(const char *q, double *value) {
     vals = _mm_and_si128(vals, _mm_load_si128((const __m128i *)BELOW[nd]));
     /* pairs of digits (16-bit: a + 256 b times 256 * 10 + 1 is 10 a + b in
      * the high byte, mod 2^16), fours (32-bit), eights (32-bit) */
-    __m128i pairs = _mm_srli_epi16(_mm_mullo_epi16(vals, _mm_set1_epi16(0x0A01)), 8);
+    __m128i times = _mm_set1_epi16(0x0A01);
+    __asm__("" : "+x"(times));  /* one pmullw, not the four shifts and adds gcc would make of it */
+    __m128i pairs = _mm_srli_epi16(_mm_mullo_epi16(vals, times), 8);
     __m128i fours = _mm_madd_epi16(pairs, _mm_set1_epi32(100 | (1 << 16)));
     fours = _mm_packs_epi32(fours, fours);
     __m128i eights = _mm_madd_epi16(fours, _mm_set1_epi32(10000 | (1 << 16)));
@@ -214,13 +221,11 @@ static inline unsigned parse_short(const char *q, double *value) {
                  (uint32_t)_mm_cvtsi128_si32(_mm_srli_si128(eights, 4));
     unsigned k = 16 - nd;
     uint64_t mantissa = (w >> k) * INV5[k];
-    unsigned decimals = n > d ? n - 1 - d : 0;
-    double x = (double)(int64_t)mantissa / POW10[decimals];
-    uint64_t bits;  /* the sign without a branch: signs are random in data */
-    memcpy(&bits, &x, 8);
-    bits |= (uint64_t)(q[0] == '-') << 63;
-    memcpy(value, &bits, 8);
-    return n;
+    unsigned decimals = (n - 1 - d) & -(unsigned)(dots != 0);  /* 0 without a '.': / 1.0 is exact */
+    /* the sign without a branch (signs are random in data): * -1.0 is exact */
+    *value = (double)(int64_t)mantissa / POW10[decimals] * SIGN[q[0] == '-'];
+    *next = q + n + (delim == 2);
+    return 1;
 }
 #endif
 
@@ -239,6 +244,9 @@ long bige_parse_table(const char *buf, long start, long n, long ncols, double *o
                       long *rows, long *bad_line, long *nonfinite) {
     const char *p = buf + start, *end = buf + start + n;
     long count = 0, line = 0, in_line = 0, n_rows = 0, bad = -1, first_nonfinite = -1;
+#ifdef BIGE_SIMD
+    const char *simd_last = n >= 15 ? end - 15 : NULL;  /* NULL: no token has a whole window */
+#endif
     while (1) {
         while (is_space(*p)) {
             if (*p == '\n') {
@@ -253,10 +261,8 @@ long bige_parse_table(const char *buf, long start, long n, long ncols, double *o
         }
         double value;
 #ifdef BIGE_SIMD
-        unsigned len;
         /* the 16-byte window must stay inside the buffer, its final '\0' included */
-        if (end - p >= 15 && (len = parse_short(p, &value)) != 0) {
-            p += len;
+        if (p <= simd_last && parse_short(p, &value, &p)) {
         } else
 #endif
         {
