@@ -224,7 +224,6 @@ def _read_text(path: Path) -> str:
 _HEADER_END = re.compile(rb"^[ \t]*endheader[ \t]*\r?$", re.MULTILINE | re.IGNORECASE)
 _LEGACY_KEYS = ("datacolumns", "datarows", "range")
 _COUNT_KEYS = (("nRows", "datarows", 0), ("nColumns", "datacolumns", 1))
-_PADDING = re.compile(r"[^\S\t]")  # whitespace other than a tab
 _TRUE = ("yes", "y", "true", "t", "1", "on")
 _FALSE = ("no", "n", "false", "f", "0", "off")
 
@@ -258,19 +257,28 @@ def _parse_header(path: Path, lines: list[str]) -> tuple[str, dict[str, str], di
     return name, metadata, where
 
 
-def _split_labels(path: Path, line: str, line_no: int) -> list[str]:
+def _split_labels(path: Path, line: bytes, line_no: int) -> tuple[str, ...]:
     """Column labels of a storage file: tab-separated (labels may hold spaces)
     or, without a tab, whitespace-separated; a trailing separator is allowed."""
-    if "\t" in line:
-        line = line.strip()
-        labels = line.split("\t")
-        if _PADDING.search(line):  # whitespace other than tabs: labels to strip
-            labels = [lab.strip() for lab in labels]
-    else:
-        labels = line.split()
-    if "" in labels:
+    labels = _label_fields(line)
+    if not all(labels):
         raise MotionFileError(path, f"column {labels.index('') + 1} has an empty label", line=line_no)
     return labels
+
+
+@functools.lru_cache(maxsize=256)
+def _label_fields(line: bytes) -> tuple[str, ...]:
+    """The fields of a label line (cached by its bytes: the files of a dataset
+    share theirs, and then their labels are the same string objects)."""
+    text = line.decode("utf-8", errors="replace")
+    if "\t" not in text:
+        return tuple(text.split())
+    text = text.strip()
+    labels = text.split("\t")
+    bare = text.replace("\t", "")
+    if " " in bare or not bare.isprintable():  # whitespace other than tabs (all of it is unprintable but ' ')
+        labels = [lab.strip() for lab in labels]
+    return tuple(labels)
 
 
 def read_storage(path: str | os.PathLike) -> Motion:
@@ -301,9 +309,9 @@ def read_storage(path: str | os.PathLike) -> Motion:
             break
         pos, line_no = stop + 1, line_no + 1
     label_no = line_no
-    labels = _split_labels(path, raw[pos:stop].decode("utf-8", errors="replace"), label_no)
+    labels = _split_labels(path, raw[pos:stop], label_no)
     if labels[0].lower() != "time":
-        raise MotionFileError(path, f"first column must be 'time', found {labels[:1]}", line=label_no)
+        raise MotionFileError(path, f"first column must be 'time', found {list(labels[:1])}", line=label_no)
     _check_duplicates(path, labels, label_no)
 
     data = _parse_body(path, raw, stop + 1, label_no + 1, len(labels), rows_hint=_header_rows(metadata))
