@@ -15,10 +15,12 @@ from utils.fastparse import ParseError, parse_table
 pytestmark = pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="no C compiler")
 
 
-@pytest.fixture(scope="module")
-def c_parser(tmp_path_factory):
-    """The C parser, compiled afresh from the source into a temporary folder."""
-    lib = fastparse.build(tmp_path_factory.mktemp("fastparse") / "_fastparse.so")
+@pytest.fixture(scope="module", params=["simd", "portable"])
+def c_parser(request, tmp_path_factory):
+    """The C parser, compiled afresh from the source into a temporary folder:
+    as shipped (its SSE2 path on x86-64) and with only its portable path."""
+    flags = ["-DBIGE_NO_SIMD"] if request.param == "portable" else []
+    lib = fastparse.build(tmp_path_factory.mktemp("fastparse") / "_fastparse.so", flags=flags)
     fn = fastparse.load(lib)
     assert fn is not None
     return fn

@@ -143,7 +143,8 @@ __attribute__((noinline)) static int parse_token(const char *p, const char *buf_
     return slow_parse(tok, end, value);
 }
 
-#ifdef __SSE2__
+/* x86-64 (where SSE2 is always present); -DBIGE_NO_SIMD builds the portable path alone (tested) */
+#if defined(__SSE2__) && defined(__x86_64__) && !defined(BIGE_NO_SIMD)
 #include <emmintrin.h>
 #define BIGE_SIMD 1
 
@@ -195,8 +196,10 @@ static inline int parse_short(const char *q, double *value, const char **next) {
     unsigned dots = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('.')));
     unsigned sign = (q[0] == '-') | (q[0] == '+');
     unsigned n = (unsigned)__builtin_ctz(~(digit | dots | sign));  /* bit 16 is always set */
+    /* the byte ending it must be a delimiter; with n == 16 (no end within the
+     * window) q[n & 15] is q[0], a byte of the token, so this fails too */
     unsigned delim = DELIM[(unsigned char)q[n & 15]];
-    if (n > 15 || !delim) return 0;
+    if (!delim) return 0;
     unsigned inside = (1u << n) - 1;
     dots &= inside;
     if ((dots & (dots - 1)) || !(digit & inside)) return 0;  /* two dots, or no digit */
@@ -217,8 +220,10 @@ static inline int parse_short(const char *q, double *value, const char **next) {
     __m128i fours = _mm_madd_epi16(pairs, _mm_set1_epi32(100 | (1 << 16)));
     fours = _mm_packs_epi32(fours, fours);
     __m128i eights = _mm_madd_epi16(fours, _mm_set1_epi32(10000 | (1 << 16)));
-    uint64_t w = (uint64_t)(uint32_t)_mm_cvtsi128_si32(eights) * 100000000ull +
-                 (uint32_t)_mm_cvtsi128_si32(_mm_srli_si128(eights, 4));
+    /* W = first eight * 10^8 + second eight, in the low 64-bit lane */
+    __m128i w128 = _mm_add_epi64(_mm_mul_epu32(eights, _mm_set_epi32(0, 0, 0, 100000000)),
+                                 _mm_srli_epi64(eights, 32));
+    uint64_t w = (uint64_t)_mm_cvtsi128_si64(w128);
     unsigned k = 16 - nd;
     uint64_t mantissa = (w >> k) * INV5[k];
     unsigned decimals = (n - 1 - d) & -(unsigned)(dots != 0);  /* 0 without a '.': / 1.0 is exact */
@@ -243,18 +248,19 @@ static inline int parse_short(const char *q, double *value, const char **next) {
 long bige_parse_table(const char *buf, long start, long n, long ncols, double *out, long cap,
                       long *rows, long *bad_line, long *nonfinite) {
     const char *p = buf + start, *end = buf + start + n;
-    long count = 0, line = 0, in_line = 0, n_rows = 0, bad = -1, first_nonfinite = -1;
+    long count = 0, line = 0, line_start = 0, n_rows = 0, bad = -1, first_nonfinite = -1;
 #ifdef BIGE_SIMD
     const char *simd_last = n >= 15 ? end - 15 : NULL;  /* NULL: no token has a whole window */
 #endif
     while (1) {
         while (is_space(*p)) {
             if (*p == '\n') {
+                long in_line = count - line_start;  /* numbers on this line */
                 if (in_line) {
                     n_rows++;
                     if (ncols > 0 && in_line != ncols && bad < 0) bad = line;
                 }
-                in_line = 0;
+                line_start = count;
                 line++;
             }
             p++;
@@ -276,8 +282,8 @@ long bige_parse_table(const char *buf, long start, long n, long ncols, double *o
         }
         if (count < cap) out[count] = value;
         count++;
-        in_line++;
     }
+    long in_line = count - line_start;
     if (in_line) {
         n_rows++;
         if (ncols > 0 && in_line != ncols && bad < 0) bad = line;
