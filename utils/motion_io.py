@@ -202,7 +202,8 @@ def _read_bytes(path: Path) -> bytes:
     """The file's bytes, a UTF-8 byte-order mark removed; clear errors for
     missing, unreadable, folder and empty paths."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb", buffering=0) as handle:  # one read of the size fstat gives, no buffer copy
+            data = handle.readall()
     except FileNotFoundError:
         raise MotionFileError(path, "file does not exist") from None
     except IsADirectoryError:
@@ -290,7 +291,7 @@ def read_storage(path: str | os.PathLike) -> Motion:
     ``range``). Where the header does not give ``inDegrees`` the unit is
     decided by :func:`decide_angle_unit` and the decision is logged.
     """
-    path = Path(path)
+    path = path if isinstance(path, Path) else Path(path)
     raw = _read_bytes(path)
     end = _HEADER_END.search(raw)
     if end is None:
