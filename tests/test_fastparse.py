@@ -15,15 +15,31 @@ from utils.fastparse import ParseError, parse_table
 pytestmark = pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="no C compiler")
 
 
-@pytest.fixture(scope="module", params=["simd", "portable"])
+BUILDS = {"shipped": [], "sse2": ["-DBIGE_NO_SSSE3"], "portable": ["-DBIGE_NO_SIMD"]}
+
+
+@pytest.fixture(scope="module", params=list(BUILDS))
 def c_parser(request, tmp_path_factory):
     """The C parser, compiled afresh from the source into a temporary folder:
-    as shipped (its SSE2 path on x86-64) and with only its portable path."""
-    flags = ["-DBIGE_NO_SIMD"] if request.param == "portable" else []
-    lib = fastparse.build(tmp_path_factory.mktemp("fastparse") / "_fastparse.so", flags=flags)
+    as shipped (on x86-64 its SSSE3 path where the CPU has it, else SSE2),
+    with its SSE2 path only, and with only its portable path."""
+    lib = fastparse.build(tmp_path_factory.mktemp("fastparse") / "_fastparse.so", flags=BUILDS[request.param])
     fn = fastparse.load(lib)
     assert fn is not None
     return fn
+
+
+def test_each_build_takes_the_fast_path_it_names(c_parser, request):
+    """So that the tests of each build really exercise that path."""
+    import platform
+
+    build = request.node.callspec.params["c_parser"]
+    if platform.machine() not in ("x86_64", "AMD64"):
+        assert c_parser.simd_level == 0
+    elif build == "shipped":
+        assert c_parser.simd_level in (1, 2)
+    else:
+        assert c_parser.simd_level == {"sse2": 1, "portable": 0}[build]
 
 
 def _reference(text: str) -> np.ndarray:

@@ -38,10 +38,11 @@ class ParseError(ValueError):
 def build(dest: str | os.PathLike = LIBRARY, compiler: str | None = None, flags: Sequence[str] = ()) -> Path:
     """Compile ``fastparse.c`` into the shared library ``dest`` (atomically).
 
-    ``-O3`` and no ``-march``: the fast path uses SSE2 only, which every
-    x86-64 CPU has, so the library also runs on another machine sharing the
-    checkout; ``-march=native`` measured no faster. ``flags`` are added (the
-    tests build the portable path with ``-DBIGE_NO_SIMD``). Raises
+    ``-O3`` and no ``-march``: the fast path is SSE2 (every x86-64 CPU) with
+    an SSSE3 version chosen at run time, so the library also runs on another
+    machine sharing the checkout; ``-march=native`` measured no faster.
+    ``flags`` are added (the tests also build the SSE2 path alone with
+    ``-DBIGE_NO_SSSE3`` and the portable one with ``-DBIGE_NO_SIMD``). Raises
     ``RuntimeError`` with the compiler's message when no C compiler is found
     or compilation fails."""
     dest = Path(dest)
@@ -64,7 +65,8 @@ def build(dest: str | os.PathLike = LIBRARY, compiler: str | None = None, flags:
 
 def load(path: str | os.PathLike = LIBRARY):
     """The compiled ``bige_parse_table`` function, or ``None`` when ``path``
-    is missing, unloadable or older than the source."""
+    is missing, unloadable or older than the source. Its ``simd_level`` is the
+    fast path it takes on this CPU (2 SSSE3, 1 SSE2, 0 none)."""
     path = Path(path)
     try:
         if not path.is_file() or path.stat().st_mtime < SOURCE.stat().st_mtime:
@@ -77,6 +79,8 @@ def load(path: str | os.PathLike = LIBRARY):
     fn.argtypes = [ctypes.c_char_p, ctypes.c_long, ctypes.c_long, ctypes.c_long,
                    ctypes.c_void_p, ctypes.c_long,  # the output buffer's address (int)
                    ctypes.POINTER(ctypes.c_long), ctypes.POINTER(ctypes.c_long), ctypes.POINTER(ctypes.c_long)]
+    lib.bige_simd_level.restype = ctypes.c_int
+    fn.simd_level = lib.bige_simd_level()
     return fn
 
 
@@ -154,8 +158,11 @@ def _parse_table_numpy(data: bytes, start: int, n_cols: int) -> Table:
 
 
 def backend() -> str:
-    """Which parser :func:`parse_table` uses: ``"C"`` or ``"numpy"``."""
-    return "C" if _C_PARSER is not None else "numpy"
+    """Which parser :func:`parse_table` uses: ``"C (SSSE3)"``, ``"C (SSE2)"``,
+    ``"C"`` (no SIMD path on this machine) or ``"numpy"``."""
+    if _C_PARSER is None:
+        return "numpy"
+    return {2: "C (SSSE3)", 1: "C (SSE2)"}.get(_C_PARSER.simd_level, "C")
 
 
 def main(argv: list[str] | None = None) -> int:
