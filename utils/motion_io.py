@@ -10,6 +10,7 @@ Bad input raises :class:`MotionFileError` naming the file and line.
 """
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import math
@@ -73,6 +74,23 @@ def is_rotation(label: str) -> bool:
     return name in COORDINATES and name not in TRANSLATIONS
 
 
+@functools.lru_cache(maxsize=256)
+def _label_index(labels: tuple[str, ...]) -> tuple[dict[str, int], tuple[str, str, str] | None]:
+    """``short name -> column`` of ``labels``, and the first clash (first
+    label, second label, the short name both give) or ``None``. Cached: the
+    files of a dataset share their labels."""
+    shorts = [lab if "/" not in lab else canonical_label(lab) for lab in labels]
+    index = dict(zip(shorts, range(len(shorts))))
+    if len(index) == len(shorts):
+        return index, None
+    index = {}
+    for i, (lab, short) in enumerate(zip(labels, shorts)):
+        if short in index:
+            return index, (labels[index[short]], lab, short)
+        index[short] = i
+    raise AssertionError("unreachable: a clash was counted")
+
+
 @dataclass
 class Motion:
     """A table of samples over time, as read from or written to a motion file.
@@ -103,15 +121,11 @@ class Motion:
                 f"values of shape {self.values.shape} do not match {len(self.times)} times "
                 f"x {len(self.labels)} labels",
             )
-        self._index: dict[str, int] = {}
-        for i, lab in enumerate(self.labels):
-            short = canonical_label(lab)
-            if short in self._index:
-                first = self.labels[self._index[short]]
-                raise MotionFileError(
-                    self.source, f"columns {first!r} and {lab!r} both name {short!r}; keep one of them"
-                )
-            self._index[short] = i
+        index, clash = _label_index(self.labels)
+        if clash is not None:
+            first, lab, short = clash
+            raise MotionFileError(self.source, f"columns {first!r} and {lab!r} both name {short!r}; keep one of them")
+        self._index: dict[str, int] = index  # shared by every Motion with these labels: never mutated
 
     @property
     def n_frames(self) -> int:
@@ -188,7 +202,8 @@ def _read_bytes(path: Path) -> bytes:
     """The file's bytes, a UTF-8 byte-order mark removed; clear errors for
     missing, unreadable, folder and empty paths."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb", buffering=0) as handle:  # one read of the size fstat gives, no buffer copy
+            data = handle.readall()
     except FileNotFoundError:
         raise MotionFileError(path, "file does not exist") from None
     except IsADirectoryError:
@@ -243,16 +258,28 @@ def _parse_header(path: Path, lines: list[str]) -> tuple[str, dict[str, str], di
     return name, metadata, where
 
 
-def _split_labels(path: Path, line: str, line_no: int) -> list[str]:
+def _split_labels(path: Path, line: bytes, line_no: int) -> tuple[str, ...]:
     """Column labels of a storage file: tab-separated (labels may hold spaces)
     or, without a tab, whitespace-separated; a trailing separator is allowed."""
-    if "\t" in line:
-        labels = [lab.strip() for lab in line.strip().split("\t")]
-    else:
-        labels = line.split()
-    if "" in labels:
+    labels = _label_fields(line)
+    if not all(labels):
         raise MotionFileError(path, f"column {labels.index('') + 1} has an empty label", line=line_no)
     return labels
+
+
+@functools.lru_cache(maxsize=256)
+def _label_fields(line: bytes) -> tuple[str, ...]:
+    """The fields of a label line (cached by its bytes: the files of a dataset
+    share theirs, and then their labels are the same string objects)."""
+    text = line.decode("utf-8", errors="replace")
+    if "\t" not in text:
+        return tuple(text.split())
+    text = text.strip()
+    labels = text.split("\t")
+    bare = text.replace("\t", "")
+    if " " in bare or not bare.isprintable():  # whitespace other than tabs (all of it is unprintable but ' ')
+        labels = [lab.strip() for lab in labels]
+    return tuple(labels)
 
 
 def read_storage(path: str | os.PathLike) -> Motion:
@@ -264,7 +291,7 @@ def read_storage(path: str | os.PathLike) -> Motion:
     ``range``). Where the header does not give ``inDegrees`` the unit is
     decided by :func:`decide_angle_unit` and the decision is logged.
     """
-    path = Path(path)
+    path = path if isinstance(path, Path) else Path(path)
     raw = _read_bytes(path)
     end = _HEADER_END.search(raw)
     if end is None:
@@ -283,9 +310,9 @@ def read_storage(path: str | os.PathLike) -> Motion:
             break
         pos, line_no = stop + 1, line_no + 1
     label_no = line_no
-    labels = _split_labels(path, raw[pos:stop].decode("utf-8", errors="replace"), label_no)
+    labels = _split_labels(path, raw[pos:stop], label_no)
     if labels[0].lower() != "time":
-        raise MotionFileError(path, f"first column must be 'time', found {labels[:1]}", line=label_no)
+        raise MotionFileError(path, f"first column must be 'time', found {list(labels[:1])}", line=label_no)
     _check_duplicates(path, labels, label_no)
 
     data = _parse_body(path, raw, stop + 1, label_no + 1, len(labels), rows_hint=_header_rows(metadata))
@@ -378,6 +405,8 @@ def _parse_bool(path: Path, key: str, value: str, line: int) -> bool:
 
 
 def _check_duplicates(path: Path, labels: Sequence[str], line: int) -> None:
+    if len(set(labels)) == len(labels):
+        return
     seen: set[str] = set()
     for lab in labels:
         if lab in seen:
@@ -413,10 +442,10 @@ def _parse_body(path: Path, raw: bytes, start: int, first_line: int, n_cols: int
         _diagnose_line(path, raw, start, table.bad_line, first_line, n_cols)
         raise MotionFileError(path, f"could not parse the row as {n_cols} numbers", line=first_line + table.bad_line)
     data = table.values.reshape(table.rows, n_cols)
-    if not np.isfinite(data).all():
-        row, col = np.argwhere(~np.isfinite(data))[0]
+    if table.nonfinite >= 0:
+        row, col = divmod(table.nonfinite, n_cols)
         raise MotionFileError(path, f"non-finite value {data[row, col]} in column {col + 1}",
-                              line=_line_of_row(raw[start:].split(b"\n"), first_line, int(row)))
+                              line=_line_of_row(raw[start:].split(b"\n"), first_line, row))
     return data
 
 
@@ -484,7 +513,7 @@ def _check_counts(path: Path, metadata: dict[str, str], where: dict[str, int],
 
 def _check_time(path: Path, times: np.ndarray, first_line: int) -> None:
     """Times must increase; ``first_line`` is the file line of the first row."""
-    if len(times) > 1:
+    if len(times) > 1 and not (times[1:] > times[:-1]).all():
         steps = np.diff(times)
         bad = np.flatnonzero(steps <= 0)
         if bad.size:
