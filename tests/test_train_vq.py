@@ -96,7 +96,8 @@ def test_depth_loss_compares_the_bottom_of_pelvis_height_only() -> None:
     loss.backward()
     assert x_hat.grad[0, :, ty].abs().sum() > 0
     defaults = get_args_parser().parse_args([])
-    assert defaults.loss_depth == 0.0 and (defaults.loss_acc, defaults.acc_target) == (30.0, "dynamics")
+    assert defaults.loss_depth == 0.0 and (defaults.loss_acc, defaults.acc_target) == (0.0, "dynamics")
+    assert set(vq_loss(x_hat, x, torch.tensor(0.0), defaults, recons_loss_fn("l1"))[1]) == {"recons", "commit", "vel"}
 
 
 def test_acceleration_target_from_the_dynamics_files_is_paired_and_used(data_root) -> None:
