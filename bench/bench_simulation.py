@@ -1,10 +1,11 @@
 """Verification by simulation as guidance runs it: many motions of one subject
 simulated a chunk at a time (``metrics.simulation.simulate_many``).
 
-    .venv/bin/python bench/bench_simulation.py --motions output/demo/BIGE/<subject> \\
-        --data-root data/mcs_synthetic --chunk 10 --workers 2 --rounds 3
+    .venv/bin/python bench/bench_simulation.py [--motions output/demo/BIGE/<subject>] \\
+        [--data-root data/mcs_synthetic] [--chunk 5] [--workers 2] [--rounds 3]
 
-Reads every ``*.mot`` under ``--motions`` (a guided subject folder), finds the
+Needs ``make demo`` first: reads every ``*.mot`` under ``--motions`` (a guided
+subject folder; default the first one under ``output/demo/BIGE``), finds the
 subject's scaled model in ``--data-root`` (the folder's name is the session
 id) and simulates all of them in chunks of ``--chunk`` with ``--workers``
 processes, as ``LIMO_Surrogate.py --verify`` does. Two modes per round, in
@@ -59,13 +60,20 @@ def _run(models: list[str], x: np.ndarray, dt: float, chunk: int, workers: int, 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--motions", type=Path, required=True, help="folder of one subject's guided .mot files")
+    p.add_argument("--motions", type=Path, default=None,
+                   help="folder of one subject's guided .mot files (default: the first under output/demo/BIGE)")
     p.add_argument("--data-root", type=Path, default=Path("data/mcs_synthetic"),
                    help="MCS-layout dataset holding the subject's scaled model")
-    p.add_argument("--chunk", type=int, default=10, help="motions per simulate_many call (LIMO: --min-samples)")
+    p.add_argument("--chunk", type=int, default=5,
+                   help="motions per simulate_many call (LIMO: --min-samples; the demo's 10 samples in chunks of 5)")
     p.add_argument("--workers", type=int, default=2, help="worker processes")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds of both modes")
     args = p.parse_args()
+    if args.motions is None:
+        found = sorted(p for p in Path("output/demo/BIGE").glob("*") if p.is_dir())
+        if not found:
+            raise SystemExit("no output/demo/BIGE/<subject> folder: run `make demo` first or pass --motions")
+        args.motions = found[0]
 
     x, dt = _motions(args.motions)
     model = session_model_for(args.data_root / "Data" / args.motions.name / "OpenSimData" / "Kinematics" / "x.mot")

@@ -36,6 +36,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "metrics": ["--repeats", "3"],
     "render": [],
     "baselines": [],
+    "simulation": ["--rounds", "3"],
 }
 """Benchmark name -> extra arguments of ``bench/bench_<name>.py``."""
 
