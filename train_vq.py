@@ -99,6 +99,15 @@ def acceleration_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(second_difference(x_hat), second_difference(x))
 
 
+def acceleration_loss_l2(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between the second differences of ``x_hat``
+    and ``x`` (B, T, C) (``--acc-loss l2``): its gradient vanishes as the
+    accelerations match, so the reconstruction term can still correct levels
+    (with L1 a constant-size gradient remains and, at demo size, the decoded
+    clip edges stay flexed)."""
+    return F.mse_loss(second_difference(x_hat), second_difference(x))
+
+
 def depth_loss(x_hat: torch.Tensor, x: torch.Tensor, index: int) -> torch.Tensor:
     """Mean absolute difference between the per-clip minima over time of
     feature ``index`` (pelvis_ty: the bottom of the squat) of ``x_hat`` and
@@ -132,7 +141,8 @@ def vq_loss(x_hat: torch.Tensor, x: torch.Tensor, commit: torch.Tensor, args: ar
         parts["smooth"] = second_difference(x_hat).pow(2).mean()
         loss = loss + args.loss_smooth * parts["smooth"]
     if args.loss_acc:
-        parts["acc"] = acceleration_loss(x_hat, x if x_acc is None else x_acc)
+        fn = acceleration_loss_l2 if args.acc_loss == "l2" else acceleration_loss
+        parts["acc"] = fn(x_hat, x if x_acc is None else x_acc)
         loss = loss + args.loss_acc * parts["acc"]
     if args.loss_depth:
         parts["depth"] = depth_loss(x_hat, x, COORD_INDEX["pelvis_ty"])

@@ -73,6 +73,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "muscle-driven tracking simulation; paired by session, trial and repetition, cropped to the "
                         "same window; clips without one fall back to input); input = the training clip itself "
                         "(motion-capture kinematics with their jitter: the squats come out ~8 cm shallower)")
+    g.add_argument("--acc-loss", default="l1", choices=("l1", "l2"),
+                   help="distance of --loss-acc: l1 = mean absolute difference (its gradient never vanishes: at "
+                        "demo size it keeps the decoder from fixing the clip edges, standing knee 20 deg at weight "
+                        "30); l2 = mean squared difference (weight 3000: test MAE 5.39 deg, standing knee 10 deg, "
+                        "pelvis acceleration 3.3 m/s^2 on one seed; docs/guidance.md)")
     g.add_argument("--loss-depth", type=float, default=0.0,
                    help="weight of a squat-depth term: L1 between the per-clip (per-window) minimum of the "
                         "normalised pelvis_ty of reconstruction and target; 0 = off")

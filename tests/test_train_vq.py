@@ -115,6 +115,18 @@ def test_acceleration_target_from_the_dynamics_files_is_paired_and_used(data_roo
     assert paired["acc"].item() == 0.0 and (own["acc"].item() > 0 or gap == 0)
 
 
+def test_acceleration_loss_l2_is_the_mean_squared_second_difference_error() -> None:
+    x = torch.zeros(2, 10, 33)
+    x_hat = x.clone()
+    x_hat[0, 5, 3] = 1.0  # one spike: second differences 1, -2, 1 at frames 4, 5, 6 (of 8)
+    n = 2 * 8 * 33
+    l1 = get_args_parser().parse_args(["--loss-acc", "1", "--loss-vel", "0", "--commit", "0"])
+    l2 = get_args_parser().parse_args(["--loss-acc", "1", "--acc-loss", "l2", "--loss-vel", "0", "--commit", "0"])
+    assert vq_loss(x_hat, x, torch.tensor(0.0), l1, recons_loss_fn("l1"))[1]["acc"].item() == pytest.approx(4 / n)
+    assert vq_loss(x_hat, x, torch.tensor(0.0), l2, recons_loss_fn("l1"))[1]["acc"].item() == pytest.approx(6 / n)
+    assert get_args_parser().parse_args([]).acc_loss == "l1"
+
+
 def test_acceleration_target_without_dynamics_files_falls_back_to_the_input(data_root, tmp_path) -> None:
     import shutil
 
