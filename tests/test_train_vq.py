@@ -96,8 +96,10 @@ def test_depth_loss_compares_the_bottom_of_pelvis_height_only() -> None:
     loss.backward()
     assert x_hat.grad[0, :, ty].abs().sum() > 0
     defaults = get_args_parser().parse_args([])
-    assert defaults.loss_depth == 0.0 and (defaults.loss_acc, defaults.acc_target) == (0.0, "dynamics")
-    assert set(vq_loss(x_hat, x, torch.tensor(0.0), defaults, recons_loss_fn("l1"))[1]) == {"recons", "commit", "vel"}
+    assert defaults.loss_depth == 0.0
+    assert (defaults.loss_acc, defaults.acc_target, defaults.acc_loss) == (3000.0, "dynamics", "l2")
+    assert set(vq_loss(x_hat, x, torch.tensor(0.0), defaults, recons_loss_fn("l1"))[1]) == {
+        "recons", "commit", "vel", "acc"}
 
 
 def test_acceleration_target_from_the_dynamics_files_is_paired_and_used(data_root) -> None:
@@ -120,11 +122,10 @@ def test_acceleration_loss_l2_is_the_mean_squared_second_difference_error() -> N
     x_hat = x.clone()
     x_hat[0, 5, 3] = 1.0  # one spike: second differences 1, -2, 1 at frames 4, 5, 6 (of 8)
     n = 2 * 8 * 33
-    l1 = get_args_parser().parse_args(["--loss-acc", "1", "--loss-vel", "0", "--commit", "0"])
+    l1 = get_args_parser().parse_args(["--loss-acc", "1", "--acc-loss", "l1", "--loss-vel", "0", "--commit", "0"])
     l2 = get_args_parser().parse_args(["--loss-acc", "1", "--acc-loss", "l2", "--loss-vel", "0", "--commit", "0"])
     assert vq_loss(x_hat, x, torch.tensor(0.0), l1, recons_loss_fn("l1"))[1]["acc"].item() == pytest.approx(4 / n)
     assert vq_loss(x_hat, x, torch.tensor(0.0), l2, recons_loss_fn("l1"))[1]["acc"].item() == pytest.approx(6 / n)
-    assert get_args_parser().parse_args([]).acc_loss == "l1"
 
 
 def test_acceleration_target_without_dynamics_files_falls_back_to_the_input(data_root, tmp_path) -> None:
@@ -223,13 +224,15 @@ def test_acceleration_matching_trains_a_smoother_decoder(data_root, tmp_path) ->
 
     reps = load_repetitions(data_root, "train")
     rough = {}
-    for weight in ("0", "30"):
-        result = main(_args(data_root, tmp_path, f"acc{weight}", "--total-iter", "60", "--eval-iter", "60",
-                            "--warm-up-iter", "10", "--loss-acc", weight))
+    for name, flags in (("published", ["--loss-acc", "0"]), ("default", []),
+                        ("l1", ["--loss-acc", "30", "--acc-loss", "l1"])):
+        result = main(_args(data_root, tmp_path, f"acc_{name}", "--total-iter", "60", "--eval-iter", "60",
+                            "--warm-up-iter", "10", *flags))
         net, normalizer, _ = load_vqvae(result.folder / "net_last.pth")
         recon = net.reconstruct(reps.motions, normalizer)
-        rough[weight] = float(kinematic_metrics(recon, reps.time_steps())["pelvis_acceleration_rms_m_s2"].mean())
-    assert rough["30"] < 0.5 * rough["0"]
+        rough[name] = float(kinematic_metrics(recon, reps.time_steps())["pelvis_acceleration_rms_m_s2"].mean())
+    assert rough["default"] < 0.5 * rough["published"]
+    assert rough["l1"] < 0.5 * rough["published"]
 
 
 def test_resume_continues_exactly(data_root, tmp_path) -> None:
