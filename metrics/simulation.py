@@ -102,6 +102,7 @@ def simulate_activations(model_path: str | os.PathLike, coords_deg: np.ndarray, 
         x = np.stack([np.interp(grid, t, x[:, j]) for j in range(x.shape[1])], axis=1)
     fs = 1.0 / dt
     muscles, base = _subject_models(model_path)
+    muscles.crossing = {}  # found again from this motion, so the result does not depend on what ran before
     dyn = inverse_dynamics(str(model_path), x, fs, base=base)
     rep = static_optimization(muscles, dyn, 0, n, fs)
     act = rep.activations
