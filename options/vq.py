@@ -63,7 +63,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="weight of the acceleration-matching term between the second differences of the "
                         "reconstruction and of its target (normalised features; target --acc-target, distance "
                         "--acc-loss). The default (3000, l2, dynamics) removes the decoder's frame-level jitter: in "
-                        "the demo BIGE's pelvis acceleration 23.7 -> 3.9 m/s^2, foot sliding 70 -> 18 cm, all kept "
+                        "the demo BIGE's pelvis acceleration 23.7 -> 3.9 m/s^2, foot sliding 70 -> 17 cm, all kept "
                         "samples in band by simulation, distribution metrics as close to the data as held-out motion "
                         "capture (docs/guidance.md 'Smooth and planted motion'); 0 = the published loss")
     g.add_argument("--acc-target", default="dynamics", choices=("input", "dynamics"),
