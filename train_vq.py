@@ -88,24 +88,25 @@ def second_difference(x: torch.Tensor) -> torch.Tensor:
     return x[:, 2:] - 2 * x[:, 1:-1] + x[:, :-2]
 
 
-def acceleration_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Mean absolute difference between the second differences of ``x_hat``
-    and ``x`` (B, T, C), in their units per frame squared: zero when the
-    reconstruction accelerates as the target does; offsets and linear drifts
-    cost nothing. Under L1 the best prediction is the median of the target's
-    acceleration given the code, so zero-mean jitter that the code does not
-    predict is not learnt (at very high weights the decoder starts to copy
-    its input's jitter: docs/guidance.md, "Smooth and planted motion")."""
-    return F.l1_loss(second_difference(x_hat), second_difference(x))
+ACC_DISTANCES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "l1": F.l1_loss, "l2": F.mse_loss}
+"""``--acc-loss`` name -> the distance :func:`acceleration_loss` takes between second differences."""
 
 
-def acceleration_loss_l2(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Mean squared difference between the second differences of ``x_hat``
-    and ``x`` (B, T, C) (``--acc-loss l2``): its gradient vanishes as the
+def acceleration_loss(x_hat: torch.Tensor, x: torch.Tensor, distance: str = "l1") -> torch.Tensor:
+    """Mean distance between the second differences of ``x_hat`` and ``x``
+    (B, T, C), in their units per frame squared: zero when the reconstruction
+    accelerates as the target does; offsets and linear drifts cost nothing.
+
+    ``distance`` "l1" (mean absolute difference): the best prediction is the
+    median of the target's acceleration given the code, so zero-mean jitter
+    that the code does not predict is not learnt, but the gradient keeps a
+    constant size however well the accelerations match, and at demo size the
+    decoded clip edges stay flexed. "l2" (mean squared difference,
+    ``--acc-loss l2``, the default): the gradient vanishes as the
     accelerations match, so the reconstruction term can still correct levels
-    (with L1 a constant-size gradient remains and, at demo size, the decoded
-    clip edges stay flexed)."""
-    return F.mse_loss(second_difference(x_hat), second_difference(x))
+    (docs/guidance.md, "Smooth and planted motion")."""
+    return ACC_DISTANCES[distance](second_difference(x_hat), second_difference(x))
 
 
 def depth_loss(x_hat: torch.Tensor, x: torch.Tensor, index: int) -> torch.Tensor:
@@ -141,8 +142,7 @@ def vq_loss(x_hat: torch.Tensor, x: torch.Tensor, commit: torch.Tensor, args: ar
         parts["smooth"] = second_difference(x_hat).pow(2).mean()
         loss = loss + args.loss_smooth * parts["smooth"]
     if args.loss_acc:
-        fn = acceleration_loss_l2 if args.acc_loss == "l2" else acceleration_loss
-        parts["acc"] = fn(x_hat, x if x_acc is None else x_acc)
+        parts["acc"] = acceleration_loss(x_hat, x if x_acc is None else x_acc, args.acc_loss)
         loss = loss + args.loss_acc * parts["acc"]
     if args.loss_depth:
         parts["depth"] = depth_loss(x_hat, x, COORD_INDEX["pelvis_ty"])
