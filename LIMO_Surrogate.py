@@ -240,9 +240,11 @@ def check_args(args: argparse.Namespace) -> None:
         raise GuidanceError(f"--peak-window must be >= 0 seconds, got {args.peak_window}")
     if not 0.0 <= args.band_margin < 0.5:
         raise GuidanceError(f"--band-margin {args.band_margin} must be in [0, 0.5) (a fraction of the band width)")
-    if args.refine_steps < 1 or not args.refine_lr > 0 or args.refine_anchor < 0:
+    try:  # RefineConfig holds the rule
+        RefineConfig(steps=args.refine_steps, lr=args.refine_lr, anchor=args.refine_anchor)
+    except ValueError:
         raise GuidanceError(f"--refine-steps must be >= 1, --refine-lr > 0 and --refine-anchor >= 0; got "
-                            f"{args.refine_steps}, {args.refine_lr}, {args.refine_anchor}")
+                            f"{args.refine_steps}, {args.refine_lr}, {args.refine_anchor}") from None
     if args.verify_rounds < 0 or args.workers < 1:
         raise GuidanceError(f"--verify-rounds must be >= 0 and --workers >= 1, got {args.verify_rounds}, {args.workers}")
     for flag in ("num_runs", "min_samples", "batch_size", "total_iter", "seq_len", "log_every", "contact_stride"):
