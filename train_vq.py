@@ -56,7 +56,7 @@ from models.vqvae import VQVAE
 from options.vq import get_args_parser
 from utils.checkpoint import CheckpointError, check_compatible, load_checkpoint, seed_everything
 from utils.cli import run as run_cli
-from utils.constants import COORD_INDEX, COORDINATES, FRAME_RATE
+from utils.constants import COORD_INDEX, COORDINATES, FRAME_RATE, ROTATION_MASK
 from utils.device import apply_precision, resolve_device, torch_threads
 from utils.distributed import DistInfo, barrier, cleanup_distributed, init_distributed
 from utils.errors import UserError
@@ -179,10 +179,22 @@ class FootSlideTerm:
         return foot_sliding(feet, floor, self.tol).mean()
 
 
+_ROTATIONS = np.asarray(ROTATION_MASK)
+
+PAIR_TOLERANCE_DEG = 3.0
+"""Largest mean absolute difference (degrees, over the rotational coordinates
+and frames) between a clip and its Dynamics repetition for the pair to be
+the same motion. The synthetic pairs differ by 0.2-0.6 deg (measurement
+noise); an unrelated squat paired by index differs by ~12 deg (the real
+OpenCap files of the test root)."""
+
+
 def paired_dynamics(train: RepetitionSet, root, data_kw: dict) -> tuple[np.ndarray, int]:
     """The noise-free kinematics (from the Dynamics files) of each clip of
     ``train``, paired by (session, trial, repetition index), as an array
-    shaped like ``train.motions``; a clip without a Dynamics repetition keeps
+    shaped like ``train.motions``; a clip without a Dynamics repetition, or
+    whose Dynamics repetition is not the same motion (differs by more than
+    :data:`PAIR_TOLERANCE_DEG`: another segmentation, another squat), keeps
     its own motion. Also returns how many clips were paired (0 when the
     dataset has no Dynamics files)."""
     try:
@@ -194,7 +206,8 @@ def paired_dynamics(train: RepetitionSet, root, data_kw: dict) -> tuple[np.ndarr
     n = 0
     for k, key in enumerate(zip(train.sessions, train.trials, train.indices)):
         j = where.get(key)
-        if j is not None and dyn.motions[j].shape == clean[k].shape:
+        if j is not None and dyn.motions[j].shape == clean[k].shape and np.abs(
+                dyn.motions[j][:, _ROTATIONS] - clean[k][:, _ROTATIONS]).mean() <= PAIR_TOLERANCE_DEG:
             clean[k] = dyn.motions[j]
             n += 1
     return clean, n

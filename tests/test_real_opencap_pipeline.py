@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dataset.repetitions import load_repetitions
 from tests.real_session import MUSCLE_DRIVEN_FILE, build_real_root
 from utils.motion_io import read_motion
 
@@ -68,6 +69,23 @@ def test_vq_trains_and_reconstructs_the_real_test_session(trained, real_root):
     assert np.isfinite(errors["mae_cm"]) and errors["mae_cm"] < 50.0
     back = read_motion(written[0]).coordinates()
     assert back.shape[1] == 33 and np.isfinite(back).all()
+
+
+def test_acceleration_target_refuses_a_dynamics_file_of_another_motion(trained, real_root):
+    """The test root's Dynamics file is a real muscle-driven repetition of another subject's squat
+    (peak knee ~103 deg against the IK's ~88): paired by index with the IK's first repetition, it
+    must not become that repetition's acceleration target."""
+    from train_vq import PAIR_TOLERANCE_DEG, paired_dynamics
+    from utils.constants import ROTATION_MASK
+
+    train = load_repetitions(real_root, "train")
+    dyn = load_repetitions(real_root, "train", source="dynamics", length=train.motions.shape[1])
+    assert np.abs(dyn.motions[0][:, ROTATION_MASK] - train.motions[0][:, ROTATION_MASK]).mean() > PAIR_TOLERANCE_DEG
+    clean, n = paired_dynamics(train, real_root, dict(length=train.motions.shape[1], clip_mode="resample",
+                                                      split_file=None))
+    assert n == 0 and np.array_equal(clean, train.motions)
+    log = (trained["out"] / "vq" / "run.log").read_text()  # the default training said so
+    assert "noise-free Dynamics kinematics for 0 of" in log and "this is --acc-target input" in log
 
 
 def test_surrogate_reads_the_real_activations_exactly(trained):
