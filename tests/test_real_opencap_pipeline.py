@@ -148,6 +148,29 @@ def test_real_feet_stay_on_the_floor_through_the_project_fk(real_root):
         assert 0.0 < lowest.min() and lowest.max() < 0.035
 
 
+def test_verify_and_refine_simulate_with_the_real_scaled_model(trained, real_root):
+    """--verify on the real session: every guided run is simulated with OpenSim on the session's scaled
+    LaiArnold model (its 80 real muscles), in one worker pool kept across chunks; with a band no squat
+    reaches, every chunk refines the surrogate on what was simulated and the closest run is kept, flagged."""
+    out = trained["out"]
+    run("LIMO_Surrogate.py", "--data-root", real_root, "--out-dir", out, "--exp-name", "VER", "--vq-name",
+        trained["vq"], "--surrogate", trained["sur"], "--subject", "all", "--seq-len", "49", "--total-iter", "12",
+        "--num-runs", "4", "--batch-size", "4", "--min-samples", "2", "--low", "0.0", "--high", "0.005",
+        "--verify", "--verify-rounds", "0", "--workers", "2", "--no-progress", "--no-plot", "--device", "cpu",
+        *THREADS)
+    summary = json.loads((out / "VER" / "real03" / "summary.json").read_text())
+    ver = summary["verification"]
+    assert ver["runs_simulated"] == 4 and ver["simulations_failed"] == 0 and ver["in_band_by_simulation"] == 0
+    refs = ver["refinements"]
+    assert [r["examples"] for r in refs] == [2, 4]
+    assert all(r["peak_mad_after"] < r["peak_mad_before"] for r in refs)
+    data = np.load(out / "VER" / "real03" / "verification.npz")
+    sim = data["simulated"]
+    assert sim.shape == (4, 196, 2) and np.isfinite(sim).all()
+    assert 0.05 <= sim.min() and sim.max() <= 1.0  # OpenCap's activation floor, physical range
+    assert len(summary["samples"]) == 1 and summary["samples"][0]["simulated"]["in_band"] is False
+
+
 def test_guidance_and_guidance_metrics_with_the_session_model(trained, real_root, tmp_path):
     out = trained["out"]
     run("LIMO_Surrogate.py", "--data-root", real_root, "--out-dir", out, "--exp-name", "BIGE", "--vq-name",

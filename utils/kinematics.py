@@ -241,6 +241,12 @@ class ForwardKinematics(nn.Module):
         """Indices of the foot contact points (heel, metatarsal heads, toe tip)."""
         return [self._point_lookup[n] for n in FOOT_CONTACT_POINTS if n in self._point_lookup]
 
+    def point_frame(self, name: str) -> tuple[str, np.ndarray]:
+        """Where point ``name`` is fixed: its body's name and its position in
+        that body's frame (metres), as OpenSim places a station."""
+        i = self.point_index(name)
+        return self.body_names[self._point_body[i]], self.point_local[i].cpu().numpy().copy()
+
     def stick_segments(self) -> list[tuple[int, int]]:
         """:data:`STICK_SEGMENTS` as index pairs, for the points this model has."""
         return [(self._point_lookup[a], self._point_lookup[b]) for a, b in STICK_SEGMENTS

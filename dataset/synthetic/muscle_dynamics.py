@@ -40,6 +40,7 @@ from scipy.optimize import lsq_linear
 from scipy.signal import butter, sosfiltfilt
 
 from utils.constants import COORDINATES, FRAME_RATE, ROTATION_MASK
+from utils.kinematics import ForwardKinematics
 
 __all__ = [
     "SO_COORDINATES", "PELVIS_DOFS", "DynamicsResult", "RepetitionActivations",
@@ -218,6 +219,30 @@ def _vec3(v) -> np.ndarray:
 # ----------------------------------------------------------------------------- ground reaction forces
 
 
+def foot_contacts(model: osim.Model, side: str) -> list:
+    """The heel, first and fifth metatarsal heads and toe tip of one foot
+    (``side`` "r" or "l"), each a function of the state giving its position in
+    the ground frame. The model's own stations ``/heel_<side>`` ... when it has
+    them (the synthetic sessions' models); otherwise the points forward
+    kinematics derives from the foot's geometry
+    (:meth:`utils.kinematics.ForwardKinematics.point_frame`; OpenCap's models
+    have no foot stations)."""
+    names = [f"{n}_{side}" for n in ("heel", "met1", "met5", "toe")]
+    try:
+        stations = [osim.Station.safeDownCast(model.getComponent(f"/{n}")) for n in names]
+    except RuntimeError:  # OpenSim: no such component
+        stations = None
+    if stations is not None and all(st is not None for st in stations):
+        return [st.getLocationInGround for st in stations]
+    fk = ForwardKinematics.from_model(model)
+    out = []
+    for name in names:
+        body_name, offset = fk.point_frame(name)
+        body, local = model.getBodySet().get(body_name), osim.Vec3(*map(float, offset))
+        out.append(lambda state, body=body, local=local: body.findStationLocationInGround(state, local))
+    return out
+
+
 def ground_reaction_forces(model: osim.Model, q_si: np.ndarray, u_si: np.ndarray, fs: float,
                            right_share: np.ndarray) -> dict[str, np.ndarray]:
     """Ground reaction force, centre of pressure and free moment under each
@@ -233,8 +258,7 @@ def ground_reaction_forces(model: osim.Model, q_si: np.ndarray, u_si: np.ndarray
     T = q_si.shape[0]
     com = np.zeros((T, 3))
     ang = np.zeros((T, 3))
-    contact = {s: [osim.Station.safeDownCast(model.getComponent(f"/{n}_{s}")) for n in ("heel", "met1", "met5", "toe")]
-               for s in ("r", "l")}
+    contact = {s: foot_contacts(model, s) for s in ("r", "l")}
     contact_pos = {s: np.zeros((T, 4, 3)) for s in ("r", "l")}
     hip_frames = {s: model.getJointSet().get(f"hip_{s}").getChildFrame() for s in ("r", "l")}
     hips = {s: np.zeros((T, 3)) for s in ("r", "l")}
@@ -248,7 +272,7 @@ def ground_reaction_forces(model: osim.Model, q_si: np.ndarray, u_si: np.ndarray
         for s in ("r", "l"):
             hips[s][k] = _vec3(hip_frames[s].getPositionInGround(state))
             for i, st in enumerate(contact[s]):
-                contact_pos[s][k, i] = _vec3(st.getLocationInGround(state))
+                contact_pos[s][k, i] = _vec3(st(state))
     mass = model.getTotalMass(state)
     dt = 1.0 / fs
     acc = np.gradient(np.gradient(com, dt, axis=0, edge_order=2), dt, axis=0, edge_order=2)
