@@ -25,6 +25,13 @@ Example::
 
 Positional arguments go in ``positional`` (a pattern with ``*`` becomes its
 first match). Strings may use ``{key}`` for any top-level scalar of the config.
+
+Stages may run side by side: ``needs: [names]`` lists the earlier stages a
+stage reads from (a stage without ``needs`` waits for every earlier stage),
+and ``--jobs N`` (or a top-level ``jobs: N``) runs up to N stages at once,
+each ready stage starting in config order. Then each stage's output goes to
+``<out_dir>/.pipeline/<stage>.log`` (appended), and a failed stage's last
+lines are printed; the stages already running finish, nothing new starts.
 """
 from __future__ import annotations
 
@@ -52,12 +59,22 @@ from utils.fileio import RunLock, atomic_write_json
 STAGE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 """What a stage name may be (it becomes ``<out_dir>/.pipeline/<name>.done``)."""
 
+LOG_TAIL_LINES = 30
+"""Lines of a failed stage's log printed when stages run side by side."""
+
+POLL_S = 0.2
+"""Seconds between checks on the stages running side by side."""
+
 STOP_GRACE_S = 120.0
 """Seconds a stage gets to save its state after the runner forwards SIGINT/SIGTERM."""
 
 
 class PipelineError(BigeError, ValueError):
     """A pipeline config is invalid or a stage failed."""
+
+
+class StageStopped(KeyboardInterrupt):
+    """A stage exited on SIGINT / SIGTERM: the runner stops as if interrupted."""
 
 
 @dataclass
@@ -71,6 +88,8 @@ class Stage:
     args: dict[str, Any] = field(default_factory=dict)
     marker: Path | None = None
     positional: list[str] = field(default_factory=list)
+    needs: list[str] = field(default_factory=list)
+    """Stages that must have finished before this one starts."""
 
     def done(self) -> bool:
         """True when the stage finished before: its marker (written by the runner
@@ -158,6 +177,7 @@ def load_config(path: str | os.PathLike) -> tuple[dict[str, Any], list[Stage]]:
             raise PipelineError(f"{path}: stage {i + 1} needs 'name' and 'script' or 'module'")
         if not isinstance(raw["name"], str):
             raise PipelineError(f"{path}: stage {i + 1}: 'name' must be a string, found {raw['name']!r}")
+        needs = _needs(path, raw, [s.name for s in stages])
         raw = _expand(raw, variables)
         entry = ["-m", raw["module"]] if "module" in raw else [raw["script"]]
         args = raw.get("args") or {}
@@ -169,6 +189,7 @@ def load_config(path: str | os.PathLike) -> tuple[dict[str, Any], list[Stage]]:
             description=raw.get("description", ""), args=args,
             positional=[str(v) for v in raw.get("positional", [])],
             marker=Path(variables.get("out_dir", "output")) / ".pipeline" / f"{raw['name']}.done",
+            needs=needs,
         ))
     for s in stages:
         if not STAGE_NAME.fullmatch(s.name) or s.name in (".", ".."):
@@ -178,6 +199,30 @@ def load_config(path: str | os.PathLike) -> tuple[dict[str, Any], list[Stage]]:
     if len(set(names)) != len(names):
         raise PipelineError(f"{path}: stage names must be unique, found {names}")
     return variables, stages
+
+
+def _needs(path: Path, raw: dict[str, Any], earlier: list[str]) -> list[str]:
+    """The stages ``raw`` waits for: its ``needs`` list, which may name earlier
+    stages only (so the config order is a valid run order), or every earlier
+    stage when it has none."""
+    if "needs" not in raw:
+        return list(earlier)
+    needs = raw["needs"]
+    if not isinstance(needs, list) or not all(isinstance(n, str) for n in needs):
+        raise PipelineError(f"{path}: stage {raw['name']!r}: 'needs' must be a list of stage names, found {needs!r}")
+    for name in needs:
+        if name not in earlier:
+            raise PipelineError(f"{path}: stage {raw['name']!r} needs {name!r}, which is not a stage before it "
+                                f"(earlier stages: {', '.join(earlier) or 'none'})")
+    return list(needs)
+
+
+def config_jobs(variables: dict[str, str], path: str | os.PathLike) -> int:
+    """The config's ``jobs`` (stages run side by side), 1 when absent."""
+    value = variables.get("jobs", "1")
+    if not value.isdigit() or int(value) < 1:
+        raise PipelineError(f"{path}: 'jobs' must be a whole number >= 1, found {value!r}")
+    return int(value)
 
 
 def _run_stage(argv: list[str]) -> int:
@@ -202,51 +247,162 @@ def _run_stage(argv: list[str]) -> int:
         raise
 
 
+def _load_times(times_file: Path | None) -> dict[str, float]:
+    """Seconds per stage recorded by earlier runs (a damaged record is started afresh)."""
+    if times_file is None or not times_file.is_file():
+        return {}
+    try:
+        times = json.loads(times_file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}  # the runner's own record
+    return times if isinstance(times, dict) else {}
+
+
+def _finish(stage: Stage, argv: list[str], returncode: int, elapsed: float, times: dict[str, float],
+            times_file: Path | None) -> None:
+    """Check a stage's exit and outputs, then record it: its marker and its time."""
+    if returncode in (130, -signal.SIGINT, -signal.SIGTERM):
+        print(f"[{stage.name}] stopped by signal after {elapsed:.0f} s; run the same command again to continue",
+              flush=True)
+        raise StageStopped
+    if returncode != 0:
+        raise PipelineError(f"stage {stage.name!r} failed (exit {returncode}) after {elapsed:.0f} s")
+    missing = [str(p) for p in stage.outputs if not p.exists()]
+    if missing:
+        raise PipelineError(f"stage {stage.name!r} finished but did not write {missing}")
+    times[stage.name] = round(elapsed, 1)
+    if stage.marker is not None:
+        atomic_write_json(stage.marker, {"seconds": round(elapsed, 1), "command": argv[1:]})
+    print(f"[{stage.name}] finished in {elapsed:.0f} s; outputs: {', '.join(map(str, stage.outputs))}", flush=True)
+    if times_file is not None:
+        atomic_write_json(times_file, times)
+
+
 def run_stages(stages: list[Stage], only: list[str] | None = None, force: bool = False,
-               times_file: Path | None = None, dry_run: bool = False) -> dict[str, float]:
-    """Run the stages in order (or only those named); returns seconds per stage run."""
+               times_file: Path | None = None, dry_run: bool = False, jobs: int = 1,
+               log_dir: Path | None = None) -> dict[str, float]:
+    """Run the stages in order (or only those named), up to ``jobs`` at once
+    as their ``needs`` allow (stage logs then go to ``log_dir``, by default the
+    folder of the first stage's marker); returns seconds per stage run."""
     if only:
         unknown = set(only) - {s.name for s in stages}
         if unknown:
             raise PipelineError(f"unknown stage(s) {sorted(unknown)}; known: {[s.name for s in stages]}")
-    times: dict[str, float] = {}
-    if times_file is not None and times_file.is_file():
-        try:
-            times = json.loads(times_file.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            times = {}  # the runner's own record; a damaged one is started afresh
-        if not isinstance(times, dict):
-            times = {}
+    if jobs < 1:
+        raise PipelineError(f"jobs must be >= 1, got {jobs}")
+    times = _load_times(times_file)
+    todo = []
     for stage in stages:
         if only and stage.name not in only:
             continue
         if stage.done() and not force:
             print(f"[{stage.name}] done, outputs: {', '.join(map(str, stage.outputs))}", flush=True)
             continue
+        todo.append(stage)
+    if jobs > 1 and len(todo) > 1 and not dry_run:
+        if log_dir is None:
+            log_dir = todo[0].marker.parent if todo[0].marker is not None else Path("output/.pipeline")
+        _run_side_by_side(todo, jobs, times, times_file, log_dir)
+        return times
+    for stage in todo:
         argv = stage.argv()
         print(f"[{stage.name}] {stage.description}\n  $ {' '.join(argv[1:])}", flush=True)
         if dry_run:
             continue
         start = time.perf_counter()
         returncode = _run_stage(argv)
-        elapsed = time.perf_counter() - start
-        if returncode in (130, -signal.SIGINT, -signal.SIGTERM):
-            print(f"[{stage.name}] stopped by signal after {elapsed:.0f} s; run the same command again to continue",
-                  flush=True)
-            raise KeyboardInterrupt
-        if returncode != 0:
-            raise PipelineError(f"stage {stage.name!r} failed (exit {returncode}) after {elapsed:.0f} s")
-        missing = [str(p) for p in stage.outputs if not p.exists()]
-        if missing:
-            raise PipelineError(f"stage {stage.name!r} finished but did not write {missing}")
-        times[stage.name] = round(elapsed, 1)
-        if stage.marker is not None:
-            atomic_write_json(stage.marker, {"seconds": round(elapsed, 1), "command": argv[1:]})
-        print(f"[{stage.name}] finished in {elapsed:.0f} s; outputs: {', '.join(map(str, stage.outputs))}",
-              flush=True)
-        if times_file is not None:
-            atomic_write_json(times_file, times)
+        _finish(stage, argv, returncode, time.perf_counter() - start, times, times_file)
     return times
+
+
+@dataclass
+class _Running:
+    """A stage started by :func:`_run_side_by_side`."""
+    stage: Stage
+    argv: list[str]
+    proc: subprocess.Popen
+    start: float
+    log: Path
+
+
+def _run_side_by_side(todo: list[Stage], jobs: int, times: dict[str, float], times_file: Path | None,
+                      log_dir: Path) -> None:
+    """Run ``todo`` up to ``jobs`` at a time, each stage once its ``needs`` have
+    finished (stages not in ``todo`` count as finished), ready stages in config
+    order. A failure stops new starts; the running stages finish, then the
+    failure is raised with the end of the stage's log."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    waiting = {s.name for s in todo}
+    pending, running = list(todo), []
+    failure: BaseException | None = None
+    try:
+        while pending or running:
+            while failure is None and len(running) < jobs:
+                ready = next((s for s in pending if not waiting & set(s.needs)), None)
+                if ready is None:
+                    break
+                pending.remove(ready)
+                running.append(_start(ready, log_dir))
+            if not running:
+                if failure is None:  # cannot happen: needs name earlier stages only
+                    raise PipelineError(f"stages {[s.name for s in pending]} wait for stages that never run")
+                break
+            time.sleep(POLL_S)
+            for run in [r for r in running if r.proc.poll() is not None]:
+                running.remove(run)
+                try:
+                    _finish(run.stage, run.argv, run.proc.returncode, time.perf_counter() - run.start, times,
+                            times_file)
+                    waiting.discard(run.stage.name)
+                except PipelineError as err:
+                    _print_tail(run.log)
+                    failure = failure or err
+    except KeyboardInterrupt as stop:
+        _stop_all(running, isinstance(stop, (Terminated, StageStopped)))
+        raise
+    if failure is not None:
+        if pending:
+            print(f"not started: {', '.join(s.name for s in pending)}", flush=True)
+        raise failure
+
+
+def _start(stage: Stage, log_dir: Path) -> _Running:
+    """Start one stage with its output appended to ``<log_dir>/<stage>.log``."""
+    argv = stage.argv()
+    log = log_dir / f"{stage.name}.log"
+    print(f"[{stage.name}] {stage.description}\n  $ {' '.join(argv[1:])}\n  log: {log}", flush=True)
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} $ {' '.join(argv[1:])}\n")
+        handle.flush()
+        proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT)
+    return _Running(stage, argv, proc, time.perf_counter(), log)
+
+
+def _print_tail(log: Path, lines: int = LOG_TAIL_LINES) -> None:
+    """The last ``lines`` lines of a stage's log, to the terminal."""
+    try:
+        tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+    except OSError:
+        return
+    print(f"--- last {len(tail)} lines of {log}:", *tail, "---", sep="\n", flush=True)
+
+
+def _stop_all(running: list[_Running], terminated: bool) -> None:
+    """Stop the running stages as :func:`_run_stage` stops one: SIGTERM when the
+    runner was terminated or a stage was stopped (Ctrl-C in a terminal reaches
+    them directly), then up to
+    :data:`STOP_GRACE_S` seconds in all to save their state, then kill."""
+    if terminated:
+        for run in running:
+            if run.proc.poll() is None:
+                run.proc.send_signal(signal.SIGTERM)
+    deadline = time.perf_counter() + STOP_GRACE_S
+    for run in running:
+        try:
+            run.proc.wait(timeout=max(0.0, deadline - time.perf_counter()))
+        except subprocess.TimeoutExpired:
+            run.proc.kill()
+            run.proc.wait()
 
 
 def main(args: argparse.Namespace) -> int:
@@ -257,12 +413,16 @@ def main(args: argparse.Namespace) -> int:
                             f"{', '.join(s.name for s in stages)}")
     if args.list:
         for s in stages:
-            print(f"{s.name:12s} {'done   ' if s.done() else 'pending'} {' '.join(s.argv()[1:])}")
+            print(f"{s.name:28s} {'done   ' if s.done() else 'pending'} {' '.join(s.argv()[1:])}")
         return 0
     out_dir = Path(variables.get("out_dir", "output"))
     times_file = out_dir / "pipeline_times.json"
+    jobs = args.jobs if args.jobs is not None else config_jobs(variables, args.config)
+    start = time.perf_counter()
     with RunLock(out_dir / ".pipeline"):  # one runner per output folder
-        run_stages(stages, only=args.stage, force=args.force, times_file=times_file)
+        run_stages(stages, only=args.stage, force=args.force, times_file=times_file, jobs=jobs,
+                   log_dir=out_dir / ".pipeline")
+    print(f"wall time {time.perf_counter() - start:.0f} s ({jobs} stage(s) at a time)")
     print(f"stage times (s): {times_file}")
     return 0
 

@@ -11,6 +11,8 @@ DESCRIPTION = """Run the BIGE pipeline (or some of its stages) from a YAML confi
 
 Stages whose outputs exist are skipped (a marker in <out_dir>/.pipeline/ and
 the stage's outputs); a stage with `resume:` continues from its checkpoint.
+With --jobs N (or `jobs: N` in the config) up to N stages run side by side,
+each once the stages in its `needs:` list have finished.
 The config format is described in run_pipeline.py's docstring."""
 
 
@@ -19,5 +21,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="configs/demo.yaml", help="pipeline YAML (configs/demo.yaml, configs/paper.yaml)")
     p.add_argument("--stage", nargs="+", default=None, help="run only these stages (by name)")
     p.add_argument("--force", action="store_true", help="run stages even when their outputs exist")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="stages run at once, as their 'needs' allow (default: the config's 'jobs', else 1); with "
+                        "more than one, each stage's output goes to <out_dir>/.pipeline/<stage>.log")
     p.add_argument("--list", action="store_true", help="list stages, whether they are done, and their commands")
     return p

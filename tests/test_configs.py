@@ -27,3 +27,35 @@ def test_config_flags_exist_in_each_script(config: str) -> None:
         for key in stage.args:
             flag = key if key.startswith("-") else f"--{key}"
             assert flag in helps[entry], f"{config}: stage {stage.name} passes {flag}, unknown to {entry}"
+
+
+def _writes(stage) -> list[str]:
+    """Folders a stage writes: those of its declared outputs, else its out-dir/exp-name."""
+    if stage.outputs:
+        return sorted({str(p.parent) for p in stage.outputs})
+    a = stage.args
+    return [f"{a['out-dir']}/{a['exp-name']}"] if "out-dir" in a and "exp-name" in a else []
+
+
+def _closure(stages) -> dict[str, set[str]]:
+    """Every stage a stage waits for, directly or through its needs."""
+    after: dict[str, set[str]] = {}
+    for s in stages:
+        after[s.name] = set(s.needs).union(*(after[n] for n in s.needs))
+    return after
+
+
+def test_demo_stages_wait_for_every_stage_whose_output_they_read() -> None:
+    _, stages = load_config(REPO / "configs/demo.yaml")
+    after = _closure(stages)
+    for stage in stages:
+        read = [str(v) for v in stage.args.values() if not isinstance(v, (list, dict, bool))]
+        read += [str(v) for v in stage.args.values() if isinstance(v, list) for v in v] + stage.positional
+        for other in stages:
+            if other is stage:
+                continue
+            for folder in _writes(other):
+                if any(r == folder or r.startswith(folder + "/") for r in read):
+                    assert other.name in after[stage.name], f"{stage.name} reads {folder} but does not need {other.name}"
+    # the demo runs side by side: the guidance stage does not wait for the baselines
+    assert "mdm_train" not in after["guidance"] and "t2m_train" not in after["guidance"]

@@ -132,3 +132,102 @@ def test_one_runner_per_output_folder_and_a_stopped_runner_stops_its_stage(tmp_p
     step = int(ckpt.read_text().split(":")[1].strip(" }"))
     time.sleep(0.3)
     assert int(ckpt.read_text().split(":")[1].strip(" }")) == step, "the stage stopped with the runner"
+
+
+# A stage that records when it ran (perf-counter-free wall times) and may fail.
+SPAN = textwrap.dedent("""
+    import argparse, json, os, sys, time
+    p = argparse.ArgumentParser()
+    p.add_argument("--out"); p.add_argument("--sleep", type=float); p.add_argument("--fail", action="store_true")
+    a = p.parse_args()
+    start = time.time(); print("working on", a.out, flush=True); time.sleep(a.sleep)
+    if a.fail:
+        print("bad input in line 7", flush=True); sys.exit(4)
+    tmp = a.out + ".tmp"; json.dump([start, time.time()], open(tmp, "w")); os.replace(tmp, a.out)
+""")
+
+
+def _dag_config(tmp: Path, fail_a: bool = False, jobs: int | None = None) -> Path:
+    """Stages a and b independent (1 s each), c needs both, d (no needs) waits for all before it."""
+    (tmp / "span.py").write_text(SPAN)
+
+    def stage(name: str, needs: list[str] | None, fail: bool = False) -> str:
+        sleep = 1.0 if name in "ab" else 0.1
+        lines = [f"  - name: {name}", f"    script: {tmp / 'span.py'}",
+                 f'    args: {{out: "{{out_dir}}/{name}.json", sleep: {sleep}, fail: {str(fail).lower()}}}',
+                 f'    outputs: ["{tmp}/{name}.json"]']
+        return "\n".join(lines + ([f"    needs: {needs}"] if needs is not None else [])) + "\n"
+    cfg = tmp / "dag.yaml"
+    cfg.write_text(f"out_dir: {tmp}\n" + (f"jobs: {jobs}\n" if jobs else "") + "stages:\n" +
+                   stage("a", [], fail_a) + stage("b", []) + stage("c", ["a", "b"]) + stage("d", None))
+    return cfg
+
+
+def _span(tmp: Path, name: str) -> tuple[float, float]:
+    import json
+    start, end = json.loads((tmp / f"{name}.json").read_text())
+    return start, end
+
+
+def test_needs_run_stages_side_by_side_and_in_dependency_order(tmp_path: Path) -> None:
+    from run_pipeline import config_jobs
+    variables, stages = load_config(_dag_config(tmp_path, jobs=2))
+    assert config_jobs(variables, "dag.yaml") == 2
+    assert [s.needs for s in stages] == [[], [], ["a", "b"], ["a", "b", "c"]]
+    times = run_stages(stages, jobs=2, times_file=tmp_path / "times.json")
+    a, b, c, d = (_span(tmp_path, n) for n in "abcd")
+    assert b[0] < a[1] and a[0] < b[1], "a and b ran at the same time"
+    assert c[0] >= max(a[1], b[1]) and d[0] >= c[1], "c waited for a and b, d for c"
+    assert set(times) == set("abcd") and all((tmp_path / ".pipeline" / f"{n}.done").is_file() for n in "abcd")
+    assert "working on" in (tmp_path / ".pipeline" / "a.log").read_text()
+    # one at a time: a finishes before b starts
+    for n in "abcd":
+        (tmp_path / ".pipeline" / f"{n}.done").unlink()
+    run_stages(stages, jobs=1)
+    a, b = _span(tmp_path, "a"), _span(tmp_path, "b")
+    assert a[1] <= b[0]
+
+
+def test_a_failed_stage_stops_what_needs_it_and_lets_the_others_finish(tmp_path: Path, capsys) -> None:
+    _, stages = load_config(_dag_config(tmp_path, fail_a=True))
+    with pytest.raises(PipelineError, match=r"stage 'a' failed \(exit 4\)"):
+        run_stages(stages, jobs=2)
+    out = capsys.readouterr().out
+    assert "bad input in line 7" in out and "not started: c, d" in out
+    assert (tmp_path / "b.json").is_file() and (tmp_path / ".pipeline" / "b.done").is_file()
+    assert not (tmp_path / "c.json").exists()
+
+
+def test_bad_needs_and_jobs_are_named(tmp_path: Path) -> None:
+    from run_pipeline import config_jobs
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text("stages:\n  - {name: a, script: x.py, needs: [b]}\n  - {name: b, script: x.py}\n")
+    with pytest.raises(PipelineError, match=r"p.yaml: stage 'a' needs 'b', which is not a stage before it"):
+        load_config(cfg)
+    cfg.write_text("stages:\n  - {name: a, script: x.py, needs: b}\n")
+    with pytest.raises(PipelineError, match="'needs' must be a list of stage names, found 'b'"):
+        load_config(cfg)
+    with pytest.raises(PipelineError, match="'jobs' must be a whole number >= 1, found 'two'"):
+        config_jobs({"jobs": "two"}, cfg)
+
+
+def test_a_stopped_runner_stops_every_stage_running_side_by_side(tmp_path: Path) -> None:
+    (tmp_path / "counter.py").write_text(COUNTER)
+    cfg = tmp_path / "two.yaml"
+    cfg.write_text(f"out_dir: {tmp_path}\njobs: 2\nstages:\n" + "".join(
+        f"  - {{name: {n}, script: {tmp_path / 'counter.py'}, needs: [], "
+        f"args: {{out: '{tmp_path / n}', steps: 400, sleep: 0.05}}, resume: '{tmp_path / n}.ckpt'}}\n"
+        for n in ("one", "two")))
+    runner = subprocess.Popen([sys.executable, str(REPO / "run_pipeline.py"), "--config", str(cfg)], cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ckpts = [tmp_path / "one.ckpt", tmp_path / "two.ckpt"]
+    deadline = time.time() + 30
+    while not all(c.exists() for c in ckpts) and time.time() < deadline:
+        time.sleep(0.05)
+    assert all(c.exists() for c in ckpts), "both stages started at once"
+    runner.send_signal(signal.SIGTERM)
+    _, err = runner.communicate(timeout=60)
+    assert runner.returncode == 130 and "Traceback" not in err, err
+    steps = [c.read_text() for c in ckpts]
+    time.sleep(0.3)
+    assert [c.read_text() for c in ckpts] == steps, "both stages stopped with the runner"
