@@ -4,13 +4,14 @@ in the same process, interleaved: time per simulation and the largest
 activation difference.
 
     .venv/bin/python bench/bench_moment_arms.py --reference /work/main \\
-        [--data-root data/mcs_synthetic] [--motions 4] [--rounds 5] [--real]
+        [--data-root data/mcs_synthetic] [--motions 4] [--frames 196] [--rounds 5] [--real]
 
 ``--reference`` is a checkout of the project whose
 ``dataset/synthetic/muscle_dynamics.py`` provides the "before" moment arms
 (its ``_moment_arms`` replaces this one's for the "before" runs; everything
 else is this checkout's). Motions are the first ``--motions`` repetitions
-(``kinematics_activations_*.mot``) of ``--data-root``, each simulated with its
+(``kinematics_activations_*.mot``) of ``--data-root`` (or, with ``--frames``,
+the first frames of its first sessions' kinematics), each simulated with its
 session's scaled model as ``metrics.simulation.simulate_activations`` does;
 ``--real`` adds OpenCap's IK of five squats (tests/data/real_opencap) with
 the generic model scaled by OpenSim's ScaleTool to its subject. Prints a
@@ -55,13 +56,19 @@ def _reference_moment_arms(checkout: Path):
     return module._moment_arms
 
 
-def _synthetic_motions(root: Path, n: int) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
-    """(label, model, coords (T, 33), times (T,)) of the first ``n`` repetitions under ``root``."""
+def _synthetic_motions(root: Path, n: int, frames: int | None = None
+                       ) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
+    """(label, model, coords (T, 33), times (T,)) of the first ``n`` repetitions
+    under ``root``, or with ``frames`` the first ``frames`` frames of the first
+    ``n`` sessions' kinematics."""
+    pattern = "Data/*/OpenSimData/Kinematics/*.mot" if frames else \
+        "Data/*/OpenSimData/Dynamics/*/kinematics_activations_*.mot"
     out = []
-    for f in sorted(root.glob("Data/*/OpenSimData/Dynamics/*/kinematics_activations_*.mot"))[:n]:
+    for f in sorted(root.glob(pattern))[:n]:
         table = read_motion(f)
-        model = session_model_for(f)
-        out.append((f"{f.parents[3].name[:8]}/{f.parent.name}", str(model), table.coordinates(), table.times))
+        name = f.stem if frames else f.parent.name
+        out.append((f"{f.parents[3 if not frames else 2].name[:8]}/{name}", str(session_model_for(f)),
+                    table.coordinates()[:frames], table.times[:frames]))
     return out
 
 
@@ -86,13 +93,16 @@ def main() -> None:
     p.add_argument("--reference", type=Path, required=True, help="checkout providing the 'before' moment arms")
     p.add_argument("--data-root", type=Path, default=Path("data/mcs_synthetic"), help="MCS-layout synthetic dataset")
     p.add_argument("--motions", type=int, default=4, help="repetitions of the dataset to simulate")
+    p.add_argument("--frames", type=int, default=None,
+                   help="simulate the first FRAMES frames of each session's kinematics instead of its repetitions "
+                        "(196: a generated motion)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds of before and after")
     p.add_argument("--real", action="store_true", help="also the real OpenCap IK (801 frames at 100 Hz)")
     args = p.parse_args()
 
     variants = {"before": _reference_moment_arms(args.reference), "after": muscle_dynamics._moment_arms}
     with tempfile.TemporaryDirectory() as tmp:
-        motions = _synthetic_motions(args.data_root, args.motions)
+        motions = _synthetic_motions(args.data_root, args.motions, args.frames)
         if args.real:
             motions.append(_real_motion(Path(tmp)))
         for _, model, x, t in motions:  # load every model once (the per-process cache), untimed
