@@ -524,15 +524,18 @@ def find_crossing(model: osim.Model, state: osim.State, setter: StateSetter, q: 
     A muscle that does not span a joint keeps its length to rounding
     (~1e-15 m: moving a hip moves the shank's path points in the ground frame,
     not their distances), so an exact-zero test would count it; one that spans
-    it changes by millimetres (by ~r'' probe^2 / 2 even where its moment arm
-    vanishes)."""
+    it changes by millimetres (by ~r' probe^2 / 2 even where its moment arm r
+    vanishes; only one whose moment arm and its derivative both vanish at q
+    would be missed). A set may hold more muscles than span the pair (a wrap
+    that switches at the probe): the groups of :func:`coordinate_groups` stay
+    disjoint, the extra muscle's moment arm is the finite difference as before."""
     base = _path_lengths(model, state, setter, q, muscles)
     out = {}
     for j in range(len(_PAIR_COLUMNS)):
         moved = np.zeros(len(muscles), dtype=bool)
         for sign in (1.0, -1.0):
             lengths = _path_lengths(model, state, setter, _perturbed(q, (j,), sign * _CROSSING_PROBE), muscles)
-            moved |= np.abs(lengths - base) > _CROSSING_TOL
+            moved |= ~(np.abs(lengths - base) <= _CROSSING_TOL)  # NaN (a failed wrap) counts as spanning
         out[j] = np.flatnonzero(moved)
     return out
 
