@@ -7,12 +7,16 @@ import opensim as osim
 import pytest
 from scipy.optimize import lsq_linear
 
-from dataset.synthetic.muscle_dynamics import (ACTIVATION_FLOOR, SO_COORDINATES, MuscleModel, StateSetter, _moment_arms, _to_si,
-                                     active_force_length, force_velocity, inverse_dynamics, passive_force_length,
-                                     solve_so_qp, solve_so_qp_status, static_optimization, tendon_stretch)
+from dataset.synthetic.muscle_dynamics import (ACTIVATION_FLOOR, SO_COORDINATES, MuscleModel, StateSetter, _moment_arms,
+                                               _path_lengths, _perturbed, _to_si, active_force_length,
+                                               coordinate_groups, force_velocity, inverse_dynamics,
+                                               passive_force_length, solve_so_qp, solve_so_qp_status,
+                                               static_optimization, tendon_stretch)
 from dataset.synthetic.opencap_model import OsimPoints, subject_model
 from dataset.synthetic.squat_kinematics import SquatStyle, generate_trial
+from tests.real_session import IK_FILE, scaled_model
 from utils.constants import COORDINATES
+from utils.motion_io import read_motion
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +25,12 @@ def subject(tmp_path_factory):
     style = SquatStyle(depth=95.0, depth_jitter=0.0, noise=0.0, jitter=0.0, asymmetry=0.0, heading=5.0, balance=0.6)
     trial = generate_trial(OsimPoints(path), style, 1, np.random.default_rng(1))
     return path, trial
+
+
+@pytest.fixture(scope="module")
+def real_model(tmp_path_factory):
+    """OpenCap's generic LaiUhlrich2022 scaled by OpenSim's ScaleTool to the real subject."""
+    return scaled_model(tmp_path_factory.mktemp("real") / "real_scaled.osim")
 
 
 def test_muscle_curves_equal_opensims_de_groote_fregly_muscle():
@@ -58,6 +68,49 @@ def test_knee_beta_follows_the_coupler_and_moment_arms_agree_with_opensim(subjec
     assert np.median(diffs) < 1e-5 and np.mean(diffs > 1e-3) < 0.02 and diffs.max() < 0.015, f"{diffs.max():.4f} m"
     vasmed = mm.names.index("vasmed_r")
     assert ours[SO_COORDINATES.index("knee_angle_r"), vasmed] < -0.015  # a knee extensor (flexion positive)
+
+
+def test_coordinate_groups_never_share_a_muscle():
+    crossing = {0: np.array([1, 2]), 1: np.array([2, 3]), 2: np.array([4]), 3: np.array([1])}
+    assert coordinate_groups(crossing) == [(0, 2), (1, 3)]
+    assert coordinate_groups({j: np.array([7]) for j in range(3)}) == [(0,), (1,), (2,)]
+
+
+@pytest.mark.parametrize("which", ["synthetic", "real"])
+def test_grouped_moment_arms_equal_the_per_coordinate_ones(which, subject, real_model):
+    """On a synthetic subject's model and on OpenCap's model scaled to the real
+    subject, over OpenCap's IK of five squats: the coordinate pairs perturbed
+    together (hip flexion with ankle, hip adduction with subtalar, hip
+    rotation with mtp, the knee alone) give the moment arms of the pairs
+    perturbed one at a time with every muscle read, to rounding (1e-16 m of
+    length over the 1e-6 rad step); the muscles a pair's crossing set leaves
+    out keep their length when it moves 0.3 rad (the patella, coupled to the
+    knee, moves only with the knee)."""
+    mm = MuscleModel(subject[0] if which == "synthetic" else real_model)
+    poses = _to_si(read_motion(IK_FILE).coordinates())[::100]
+    crossing: dict[int, np.ndarray] = {}
+    grouped = np.stack([_moment_arms(mm.model, mm.state, mm.setter, q, mm.muscles, mm.sides, crossing) for q in poses])
+    each = np.stack([_moment_arms(mm.model, mm.state, mm.setter, q, mm.muscles, mm.sides) for q in poses])
+    groups = coordinate_groups(crossing)
+    assert groups == [(0, 4), (1, 5), (2, 6), (3,)]
+    for group in groups:
+        members = np.concatenate([crossing[j] for j in group])
+        assert len(np.unique(members)) == len(members)
+    spans = {(SO_COORDINATES[j][:-2], mm.names[i][:-2]) for j, idx in crossing.items() for i in idx}
+    assert ("knee_angle", "vasmed") in spans and ("ankle_angle", "gasmed") in spans and ("knee_angle", "gasmed") in spans
+    assert ("hip_flexion", "soleus") not in spans and ("hip_flexion", "vasmed") not in spans
+    assert np.abs(grouped - each).max() < 2e-9
+    outside = np.ones((len(SO_COORDINATES), len(mm.muscles)), dtype=bool)
+    for j, idx in crossing.items():
+        outside[j, idx] = outside[j + len(crossing), idx] = False
+    assert np.all(grouped[:, outside] == 0.0) and np.abs(each[:, outside]).max() < 2e-9
+    for q in poses[::2]:
+        base = _path_lengths(mm.model, mm.state, mm.setter, q, mm.muscles)
+        for j, idx in crossing.items():
+            others = np.setdiff1d(np.arange(len(mm.muscles)), idx)
+            for move in (0.3, -0.3):
+                moved = _path_lengths(mm.model, mm.state, mm.setter, _perturbed(q, (j,), move), mm.muscles)
+                assert np.abs(moved - base)[others].max() < 1e-13, (SO_COORDINATES[j], move)
 
 
 def test_box_qp_solver_matches_scipy_with_a_floor():

@@ -45,7 +45,7 @@ from utils.kinematics import ForwardKinematics
 __all__ = [
     "SO_COORDINATES", "PELVIS_DOFS", "DynamicsResult", "RepetitionActivations",
     "filter_kinematics", "ground_reaction_forces", "inverse_dynamics", "static_optimization",
-    "simulate_trial", "solve_so_qp", "MuscleModel", "StateSetter",
+    "simulate_trial", "solve_so_qp", "MuscleModel", "StateSetter", "find_crossing", "coordinate_groups",
 ]
 
 SO_COORDINATES: tuple[str, ...] = tuple(
@@ -67,6 +67,12 @@ HIP_ROTATION_RESERVE = 30.0 * (100.0 / 0.001) ** 0.5  # N m, see below
 _FD_STEP = 1e-6               # rad, finite-difference step for moment arms
 _MAX_ARM_DISAGREEMENT = 0.005 # m, forward vs backward difference beyond which the path jumped
 _MOMENT_ARM_STRIDE = 5        # moment arms and lengths every 5th frame (1/12 s), interpolated in between
+_CROSSING_PROBE = 0.1         # rad, move of a coordinate pair that shows which muscles span it
+_CROSSING_TOL = 1e-9          # m, length change beyond rounding (~1e-15 m) that marks a spanning muscle
+_PAIR_COLUMNS: tuple[tuple[int, int], ...] = tuple(
+    (COORDINATES.index(SO_COORDINATES[j]), COORDINATES.index(SO_COORDINATES[j + len(SO_COORDINATES) // 2]))
+    for j in range(len(SO_COORDINATES) // 2))
+"""Canonical columns of the right and left coordinate of each pair of :data:`SO_COORDINATES`."""
 GRAVITY = np.array([0.0, -9.80665, 0.0])
 
 
@@ -490,6 +496,67 @@ def rigid_tendon_mechanics(lengths: np.ndarray, fs: float, f0: np.ndarray, l_opt
     return _MuscleFrames(fa, fp, l_norm)
 
 
+def _perturbed(q: np.ndarray, pairs: tuple[int, ...], delta: float) -> np.ndarray:
+    """Pose ``q`` (33,) with both sides of every coordinate pair ``j`` in
+    ``pairs`` (:data:`SO_COORDINATES` ``j`` and ``j + 7``) moved by ``delta``."""
+    out = q.copy()
+    for j in pairs:
+        for c in _PAIR_COLUMNS[j]:
+            out[c] += delta
+    return out
+
+
+def _path_lengths(model: osim.Model, state: osim.State, setter: StateSetter, q: np.ndarray,
+                  muscles: list) -> np.ndarray:
+    """Muscle-tendon lengths (M,), metres, of ``muscles`` at pose ``q`` (33,) (SI, canonical)."""
+    setter.set(state, q)
+    model.realizePosition(state)
+    return np.array([m.getLength(state) for m in muscles])
+
+
+def find_crossing(model: osim.Model, state: osim.State, setter: StateSetter, q: np.ndarray,
+                  muscles: list) -> dict[int, np.ndarray]:
+    """Which muscles span each coordinate pair ``j`` (right and left of
+    :data:`SO_COORDINATES` together): indices into ``muscles`` whose length
+    changes by more than :data:`_CROSSING_TOL` when the pair moves
+    :data:`_CROSSING_PROBE` either way from pose ``q``.
+
+    A muscle that does not span a joint keeps its length to rounding
+    (~1e-15 m: moving a hip moves the shank's path points in the ground frame,
+    not their distances), so an exact-zero test would count it; one that spans
+    it changes by millimetres (by ~r' probe^2 / 2 even where its moment arm r
+    vanishes; only one whose moment arm and its derivative both vanish at q
+    would be missed). A set may hold more muscles than span the pair (a wrap
+    that switches at the probe): the groups of :func:`coordinate_groups` stay
+    disjoint, the extra muscle's moment arm is the finite difference as before."""
+    base = _path_lengths(model, state, setter, q, muscles)
+    out = {}
+    for j in range(len(_PAIR_COLUMNS)):
+        moved = np.zeros(len(muscles), dtype=bool)
+        for sign in (1.0, -1.0):
+            lengths = _path_lengths(model, state, setter, _perturbed(q, (j,), sign * _CROSSING_PROBE), muscles)
+            moved |= ~(np.abs(lengths - base) <= _CROSSING_TOL)  # NaN (a failed wrap) counts as spanning
+        out[j] = np.flatnonzero(moved)
+    return out
+
+
+def coordinate_groups(crossing: dict[int, np.ndarray]) -> list[tuple[int, ...]]:
+    """Coordinate pairs that can be perturbed together: a greedy colouring of
+    the pairs (in order) in which no two pairs of a group share a muscle of
+    ``crossing``, so each muscle's length moves with at most one pair of its
+    group (Lai/Rajagopal: hip flexion with ankle, hip adduction with
+    subtalar, hip rotation with mtp, the knee alone)."""
+    groups: list[list[int]] = []
+    for j in sorted(crossing):
+        for group in groups:
+            if not any(np.intersect1d(crossing[j], crossing[k]).size for k in group):
+                group.append(j)
+                break
+        else:
+            groups.append([j])
+    return [tuple(g) for g in groups]
+
+
 def _moment_arms(model: osim.Model, state: osim.State, setter: StateSetter, q: np.ndarray,
                  muscles: list, sides: list[str], crossing: dict[int, np.ndarray] | None = None,
                  lengths_out: np.ndarray | None = None) -> np.ndarray:
@@ -500,39 +567,40 @@ def _moment_arms(model: osim.Model, state: osim.State, setter: StateSetter, q: n
     their mean is used (a central difference); where they do not, the path
     jumps (a wrap switching on or off) and the smaller one is used.
 
-    ``crossing`` caches, per coordinate pair, which muscles span it: pass an
-    empty dict on the first call and the same dict afterwards to skip the
-    muscles whose length cannot change."""
+    ``crossing`` caches, per coordinate pair, which muscles span it
+    (:func:`find_crossing`): pass an empty dict on the first call and the same
+    dict afterwards. Then only those muscles are read, the others' moment
+    arms are zero, and pairs spanned by disjoint muscle sets are perturbed in
+    the same realisation (:func:`coordinate_groups`). Without ``crossing``
+    every muscle is read for every pair, one pair at a time."""
     n = len(muscles)
+    if crossing is None:
+        sets = {j: np.arange(n) for j in range(len(_PAIR_COLUMNS))}
+        groups = [(j,) for j in sets]
+    else:
+        if not crossing:
+            crossing.update(find_crossing(model, state, setter, q, muscles))
+        sets, groups = crossing, coordinate_groups(crossing)
+    per_side = len(_PAIR_COLUMNS)
     arms = np.zeros((len(SO_COORDINATES), n))
-    per_side = len(SO_COORDINATES) // 2
     right = np.array([s == "r" for s in sides])
-    setter.set(state, q)
-    model.realizePosition(state)
-    base = np.array([m.getLength(state) for m in muscles])
+    base = _path_lengths(model, state, setter, q, muscles)
     if lengths_out is not None:
         lengths_out[:] = base  # the muscle-tendon lengths at q, metres
-    for j in range(per_side):
-        idx = crossing.get(j) if crossing is not None else None
-        if idx is None:
-            idx = np.arange(n)
+    for group in groups:
+        idx = np.concatenate([sets[j] for j in group])
         sub = [muscles[i] for i in idx]
-        slopes = []
-        for sign in (1.0, -1.0):
-            qp = q.copy()
-            qp[COORDINATES.index(SO_COORDINATES[j])] += sign * _FD_STEP
-            qp[COORDINATES.index(SO_COORDINATES[j + per_side])] += sign * _FD_STEP
-            setter.set(state, qp)
-            model.realizePosition(state)
-            slopes.append(-sign * (np.array([m.getLength(state) for m in sub]) - base[idx]) / _FD_STEP)
-        fwd, bwd = slopes
-        d = np.zeros(n)
-        d[idx] = np.where(np.abs(fwd - bwd) < _MAX_ARM_DISAGREEMENT, 0.5 * (fwd + bwd),
-                          np.where(np.abs(fwd) < np.abs(bwd), fwd, bwd))
-        if crossing is not None and j not in crossing:
-            crossing[j] = idx[(fwd != 0.0) | (bwd != 0.0)]
-        arms[j, right] = d[right]
-        arms[j + per_side, ~right] = d[~right]
+        fwd, bwd = (-sign * (_path_lengths(model, state, setter, _perturbed(q, group, sign * _FD_STEP), sub)
+                             - base[idx]) / _FD_STEP for sign in (1.0, -1.0))
+        slope = np.where(np.abs(fwd - bwd) < _MAX_ARM_DISAGREEMENT, 0.5 * (fwd + bwd),
+                         np.where(np.abs(fwd) < np.abs(bwd), fwd, bwd))
+        start = 0
+        for j in group:
+            d = np.zeros(n)
+            d[sets[j]] = slope[start:start + len(sets[j])]
+            start += len(sets[j])
+            arms[j, right] = d[right]
+            arms[j + per_side, ~right] = d[~right]
     return arms
 
 
@@ -615,15 +683,13 @@ class MuscleModel:
         self.l_slack = np.array([m.getTendonSlackLength() for m in self.muscles])
         self.alpha0 = np.array([m.getPennationAngleAtOptimalFiberLength() for m in self.muscles])
         self.v_max = np.array([m.getMaxContractionVelocity() for m in self.muscles])
-        self.crossing: dict[int, np.ndarray] = {}  # muscles spanning each coordinate pair
+        self.crossing: dict[int, np.ndarray] = {}  # muscles spanning each coordinate pair (find_crossing)
 
     def lengths(self, q_si: np.ndarray) -> np.ndarray:
         """Muscle-tendon lengths (n, M), metres, of poses (n, 33) (SI units)."""
         out = np.zeros((q_si.shape[0], len(self.muscles)))
         for k in range(q_si.shape[0]):
-            self.setter.set(self.state, q_si[k])
-            self.model.realizePosition(self.state)
-            out[k] = [m.getLength(self.state) for m in self.muscles]
+            out[k] = _path_lengths(self.model, self.state, self.setter, q_si[k], self.muscles)
         return out
 
 
