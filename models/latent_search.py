@@ -305,25 +305,28 @@ class NearestSearch:
         """Exact nearest of a few queries (R, D) float64 whose fp32 scan left
         near-ties: float64 distances to every row whose fp32 entry lies within
         twice the error bound of the query's smallest (all other rows are
-        strictly farther), lowest index among exact ties. -> (R,)"""
+        strictly farther), lowest index among exact ties. Two tiled passes:
+        the smallest entries, then the rows within the bound. -> (R,)"""
         n = self.bank.shape[0]
-        block = max(1, 4 * self.tile_bytes // (4 * n))               # queries per (block, N) fp32 distance matrix
-        return torch.cat([self._resolve_block(q[s:s + block]) for s in range(0, q.shape[0], block)])
-
-    def _resolve_block(self, q: Tensor) -> Tensor:
-        """:meth:`_resolve` of one block of queries. (R, D) float64 -> (R,)"""
-        n = self.bank.shape[0]
-        q32, _, err = self._shifted(q)
-        d = self._distances32(q32, 0, n)                              # (R, N)
-        # 3 err, not 2: also covers rounding the threshold to float32 (at most err / (4 (D + 4)))
-        within = d <= (d.amin(1).double() + 3 * err).float()[:, None]
-        rows, idx = within.nonzero(as_tuple=True)
-        dist = (self.bank[idx].double() - q[rows]).pow(2).sum(1)
-        best = torch.full((q.shape[0],), float("inf"), dtype=torch.float64, device=q.device)
-        best = best.scatter_reduce(0, rows, dist, "amin")
-        at_best = dist == best[rows]
-        out = torch.full((q.shape[0],), n, dtype=torch.long, device=q.device)
-        return out.scatter_reduce(0, rows[at_best], idx[at_best], "amin")
+        rows_per_tile, q_block = self._tiling(q.shape[0], 1)
+        out = torch.empty(q.shape[0], dtype=torch.long, device=q.device)
+        for qs in range(0, q.shape[0], q_block):
+            qb = q[qs:qs + q_block]
+            q32, _, err = self._shifted(qb)
+            starts = range(0, n, rows_per_tile)
+            smallest = torch.stack([self._distances32(q32, b, b + rows_per_tile).amin(1) for b in starts]).amin(0)
+            # 3 err, not 2: also covers rounding the limit to float32 (at most err / (4 (D + 4)))
+            limit = (smallest.double() + 3 * err).float()[:, None]
+            pairs = [(self._distances32(q32, b, b + rows_per_tile) <= limit).nonzero(as_tuple=True) for b in starts]
+            rows = torch.cat([r for r, _ in pairs])
+            idx = torch.cat([i + b for (_, i), b in zip(pairs, starts)])
+            dist = (self.bank[idx].double() - qb[rows]).pow(2).sum(1)
+            best = torch.full((qb.shape[0],), float("inf"), dtype=torch.float64, device=q.device)
+            best = best.scatter_reduce(0, rows, dist, "amin")
+            at_best = dist == best[rows]
+            first = torch.full((qb.shape[0],), n, dtype=torch.long, device=q.device)
+            out[qs:qs + q_block] = first.scatter_reduce(0, rows[at_best], idx[at_best], "amin")
+        return out
 
     def _scan(self, q: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
         """Full search of ``q`` (R, D) float64 keeping ``candidates`` rows per

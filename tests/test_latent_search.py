@@ -177,11 +177,12 @@ def test_direct_scan_equals_float64_brute_force_on_random_data(n, q, d, tile_byt
     assert search.stats.direct == q and search.stats.scanned == 0
 
 
-@pytest.mark.parametrize("n,q,d", [(30, 60, 3), (500, 80, 4), (20000, 64, 6)])
-def test_direct_scan_resolves_exact_ties_to_the_lowest_index(n, q, d) -> None:
+@pytest.mark.parametrize("n,q,d,tile_bytes", [(30, 60, 3, 2**23), (500, 80, 4, 2**23), (20000, 64, 6, 2**23),
+                                              (500, 80, 4, 512)])
+def test_direct_scan_resolves_exact_ties_to_the_lowest_index(n, q, d, tile_bytes) -> None:
     bank, queries = _tie_heavy(n, q, d, seed=n)
     ref = brute_force_nearest(queries, bank)
-    search = NearestSearch(bank, reuse=False)
+    search = NearestSearch(bank, reuse=False, tile_bytes=tile_bytes)
     assert torch.equal(search(queries), ref)
     assert search.stats.brute_force > 0  # tied runner-ups were settled in float64
 
