@@ -121,6 +121,21 @@ def test_selected_points_equal_the_full_computation_and_skip_unneeded_bodies(fk)
     assert float(x.grad[..., COORDINATES.index("lumbar_extension")].abs().sum()) == 0.0
 
 
+def test_converted_constants_follow_load_state_dict_and_to(fk):
+    import copy
+
+    x = torch.randn(4, len(COORDINATES), generator=torch.Generator().manual_seed(3)) * 10
+    other = copy.deepcopy(fk)
+    other(x), other(x.double())  # convert the constants for both dtypes
+    state = other.state_dict()
+    state["j1_p_PF"] = state["j1_p_PF"] + 0.05  # move the second joint's parent frame
+    other.load_state_dict(state)
+    assert torch.allclose(other(x).double(), other(x.double()), atol=1e-5)
+    assert not torch.allclose(other(x), fk(x), atol=1e-3)
+    assert torch.equal(other.double()(x.double()), other(x.double()))
+    assert torch.allclose(other.float()(x).double(), other(x.double()), atol=1e-5)
+
+
 def test_translations_move_every_point_rigidly(fk):
     q = torch.zeros(2, len(COORDINATES), dtype=torch.float64)
     q[1, COORDINATES.index("pelvis_ty")] = 0.3

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from models import guidance_losses as L
-from models.latent_search import NearestSearch, brute_force_nearest, fp32_distance_error
+from models.latent_search import NearestSearch, _two_smallest, brute_force_nearest, fp32_distance_error
 
 
 def _random(n: int, q: int, d: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,7 +40,7 @@ def test_exact_ties_resolve_to_the_lowest_index() -> None:
     queries = torch.randint(-4, 5, (60, 3), generator=g).float() / 2
     ref = brute_force_nearest(queries, bank)
     assert (ref < 200).all()  # the reference itself prefers the first copy
-    search = NearestSearch(bank, candidates=4)
+    search = NearestSearch(bank, candidates=4, adaptive=False)
     assert len(search.bank) <= 27 and len(search) == 400  # copies are searched once
     for _ in range(3):  # a second and third call go through the reuse check
         assert torch.equal(search(queries), ref)
@@ -50,7 +50,7 @@ def test_exact_ties_resolve_to_the_lowest_index() -> None:
 def test_reuse_follows_a_random_walk_exactly_and_skips_most_scans() -> None:
     bank, queries = _random(2000, 50, 32, seed=5)
     g = torch.Generator().manual_seed(6)
-    search = NearestSearch(bank, candidates=16)
+    search = NearestSearch(bank, candidates=16, adaptive=False)  # the reuse check on every call
     first = search(queries)
     changed = 0
     for step in range(60):
@@ -66,7 +66,7 @@ def test_reuse_follows_a_random_walk_exactly_and_skips_most_scans() -> None:
 
 def test_queries_moving_towards_their_nearest_row_are_never_scanned_again() -> None:
     bank, queries = _random(3000, 20, 24, seed=7)
-    search = NearestSearch(bank, candidates=8)
+    search = NearestSearch(bank, candidates=8, adaptive=False)
     nearest = search(queries)
     for _ in range(20):
         queries = queries + 0.1 * (bank[nearest] - queries)
@@ -156,3 +156,85 @@ def test_a_large_common_offset_does_not_loosen_the_search() -> None:
     search = NearestSearch(bank + offset, candidates=8)
     assert torch.equal(search(queries + offset), brute_force_nearest(queries + offset, bank + offset))
     assert search.stats.brute_force == 0
+
+
+def _tie_heavy(n: int, q: int, d: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Small-integer rows (exact fp32 and fp64 distances, so ties are real), some
+    rows repeated, and half-integer queries halfway between rows."""
+    g = torch.Generator().manual_seed(seed)
+    bank = torch.randint(-2, 3, (n, d), generator=g).float()
+    bank = torch.cat([bank, bank[torch.randint(0, n, (n // 4,), generator=g)]])
+    return bank, torch.randint(-4, 5, (q, d), generator=g).float() / 2
+
+
+@pytest.mark.parametrize("n,q,d,tile_bytes", [(1, 4, 3, 2**23), (2, 4, 3, 2**23), (300, 40, 16, 2**23),
+                                              (4000, 200, 64, 2**23), (20000, 64, 32, 2**23),
+                                              (3000, 50, 8, 256)])
+def test_direct_scan_equals_float64_brute_force_on_random_data(n, q, d, tile_bytes) -> None:
+    bank, queries = _random(n, q, d, seed=20 + n)
+    search = NearestSearch(bank, reuse=False, tile_bytes=tile_bytes)  # every call a direct scan
+    assert torch.equal(search(queries), brute_force_nearest(queries, bank))
+    assert search.stats.direct == q and search.stats.scanned == 0
+
+
+@pytest.mark.parametrize("n,q,d,tile_bytes", [(30, 60, 3, 2**23), (500, 80, 4, 2**23), (20000, 64, 6, 2**23),
+                                              (500, 80, 4, 512)])
+def test_direct_scan_resolves_exact_ties_to_the_lowest_index(n, q, d, tile_bytes) -> None:
+    bank, queries = _tie_heavy(n, q, d, seed=n)
+    ref = brute_force_nearest(queries, bank)
+    search = NearestSearch(bank, reuse=False, tile_bytes=tile_bytes)
+    assert torch.equal(search(queries), ref)
+    assert search.stats.brute_force > 0  # tied runner-ups were settled in float64
+
+
+def test_direct_scan_settles_near_ties_below_fp32_resolution() -> None:
+    b0, b1 = torch.tensor([1.0, 2.0 ** -12]), torch.tensor([1.0, 0.0])
+    bank = torch.stack([b0] * 50 + [b1] + [b0 * 3])
+    queries = torch.zeros(3, 2)
+    assert torch.equal(NearestSearch(bank, reuse=False)(queries), torch.full((3,), 50))
+
+
+def test_scan_keeps_lower_bounds_on_its_candidates_distances() -> None:
+    bank, queries = _random(5000, 100, 16, seed=21)
+    search = NearestSearch(bank, candidates=16)
+    search(queries)
+    true = (search.bank[search._cand].double() - queries.double()[:, None]).pow(2).sum(-1).sqrt()
+    assert (search._lb <= true * (1 + 1e-12)).all()
+    assert (search._lb > 0.9 * true).all()  # and tight ones: the fp32 bound is small at these norms
+
+
+@pytest.mark.parametrize("tie_heavy", [False, True])
+def test_walk_switching_between_direct_scans_and_reuse_checks_stays_exact(tie_heavy) -> None:
+    bank, queries = (_tie_heavy(400, 60, 4, seed=22) if tie_heavy else _random(3000, 60, 16, seed=22))
+    g = torch.Generator().manual_seed(23)
+    search = NearestSearch(bank, candidates=8)
+    plan = iter([True, True, False, True, False, False, True] * 5)  # direct scans leave the anchors behind
+    search._direct_is_cheaper = lambda: next(plan)
+    search(queries)
+    for step in range(30):
+        queries = queries + (0.5 if step % 4 else 0.05) * torch.randn(queries.shape, generator=g)
+        if tie_heavy:
+            queries = (queries * 2).round() / 2
+        assert torch.equal(search(queries), brute_force_nearest(queries, bank)), f"step {step}"
+    assert search.stats.direct > 0 and search.stats.reused > 0
+
+
+def test_queries_moving_a_lot_on_a_small_bank_choose_the_direct_scan() -> None:
+    bank, queries = _random(3000, 400, 64, seed=24)
+    g = torch.Generator().manual_seed(25)
+    search = NearestSearch(bank)
+    for _ in range(6):
+        queries = queries + 0.5 * torch.randn(queries.shape, generator=g)
+        assert torch.equal(search(queries), brute_force_nearest(queries, bank))
+    assert search.stats.direct >= 3 * 400  # after one reuse check showed that most queries fail it
+
+
+@pytest.mark.parametrize("width", [1, 2, 63, 64, 65, 200, 640])
+def test_two_smallest_equals_a_sort(width) -> None:
+    g = torch.Generator().manual_seed(width)
+    d = torch.randn(50, width, generator=g)
+    d[::3] = d[::3].round()  # rows full of ties
+    first, col, second = _two_smallest(d.clone())
+    ordered = d.sort(1).values
+    assert torch.equal(first, ordered[:, 0]) and torch.equal(d.gather(1, col[:, None]).squeeze(1), first)
+    assert torch.equal(second, ordered[:, 1] if width > 1 else torch.full((50,), float("inf")))

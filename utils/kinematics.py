@@ -190,6 +190,29 @@ class ForwardKinematics(nn.Module):
         self.register_buffer("body_com", torch.tensor(np.array(spec["body_com"]), dtype=torch.float64).reshape(-1, 3))
         self.joint_names = tuple(j["name"] for j in spec["joints"])
         self.source = spec["source"]
+        self._constant_cache: dict[tuple[torch.dtype, torch.device], list[dict]] = {}
+
+    def _constants(self, dtype: torch.dtype, device: torch.device) -> list[dict[str, Tensor | list[Tensor]]]:
+        """Per joint, its constant frames (``R_PF``, ``p_PF``, ``R_MB``,
+        ``p_MB``) and transform axes (``axes``) in ``dtype`` on ``device``,
+        converted from the buffers once per dtype and device, not per call."""
+        key = (dtype, device)
+        if key not in self._constant_cache:
+            self._constant_cache[key] = [
+                {**{name: getattr(self, f"j{j}_{name}").to(device, dtype) for name in ("R_PF", "p_PF", "R_MB", "p_MB")},
+                 "axes": [getattr(self, f"j{j}_a{k}").to(device, dtype) for k in range(len(joint["axes"]))]}
+                for j, joint in enumerate(self._joints)]
+        return self._constant_cache[key]
+
+    def _apply(self, fn, *args, **kwargs):
+        """Forget the converted constants when the buffers move or change type (``.to``, ``.double`` ...)."""
+        self._constant_cache = {}
+        return super()._apply(fn, *args, **kwargs)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        """Forget the converted constants when a state dict overwrites the buffers in place."""
+        self._constant_cache = {}
+        return super()._load_from_state_dict(*args, **kwargs)
 
     def _register_function(self, prefix: str, fn: dict) -> None:
         """Keep a tabulated function's samples in buffers (moved by ``.to``)."""
@@ -297,11 +320,10 @@ class ForwardKinematics(nn.Module):
         coupled: list[Tensor] = []
         for c, coupler in enumerate(self._couplers):
             coupled.append(self._evaluate(f"c{c}", coupler["fn"], self._source(coupler["src"], q, coupled)))
-        for j, joint in enumerate(self._joints):
+        for j, (joint, const) in enumerate(zip(self._joints, self._constants(dtype, q.device))):
             if needed is not None and joint["child"] not in needed:
                 continue
-            R_PF = getattr(self, f"j{j}_R_PF").to(dtype)
-            p_PF = getattr(self, f"j{j}_p_PF").to(dtype)
+            R_PF, p_PF, R_MB, p_MB = const["R_PF"], const["p_PF"], const["R_MB"], const["p_MB"]
             if joint["parent"] < 0:
                 R_GF, o_GF = R_PF.expand(n, 3, 3), p_PF.expand(n, 3)
             else:
@@ -311,7 +333,7 @@ class ForwardKinematics(nn.Module):
             R_FM: Tensor | None = None
             p_FM: Tensor | None = None
             for k, axis in enumerate(joint["axes"]):
-                a = getattr(self, f"j{j}_a{k}").to(dtype)
+                a = const["axes"][k]
                 if axis["src"] is None:
                     value = torch.full((n,), axis["fn"]["value"], dtype=dtype, device=q.device)
                 else:
@@ -324,8 +346,6 @@ class ForwardKinematics(nn.Module):
                     p_FM = step if p_FM is None else p_FM + step
             R_GM = R_GF if R_FM is None else _mm(R_GF, R_FM)
             o_GM = o_GF if p_FM is None else o_GF + _mv(R_GF, p_FM)
-            R_MB = getattr(self, f"j{j}_R_MB").to(dtype)
-            p_MB = getattr(self, f"j{j}_p_MB").to(dtype)
             child = joint["child"]
             rots[child] = _mm(R_GM, R_MB)
             origins[child] = o_GM + _mv(R_GM, p_MB)
