@@ -10,8 +10,8 @@ import torch
 
 from dataset.synthetic.osim_model import build_model, save_model
 from utils.constants import COORDINATES, TRANSLATIONS
-from utils.kinematics import (FOOT_CONTACT_POINTS, JOINT_POINT_NAMES, STICK_SEGMENTS, ForwardKinematics,
-                              ModelError)
+from utils.kinematics import (FOOT_CONTACT_POINTS, JOINT_POINT_NAMES, STICK_SEGMENTS, AxisRotation, ForwardKinematics,
+                              ModelError, coordinate_axis, rotation_about_axis)
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +134,23 @@ def test_converted_constants_follow_load_state_dict_and_to(fk):
     assert not torch.allclose(other(x), fk(x), atol=1e-3)
     assert torch.equal(other.double()(x.double()), other(x.double()))
     assert torch.allclose(other.float()(x).double(), other(x.double()), atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rotations_about_coordinate_axes_equal_rodrigues_and_matmul_bit_for_bit(dtype):
+    g = torch.Generator().manual_seed(5)
+    angle = (torch.rand(500, generator=g, dtype=torch.float64) * 8 - 4).to(dtype)
+    other = torch.randn(500, 3, 3, generator=g, dtype=torch.float64).to(dtype)
+    for k in range(3):
+        for sign in (1.0, -1.0):
+            axis = torch.zeros(3, dtype=dtype)
+            axis[k] = sign
+            assert coordinate_axis(axis.numpy()) == (k, sign)
+            rot = AxisRotation(k, sign, angle)
+            reference = rotation_about_axis(axis, angle)
+            assert torch.equal(rot.matrix(), reference)
+            assert torch.equal(rot.right_of(other), torch.matmul(other, reference))
+    assert coordinate_axis([0.0, 0.6, 0.8]) is None and coordinate_axis([0.0, 0.0, 0.5]) is None
 
 
 def test_translations_move_every_point_rigidly(fk):

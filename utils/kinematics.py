@@ -54,7 +54,7 @@ from utils.osim_log import opensim_quiet
 
 __all__ = [
     "ForwardKinematics", "ModelError", "STICK_SEGMENTS", "FOOT_CONTACT_POINTS", "JOINT_POINT_NAMES",
-    "rotation_about_axis",
+    "rotation_about_axis", "AxisRotation", "coordinate_axis",
 ]
 
 JOINT_POINT_NAMES: dict[str, str] = {
@@ -111,6 +111,52 @@ def rotation_about_axis(axis: Tensor, angle: Tensor) -> Tensor:
     return torch.stack([row0, row1, row2], dim=-2)
 
 
+_OTHER_AXES: dict[int, tuple[int, int]] = {0: (1, 2), 1: (2, 0), 2: (0, 1)}
+"""For a coordinate axis k, the other two (i, j) in cyclic order (x -> y, z; y -> z, x; z -> x, y)."""
+
+
+def coordinate_axis(axis: np.ndarray | Sequence[float]) -> tuple[int, float] | None:
+    """``(k, sign)`` when ``axis`` is exactly ``sign * e_k`` (a coordinate axis
+    or its opposite), else None."""
+    a = np.asarray(axis, dtype=np.float64)
+    nonzero = np.flatnonzero(a)
+    if len(nonzero) != 1 or abs(a[nonzero[0]]) != 1.0:
+        return None
+    return int(nonzero[0]), float(a[nonzero[0]])
+
+
+class AxisRotation:
+    """Rotation about the coordinate axis ``sign * e_k`` by angles (N,)
+    radians, kept as its cosine, signed sine and diagonal entry: what
+    :func:`rotation_about_axis` computes for that axis entry by entry
+    (``(1 - c) + c`` on the axis, ``c`` and ``+-s`` beside it, exact zeros
+    elsewhere), in a few operations."""
+
+    def __init__(self, k: int, sign: float, angle: Tensor) -> None:
+        self.k, (self.i, self.j) = k, _OTHER_AXES[k]
+        self.c = torch.cos(angle)
+        s = torch.sin(angle)
+        self.s = s if sign > 0 else -s            # entry (j, i); entry (i, j) is -s
+        self.w = (1.0 - self.c) + self.c          # entry (k, k), as Rodrigues' formula rounds it
+
+    def matrix(self) -> Tensor:
+        """The rotation matrices. (N, 3, 3)"""
+        entries = [torch.zeros_like(self.c)] * 9
+        entries[4 * self.k], entries[4 * self.i], entries[4 * self.j] = self.w, self.c, self.c
+        entries[3 * self.i + self.j], entries[3 * self.j + self.i] = -self.s, self.s
+        return torch.stack(entries, -1).unflatten(-1, (3, 3))
+
+    def right_of(self, a: Tensor) -> Tensor:
+        """``a @ R`` for ``a`` (N, 3, 3), column by column without the zero
+        terms; equal to ``torch.matmul``'s small-matrix product on the CPU
+        (same products, summed in the same order; zeros may differ in sign)."""
+        c, s = self.c[:, None], self.s[:, None]
+        cols = [a[..., 0], a[..., 1], a[..., 2]]
+        ai, aj = cols[self.i], cols[self.j]
+        cols[self.i], cols[self.j], cols[self.k] = ai * c + aj * s, aj * c - ai * s, cols[self.k] * self.w[:, None]
+        return torch.stack(cols, -1)
+
+
 def _mm(a: Tensor, b: Tensor) -> Tensor:
     """3x3 matrix product with broadcasting. (..., 3, 3), (..., 3, 3) -> (..., 3, 3)"""
     return torch.matmul(a, b)
@@ -119,6 +165,16 @@ def _mm(a: Tensor, b: Tensor) -> Tensor:
 def _mv(a: Tensor, v: Tensor) -> Tensor:
     """3x3 matrix times 3-vector with broadcasting. (..., 3, 3), (..., 3) -> (..., 3)"""
     return torch.matmul(a, v.unsqueeze(-1)).squeeze(-1)
+
+
+def _rotation(axis: Tensor | tuple[int, float], angle: Tensor) -> Tensor | AxisRotation:
+    """Rotation about ``axis`` (a unit (3,) tensor, or ``(k, sign)`` for a coordinate axis) by ``angle`` (N,)."""
+    return AxisRotation(*axis, angle) if isinstance(axis, tuple) else rotation_about_axis(axis, angle)
+
+
+def _as_matrix(rot: Tensor | AxisRotation) -> Tensor:
+    """Rotation matrices (N, 3, 3) of either form of :func:`_rotation`."""
+    return rot.matrix() if isinstance(rot, AxisRotation) else rot
 
 
 def _hermite(x: Tensor, grid_lo: float, step: float, values: Tensor, slopes: Tensor) -> Tensor:
@@ -192,16 +248,28 @@ class ForwardKinematics(nn.Module):
         self.source = spec["source"]
         self._constant_cache: dict[tuple[torch.dtype, torch.device], list[dict]] = {}
 
-    def _constants(self, dtype: torch.dtype, device: torch.device) -> list[dict[str, Tensor | list[Tensor]]]:
-        """Per joint, its constant frames (``R_PF``, ``p_PF``, ``R_MB``,
-        ``p_MB``) and transform axes (``axes``) in ``dtype`` on ``device``,
-        converted from the buffers once per dtype and device, not per call."""
+    def _constants(self, dtype: torch.dtype, device: torch.device) -> list[dict]:
+        """Per joint, its constant frames in ``dtype`` on ``device`` (None for
+        an identity rotation or a zero offset) and its axes (a tensor, or
+        ``(k, sign)`` for a coordinate axis); converted once per dtype and device."""
         key = (dtype, device)
         if key not in self._constant_cache:
-            self._constant_cache[key] = [
-                {**{name: getattr(self, f"j{j}_{name}").to(device, dtype) for name in ("R_PF", "p_PF", "R_MB", "p_MB")},
-                 "axes": [getattr(self, f"j{j}_a{k}").to(device, dtype) for k in range(len(joint["axes"]))]}
-                for j, joint in enumerate(self._joints)]
+            identity = torch.eye(3, dtype=torch.float64, device=device)
+            out = []
+            for j, joint in enumerate(self._joints):
+                const = {}
+                for name in ("R_PF", "R_MB"):
+                    R = getattr(self, f"j{j}_{name}")
+                    const[name] = None if torch.equal(R, identity.to(R.device)) else R.to(device, dtype)
+                for name in ("p_PF", "p_MB"):
+                    p = getattr(self, f"j{j}_{name}")
+                    const[name] = None if not bool(p.any()) else p.to(device, dtype)
+                const["axes"] = [coordinate_axis(axis["axis"]) if axis["rotation"] else None
+                                 for axis in joint["axes"]]
+                const["axes"] = [ca if ca is not None else getattr(self, f"j{j}_a{k}").to(device, dtype)
+                                 for k, ca in enumerate(const["axes"])]
+                out.append(const)
+            self._constant_cache[key] = out
         return self._constant_cache[key]
 
     def _apply(self, fn, *args, **kwargs):
@@ -324,31 +392,40 @@ class ForwardKinematics(nn.Module):
             if needed is not None and joint["child"] not in needed:
                 continue
             R_PF, p_PF, R_MB, p_MB = const["R_PF"], const["p_PF"], const["R_MB"], const["p_MB"]
+            # None stands for an identity rotation or a zero offset: skipping it changes no bit
             if joint["parent"] < 0:
-                R_GF, o_GF = R_PF.expand(n, 3, 3), p_PF.expand(n, 3)
+                R_GF = None if R_PF is None else R_PF.expand(n, 3, 3)
+                o_GF = torch.zeros(n, 3, dtype=dtype, device=q.device) if p_PF is None else p_PF.expand(n, 3)
             else:
                 R_GP, o_GP = rots[joint["parent"]], origins[joint["parent"]]
-                R_GF = _mm(R_GP, R_PF)
-                o_GF = o_GP + _mv(R_GP, p_PF)
-            R_FM: Tensor | None = None
+                R_GF = R_GP if R_PF is None else _mm(R_GP, R_PF)
+                o_GF = o_GP if p_PF is None else o_GP + _mv(R_GP, p_PF)
+            R_FM: Tensor | AxisRotation | None = None
             p_FM: Tensor | None = None
             for k, axis in enumerate(joint["axes"]):
-                a = const["axes"][k]
                 if axis["src"] is None:
                     value = torch.full((n,), axis["fn"]["value"], dtype=dtype, device=q.device)
                 else:
                     value = self._evaluate(f"j{j}_a{k}", axis["fn"], self._source(axis["src"], q, coupled))
                 if axis["rotation"]:
-                    rot = rotation_about_axis(a, value)
-                    R_FM = rot if R_FM is None else _mm(R_FM, rot)
+                    rot = _rotation(const["axes"][k], value)
+                    if R_FM is None:
+                        R_FM = rot
+                    else:
+                        R_FM = _as_matrix(R_FM)
+                        R_FM = rot.right_of(R_FM) if isinstance(rot, AxisRotation) else _mm(R_FM, rot)
                 else:
-                    step = value[:, None] * a
+                    step = value[:, None] * const["axes"][k]
                     p_FM = step if p_FM is None else p_FM + step
-            R_GM = R_GF if R_FM is None else _mm(R_GF, R_FM)
-            o_GM = o_GF if p_FM is None else o_GF + _mv(R_GF, p_FM)
+            R_FM = None if R_FM is None else _as_matrix(R_FM)
+            R_GM = R_FM if R_GF is None else R_GF if R_FM is None else _mm(R_GF, R_FM)
+            if p_FM is not None:
+                o_GF = o_GF + (p_FM if R_GF is None else _mv(R_GF, p_FM))
+            if R_GM is None:
+                R_GM = torch.eye(3, dtype=dtype, device=q.device).expand(n, 3, 3)
             child = joint["child"]
-            rots[child] = _mm(R_GM, R_MB)
-            origins[child] = o_GM + _mv(R_GM, p_MB)
+            rots[child] = R_GM if R_MB is None else _mm(R_GM, R_MB)
+            origins[child] = o_GF if p_MB is None else o_GF + _mv(R_GM, p_MB)
         return rots, origins, lead
 
     @staticmethod
