@@ -39,6 +39,7 @@ import sys
 import warnings
 import zipfile
 from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -102,8 +103,6 @@ def simulation_sources() -> list[Path]:
 def code_identity() -> str:
     """SHA-256 (hex) of the simulation code: :func:`simulation_sources`, the
     :data:`VERSIONED_PACKAGES` versions, Python's version and the machine."""
-    from importlib.metadata import PackageNotFoundError, version
-
     h = hashlib.sha256()
     for path in simulation_sources():
         h.update(f"{path.relative_to(REPO).as_posix()}\0".encode())
@@ -112,7 +111,7 @@ def code_identity() -> str:
         try:
             v = version(package)
         except PackageNotFoundError:
-            v = getattr(__import__(package), "__version__", "?")
+            v = getattr(__import__(package), "__version__", "?")  # e.g. OpenSim installed by conda
         h.update(f"{package}={v}\0".encode())
     h.update(f"python={sys.version}\0machine={platform.machine()}\0".encode())
     return h.hexdigest()
