@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.errors import OutputWriteError
 from utils.fileio import atomic_save_npz
 
 __all__ = ["CACHE_FORMAT", "SimulationCache", "SimulationCacheWarning", "code_identity"]
@@ -178,12 +179,19 @@ class SimulationCache:
         self.hits += 1
         return act, names
 
-    def store(self, key: str, activations: np.ndarray, muscles: tuple[str, ...]) -> Path:
-        """Write one entry atomically: ``activations`` (T, M) float64 of ``muscles``. Returns its path."""
+    def store(self, key: str, activations: np.ndarray, muscles: tuple[str, ...]) -> Path | None:
+        """Write one entry atomically: ``activations`` (T, M) float64 of
+        ``muscles``. Returns its path, or None with a
+        :class:`SimulationCacheWarning` when the folder cannot be written (a
+        read-only or full cache costs re-simulation later, never this run's results)."""
         act = np.asarray(activations)
         if act.dtype != np.float64 or act.ndim != 2 or act.shape[1] != len(muscles):
             raise ValueError(f"activations must be float64 (T, {len(muscles)}), got {act.dtype} {act.shape}")
-        path = atomic_save_npz(self.path(key), activations=act, muscles=np.array(muscles, dtype=str))
+        try:
+            path = atomic_save_npz(self.path(key), activations=act, muscles=np.array(muscles, dtype=str))
+        except OutputWriteError as err:
+            warnings.warn(f"simulation cache not written: {err}", SimulationCacheWarning, stacklevel=2)
+            return None
         self.stored += 1
         return path
 

@@ -21,7 +21,7 @@ from metrics import sim_cache, simulation
 from metrics.sim_cache import SimulationCache, SimulationCacheWarning
 from metrics.simulation import simulate_many
 from options.metrics import get_guidance_parser
-from utils.errors import UserError
+from utils.errors import OutputWriteError, UserError
 from utils.fileio import TEMP_SUFFIX
 
 VASMED = ("vasmed_r", "vasmed_l")
@@ -96,6 +96,19 @@ def test_a_corrupt_entry_is_simulated_again_with_a_warning(dynamics, tmp_path: P
     assert errors == [""] and cache.stored == 2
     np.testing.assert_array_equal(again, first)
     assert SimulationCache(tmp_path).load(entry.stem, x.shape[1]) is not None  # replaced by a valid entry
+
+
+def test_a_cache_that_cannot_be_written_warns_and_keeps_the_results(dynamics, tmp_path: Path, monkeypatch) -> None:
+    models, x, dt = dynamics
+
+    def full_disk(path, **_arrays):
+        raise OutputWriteError(f"cannot write {path}: No space left on device")
+
+    monkeypatch.setattr(sim_cache, "atomic_save_npz", full_disk)
+    cache = SimulationCache(tmp_path)
+    with pytest.warns(SimulationCacheWarning, match="simulation cache not written: .*No space left"):
+        act, errors = simulate_many(models[:1], x[:1], dt[:1], VASMED, cache=cache)
+    assert errors == [""] and np.isfinite(act).all() and cache.stored == 0
 
 
 def _write_many(folder: str, key: str, times: int) -> None:
