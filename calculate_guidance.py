@@ -14,11 +14,15 @@ Peak activations are reported raw and averaged over ``--peak-window``
 seconds side by side; ``--simulate`` adds the OpenSim simulation's
 activations of every motion (``metrics/simulation.py``) and the
 surrogate-simulation agreement; ``--lowpass HZ`` filters every set alike.
+``--sim-cache DIR`` keeps the simulated activations (``metrics/sim_cache.py``)
+so a motion simulated once, by this run or an earlier one, is not simulated
+again; the tables are the same with or without it.
 
     python calculate_guidance.py --file_type mocap --folder_path data/mcs_synthetic --surrogate output/surrogate/net_best.pth
     python calculate_guidance.py --file_type mot --folder_path output/guidance/BIGE
     python calculate_guidance.py --compare data/mcs_synthetic output/baselines/VQVAE-Generations output/guidance/BIGE --labels MoCap VQ-VAE BIGE
     python calculate_guidance.py --compare data/mcs_synthetic output/guidance/BIGE --labels MoCap BIGE --simulate --workers 2
+    python calculate_guidance.py --compare data/mcs_synthetic output/guidance/BIGE --labels MoCap BIGE --simulate --sim-cache output/sim_cache
 """
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ from metrics.evaluate import (
 from metrics.guidance import lowpass_motions
 from metrics.motion_sets import MotionSetError, load_motion_set
 from metrics.report import csv_text, output_paths, text_table, write_outputs
+from metrics.sim_cache import SimulationCache
 from metrics.simulation import simulate_many
 from options.metrics import get_guidance_parser
 from utils.cli import run as run_cli
@@ -61,10 +66,10 @@ def find_surrogate(explicit: str | os.PathLike | None) -> tuple[Path | None, str
                   + ": activation columns (peak act., in band, violation, tilt@peak) skipped")
 
 
-def simulate_set(mset, kind: str, folder: str, args) -> tuple:
+def simulate_set(mset, kind: str, folder: str, args, cache: SimulationCache | None = None) -> tuple:
     """Simulated activations of ``args.muscles`` for every motion of ``mset``
-    with its subject's scaled model (generic where none is known):
-    ``((N, T, G) with NaN rows where a simulation failed, errors)``."""
+    with its subject's scaled model (generic where none is known), through
+    ``cache`` if given: ``((N, T, G) with NaN rows where a simulation failed, errors)``."""
     from dataset.synthetic.osim_model import default_model_path
 
     roots = [folder] if kind == "mocap" else [args.data_root]
@@ -73,7 +78,7 @@ def simulate_set(mset, kind: str, folder: str, args) -> tuple:
     paths = [str(models.get(sid, generic)) for sid in mset.subjects]
     dt = mset.frame_times() if args.frame_rate is None else 1.0 / args.frame_rate
     return simulate_many(paths, mset.motions, dt, args.muscles, workers=args.workers,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, cache=cache)
 
 
 def main(args) -> list[dict]:
@@ -89,6 +94,9 @@ def main(args) -> list[dict]:
         raise UserError(f"--peak-window must be >= 0 seconds, got {args.peak_window}")
     if args.simulate and published:
         raise UserError("--simulate is reported under --protocol project only")
+    if args.sim_cache and not args.simulate:
+        raise UserError("--sim-cache keeps simulations: it needs --simulate")
+    cache = SimulationCache(args.sim_cache) if args.sim_cache else None
     if args.activations == "simulation":
         not_mocap = [folder for _, folder, kind in specs if kind != "mocap"]
         if not_mocap:
@@ -171,7 +179,10 @@ def main(args) -> list[dict]:
             continue
         simulated = None
         if args.simulate:
-            simulated = simulate_set(mset, kind, folder, args)
+            hits = cache.hits if cache else 0
+            simulated = simulate_set(mset, kind, folder, args, cache)
+            if cache:  # printed and in the JSON, not among the notes: the tables do not depend on the cache
+                print(f"{label}: {cache.hits - hits} of {len(mset)} motions from the simulation cache {cache.folder}")
             failed = [f"{mset.files[i]}: {err}" for i, err in enumerate(simulated[1]) if err]
             notes.append(f"{label}: {len(mset) - len(failed)} of {len(mset)} motions simulated"
                          + ("; failed: " + "; ".join(failed[:5]) if failed else ""))
@@ -198,6 +209,8 @@ def main(args) -> list[dict]:
         print(text_table(motion_rows, [replace(columns[0], key="file", header="file")] + columns[2:]))
     payload = {"script": "calculate_guidance.py", "protocol": protocol, "options": options_dict(args),
                "notes": notes, "sets": infos, "units": UNITS, "seconds": round(time.time() - started, 2)}
+    if cache:
+        payload["sim_cache"] = cache.summary()
     spread = ("mean ± population standard deviation over subject folders (n = folders)" if published
               else "mean ± standard deviation over motions")
     write_outputs(paths, rows, columns, payload, f"Guidance metrics: {PROTOCOL_TITLES[protocol]}",

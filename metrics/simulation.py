@@ -14,6 +14,10 @@ modification time, so a rewritten file is loaded again), and the worker
 processes live from one :func:`simulate_many` call to the next: guidance's
 verification simulates a subject's runs ten at a time, and loading OpenSim
 and the subject's model again for every batch cost a third of the work.
+
+With a :class:`~metrics.sim_cache.SimulationCache`, :func:`simulate_many`
+simulates only the motions the cache does not hold (keyed by the model's
+bytes, the motion's and the code's) and stores what it simulates.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from metrics.sim_cache import SimulationCache
 from utils.constants import COORDINATES
 from utils.errors import UserError
 from utils.osim_log import opensim_quiet
@@ -111,13 +116,21 @@ def simulate_activations(model_path: str | os.PathLike, coords_deg: np.ndarray, 
     return np.clip(act, 0.0, 1.0), tuple(rep.muscles)
 
 
-def _one(job: tuple[str, np.ndarray, np.ndarray, tuple[str, ...]]) -> tuple[np.ndarray | None, str]:
-    model, x, t, muscles = job
+def _one(job: tuple[str, np.ndarray, np.ndarray]) -> tuple[np.ndarray | None, tuple[str, ...], str]:
+    """Simulate one ``(model, coords, times)`` job: ``(activations (T, M)
+    float64, muscle names, '')``, or ``(None, (), message)`` when it fails."""
+    model, x, t = job
     try:
         with opensim_quiet():  # OpenSim's per-model [info] lines would bury the table
             act, names = simulate_activations(model, x, t)
     except Exception as err:  # reported per motion by simulate_many; one bad motion must not stop a set
-        return None, f"{type(err).__name__}: {err}"
+        return None, (), f"{type(err).__name__}: {err}"
+    return np.asarray(act, dtype=np.float64), names, ""
+
+
+def _select(act: np.ndarray, names: tuple[str, ...], muscles: Sequence[str], model: str
+            ) -> tuple[np.ndarray | None, str]:
+    """The columns of ``muscles`` of one motion's activations (T, M) as float32 (T, G), or an error."""
     missing = [m for m in muscles if m not in names]
     if missing:
         return None, f"{model}: the model has no muscle(s) {missing}"
@@ -125,35 +138,52 @@ def _one(job: tuple[str, np.ndarray, np.ndarray, tuple[str, ...]]) -> tuple[np.n
 
 
 def simulate_many(models: Sequence[str | os.PathLike], motions: np.ndarray, time_steps: np.ndarray | float,
-                  muscles: Sequence[str], workers: int = 1, progress: bool = False
-                  ) -> tuple[np.ndarray, list[str]]:
+                  muscles: Sequence[str], workers: int = 1, progress: bool = False,
+                  cache: SimulationCache | None = None) -> tuple[np.ndarray, list[str]]:
     """Simulated activations of ``muscles`` for every motion.
 
     ``models`` one ``.osim`` per motion; ``motions`` (N, T, 33) degrees /
     metres; ``time_steps`` seconds between frames (scalar or (N,)); ``workers``
-    processes. Returns ``(activations (N, T, G) float32, errors)``: a motion
+    processes; ``cache`` a :class:`~metrics.sim_cache.SimulationCache` whose
+    entries are used instead of simulating and which receives every new
+    success. Returns ``(activations (N, T, G) float32, errors)``: a motion
     whose simulation failed has NaN activations and its message in
-    ``errors[i]`` ('' when it succeeded).
+    ``errors[i]`` ('' when it succeeded). Cached or not, the numbers are the same bit for bit.
     """
     x = np.asarray(motions, dtype=np.float64)
     n, frames = x.shape[:2]
     if len(models) != n:
         raise ValueError(f"{len(models)} models for {n} motions")
     steps = np.broadcast_to(np.asarray(time_steps, dtype=np.float64), (n,))
-    jobs = [(str(models[i]), x[i], steps[i] * np.arange(frames), tuple(muscles)) for i in range(n)]
+    jobs = [(str(models[i]), x[i], steps[i] * np.arange(frames)) for i in range(n)]
     out = np.full((n, frames, len(muscles)), np.nan, dtype=np.float32)
     errors = [""] * n
-    parallel = workers > 1 and n > 1
-    results = _pool(workers).map(_one, jobs, chunksize=1) if parallel else map(_one, jobs)
+    keys = [cache.key(*job) for job in jobs] if cache is not None else [None] * n
+    todo = []
+    for i, key in enumerate(keys):
+        hit = cache.load(key, frames) if key is not None else None
+        if hit is None:
+            todo.append(i)
+        else:
+            act, errors[i] = _select(*hit, muscles, jobs[i][0])
+            if act is not None:
+                out[i] = act
+    parallel = workers > 1 and len(todo) > 1
+    todo_jobs = [jobs[i] for i in todo]
+    results = _pool(workers).map(_one, todo_jobs, chunksize=1) if parallel else map(_one, todo_jobs)
     if progress:
         from tqdm.auto import tqdm
 
-        results = tqdm(results, total=n, desc="simulation", unit="motion", leave=False)
+        results = tqdm(results, total=len(todo), desc="simulation", unit="motion", leave=False)
     try:
-        for i, (act, err) in enumerate(results):
+        for i, (act, names, err) in zip(todo, results):
             if act is None:
                 errors[i] = err
-            else:
+                continue
+            if keys[i] is not None:
+                cache.store(keys[i], act, names)
+            act, errors[i] = _select(act, names, muscles, jobs[i][0])
+            if act is not None:
                 out[i] = act
     except BaseException:
         if parallel:  # an interrupted map leaves work queued: start afresh next time

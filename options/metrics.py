@@ -167,6 +167,11 @@ def get_guidance_parser() -> argparse.ArgumentParser:
                         "motion with its subject's scaled model and report the simulated peak activation (raw and "
                         "windowed), the fraction in band by simulation and the surrogate-simulation agreement; "
                         "about 1-2 s per motion per worker (--workers)")
+    g.add_argument("--sim-cache", default=None, metavar="DIR",
+                   help="with --simulate: keep every simulated motion's activations in this folder, keyed by the "
+                        "model file's bytes, the motion and the simulation code (metrics/sim_cache.py), and "
+                        "simulate only the motions it does not hold; the results are the same bit for bit. "
+                        "Unset: no cache")
     g.add_argument("--device", default="auto", choices=DEVICES, help="device of the surrogate")
     g.add_argument("--batch-size", type=int_at_least(1), default=256, help="motions per surrogate batch")
     g = p.add_argument_group("kinematics")

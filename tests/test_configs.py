@@ -59,3 +59,15 @@ def test_demo_stages_wait_for_every_stage_whose_output_they_read() -> None:
                     assert other.name in after[stage.name], f"{stage.name} reads {folder} but does not need {other.name}"
     # the demo runs side by side: the guidance stage does not wait for the baselines
     assert "mdm_train" not in after["guidance"] and "t2m_train" not in after["guidance"]
+
+
+def test_demo_simulates_the_baselines_into_the_cache_guidance_simulated_reads() -> None:
+    """The sets that do not depend on guidance are simulated beside it, into
+    the cache the final simulated comparison reads, which waits for them."""
+    _, stages = load_config(REPO / "configs/demo.yaml")
+    after = _closure(stages)
+    by_name = {s.name: s for s in stages}
+    early, final = by_name["simulate_baselines"], by_name["guidance_simulated"]
+    assert early.args["sim-cache"] == final.args["sim-cache"]
+    assert set(early.args["compare"]) < set(final.args["compare"])
+    assert "simulate_baselines" in after["guidance_simulated"] and "guidance" not in after["simulate_baselines"]
