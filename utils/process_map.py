@@ -1,0 +1,199 @@
+"""Map a function over items in spawned worker processes, results in item order.
+
+    for out in process_map(work, items, processes=2, initializer=setup, initargs=(big_state,)):
+        ...  # out of items[0], then items[1], ...
+
+Built for work that holds torch / OpenMP thread pools: workers are started
+with the ``spawn`` context (a forked copy of a process whose OpenMP pool has
+run can hang), each runs ``initializer(*initargs)`` once (load the shared
+state there, not once per item) and then takes one item at a time from the
+parent, so a slow item never holds back a queue of others.
+
+Errors and stopping:
+
+* an exception raised by ``fn`` or ``initializer`` is raised again in the
+  parent as the same exception (same type and message, the worker's
+  traceback attached as a note), once every earlier item has been yielded; no
+  further item is started after it. An exception that cannot be pickled
+  arrives as :class:`WorkerError` with its type name and message;
+* a worker that dies (killed, crashed) raises :class:`WorkerError` naming the
+  item it was working on;
+* leaving the loop (break, an exception, Ctrl-C, SIGTERM) stops the workers
+  with SIGTERM (a worker turns it into ``KeyboardInterrupt``, so its own
+  clean-up such as ``atexit`` handlers runs) and waits for them; workers
+  ignore SIGINT, the parent decides. On Linux a worker also gets SIGTERM
+  when the parent dies without clean-up (``PR_SET_PDEATHSIG``), so no worker
+  outlives it.
+"""
+from __future__ import annotations
+
+import ctypes
+import multiprocessing as mp
+import os
+import pickle
+import signal
+import sys
+import traceback
+from multiprocessing.connection import Connection, wait
+from typing import Any, Callable, Iterator, Sequence, TypeVar
+
+from utils.errors import BigeError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+STOP_TIMEOUT_S = 60.0
+"""Seconds a stopped worker may take to clean up (finish a running simulation) before it is killed."""
+
+_PR_SET_PDEATHSIG = 1
+
+
+class WorkerError(BigeError):
+    """A worker process died, or raised an exception that cannot be sent to the parent."""
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to send this process SIGTERM when its parent dies; exit now if it already has."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: rely on the parent's clean-up
+        pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _error_message(err: BaseException, what: str) -> tuple[str, Any]:
+    """``("error", payload)`` for the parent: the pickled exception with the
+    worker's traceback as a note, else its type name and message."""
+    tb = "".join(traceback.format_exception(err)).rstrip()
+    try:
+        err.add_note(f"(raised in a worker process while {what}; its traceback:)\n{tb}")
+        blob = pickle.dumps(err)
+        pickle.loads(blob)  # an exception whose __init__ needs other arguments fails here, not in the parent
+        return "error", blob
+    except Exception:
+        return "error", f"{type(err).__name__}: {err}\n{tb}"
+
+
+def _serve(conn: Connection, parent_pid: int, fn: Callable[[Any], Any],
+           initializer: Callable[..., None] | None, initargs: tuple) -> None:
+    """A worker: run ``initializer`` once, then ``fn`` on every ``(index, item)``
+    the parent sends until it sends None; answers ``("done", result)`` or
+    ``("error", payload)`` per item (and once for a failed initializer)."""
+    _die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
+    signal.signal(signal.SIGTERM, _terminated)
+    try:
+        try:
+            if initializer is not None:
+                initializer(*initargs)
+        except Exception as err:
+            conn.send(_error_message(err, "starting"))
+            return
+        while (task := conn.recv()) is not None:
+            index, item = task
+            try:
+                conn.send(("done", fn(item)))
+            except Exception as err:
+                conn.send(_error_message(err, f"working on item {index} ({item!r})"))
+                return
+    except (KeyboardInterrupt, EOFError, BrokenPipeError):  # stopped by the parent, or the parent is gone
+        sys.exit(130)
+
+
+def _raise(payload: Any) -> None:
+    if isinstance(payload, bytes):
+        raise pickle.loads(payload) from None
+    raise WorkerError(payload)
+
+
+def process_map(fn: Callable[[T], R], items: Sequence[T], processes: int,
+                initializer: Callable[..., None] | None = None, initargs: tuple = (),
+                name: str = "worker") -> Iterator[R]:
+    """``fn(item)`` for every item, computed in ``min(processes, len(items))``
+    spawned processes and yielded in item order (see the module docstring for
+    errors and stopping). ``fn``, ``initializer`` and ``initargs`` must pickle
+    (module-level functions). ``name`` names the processes."""
+    if processes < 1:
+        raise ValueError(f"need at least one process, got {processes}")
+    ctx = mp.get_context("spawn")
+    workers: list[tuple[Any, Connection]] = []
+    busy: dict[int, int] = {}          # worker slot -> index of the item it works on
+    finished: dict[int, R] = {}        # results not yet yielded
+    failure: tuple[int, Any] | None = None  # (item index, error payload) of the first error
+    next_index, emitted = 0, 0
+
+    def dispatch(slot: int) -> None:
+        nonlocal next_index
+        if failure is None and next_index < len(items):
+            workers[slot][1].send((next_index, items[next_index]))
+            busy[slot] = next_index
+            next_index += 1
+
+    try:
+        for slot in range(min(processes, len(items))):
+            here, there = ctx.Pipe()
+            proc = ctx.Process(target=_serve, args=(there, os.getpid(), fn, initializer, initargs),
+                               name=f"{name}-{slot}")
+            proc.start()
+            there.close()
+            workers.append((proc, here))
+        for slot in range(len(workers)):
+            dispatch(slot)
+        while emitted < len(items):
+            if emitted in finished:
+                yield finished.pop(emitted)
+                emitted += 1
+                continue
+            if failure is not None and (failure[0] <= emitted or not busy):
+                _raise(failure[1])
+            by_conn = {workers[s][1]: s for s in busy}
+            by_sentinel = {workers[s][0].sentinel: s for s in busy}
+            for ready in wait([*by_conn, *by_sentinel]):
+                slot = by_conn.get(ready, by_sentinel.get(ready))
+                if slot not in busy:
+                    continue
+                proc, conn = workers[slot]
+                if ready is conn or conn.poll():
+                    try:
+                        kind, payload = conn.recv()
+                    except EOFError:
+                        kind, payload = "died", None
+                else:
+                    kind, payload = "died", None
+                index = busy.pop(slot)
+                if kind == "done":
+                    finished[index] = payload
+                    dispatch(slot)
+                    continue
+                if kind == "died":
+                    proc.join(1.0)
+                    payload = (f"{proc.name} (pid {proc.pid}) died with exit code {proc.exitcode} while working "
+                               f"on item {index} ({items[index]!r})")
+                if failure is None or index < failure[0]:
+                    failure = (index, payload)
+    finally:
+        _stop(workers)
+
+
+def _stop(workers: list[tuple[Any, Connection]]) -> None:
+    """Let idle workers finish (None), SIGTERM the others, wait, kill the stragglers."""
+    for proc, conn in workers:
+        try:
+            conn.send(None)
+        except (OSError, ValueError):
+            pass
+    for proc, _ in workers:
+        proc.join(0.5)
+        if proc.is_alive():
+            proc.terminate()
+    for proc, conn in workers:
+        proc.join(STOP_TIMEOUT_S)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+        conn.close()
