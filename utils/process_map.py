@@ -37,7 +37,7 @@ import traceback
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
-from utils.errors import BigeError
+from utils.errors import EXIT_SIGNAL
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -48,8 +48,9 @@ STOP_TIMEOUT_S = 60.0
 _PR_SET_PDEATHSIG = 1
 
 
-class WorkerError(BigeError):
-    """A worker process died, or raised an exception that cannot be sent to the parent."""
+class WorkerError(RuntimeError):
+    """A worker process died, or raised an exception that cannot be sent to the parent
+    (the message holds its type, message and the worker's traceback)."""
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -102,7 +103,7 @@ def _serve(conn: Connection, parent_pid: int, fn: Callable[[Any], Any],
                 conn.send(_error_message(err, f"working on item {index} ({item!r})"))
                 return
     except (KeyboardInterrupt, EOFError, BrokenPipeError):  # stopped by the parent, or the parent is gone
-        sys.exit(130)
+        sys.exit(EXIT_SIGNAL)
 
 
 def _raise(payload: Any) -> None:
