@@ -50,7 +50,7 @@ from utils.device import apply_precision, resolve_device, set_threads, torch_thr
 from utils.fileio import exclusive_run
 from utils.generation_output import check_outputs, check_uniform_settings, write_subject_samples
 from utils.kinematics import ForwardKinematics
-from utils.process_map import process_map
+from utils.process_map import process_map, worker_slot
 from utils.run_logging import RunLogger, now
 
 
@@ -487,12 +487,10 @@ def _start_worker(args: argparse.Namespace, prep: Prepared) -> None:
     count, the global seeds (as before the parent's first subject) and the
     models and data :func:`prepare` loaded."""
     global _worker, _progress_position
-    import multiprocessing
-
     set_threads(args.num_threads)
     seed_everything(args.seed)
     _worker = (args, prep)
-    _progress_position = int(multiprocessing.current_process().name.rsplit("-", 1)[-1])
+    _progress_position = worker_slot()
 
 
 def _guide_in_worker(session: Any) -> SubjectOutcome:

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from utils.errors import UserError
-from utils.process_map import WorkerError, process_map
+from utils.process_map import WorkerError, process_map, worker_slot
 
 
 class _NeedsTwoArguments(Exception):
@@ -43,8 +43,17 @@ def _pid(x: int) -> int:
     return os.getpid()
 
 
+def _slot(x: int) -> int | None:
+    time.sleep(0.2)
+    return worker_slot()
+
+
 def test_results_come_in_item_order() -> None:
     assert list(process_map(_square_slowly, list(range(7)), processes=3)) == [x * x for x in range(7)]
+
+
+def test_each_worker_knows_its_slot() -> None:
+    assert sorted(process_map(_slot, [0, 1], processes=2)) == [0, 1] and worker_slot() is None
 
 
 def test_a_worker_exception_is_raised_as_itself_after_the_items_before_it() -> None:

@@ -53,6 +53,16 @@ class WorkerError(RuntimeError):
     (the message holds its type, message and the worker's traceback)."""
 
 
+_slot: int | None = None
+"""This worker's slot (0 .. processes - 1), None outside a worker."""
+
+
+def worker_slot() -> int | None:
+    """The slot (0 .. processes - 1) of the worker process calling it, None in
+    any other process: e.g. the terminal line of the worker's progress bar."""
+    return _slot
+
+
 def _die_with_parent(parent_pid: int) -> None:
     """Ask Linux to send this process SIGTERM when its parent dies; exit now if it already has."""
     try:
@@ -80,11 +90,13 @@ def _error_message(err: BaseException, what: str) -> tuple[str, Any]:
         return "error", f"{type(err).__name__}: {err}\n{tb}"
 
 
-def _serve(conn: Connection, parent_pid: int, fn: Callable[[Any], Any],
+def _serve(slot: int, conn: Connection, parent_pid: int, fn: Callable[[Any], Any],
            initializer: Callable[..., None] | None, initargs: tuple) -> None:
-    """A worker: run ``initializer`` once, then ``fn`` on every ``(index, item)``
+    """Worker ``slot``: run ``initializer`` once, then ``fn`` on every ``(index, item)``
     the parent sends until it sends None; answers ``("done", result)`` or
     ``("error", payload)`` per item (and once for a failed initializer)."""
+    global _slot
+    _slot = slot
     _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
     signal.signal(signal.SIGTERM, _terminated)
@@ -138,7 +150,7 @@ def process_map(fn: Callable[[T], R], items: Sequence[T], processes: int,
     try:
         for slot in range(min(processes, len(items))):
             here, there = ctx.Pipe()
-            proc = ctx.Process(target=_serve, args=(there, os.getpid(), fn, initializer, initargs),
+            proc = ctx.Process(target=_serve, args=(slot, there, os.getpid(), fn, initializer, initargs),
                                name=f"{name}-{slot}")
             proc.start()
             there.close()
