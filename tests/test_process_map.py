@@ -86,3 +86,21 @@ def test_leaving_the_loop_stops_the_workers() -> None:
 def test_at_least_one_process() -> None:
     with pytest.raises(ValueError, match="at least one process"):
         list(process_map(_pid, [1], processes=0))
+
+
+def _slow_cleanup_at_exit(flag: str) -> None:
+    import atexit
+
+    def cleanup() -> None:
+        time.sleep(1.0)  # e.g. a simulation pool finishing
+        open(f"{flag}.{worker_slot()}", "w").close()
+
+    atexit.register(cleanup)
+
+
+def test_workers_finish_their_clean_up_when_the_items_are_done(tmp_path) -> None:
+    flag = tmp_path / "cleaned"
+    assert list(process_map(_square_slowly, [1, 2], processes=2, initializer=_slow_cleanup_at_exit,
+                            initargs=(str(flag),))) == [1, 4]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cleaned.0", "cleaned.1"], \
+        "an idle worker is let exit on its own, not stopped in its clean-up"

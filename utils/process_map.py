@@ -18,12 +18,15 @@ Errors and stopping:
   arrives as :class:`WorkerError` with its type name and message;
 * a worker that dies (killed, crashed) raises :class:`WorkerError` naming the
   item it was working on;
-* leaving the loop (break, an exception, Ctrl-C, SIGTERM) stops the workers
-  with SIGTERM (a worker turns it into ``KeyboardInterrupt``, so its own
-  clean-up such as ``atexit`` handlers runs) and waits for them; workers
-  ignore SIGINT, the parent decides. On Linux a worker also gets SIGTERM
-  when the parent dies without clean-up (``PR_SET_PDEATHSIG``), so no worker
-  outlives it.
+* when the loop ends or is left (break, an exception, Ctrl-C, SIGTERM) every
+  worker is told to finish; an idle one exits on its own, one still working
+  gets SIGTERM, which it turns into ``KeyboardInterrupt`` (once), so its
+  clean-up (``finally`` blocks, ``atexit`` handlers such as stopping its own
+  simulation pool) runs; the parent waits for them (killing any still there
+  after :data:`STOP_TIMEOUT_S`). Workers ignore SIGINT (Ctrl-C reaches the
+  whole process group): the parent decides. On Linux a worker also gets
+  SIGTERM when the parent dies without clean-up (:func:`die_with_parent`),
+  so no worker outlives it.
 """
 from __future__ import annotations
 
@@ -63,17 +66,23 @@ def worker_slot() -> int | None:
     return _slot
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Ask Linux to send this process SIGTERM when its parent dies; exit now if it already has."""
+def die_with_parent(parent_pid: int, sig: signal.Signals = signal.SIGTERM) -> None:
+    """Ask Linux to send this process ``sig`` when its parent (``parent_pid``,
+    the process that started it) dies; exit at once if it already has. Does
+    nothing where ``prctl(PR_SET_PDEATHSIG)`` does not exist (there the
+    parent's clean-up alone stops its children)."""
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: rely on the parent's clean-up
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    except (OSError, AttributeError):
         pass
     if os.getppid() != parent_pid:
         os._exit(1)
 
 
 def _terminated(signum: int, frame: Any) -> None:
+    """SIGTERM in a worker: unwind once as ``KeyboardInterrupt`` (clean-up runs);
+    a second SIGTERM (the parent dying meanwhile) must not interrupt the clean-up."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
@@ -97,7 +106,7 @@ def _serve(slot: int, conn: Connection, parent_pid: int, fn: Callable[[Any], Any
     ``("error", payload)`` per item (and once for a failed initializer)."""
     global _slot
     _slot = slot
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
     signal.signal(signal.SIGTERM, _terminated)
     try:
@@ -190,19 +199,19 @@ def process_map(fn: Callable[[T], R], items: Sequence[T], processes: int,
                 if failure is None or index < failure[0]:
                     failure = (index, payload)
     finally:
-        _stop(workers)
+        _stop(workers, busy=set(busy))
 
 
-def _stop(workers: list[tuple[Any, Connection]]) -> None:
-    """Let idle workers finish (None), SIGTERM the others, wait, kill the stragglers."""
-    for proc, conn in workers:
+def _stop(workers: list[tuple[Any, Connection]], busy: set[int]) -> None:
+    """Tell every worker to finish (None; an idle one exits and cleans up on
+    its own), SIGTERM the ``busy`` slots (still working on an item), wait
+    :data:`STOP_TIMEOUT_S` for each, then kill the stragglers."""
+    for slot, (proc, conn) in enumerate(workers):
         try:
             conn.send(None)
         except (OSError, ValueError):
             pass
-    for proc, _ in workers:
-        proc.join(0.5)
-        if proc.is_alive():
+        if slot in busy and proc.is_alive():
             proc.terminate()
     for proc, conn in workers:
         proc.join(STOP_TIMEOUT_S)
