@@ -31,7 +31,7 @@ import torch
 from dataset.mcs import DatasetError, dataset_root
 from dataset.repetitions import load_repetitions
 from dataset.subjects import resolve_subjects, session_repetitions
-from metrics.simulation import simulate_many
+from metrics.simulation import shutdown_workers, simulate_many
 from models import guidance_losses as L
 from models.guidance import (
     TERMS, GuidanceError, GuidanceObjective, GuidanceResult, Schedule, candidate_order,
@@ -388,7 +388,8 @@ def guide_subjects(args: argparse.Namespace) -> dict[str, Path]:
                 out[session.id] = guide_subject(args, prep, session, echo).folder
         else:
             outcomes = process_map(_guide_in_worker, prep.sessions, processes, initializer=_start_worker,
-                                   initargs=(args, prep), name="subject-worker")
+                                   initargs=(args, prep), finalizer=shutdown_workers,
+                                   name="subject-worker")
             with contextlib.closing(outcomes):
                 for session, outcome in zip(prep.sessions, outcomes):
                     for stamp, msg in outcome.lines:

@@ -342,7 +342,7 @@ def test_subject_workers_give_results_identical_to_one_process(trained, tmp_path
     holds every subject's lines in subject order."""
     extra = ["--subject", *_two_subjects(trained), "--no-plot", "--num-threads", "1"]  # one thread count for all
     if verify:
-        extra += ["--verify", "--verify-rounds", "0", *VERIFY, "--workers", "1"]
+        extra += ["--verify", "--verify-rounds", "0", *VERIFY]  # --workers 2: each worker has a simulation pool
     one = main(_args(trained, tmp_path / "one", "--exp-name", "same", *extra))
     two = main(_args(trained, tmp_path / "two", "--exp-name", "same", "--subject-workers", "2", *extra))
     assert list(one) == list(two) and len(one) == 2

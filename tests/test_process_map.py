@@ -104,3 +104,25 @@ def test_workers_finish_their_clean_up_when_the_items_are_done(tmp_path) -> None
                             initargs=(str(flag),))) == [1, 4]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cleaned.0", "cleaned.1"], \
         "an idle worker is let exit on its own, not stopped in its clean-up"
+
+
+def _start_a_child(flag: str) -> None:
+    import multiprocessing
+
+    multiprocessing.get_context("fork").Process(target=time.sleep, args=(3600,), name="sleeper").start()
+
+
+def _stop_the_child() -> None:
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        child.terminate()
+
+
+def test_the_finalizer_stops_what_a_worker_started() -> None:
+    """A child process of a worker still running at its end would hang it
+    (multiprocessing joins it before any atexit handler); the finalizer stops it."""
+    start = time.perf_counter()
+    out = list(process_map(_square_slowly, [1, 2], processes=2, initializer=_start_a_child, initargs=("",),
+                           finalizer=_stop_the_child))
+    assert out == [1, 4] and time.perf_counter() - start < 30

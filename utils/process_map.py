@@ -100,15 +100,26 @@ def _error_message(err: BaseException, what: str) -> tuple[str, Any]:
 
 
 def _serve(slot: int, conn: Connection, parent_pid: int, fn: Callable[[Any], Any],
-           initializer: Callable[..., None] | None, initargs: tuple) -> None:
+           initializer: Callable[..., None] | None, initargs: tuple,
+           finalizer: Callable[[], None] | None) -> None:
     """Worker ``slot``: run ``initializer`` once, then ``fn`` on every ``(index, item)``
     the parent sends until it sends None; answers ``("done", result)`` or
-    ``("error", payload)`` per item (and once for a failed initializer)."""
+    ``("error", payload)`` per item (and once for a failed initializer); runs
+    ``finalizer`` last, however it ends."""
     global _slot
     _slot = slot
     die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
     signal.signal(signal.SIGTERM, _terminated)
+    try:
+        _serve_items(conn, fn, initializer, initargs)
+    finally:
+        if finalizer is not None:
+            finalizer()
+
+
+def _serve_items(conn: Connection, fn: Callable[[Any], Any], initializer: Callable[..., None] | None,
+                 initargs: tuple) -> None:
     try:
         try:
             if initializer is not None:
@@ -135,11 +146,15 @@ def _raise(payload: Any) -> None:
 
 def process_map(fn: Callable[[T], R], items: Sequence[T], processes: int,
                 initializer: Callable[..., None] | None = None, initargs: tuple = (),
-                name: str = "worker") -> Iterator[R]:
+                finalizer: Callable[[], None] | None = None, name: str = "worker") -> Iterator[R]:
     """``fn(item)`` for every item, computed in ``min(processes, len(items))``
     spawned processes and yielded in item order (see the module docstring for
-    errors and stopping). ``fn``, ``initializer`` and ``initargs`` must pickle
-    (module-level functions). ``name`` names the processes."""
+    errors and stopping). ``fn``, ``initializer``, ``initargs`` and
+    ``finalizer`` must pickle (module-level functions). ``finalizer`` runs
+    last in every worker, however it ends: stop there what the worker started
+    (a process pool: multiprocessing joins a worker's child processes before
+    ``atexit`` handlers run, so a pool stopped only at exit hangs the worker).
+    ``name`` names the processes."""
     if processes < 1:
         raise ValueError(f"need at least one process, got {processes}")
     ctx = mp.get_context("spawn")
@@ -159,7 +174,7 @@ def process_map(fn: Callable[[T], R], items: Sequence[T], processes: int,
     try:
         for slot in range(min(processes, len(items))):
             here, there = ctx.Pipe()
-            proc = ctx.Process(target=_serve, args=(slot, there, os.getpid(), fn, initializer, initargs),
+            proc = ctx.Process(target=_serve, args=(slot, there, os.getpid(), fn, initializer, initargs, finalizer),
                                name=f"{name}-{slot}")
             proc.start()
             there.close()
