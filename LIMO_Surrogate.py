@@ -18,8 +18,9 @@ The method itself (objective, schedule, optimisation, ranking) is
 from __future__ import annotations
 
 import argparse
-import zlib
+import contextlib
 import time
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -30,7 +31,7 @@ import torch
 from dataset.mcs import DatasetError, dataset_root
 from dataset.repetitions import load_repetitions
 from dataset.subjects import resolve_subjects, session_repetitions
-from metrics.simulation import simulate_many
+from metrics.simulation import shutdown_workers, simulate_many
 from models import guidance_losses as L
 from models.guidance import (
     TERMS, GuidanceError, GuidanceObjective, GuidanceResult, Schedule, candidate_order,
@@ -45,11 +46,12 @@ from render.figures import plot_samples
 from utils.checkpoint import CheckpointError, seed_everything
 from utils.cli import run
 from utils.constants import COORD_INDEX, COORDINATES, DEFAULT_DATA_ROOT, MUSCLES
-from utils.device import apply_precision, resolve_device, torch_threads
+from utils.device import apply_precision, resolve_device, set_threads, torch_threads
 from utils.fileio import exclusive_run
 from utils.generation_output import check_outputs, check_uniform_settings, write_subject_samples
 from utils.kinematics import ForwardKinematics
-from utils.run_logging import RunLogger
+from utils.process_map import process_map, worker_slot
+from utils.run_logging import RunLogger, now
 
 
 @dataclass
@@ -247,6 +249,8 @@ def check_args(args: argparse.Namespace) -> None:
                             f"{args.refine_steps}, {args.refine_lr}, {args.refine_anchor}") from None
     if args.verify_rounds < 0 or args.workers < 1:
         raise GuidanceError(f"--verify-rounds must be >= 0 and --workers >= 1, got {args.verify_rounds}, {args.workers}")
+    if args.subject_workers < 1:
+        raise GuidanceError(f"--subject-workers must be >= 1, got {args.subject_workers}")
     for flag in ("num_runs", "min_samples", "batch_size", "total_iter", "seq_len", "log_every", "contact_stride"):
         if getattr(args, flag) < 1:
             raise GuidanceError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
@@ -345,87 +349,160 @@ def prepare(args: argparse.Namespace) -> Prepared:
                     frames, root, exp_dir, precision_note, data_range, durations)
 
 
+@dataclass
+class SubjectOutcome:
+    """What guiding one subject gives back: its results folder and the lines it noted."""
+
+    folder: Path
+    lines: list[tuple[str, str]]
+    """``(time stamp, message)`` of every line of the subject's ``run.log``, in order."""
+
+
 def guide_subjects(args: argparse.Namespace) -> dict[str, Path]:
-    """Guide every subject of ``args``; returns ``{session id: results folder}``."""
+    """Guide every subject of ``args``; returns ``{session id: results folder}``.
+
+    With ``--subject-workers N > 1`` the subjects are guided by N spawned
+    processes (:func:`utils.process_map.process_map`), each with its own
+    ``--num-threads`` and simulation pool; every subject folder is written by
+    its worker (atomically, under this process's ``exclusive_run`` lock) and
+    its lines go into the experiment's ``run.log`` here, in subject order.
+    A subject's results do not depend on the process that guides it nor on
+    the subjects guided before it in the same process."""
     prep = prepare(args)
     seed_everything(args.seed)
-    schedule, weights = schedule_from_args(args), weights_from_args(args)
     exp_log = RunLogger(prep.exp_dir, args, tensorboard=False)
     unit_scale = latent_unit_scale(args.latent_unit, prep.bank)
+    processes = min(args.subject_workers, len(prep.sessions))
     exp_log.log(f"device {prep.device}, {prep.precision_note}, data root {prep.root}, "
                 f"{len(prep.sessions)} subject(s), latent bank {len(prep.bank)} x {prep.bank.vectors.shape[1]} "
-                f"({prep.bank.unit}), frames {prep.frames}, {schedule}, "
-                f"lr {args.lr} and init noise U{tuple(args.init_noise)} in units of {unit_scale:.4g}")
+                f"({prep.bank.unit}), frames {prep.frames}, {schedule_from_args(args)}, "
+                f"lr {args.lr} and init noise U{tuple(args.init_noise)} in units of {unit_scale:.4g}"
+                + (f", {processes} subject worker processes" if processes > 1 else ""))
     out: dict[str, Path] = {}
-    for session in prep.sessions:
-        started = time.perf_counter()
-        lines: list[str] = []
+    try:
+        if processes <= 1:
+            for session in prep.sessions:
+                def echo(msg: str, sid: str = session.id) -> None:
+                    exp_log.log(f"{sid}: {msg}")
 
-        def note(msg: str) -> None:
-            lines.append(msg)
-            exp_log.log(f"{session.id}: {msg}")
-
-        motions = prep.subject_motions[session.id]
-        fk = ForwardKinematics.from_osim(prep.model_paths[session.id])
-        floor = args.floor_height if args.floor_height is not None else estimate_floor(fk, motions)
-        fs = subject_frame_rate(prep.durations.get(session.id), prep.frames)
-        objective = GuidanceObjective(prep.vqvae, prep.normalizer, prep.surrogate, args.muscles, fk, prep.bank,
-                                      args.low, args.high, floor, precision=args.precision,
-                                      contact_tol=args.contact_tol, contact_stride=args.contact_stride,
-                                      floor_align=args.floor_align, band_margin=args.band_margin,
-                                      quantizer_grad=args.quantizer_grad, relax_temperature=args.relax_temperature,
-                                      fs=fs, peak_window=args.peak_window, surrogate_lowpass=args.surrogate_lowpass,
-                                      data_range=prep.data_range)
-        sub_lat = prep.vqvae.encode_motions(motions, prep.normalizer)
-        gen = torch.Generator().manual_seed(args.seed + zlib.crc32(session.id.encode()))
-        z0 = initial_latents(sub_lat, args.num_runs, tuple(args.init_noise), unit_scale, gen)
-        note(f"{len(motions)} repetitions, model {prep.model_paths[session.id]}, floor {floor:.4f} m, "
-             f"{fs:.2f} Hz real time, peak window {args.peak_window} s = {objective.window} frames")
-        result = guide(objective, z0, weights, schedule, lr=args.lr * unit_scale, batch_size=args.batch_size,
-                       log_every=args.log_every, progress=not args.no_progress, desc=session.id[:12])
-        verification = None
-        if args.verify:
-            model_path = prep.model_paths[session.id]
-            refine = refine_config(args)
-            verification = verify_runs(objective, result, model_path, args.min_samples, weights, args.workers,
-                                       log=note, refine=refine)
-            while (verification.in_band(args.low, args.high).sum() < args.min_samples
-                   and verification.rounds <= args.verify_rounds):
-                guiding = verification.objective or objective  # the refined surrogate with --verify-refine
-                note(f"verify: fewer than {args.min_samples} in band by simulation; optimising {args.num_runs} more "
-                     f"latents (round {verification.rounds + 1} of at most {args.verify_rounds + 1})"
-                     + (" against the refined surrogate" if guiding is not objective else ""))
-                z_more = initial_latents(sub_lat, args.num_runs, tuple(args.init_noise), unit_scale, gen)
-                result = merge_results(result, guide(guiding, z_more, weights, schedule, lr=args.lr * unit_scale,
-                                                     batch_size=args.batch_size, log_every=args.log_every,
-                                                     progress=not args.no_progress, desc=session.id[:12]))
-                verification.rounds += 1
-                verification = verify_runs(objective, result, model_path, args.min_samples, weights, args.workers,
-                                           previous=verification, log=note, refine=refine)
-            keep = verified_keep(result, verification, args.min_samples, args.low, args.high, note)
+                out[session.id] = guide_subject(args, prep, session, echo).folder
         else:
-            keep = rank_samples(result, args.min_samples, args.low, args.high, weights)
-        folder = write_results(args, session.id, result, keep, objective, schedule, weights, floor, prep,
-                               verification, wall_seconds=time.perf_counter() - started)
-        inb = L.in_band(torch.as_tensor(result.activations), args.low, args.high, result.window).numpy()
-        runs = len(result.latents)
-        note(f"{runs} runs in {result.seconds:.1f} s "
-             f"({runs * args.total_iter / max(result.seconds, 1e-9):.0f} latent-iterations/s); "
-             f"{inb.mean():.1%} of runs and {inb[keep].mean():.1%} of the {len(keep)} kept in "
-             f"[{args.low}, {args.high}]")
-        logger = RunLogger(folder, args)
-        for line in lines:
-            logger.log(line)
-        for k, step in enumerate(result.history_steps):
-            logger.scalars({name: v[k] for name, v in result.history.items()}, int(step), prefix="guidance/")
-        logger.close()
-        out[session.id] = folder
-    exp_log.close()
+            outcomes = process_map(_guide_in_worker, prep.sessions, processes, initializer=_start_worker,
+                                   initargs=(args, prep), finalizer=shutdown_workers,
+                                   name="subject-worker")
+            with contextlib.closing(outcomes):
+                for session, outcome in zip(prep.sessions, outcomes):
+                    for stamp, msg in outcome.lines:
+                        exp_log.log(f"{session.id}: {msg}", stamp=stamp)
+                    out[session.id] = outcome.folder
+    finally:
+        exp_log.close()
     return out
 
 
+def guide_subject(args: argparse.Namespace, prep: Prepared, session: Any,
+                  echo: Callable[[str], None] | None = None) -> SubjectOutcome:
+    """Guide one subject, optionally verify and refine (``--verify``), and write
+    its results folder (:func:`write_results`, its ``run.log`` and tensorboard
+    curves). ``echo`` also receives every line as it is noted. Uses only the
+    subject's own generator (``args.seed`` + CRC32 of the session id), no
+    global random state."""
+    started = time.perf_counter()
+    schedule, weights = schedule_from_args(args), weights_from_args(args)
+    unit_scale = latent_unit_scale(args.latent_unit, prep.bank)
+    lines: list[tuple[str, str]] = []
+
+    def note(msg: str) -> None:
+        lines.append((now(), msg))
+        if echo is not None:
+            echo(msg)
+
+    motions = prep.subject_motions[session.id]
+    fk = ForwardKinematics.from_osim(prep.model_paths[session.id])
+    floor = args.floor_height if args.floor_height is not None else estimate_floor(fk, motions)
+    fs = subject_frame_rate(prep.durations.get(session.id), prep.frames)
+    objective = GuidanceObjective(prep.vqvae, prep.normalizer, prep.surrogate, args.muscles, fk, prep.bank,
+                                  args.low, args.high, floor, precision=args.precision,
+                                  contact_tol=args.contact_tol, contact_stride=args.contact_stride,
+                                  floor_align=args.floor_align, band_margin=args.band_margin,
+                                  quantizer_grad=args.quantizer_grad, relax_temperature=args.relax_temperature,
+                                  fs=fs, peak_window=args.peak_window, surrogate_lowpass=args.surrogate_lowpass,
+                                  data_range=prep.data_range)
+    sub_lat = prep.vqvae.encode_motions(motions, prep.normalizer)
+    gen = torch.Generator().manual_seed(args.seed + zlib.crc32(session.id.encode()))
+    z0 = initial_latents(sub_lat, args.num_runs, tuple(args.init_noise), unit_scale, gen)
+    note(f"{len(motions)} repetitions, model {prep.model_paths[session.id]}, floor {floor:.4f} m, "
+         f"{fs:.2f} Hz real time, peak window {args.peak_window} s = {objective.window} frames")
+    progress = {"progress": not args.no_progress, "desc": session.id[:12], "position": _progress_position}
+    result = guide(objective, z0, weights, schedule, lr=args.lr * unit_scale, batch_size=args.batch_size,
+                   log_every=args.log_every, **progress)
+    verification = None
+    if args.verify:
+        model_path = prep.model_paths[session.id]
+        refine = refine_config(args)
+        verification = verify_runs(objective, result, model_path, args.min_samples, weights, args.workers,
+                                   log=note, refine=refine)
+        while (verification.in_band(args.low, args.high).sum() < args.min_samples
+               and verification.rounds <= args.verify_rounds):
+            guiding = verification.objective or objective  # the refined surrogate with --verify-refine
+            note(f"verify: fewer than {args.min_samples} in band by simulation; optimising {args.num_runs} more "
+                 f"latents (round {verification.rounds + 1} of at most {args.verify_rounds + 1})"
+                 + (" against the refined surrogate" if guiding is not objective else ""))
+            z_more = initial_latents(sub_lat, args.num_runs, tuple(args.init_noise), unit_scale, gen)
+            result = merge_results(result, guide(guiding, z_more, weights, schedule, lr=args.lr * unit_scale,
+                                                 batch_size=args.batch_size, log_every=args.log_every, **progress))
+            verification.rounds += 1
+            verification = verify_runs(objective, result, model_path, args.min_samples, weights, args.workers,
+                                       previous=verification, log=note, refine=refine)
+        keep = verified_keep(result, verification, args.min_samples, args.low, args.high, note, subject=session.id)
+    else:
+        keep = rank_samples(result, args.min_samples, args.low, args.high, weights)
+    folder = write_results(args, session.id, result, keep, objective, schedule, weights, floor, prep,
+                           verification, wall_seconds=time.perf_counter() - started)
+    inb = L.in_band(torch.as_tensor(result.activations), args.low, args.high, result.window).numpy()
+    runs = len(result.latents)
+    note(f"{runs} runs in {result.seconds:.1f} s "
+         f"({runs * args.total_iter / max(result.seconds, 1e-9):.0f} latent-iterations/s); "
+         f"{inb.mean():.1%} of runs and {inb[keep].mean():.1%} of the {len(keep)} kept in "
+         f"[{args.low}, {args.high}]")
+    logger = RunLogger(folder, args)
+    for stamp, line in lines:
+        logger.log(line, stamp=stamp)
+    for k, step in enumerate(result.history_steps):
+        logger.scalars({name: v[k] for name, v in result.history.items()}, int(step), prefix="guidance/")
+    logger.close()
+    return SubjectOutcome(folder, lines)
+
+
+# --------------------------------------------------------------- subject worker processes (--subject-workers)
+
+_worker: tuple[argparse.Namespace, Prepared] | None = None
+"""The options and loaded models of this subject worker process (:func:`_start_worker`)."""
+
+_progress_position: int | None = None
+"""tqdm line of this process's progress bars (a worker's slot), so parallel bars do not overwrite each other."""
+
+
+def _start_worker(args: argparse.Namespace, prep: Prepared) -> None:
+    """Set up a subject worker process as the parent is set up: its thread
+    count, the global seeds (as before the parent's first subject) and the
+    models and data :func:`prepare` loaded."""
+    global _worker, _progress_position
+    set_threads(args.num_threads)
+    seed_everything(args.seed)
+    _worker = (args, prep)
+    _progress_position = worker_slot()
+
+
+def _guide_in_worker(session: Any) -> SubjectOutcome:
+    """:func:`guide_subject` in a subject worker process."""
+    assert _worker is not None, "_start_worker runs first"
+    args, prep = _worker
+    return guide_subject(args, prep, session)
+
+
 def verified_keep(result: GuidanceResult, ver: Verification, n: int, low: float, high: float,
-                  note: Callable[[str], None]) -> np.ndarray:
+                  note: Callable[[str], None], subject: str = "") -> np.ndarray:
     """The first ``n`` verified runs in band by simulation, ordered by peak; if
     none is, the one closest to the band by simulation (its summary says it is
     not in band, and the log warns)."""
@@ -437,7 +514,8 @@ def verified_keep(result: GuidanceResult, ver: Verification, n: int, low: float,
     if len(passed) == 0:
         ok = np.array([not e for e in ver.errors], dtype=bool)
         if not ok.any():
-            raise GuidanceError(f"--verify: every simulation failed, e.g. {ver.errors[0]}")
+            raise GuidanceError(f"{subject + ': ' if subject else ''}--verify: every simulation failed, "
+                                f"e.g. {ver.errors[0]}")
         p = ver.peaks()
         hinge = np.where(ok, (np.maximum(p - high, 0) + np.maximum(low - p, 0)).mean(1), np.inf)
         passed = ver.runs[[int(hinge.argmin())]]

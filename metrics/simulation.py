@@ -13,7 +13,9 @@ Each process keeps the models it has loaded (keyed by path, size and
 modification time, so a rewritten file is loaded again), and the worker
 processes live from one :func:`simulate_many` call to the next: guidance's
 verification simulates a subject's runs ten at a time, and loading OpenSim
-and the subject's model again for every batch cost a third of the work.
+and the subject's model again for every batch cost a third of the work. They
+hold nothing worth saving, so they are killed if the process that started
+them dies without stopping them (on Linux).
 
 With a :class:`~metrics.sim_cache.SimulationCache`, :func:`simulate_many`
 simulates only the motions the cache does not hold (keyed by the model's
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -34,6 +37,7 @@ from metrics.sim_cache import SimulationCache
 from utils.constants import COORDINATES
 from utils.errors import UserError
 from utils.osim_log import opensim_quiet
+from utils.process_map import die_with_parent
 
 __all__ = ["SimulationError", "shutdown_workers", "simulate_activations", "simulate_many"]
 
@@ -204,7 +208,8 @@ def _pool(workers: int) -> ProcessPoolExecutor:
         if size == workers and not getattr(pool, "_broken", False):
             return pool
         shutdown_workers()
-    _workers = (workers, ProcessPoolExecutor(max_workers=workers))
+    _workers = (workers, ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent,
+                                             initargs=(os.getpid(), signal.SIGKILL)))
     return _workers[1]
 
 

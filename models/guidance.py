@@ -376,7 +376,7 @@ class GuidanceResult:
 def guide(objective: GuidanceObjective, z0: Tensor, weights: Mapping[str, float], schedule: Schedule,
           lr: float = 0.5, batch_size: int = 256, log_every: int = 10, progress: bool = True,
           desc: str = "guidance", on_log: Callable[[int, dict[str, float]], None] | None = None,
-          reset_for_final: bool = True) -> GuidanceResult:
+          reset_for_final: bool = True, position: int | None = None) -> GuidanceResult:
     """Optimise the latents ``z0`` (R, C, L), ``batch_size`` runs at a time.
 
     Each batch is one tensor optimised by Adam for ``schedule.total``
@@ -389,7 +389,8 @@ def guide(objective: GuidanceObjective, z0: Tensor, weights: Mapping[str, float]
     proximity term only (no decoding). Every ``log_every`` iterations the mean
     of every term over the batch is recorded (and averaged over batches, weighted
     by batch size, into ``history``). The final latents are decoded and every
-    term evaluated once more.
+    term evaluated once more. ``position``: the terminal line of the progress
+    bar (tqdm's; processes guiding in parallel use one line each).
     """
     from tqdm.auto import tqdm
 
@@ -405,7 +406,8 @@ def guide(objective: GuidanceObjective, z0: Tensor, weights: Mapping[str, float]
     hist_sum = {k: np.zeros(len(log_steps)) for k in (*TERMS, "total", "in_band")}
     finals: list[tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]] = []
     start = time.perf_counter()
-    bar = tqdm(total=n_batches * schedule.total, desc=desc, disable=not progress, unit="it", leave=False)
+    bar = tqdm(total=n_batches * schedule.total, desc=desc, disable=not progress, unit="it", leave=False,
+               position=position)
     for b in range(n_batches):
         z = z0[b * batch_size:(b + 1) * batch_size].to(device=device, dtype=torch.float32).clone().requires_grad_(True)
         opt = torch.optim.Adam([z], lr=lr)

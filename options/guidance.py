@@ -141,6 +141,14 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "surrogate weight from the original, that keeps the copy close to the original")
     g.add_argument("--workers", type=int, default=1, help="processes for the simulations of --verify")
 
+    g = p.add_argument_group("subjects in parallel")
+    g.add_argument("--subject-workers", type=int_at_least(1), default=1, metavar="N",
+                   help="guide N subjects at once, each in its own process (spawned) with --num-threads torch "
+                        "threads and, with --verify, its own pool of --workers simulation processes (so up to "
+                        "N x (1 + --workers) processes); at most one per subject. Results are identical to N = 1: "
+                        "every subject has its own random generator. Each subject folder is written when its "
+                        "subject is done; the experiment's run.log gets each subject's lines in subject order")
+
     g = p.add_argument_group("output")
     g.add_argument("--overwrite", action="store_true", help="replace existing results of a subject")
     g.add_argument("--log-every", type=int, default=10,

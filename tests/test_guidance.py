@@ -301,3 +301,85 @@ def test_verify_refine_options_are_checked_before_any_work(trained, tmp_path) ->
     assert args.verify_refine is True and LIMO.refine_config(args) is None  # on by default, acts only with --verify
     args = get_args_parser().parse_args(["--vq-name", "v", "--surrogate", "s", "--verify", "--no-verify-refine"])
     assert LIMO.refine_config(args) is None
+
+
+# ----------------------------------------------------------------------------- --subject-workers
+
+def _two_subjects(trained) -> list[str]:
+    """The fixture's test session and one other session folder of its root."""
+    root, _, _, subject = trained
+    other = next(p for p in sorted((root / "Data").iterdir()) if p.is_dir() and p != subject)
+    return [str(subject), str(other)]
+
+
+def _comparable(summary: dict) -> dict:
+    """``summary`` without what may differ between equal runs: times and the options line."""
+    if isinstance(summary, dict):
+        return {k: _comparable(v) for k, v in summary.items() if k not in ("seconds", "wall_seconds", "options")}
+    if isinstance(summary, list):
+        return [_comparable(v) for v in summary]
+    return summary
+
+
+def _assert_same_results(a: Path, b: Path) -> None:
+    """Two subject folders hold byte-identical samples and equal summaries / verification arrays."""
+    names = sorted(p.name for p in a.iterdir() if p.suffix in (".npy", ".mot"))
+    assert names and names == sorted(p.name for p in b.iterdir() if p.suffix in (".npy", ".mot"))
+    for name in names:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), f"{a.name}/{name} differs"
+    assert _comparable(_summary(a)) == _comparable(_summary(b))
+    if (a / "verification.npz").exists():
+        va, vb = np.load(a / "verification.npz"), np.load(b / "verification.npz")
+        assert sorted(va.files) == sorted(vb.files)
+        for key in va.files:
+            np.testing.assert_array_equal(va[key], vb[key], err_msg=key)
+
+
+@pytest.mark.parametrize("verify", [False, True], ids=["guide", "verify"])
+def test_subject_workers_give_results_identical_to_one_process(trained, tmp_path, verify) -> None:
+    """Two subjects in two spawned processes: the same folders, byte-identical
+    .npy / .mot, equal summaries (timings apart), and the experiment's run.log
+    holds every subject's lines in subject order."""
+    extra = ["--subject", *_two_subjects(trained), "--no-plot", "--num-threads", "1"]  # one thread count for all
+    if verify:
+        extra += ["--verify", "--verify-rounds", "0", *VERIFY]  # --workers 2: each worker has a simulation pool
+    one = main(_args(trained, tmp_path / "one", "--exp-name", "same", *extra))
+    two = main(_args(trained, tmp_path / "two", "--exp-name", "same", "--subject-workers", "2", *extra))
+    assert list(one) == list(two) and len(one) == 2
+    for sid in one:
+        assert two[sid] == tmp_path / "two" / "same" / sid
+        _assert_same_results(one[sid], two[sid])
+    log = (tmp_path / "two" / "same" / "run.log").read_text()
+    firsts = [log.index(f" {sid}: ") for sid in two]
+    lasts = [log.rindex(f" {sid}: ") for sid in two]
+    assert lasts[0] < firsts[1], "the first subject's lines come before the second's"
+    per_subject = [line.split(" ", 1)[1] for line in (two[next(iter(two))] / "run.log").read_text().splitlines()]
+    assert per_subject[1].endswith("frames") and "latent-iterations/s" in per_subject[-1]
+
+
+def test_an_error_in_a_subject_worker_names_the_subject(trained, tmp_path) -> None:
+    """A subject whose model file is broken fails with the same error and
+    message in a worker process as in one process, naming the file."""
+    first, second = _two_subjects(trained)
+    broken = tmp_path / "broken" / "Data" / Path(second).name
+    shutil.copytree(second, broken)
+    for model in (broken / "OpenSimData" / "Model").glob("*.osim"):
+        model.write_text("<OpenSimDocument>not a model")
+    extra = ["--subject", first, str(broken), "--no-plot"]
+    errors = []
+    for workers in ("1", "2"):
+        with pytest.raises(Exception) as info:
+            main(_args(trained, tmp_path, "--exp-name", f"err{workers}", "--subject-workers", workers, *extra))
+        errors.append(info.value)
+    assert type(errors[0]) is type(errors[1]) and str(errors[0]) == str(errors[1])
+    assert str(broken) in str(errors[1])
+    assert (tmp_path / "err2" / Path(first).name / "summary.json").exists(), "the subject before it was written"
+
+
+def test_subject_workers_must_be_at_least_one(trained, tmp_path) -> None:
+    with pytest.raises(SystemExit):
+        _args(trained, tmp_path, "--subject-workers", "0")
+    args = _args(trained, tmp_path, "--exp-name", "bad")
+    args.subject_workers = 0
+    with pytest.raises(G.GuidanceError, match="--subject-workers"):
+        main(args)

@@ -9,6 +9,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 
+def now() -> str:
+    """The time stamp of a ``run.log`` line: local time to the second, ISO 8601."""
+    return _dt.datetime.now().isoformat(timespec="seconds")
+
+
 class RunLogger:
     """Appends to ``<folder>/run.log`` and writes tensorboard scalars.
 
@@ -33,10 +38,12 @@ class RunLogger:
 
             self._writer = SummaryWriter(log_dir=str(self.folder / "tensorboard"))
 
-    def log(self, message: str) -> None:
+    def log(self, message: str, stamp: str | None = None) -> None:
+        """Append ``<stamp> <message>``; ``stamp`` defaults to :func:`now` (a line
+        noted earlier, e.g. in a worker process, keeps the time it was noted)."""
         if not self.enabled:
             return
-        stamp = _dt.datetime.now().isoformat(timespec="seconds")
+        stamp = stamp or now()
         with open(self.folder / "run.log", "a", encoding="utf-8") as handle:
             handle.write(f"{stamp} {message}\n")
         if self.echo:
