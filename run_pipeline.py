@@ -236,14 +236,7 @@ def _run_stage(argv: list[str]) -> int:
     try:
         return proc.wait()
     except KeyboardInterrupt as stop:
-        if proc.poll() is None:
-            if isinstance(stop, Terminated):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        _stop_all([proc], isinstance(stop, Terminated))
         raise
 
 
@@ -358,7 +351,7 @@ def _run_side_by_side(todo: list[Stage], jobs: int, times: dict[str, float], tim
                     _print_tail(run.log)
                     failure = failure or err
     except KeyboardInterrupt as stop:
-        _stop_all(running, isinstance(stop, (Terminated, StageStopped)))
+        _stop_all([run.proc for run in running], isinstance(stop, (Terminated, StageStopped)))
         raise
     if failure is not None:
         if pending:
@@ -387,22 +380,22 @@ def _print_tail(log: Path, lines: int = LOG_TAIL_LINES) -> None:
     print(f"--- last {len(tail)} lines of {log}:", *tail, "---", sep="\n", flush=True)
 
 
-def _stop_all(running: list[_Running], terminated: bool) -> None:
-    """Stop the running stages as :func:`_run_stage` stops one: SIGTERM when the
-    runner was terminated or a stage was stopped (Ctrl-C in a terminal reaches
-    them directly), then up to
+def _stop_all(procs: list[subprocess.Popen], terminated: bool) -> None:
+    """Stop running stage processes: SIGTERM when the runner was terminated or
+    a stage was stopped (Ctrl-C in a terminal reaches them directly, and a
+    trainer's second signal means "stop now, without saving"), then up to
     :data:`STOP_GRACE_S` seconds in all to save their state, then kill."""
     if terminated:
-        for run in running:
-            if run.proc.poll() is None:
-                run.proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
     deadline = time.perf_counter() + STOP_GRACE_S
-    for run in running:
+    for proc in procs:
         try:
-            run.proc.wait(timeout=max(0.0, deadline - time.perf_counter()))
+            proc.wait(timeout=max(0.0, deadline - time.perf_counter()))
         except subprocess.TimeoutExpired:
-            run.proc.kill()
-            run.proc.wait()
+            proc.kill()
+            proc.wait()
 
 
 def main(args: argparse.Namespace) -> int:
