@@ -112,7 +112,8 @@ def refine_on_simulated(base: GuidanceObjective, result: GuidanceResult, ver: Ve
 
 def verify_runs(objective: GuidanceObjective, result: GuidanceResult, model_path: str | Path, n: int,
                 weights: Mapping[str, float], workers: int = 1, previous: Verification | None = None,
-                log: Callable[[str], None] | None = None, refine: RefineConfig | None = None) -> Verification:
+                log: Callable[[str], None] | None = None, refine: RefineConfig | None = None,
+                prune: bool = False) -> Verification:
     """Simulate runs of ``result`` in :func:`candidate_order`, ``n`` at a
     time, until ``n`` of them are in band by simulation (windowed peak, as
     guidance judges) or every run has been simulated; runs already in
@@ -122,7 +123,12 @@ def verify_runs(objective: GuidanceObjective, result: GuidanceResult, model_path
     With ``refine``, after every ``n`` simulations a copy of ``objective``'s
     surrogate (``objective`` is the original) is fine-tuned on every run
     simulated so far (:func:`refine_on_simulated`, kept in the returned
-    ``objective``) and the runs not yet simulated are re-ranked by it."""
+    ``objective``) and the runs not yet simulated are re-ranked by it.
+
+    With ``prune`` (the caller can still optimise another round), runs that
+    the refined copy predicts out of band are not simulated: once none is
+    left the call returns and the caller guides the next round against the
+    refined copy instead of simulating runs it already expects to fail."""
     window = objective.window
     ver = previous or Verification(np.zeros(0, int), np.zeros((0, *result.activations.shape[1:]), np.float32),
                                    [], window, predicted=np.zeros((0, *result.activations.shape[1:]), np.float32))
@@ -130,6 +136,8 @@ def verify_runs(objective: GuidanceObjective, result: GuidanceResult, model_path
     scored = result if current is objective else rescore(result, current)
     done = set(ver.runs.tolist())
     todo = [int(r) for r in candidate_order(scored, objective.low, objective.high, weights) if r not in done]
+    if prune and current is not objective:
+        todo = _predicted_in_band(todo, scored, objective, log)
     dt = 1.0 / objective.fs
     while todo and int(ver.in_band(objective.low, objective.high).sum()) < n:
         chunk, todo = todo[:n], todo[n:]
@@ -154,7 +162,23 @@ def verify_runs(objective: GuidanceObjective, result: GuidanceResult, model_path
                 scored = rescore(result, current)
                 rank = {r: k for k, r in enumerate(candidate_order(scored, objective.low, objective.high, weights))}
                 todo.sort(key=rank.__getitem__)
+                if prune:
+                    todo = _predicted_in_band(todo, scored, objective, log)
     return ver
+
+
+def _predicted_in_band(todo: list[int], scored: GuidanceResult, objective: GuidanceObjective,
+                       log: Callable[[str], None] | None) -> list[int]:
+    """The runs of ``todo`` whose windowed peaks ``scored`` (the refined
+    surrogate's prediction) puts in band, order kept; how many were dropped is logged."""
+    peaks = scored.peaks[todo]
+    inside = ((peaks >= objective.low) & (peaks <= objective.high)).all(1)
+    kept = [r for r, ok in zip(todo, inside) if ok]
+    if len(kept) < len(todo):
+        if log is not None:
+            log(f"verify: the refined surrogate puts {len(todo) - len(kept)} of the {len(todo)} runs not yet "
+                f"simulated out of band; not simulating them" + ("" if kept else " (next round instead)"))
+    return kept
 
 
 def round_records(ver: Verification, result: GuidanceResult, base: GuidanceObjective, low: float,
@@ -214,6 +238,8 @@ def guidance_settings(args: argparse.Namespace) -> dict[str, Any]:
         "weights": weights_from_args(args),
         "verify": bool(getattr(args, "verify", False)),
         "verify_refine": bool(getattr(args, "verify", False) and getattr(args, "verify_refine", False)),
+        "verify_prune": bool(getattr(args, "verify", False) and getattr(args, "verify_refine", False)
+                             and getattr(args, "verify_prune", False)),
     }
 
 
@@ -440,8 +466,9 @@ def guide_subject(args: argparse.Namespace, prep: Prepared, session: Any,
     if args.verify:
         model_path = prep.model_paths[session.id]
         refine = refine_config(args)
+        prune = refine is not None and args.verify_prune  # only while another round is allowed:
         verification = verify_runs(objective, result, model_path, args.min_samples, weights, args.workers,
-                                   log=note, refine=refine)
+                                   log=note, refine=refine, prune=prune and args.verify_rounds >= 1)
         while (verification.in_band(args.low, args.high).sum() < args.min_samples
                and verification.rounds <= args.verify_rounds):
             guiding = verification.objective or objective  # the refined surrogate with --verify-refine
@@ -453,7 +480,8 @@ def guide_subject(args: argparse.Namespace, prep: Prepared, session: Any,
                                                  batch_size=args.batch_size, log_every=args.log_every, **progress))
             verification.rounds += 1
             verification = verify_runs(objective, result, model_path, args.min_samples, weights, args.workers,
-                                       previous=verification, log=note, refine=refine)
+                                       previous=verification, log=note, refine=refine,
+                                       prune=prune and verification.rounds <= args.verify_rounds)
         keep = verified_keep(result, verification, args.min_samples, args.low, args.high, note, subject=session.id)
     else:
         keep = rank_samples(result, args.min_samples, args.low, args.high, weights)

@@ -132,6 +132,12 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "demo it doubled the share of simulated runs in band by simulation (13 %% -> 25 %%) with "
                         "fewer rounds (models/surrogate_refine.py, docs/guidance.md); --no-verify-refine: every "
                         "round ranked and guided by the original surrogate")
+    g.add_argument("--verify-prune", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --verify-refine (ignored without) and another round allowed (--verify-rounds): do not "
+                        "simulate runs that the refined surrogate predicts out of band; when none of the round's "
+                        "runs is left, optimise the next round against the refined surrogate at once. The last "
+                        "allowed round simulates every run as before. --no-verify-prune: simulate every run of a "
+                        "round, in ranking order, before starting the next")
     g.add_argument("--refine-steps", type=int, default=RefineConfig.steps,
                    help="with --verify-refine: full-batch Adam steps of each fine-tune")
     g.add_argument("--refine-lr", type=float, default=RefineConfig.lr,

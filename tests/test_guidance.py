@@ -266,11 +266,12 @@ def test_verify_refine_refits_the_surrogate_and_records_every_round(trained, tmp
     refines the surrogate (its error on the runs it was refined on falls), the
     second round is guided by the refined copy, and summary.json / verification.npz
     hold the per-round figures."""
-    extra = ["--verify", "--low", "0.0", "--high", "0.005", "--verify-rounds", "1", *VERIFY]
+    extra = ["--verify", "--low", "0.0", "--high", "0.005", "--verify-rounds", "1", "--no-verify-prune", *VERIFY]
     folder = next(iter(main(_args(trained, tmp_path, "--exp-name", "ref", *extra)).values()))
     summary = _summary(folder)
     ver = summary["verification"]
     assert summary["verify_refine"] is True and ver["refine"]["steps"] == 300  # the default
+    assert summary["verify_prune"] is False
     assert ver["rounds"] == 2 and ver["runs_simulated"] == 16 and ver["in_band_by_simulation"] == 0
     rounds = ver["per_round"]
     assert [r["round"] for r in rounds] == [1, 2] and [r["runs_simulated"] for r in rounds] == [8, 8]
@@ -290,6 +291,25 @@ def test_verify_refine_refits_the_surrogate_and_records_every_round(trained, tmp
     data = np.load(folder / "verification.npz")
     assert data["motions"].shape == (16, 196, 33) and data["simulated"].shape == (16, 196, 2)
     assert list(np.bincount(data["round"])[1:]) == [8, 8] and set(data["runs"]) == set(range(16))
+
+
+def test_verify_prune_skips_runs_the_refined_surrogate_puts_out_of_band(trained, tmp_path) -> None:
+    """--verify-prune (default): with a band no squat reaches, the surrogate
+    refined on round 1's first chunk predicts the rest of round 1 out of band,
+    so they are not simulated and round 2 is guided at once; round 2, the last
+    allowed, is simulated in full as without pruning."""
+    extra = ["--verify", "--low", "0.0", "--high", "0.005", "--verify-rounds", "1", *VERIFY]
+    folder = next(iter(main(_args(trained, tmp_path, "--exp-name", "prune", *extra)).values()))
+    summary = _summary(folder)
+    ver = summary["verification"]
+    assert summary["verify_prune"] is True and ver["rounds"] == 2
+    rounds = ver["per_round"]
+    assert rounds[0]["runs_simulated"] == 2  # one chunk of --min-samples, then nothing predicted in band
+    # the last round: round 2's own 8 runs and round 1's 6 leftovers are all simulated, none pruned
+    assert rounds[1]["runs_simulated"] == 14 and ver["runs_simulated"] == 16
+    log = (folder / "run.log").read_text()
+    assert "out of band; not simulating them (next round instead)" in log
+    assert [r["examples"] for r in ver["refinements"]] == list(range(2, 17, 2))
 
 
 def test_verify_refine_options_are_checked_before_any_work(trained, tmp_path) -> None:
