@@ -20,11 +20,17 @@ Real time: every motion carries the seconds between two of its stored frames
 duration for motion capture, so rates are never computed at an assumed
 60 Hz for a clip whose time was stretched. A ``.npy`` without a twin has no
 time column: 60 Hz is assumed and a warning says so.
+
+:func:`as_written` gives the motions and time steps this module reads back
+from the files the project's writer makes of given motions (guidance's
+``--verify`` simulates those, so its simulations are the ones a metric script
+reading the results folder would run, and share its simulation cache).
 """
 from __future__ import annotations
 
 import os
 import re
+import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +43,7 @@ from dataset.mcs import DatasetError, is_mcs_root
 from dataset.repetitions import load_repetitions
 from utils.constants import CLIP_LENGTH, COORDINATES, FRAME_RATE, ROTATION_MASK
 from utils.errors import BigeError, UserError
-from utils.generation_output import check_uniform_settings
+from utils.generation_output import check_uniform_settings, entry_name, write_subject_samples
 from utils.motion_io import MotionFileError, read_motion
 
 FILE_TYPES = ("mot", "npy")
@@ -367,3 +373,45 @@ def load_motion_set(
     except UserError as err:
         raise MotionSetError(str(err)) from None
     return load_folder(path, kind, length, clip_mode, workers, strict, progress)
+
+
+# ----------------------------------------------------------------------------- as the files hold them
+
+_ROUND_TRIP_SUBJECT, _ROUND_TRIP_EXP = "written", "as_written"
+"""Subject folder and experiment name of the temporary files :func:`as_written` writes."""
+
+
+def as_written(motions: np.ndarray, duration: float | None = None, frame_rate: float = FRAME_RATE,
+               kind: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """The motions and time steps :func:`load_motion_set` reads back from the
+    files :func:`utils.generation_output.write_subject_samples` writes of
+    ``motions`` with ``duration`` / ``frame_rate`` (the writer's own
+    arguments), at their own length: what a metric script reading the results
+    folder evaluates, and the exact inputs its simulation cache is keyed by.
+
+    The files are written to a temporary folder and read with ``kind``
+    (``auto``: the ``.npy`` twins and the ``.mot`` time column, as for a
+    results folder), so the writer's and the reader's rounding (float32
+    samples, the time column's printed digits) are those of real files.
+    Motions holding NaN or infinite values cannot be written: they come back
+    as they are, with a NaN time step (a simulation refuses them).
+    (N, T, 33) degrees / metres -> ((N, T, 33) float32, (N,) seconds between frames)
+    """
+    x = np.asarray(motions)
+    if x.ndim != 3 or len(x) == 0:
+        raise ValueError(f"expected motions (N>=1, T, {len(COORDINATES)}), got shape {x.shape}")
+    finite = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+    out, steps = x.astype(np.float32), np.full(len(x), np.nan)
+    if not finite.any():
+        return out, steps
+    with tempfile.TemporaryDirectory(prefix="as_written.") as tmp:
+        write_subject_samples(tmp, _ROUND_TRIP_SUBJECT, x[finite], _ROUND_TRIP_EXP, duration=duration,
+                              frame_rate=frame_rate)
+        mset = load_motion_set(tmp, kind, length=x.shape[1], progress=False)
+    index = {entry_name(k, _ROUND_TRIP_EXP): k for k in range(int(finite.sum()))}
+    order = [index[Path(f).stem] for f in mset.files]  # files come in name order: entry_10 before entry_2
+    if len(mset) != len(index) or sorted(order) != list(range(len(index))):
+        raise MotionSetError(f"{len(index)} motions written, {len(mset)} read back: {mset.skipped[:3]}")
+    rows = np.flatnonzero(finite)[order]
+    out[rows], steps[rows] = mset.motions, mset.frame_times()
+    return out, steps

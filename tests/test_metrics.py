@@ -21,7 +21,7 @@ from metrics.report import Column, csv_text, markdown_table, output_paths, text_
 from utils.constants import COORD_INDEX, COORDINATES, FRAME_RATE
 from utils.fileio import OutputExistsError, atomic_save_npy
 from utils.motion_io import write_coordinates, write_mot
-from metrics.motion_sets import MotionSetError, detect_kind, load_folder, subject_of
+from metrics.motion_sets import MotionSetError, as_written, detect_kind, load_folder, load_motion_set, subject_of
 
 KNEE_R = COORD_INDEX["knee_angle_r"]
 TY = COORD_INDEX["pelvis_ty"]
@@ -398,6 +398,37 @@ def test_rates_are_in_real_time_from_the_files_time_column(tmp_path: Path) -> No
     lone = load_folder(tmp_path / "b", "npy", progress=False)
     assert lone.time_steps[0] == pytest.approx(98 / 60 / 195)  # 99 frames at an assumed 60 Hz
     assert any("without a time column" in w for w in lone.warnings)
+
+
+def test_as_written_gives_what_the_reader_reads_back_from_the_writers_files(tmp_path: Path) -> None:
+    """12 float32 squats (entry_10 sorts before entry_2) and one with a NaN:
+    the finite ones come back in their order, bit for bit (float32 survives
+    the .npy and the .mot's 10 printed digits), with the time step the reader
+    takes from the written time column, 1e-12 s from (T - 1) / duration;
+    the NaN one comes back as it is, with a NaN step."""
+    from utils.generation_output import write_subject_samples
+
+    x = squats(13).astype(np.float32)
+    x[7, 50, KNEE_R] = np.nan
+    duration = 1.8731234567891  # a subject's mean repetition duration: not a round number
+    motions, steps = as_written(x, duration)
+    finite = np.arange(13) != 7
+    np.testing.assert_array_equal(motions, x)  # NaN included, as it was
+    assert np.isnan(steps[7]) and np.isfinite(steps[finite]).all() and len(set(steps[finite])) == 1
+    assert steps[0] == pytest.approx(duration / 195, rel=1e-9) and steps[0] != duration / 195
+    write_subject_samples(tmp_path / "BIGE", "subject", x[finite], "BIGE", duration=duration)
+    for kind in ("npy", "mot"):
+        again, again_steps = as_written(x[finite], duration, kind=kind)
+        np.testing.assert_array_equal(again, x[finite])
+        np.testing.assert_array_equal(again_steps, steps[finite])
+        read = load_motion_set(tmp_path / "BIGE", kind, progress=False)
+        entry = [int(Path(f).stem.split("_")[1]) for f in read.files]
+        np.testing.assert_array_equal(read.motions, again[entry])
+        np.testing.assert_array_equal(read.frame_times(), again_steps[entry])
+    _, at_60 = as_written(x[:2])
+    np.testing.assert_array_equal(at_60, [1 / FRAME_RATE] * 2)
+    with pytest.raises(ValueError, match="expected motions"):
+        as_written(x[0])
 
 
 def test_kinematic_and_foot_rates_scale_with_each_motions_time_step() -> None:
