@@ -7,10 +7,12 @@
 
 ``--subject all`` guides every test-split session. This script is the stage:
 check every input before any work (:func:`check_args`, :func:`prepare`), then
-per subject guide, rank, optionally verify by OpenSim simulation
-(``--verify``; between chunks of simulations a per-subject copy of the
-surrogate is refined on the simulated runs, ``--verify-refine``,
-:func:`verify_runs`, :mod:`models.surrogate_refine`) and write ``.mot`` / ``.npy`` / ``summary.json`` / PNG /
+per subject guide, rank, optionally verify by OpenSim simulation of the runs
+as their files will hold them (``--verify``; between chunks of simulations a
+per-subject copy of the surrogate is refined on the simulated runs,
+``--verify-refine``, :func:`verify_runs`, :mod:`models.surrogate_refine`;
+``--sim-cache DIR`` stores the simulations where ``calculate_guidance.py
+--simulate --sim-cache DIR`` finds them) and write ``.mot`` / ``.npy`` / ``summary.json`` / PNG /
 ``run.log`` / tensorboard (:func:`guide_subjects`, :func:`write_results`).
 The method itself (objective, schedule, optimisation, ranking) is
 :mod:`models.guidance`; see ``docs/guidance.md``.
@@ -31,6 +33,8 @@ import torch
 from dataset.mcs import DatasetError, dataset_root
 from dataset.repetitions import load_repetitions
 from dataset.subjects import resolve_subjects, session_repetitions
+from metrics.motion_sets import as_written
+from metrics.sim_cache import SimulationCache
 from metrics.simulation import shutdown_workers, simulate_many
 from models import guidance_losses as L
 from models.guidance import (
@@ -113,12 +117,20 @@ def refine_on_simulated(base: GuidanceObjective, result: GuidanceResult, ver: Ve
 def verify_runs(objective: GuidanceObjective, result: GuidanceResult, model_path: str | Path, n: int,
                 weights: Mapping[str, float], workers: int = 1, previous: Verification | None = None,
                 log: Callable[[str], None] | None = None, refine: RefineConfig | None = None,
-                prune: bool = False) -> Verification:
+                prune: bool = False, duration: float | None = None,
+                cache: SimulationCache | None = None) -> Verification:
     """Simulate runs of ``result`` in :func:`candidate_order`, ``n`` at a
     time, until ``n`` of them are in band by simulation (windowed peak, as
     guidance judges) or every run has been simulated; runs already in
     ``previous`` are not simulated again; new runs belong to round
     ``previous.rounds``.
+
+    Each run is simulated as its results files will hold it
+    (:func:`metrics.motion_sets.as_written` with the subject's mean
+    repetition ``duration``, the writer's argument), so its simulated peaks
+    are those of the written motion and ``cache`` (a
+    :class:`~metrics.sim_cache.SimulationCache`, optional) holds exactly what
+    ``calculate_guidance.py --simulate`` reading the results folder looks up.
 
     With ``refine``, after every ``n`` simulations a copy of ``objective``'s
     surrogate (``objective`` is the original) is fine-tuned on every run
@@ -138,11 +150,13 @@ def verify_runs(objective: GuidanceObjective, result: GuidanceResult, model_path
     todo = [int(r) for r in candidate_order(scored, objective.low, objective.high, weights) if r not in done]
     if prune and current is not objective:
         todo = _predicted_in_band(todo, scored, objective, log)
-    dt = 1.0 / objective.fs
     while todo and int(ver.in_band(objective.low, objective.high).sum()) < n:
         chunk, todo = todo[:n], todo[n:]
-        act, errors = simulate_many([str(model_path)] * len(chunk), result.motions[chunk], dt, objective.muscles,
-                                    workers=workers)
+        motions, steps = as_written(result.motions[chunk], duration)
+        hits_before = cache.hits if cache is not None else 0
+        act, errors = simulate_many([str(model_path)] * len(chunk), motions, steps, objective.muscles,
+                                    workers=workers, cache=cache)
+        hits = cache.hits - hits_before if cache is not None else 0
         ver = Verification(np.r_[ver.runs, chunk].astype(int), np.concatenate([ver.activations, act]),
                            ver.errors + errors, window, ver.rounds,
                            np.r_[ver.round_of, [ver.rounds] * len(chunk)].astype(int),
@@ -150,7 +164,8 @@ def verify_runs(objective: GuidanceObjective, result: GuidanceResult, model_path
         passed = int(ver.in_band(objective.low, objective.high).sum())
         if log is not None:
             log(f"verify: {len(ver.runs)} runs simulated, {passed} in band by simulation"
-                + (f", {sum(bool(e) for e in errors)} failed" if any(errors) else ""))
+                + (f", {sum(bool(e) for e in errors)} failed" if any(errors) else "")
+                + (f", {hits} of {len(chunk)} from the simulation cache" if hits else ""))
         if refine is not None and ver.ok().any() and passed < n:  # no refinement once enough passed
             current, stats = refine_on_simulated(objective, result, ver, refine)
             ver.objective = current
@@ -273,6 +288,8 @@ def check_args(args: argparse.Namespace) -> None:
     except ValueError:
         raise GuidanceError(f"--refine-steps must be >= 1, --refine-lr > 0 and --refine-anchor >= 0; got "
                             f"{args.refine_steps}, {args.refine_lr}, {args.refine_anchor}") from None
+    if args.sim_cache and not args.verify:
+        raise GuidanceError("--sim-cache keeps the simulations of --verify: it needs --verify")
     if args.verify_rounds < 0 or args.workers < 1:
         raise GuidanceError(f"--verify-rounds must be >= 0 and --workers >= 1, got {args.verify_rounds}, {args.workers}")
     if args.subject_workers < 1:
@@ -467,8 +484,11 @@ def guide_subject(args: argparse.Namespace, prep: Prepared, session: Any,
         model_path = prep.model_paths[session.id]
         refine = refine_config(args)
         prune = refine is not None and args.verify_prune  # only while another round is allowed:
+        duration = prep.durations.get(session.id)  # the time span write_results gives the motions
+        cache = SimulationCache(args.sim_cache) if args.sim_cache else None
         verification = verify_runs(objective, result, model_path, args.min_samples, weights, args.workers,
-                                   log=note, refine=refine, prune=prune and args.verify_rounds >= 1)
+                                   log=note, refine=refine, prune=prune and args.verify_rounds >= 1,
+                                   duration=duration, cache=cache)
         while (verification.in_band(args.low, args.high).sum() < args.min_samples
                and verification.rounds <= args.verify_rounds):
             guiding = verification.objective or objective  # the refined surrogate with --verify-refine
@@ -481,7 +501,8 @@ def guide_subject(args: argparse.Namespace, prep: Prepared, session: Any,
             verification.rounds += 1
             verification = verify_runs(objective, result, model_path, args.min_samples, weights, args.workers,
                                        previous=verification, log=note, refine=refine,
-                                       prune=prune and verification.rounds <= args.verify_rounds)
+                                       prune=prune and verification.rounds <= args.verify_rounds,
+                                       duration=duration, cache=cache)
         keep = verified_keep(result, verification, args.min_samples, args.low, args.high, note, subject=session.id)
     else:
         keep = rank_samples(result, args.min_samples, args.low, args.high, weights)

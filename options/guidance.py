@@ -146,6 +146,12 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="with --verify-refine: weight of the L2-SP penalty, the summed squared change of every "
                         "surrogate weight from the original, that keeps the copy close to the original")
     g.add_argument("--workers", type=int, default=1, help="processes for the simulations of --verify")
+    g.add_argument("--sim-cache", default=None, metavar="DIR",
+                   help="with --verify: keep every verified run's simulated activations in this folder, keyed by "
+                        "the model file's bytes, the motion and the simulation code (metrics/sim_cache.py), and "
+                        "simulate only the runs it does not hold; the results are the same bit for bit. The runs are "
+                        "simulated as their .mot / .npy files hold them, so calculate_guidance.py --simulate "
+                        "--sim-cache DIR on the results folder finds every kept sample there. Unset: no cache")
 
     g = p.add_argument_group("subjects in parallel")
     g.add_argument("--subject-workers", type=int_at_least(1), default=1, metavar="N",
