@@ -5,6 +5,7 @@ targeted with the surrogate weight at 0, feet stay on the floor, outputs load
 in OpenSim, and every bad input is refused before any work."""
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import time
@@ -202,6 +203,7 @@ def test_bad_input_is_refused_before_any_work(trained, tmp_path) -> None:
     _refused(trained, tmp_path, G.GuidanceError, "--peak-window", "--peak-window", "-0.1")
     _refused(trained, tmp_path, G.GuidanceError, "--surrogate-lowpass", "--surrogate-lowpass", "-6")
     _refused(trained, tmp_path, G.GuidanceError, "--verify-rounds", "--verify", "--verify-rounds", "-1")
+    _refused(trained, tmp_path, G.GuidanceError, "--sim-cache .* needs --verify", "--sim-cache", str(tmp_path / "c"))
 
     ckpt = load_checkpoint(vq)
     ckpt["coordinates"] = list(reversed(COORDINATES))
@@ -249,6 +251,47 @@ def test_verify_keeps_only_samples_in_band_by_simulation(trained, tmp_path) -> N
         vm = act[:, names.index("vasmed_r")]
         again = np.convolve(vm, np.ones(window) / window, mode="valid").max()
         assert again == pytest.approx(sim["peak_activation_windowed"]["vasmed_r"], abs=2e-3)  # .mot rounding
+
+
+def test_verify_fills_the_simulation_cache_calculate_guidance_reads(trained, tmp_path) -> None:
+    """--verify --sim-cache D simulates the runs as their files hold them: calculate_guidance.py --simulate
+    --sim-cache D on the results folder (.npy twins or .mot alike) finds every kept sample in D, writes the
+    tables a run without the cache writes, and its simulated peaks are summary.json's verified ones."""
+    import calculate_guidance
+    from options.metrics import get_guidance_parser
+
+    root, cache = trained[0], tmp_path / "sim_cache"
+    wide = ["--low", "0.05", "--high", "0.6", "--verify-rounds", "1"]
+    folder = next(iter(main(_args(trained, tmp_path, "--exp-name", "BIGE", "--verify", "--sim-cache", str(cache),
+                                  *wide, *VERIFY)).values()))
+    summary = _summary(folder)
+    ver, samples = summary["verification"], summary["samples"]
+    assert ver["simulations_failed"] == 0 and len(list(cache.rglob("*.npz"))) == ver["runs_simulated"] >= 2
+    assert len(samples) >= 1 and all(rec["simulated"]["in_band"] for rec in samples)
+
+    def metrics(out: str, *flags: str) -> dict:
+        calculate_guidance.main(get_guidance_parser().parse_args([
+            "--folder_path", str(tmp_path / "BIGE"), "--data-root", str(root), "--activations", "none", "--no-fk",
+            "--simulate", "--muscles", *summary["muscles"], "--out", str(tmp_path / out), "--no-progress", *flags]))
+        return json.loads((tmp_path / out / "guidance.json").read_text())
+
+    for out, kind in (("cached", "auto"), ("cached_mot", "mot")):
+        cached = metrics(out, "--file_type", kind, "--sim-cache", str(cache))
+        assert cached["sets"][0]["kind"] == ("npy" if kind == "auto" else "mot")
+        assert cached["sim_cache"]["hits"] == len(samples), f"{kind}: every kept sample is a hit"
+        assert cached["sim_cache"]["misses"] == cached["sim_cache"]["stored"] == 0
+    metrics("plain")
+    for name in ("guidance.md", "guidance.csv", "guidance_motions.csv"):
+        assert (tmp_path / "cached" / name).read_text() == (tmp_path / "plain" / name).read_text(), name
+    with open(tmp_path / "plain" / "guidance_motions.csv", newline="") as handle:
+        rows = {Path(r["file"]).stem: r for r in csv.DictReader(handle)}
+    assert sorted(rows) == [f"entry_{k}_BIGE" for k in range(len(samples))]
+    for k, rec in enumerate(samples):
+        row, sim = rows[f"entry_{k}_BIGE"], rec["simulated"]
+        for m, peak in sim["peak_activation"].items():
+            assert float(row[f"sim_activation_peak_{m}"]) == peak  # the same float32 activations
+        assert float(row["sim_activation_peak_windowed"]) == pytest.approx(sim["peak_activation_windowed_mean"],
+                                                                           abs=1e-6)  # float32 vs float64 sums
 
 
 def test_verify_with_an_unreachable_band_keeps_the_closest_and_says_so(trained, tmp_path) -> None:
