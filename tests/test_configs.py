@@ -62,12 +62,17 @@ def test_demo_stages_wait_for_every_stage_whose_output_they_read() -> None:
 
 
 def test_demo_simulates_the_baselines_into_the_cache_guidance_simulated_reads() -> None:
-    """The sets that do not depend on guidance are simulated beside it, into
-    the cache the final simulated comparison reads, which waits for them."""
+    """The sets that do not depend on guidance are simulated beside it, and
+    guidance's verification simulates BIGE's motions, into the cache the final
+    simulated comparison reads, which waits for both. The shared cache is no
+    dependency between the two writers (entries are written atomically and
+    keyed by their inputs), so they still run side by side."""
     _, stages = load_config(REPO / "configs/demo.yaml")
     after = _closure(stages)
     by_name = {s.name: s for s in stages}
-    early, final = by_name["simulate_baselines"], by_name["guidance_simulated"]
-    assert early.args["sim-cache"] == final.args["sim-cache"]
+    early, guidance, final = by_name["simulate_baselines"], by_name["guidance"], by_name["guidance_simulated"]
+    assert early.args["sim-cache"] == guidance.args["sim-cache"] == final.args["sim-cache"]
+    assert guidance.args["verify"] is True
     assert set(early.args["compare"]) < set(final.args["compare"])
-    assert "simulate_baselines" in after["guidance_simulated"] and "guidance" not in after["simulate_baselines"]
+    assert {"simulate_baselines", "guidance"} <= after["guidance_simulated"]
+    assert "guidance" not in after["simulate_baselines"] and "simulate_baselines" not in after["guidance"]
