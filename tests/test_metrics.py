@@ -20,6 +20,7 @@ from metrics.guidance import activation_metrics, foot_metrics, kinematic_metrics
 from metrics.report import Column, csv_text, markdown_table, output_paths, text_table
 from utils.constants import COORD_INDEX, COORDINATES, FRAME_RATE
 from utils.fileio import OutputExistsError, atomic_save_npy
+from utils.generation_output import write_subject_samples
 from utils.motion_io import write_coordinates, write_mot
 from metrics.motion_sets import MotionSetError, as_written, detect_kind, load_folder, load_motion_set, subject_of
 
@@ -406,8 +407,6 @@ def test_as_written_gives_what_the_reader_reads_back_from_the_writers_files(tmp_
     the .npy and the .mot's 10 printed digits), with the time step the reader
     takes from the written time column, 1e-12 s from (T - 1) / duration;
     the NaN one comes back as it is, with a NaN step."""
-    from utils.generation_output import write_subject_samples
-
     x = squats(13).astype(np.float32)
     x[7, 50, KNEE_R] = np.nan
     duration = 1.8731234567891  # a subject's mean repetition duration: not a round number
