@@ -261,21 +261,25 @@ SIDES: tuple[str, str] = ("r", "l")
 
 
 class DynamicsModel:
-    """An OpenSim model loaded once for whole-body dynamics: the ground
-    reactions (:func:`ground_reaction_forces`) and inverse dynamics
-    (:func:`inverse_dynamics`) of any number of motions.
+    """An OpenSim model loaded once for whole-body kinematics and dynamics: the
+    ground reactions (:func:`ground_reaction_forces`) and inverse dynamics
+    (:func:`inverse_dynamics`) of any number of motions, and the points and
+    centre of mass of :class:`dataset.synthetic.opencap_model.OsimPoints`.
 
-    Every force of the model's force set (muscles, reserve actuators) is
-    disabled, as inverse dynamics needs: gravity is the only force the model
-    applies itself. The state is made once (``initSystem``) and reused; every
-    frame sets all of q and u first, so no result depends on an earlier motion."""
+    The skeleton of the model only: bodies, joints, constraints and stations.
+    Its forces (muscles, reserve actuators; inverse dynamics applies none of
+    them, so gravity is the only force left), markers, controllers and probes
+    are removed before the system is built, which makes every realisation a
+    third cheaper (OpenSim visits each component at each stage). The state is
+    made once (``initSystem``) and reused; every frame sets all of q and u
+    first, so no result depends on an earlier motion."""
 
     def __init__(self, model_path: str | Path) -> None:
         self.path = str(model_path)
         self.model = osim.Model(self.path)
-        forces = self.model.updForceSet()
-        for i in range(forces.getSize()):
-            forces.get(i).set_appliesForce(False)
+        for components in (self.model.updForceSet(), self.model.updMarkerSet(), self.model.updControllerSet(),
+                           self.model.updProbeSet()):
+            components.clearAndDestroy()
         self.state = self.model.initSystem()
         self.setter = StateSetter(self.model, self.state)
         self.solver = osim.InverseDynamicsSolver(self.model)
@@ -854,15 +858,18 @@ def static_optimization(model: str | Path | MuscleModel, dyn: DynamicsResult, st
 
 
 def simulate_trial(model_path: str, coords: np.ndarray, segments: list[tuple[int, int]],
-                   fs: float = FRAME_RATE, right_share: np.ndarray | float = 0.5
+                   fs: float = FRAME_RATE, right_share: np.ndarray | float = 0.5,
+                   base: DynamicsModel | None = None, muscles: MuscleModel | None = None
                    ) -> tuple[DynamicsResult, list[RepetitionActivations]]:
     """Inverse dynamics of the whole trial, then static optimisation of every
-    repetition ``coords[start:end]`` in ``segments``."""
+    repetition ``coords[start:end]`` in ``segments``. ``base`` and
+    ``muscles``, if given, are the models of ``model_path`` already loaded."""
     for k, (a, b) in enumerate(segments):
         if not (0 <= a < b <= coords.shape[0]):
             raise ValueError(f"segment {k + 1} ({a}, {b}) is outside the {coords.shape[0]} frames of the trial")
-    dyn = inverse_dynamics(model_path, coords, fs, right_share)
-    muscles = MuscleModel(model_path)
+    dyn = inverse_dynamics(model_path, coords, fs, right_share, base=base)
+    if muscles is None:
+        muscles = MuscleModel(model_path)
     reps = [static_optimization(muscles, dyn, a, b, fs) for a, b in segments]
     return dyn, reps
 
