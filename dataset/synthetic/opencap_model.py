@@ -158,15 +158,18 @@ class OsimPoints:
     (n, P, 3) ground positions of :data:`CONTACT_POINTS`, metres. Calling the
     object or ``center_of_mass`` accepts numpy arrays or tensors and returns
     float64 tensors (the interface of :class:`utils.kinematics.ForwardKinematics`
-    that the trial generator uses)."""
+    that the trial generator uses).
+
+    The model is loaded as a :class:`dataset.synthetic.muscle_dynamics.DynamicsModel`
+    (its skeleton: the same points, cheaper realisations), kept in
+    ``dynamics`` for the inverse dynamics of the same subject."""
 
     def __init__(self, model_path: str | os.PathLike) -> None:
-        from dataset.synthetic.muscle_dynamics import StateSetter
+        from dataset.synthetic.muscle_dynamics import DynamicsModel
 
         self.path = str(model_path)
-        self.model = osim.Model(self.path)
-        self.state = self.model.initSystem()
-        self.setter = StateSetter(self.model, self.state)
+        self.dynamics = DynamicsModel(self.path)
+        self.model, self.state, self.setter = self.dynamics.model, self.dynamics.state, self.dynamics.setter
         try:
             self.stations = [osim.Station.safeDownCast(self.model.getComponent(f"/{n}")) for n in CONTACT_POINTS]
         except RuntimeError:
@@ -193,11 +196,9 @@ class OsimPoints:
         for k in range(q.shape[0]):
             self.setter.set(self.state, si[k])
             self.model.realizePosition(self.state)
-            c = self.model.calcMassCenterPosition(self.state)
-            com[k] = (c.get(0), c.get(1), c.get(2))
+            com[k] = self.model.calcMassCenterPosition(self.state).to_numpy()
             for j, st in enumerate(self.stations):
-                p = st.getLocationInGround(self.state)
-                pts[k, j] = (p.get(0), p.get(1), p.get(2))
+                pts[k, j] = st.getLocationInGround(self.state).to_numpy()
         self._cache = (q.copy(), pts, com)
         return pts, com
 
