@@ -2,7 +2,7 @@
 
 :func:`subject_model` scales the shipped generic model
 (:data:`utils.constants.GENERIC_MODEL`) to a subject's height and mass with
-OpenSim's ``ScaleTool`` (:func:`utils.osim_scale.scale_model`), then adds what
+OpenSim's ``ScaleTool`` (:func:`utils.osim_scale.scaled_model`), then adds what
 the generic model lacks and the generator needs:
 
 * markers named like OpenCap's video markers (``r_knee_study``,
@@ -26,7 +26,7 @@ import opensim as osim
 import torch
 
 from utils.constants import COORDINATES, GENERIC_MODEL, MODEL_FILE, TRANSLATIONS
-from utils.osim_scale import GENERIC_HEIGHT_M, scale_model
+from utils.osim_scale import GENERIC_HEIGHT_M, scaled_model
 
 __all__ = ["MODEL_FILE", "CONTACT_POINTS", "subject_model", "OsimPoints"]
 
@@ -79,15 +79,7 @@ def subject_model(out_path: str | os.PathLike, height_m: float, mass_kg: float, 
     ``out_path`` and return that path."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.stem}.unmarked.osim")
-    try:
-        scale_model(generic_path, tmp, height_m, mass_kg)
-        model = osim.Model(str(tmp))
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    if name:
-        model.setName(name)
+    model = scaled_model(generic_path, height_m, mass_kg, name=name or out_path.stem)  # in memory, not re-read
     s = float(height_m) / GENERIC_HEIGHT_M
     state = model.initSystem()  # default pose: standing, body frames aligned with ground
     bodies = model.getBodySet()
