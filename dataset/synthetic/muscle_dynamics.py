@@ -178,16 +178,27 @@ class StateSetter:
             self.couplers.append((locate(cc.getDependentCoordinateName()), COORDINATES.index(indep.get(0)),
                                   cc.getFunction()))
         self._arg = osim.Vector(1, 0.0)  # the coupler functions' argument, made once (evaluated every frame)
+        self._last: dict[tuple[int, int], tuple[float, float]] = {}  # (function, order) -> (x, value)
 
     def _f(self, f: osim.Function, x: float, order: int) -> float:
-        """``order``-th derivative (0: the value) of the one-argument function ``f`` at ``x``."""
-        self._arg.set(0, float(x))
+        """``order``-th derivative (0: the value) of the one-argument function ``f`` at ``x``.
+        The last value of each function and order is kept: a frame's q sets the
+        state, the accelerations and the generalised forces with the same x."""
+        x = float(x)
+        key = (id(f), order)
+        last = self._last.get(key)
+        if last is not None and last[0] == x:
+            return last[1]
+        self._arg.set(0, x)
         if order == 0:
-            return f.calcValue(self._arg)
-        deriv = osim.StdVectorInt()  # made per call: swig warns of a leak if one outlives the interpreter
-        for _ in range(order):
-            deriv.push_back(0)
-        return f.calcDerivative(deriv, self._arg)
+            value = f.calcValue(self._arg)
+        else:
+            deriv = osim.StdVectorInt()  # made per call: swig warns of a leak if one outlives the interpreter
+            for _ in range(order):
+                deriv.push_back(0)
+            value = f.calcDerivative(deriv, self._arg)
+        self._last[key] = (x, value)
+        return value
 
     def set(self, state: osim.State, q: np.ndarray, u: np.ndarray | None = None) -> None:
         qv = np.zeros(self.nq)
