@@ -94,9 +94,6 @@ TEST_SESSIONS: tuple[str, ...] = (
 DEFAULT_DATA_ROOT: str = "data/mcs_synthetic"
 """Where the embedded synthetic dataset is generated (relative to the repo root)."""
 
-MODEL_FILE: str = "LaiArnoldModified2017_poly_withArms_weldHand_scaled.osim"
-"""File name of the scaled model in ``OpenSimData/Model/`` of MCS sessions."""
-
 GENERIC_MODEL: str = str(Path(__file__).resolve().parent.parent / "dataset" / "osim" / "LaiUhlrich2022.osim")
 """OpenCap's generic (unscaled) model, shipped with the project (Apache-2.0)."""
 

@@ -25,10 +25,13 @@ import numpy as np
 import opensim as osim
 import torch
 
-from utils.constants import COORDINATES, GENERIC_MODEL, MODEL_FILE, TRANSLATIONS
+from utils.constants import COORDINATES, GENERIC_MODEL, TRANSLATIONS
 from utils.osim_scale import GENERIC_HEIGHT_M, scaled_model
 
 __all__ = ["MODEL_FILE", "CONTACT_POINTS", "subject_model", "OsimPoints"]
+
+MODEL_FILE = "LaiArnoldModified2017_poly_withArms_weldHand_scaled.osim"
+"""File name of the scaled model in ``OpenSimData/Model/`` of MCS sessions."""
 
 CONTACT_POINTS: tuple[str, ...] = tuple(f"{n}_{s}" for s in ("r", "l") for n in ("heel", "met1", "met5", "toe"))
 """Names of the foot contact stations added to the model."""

@@ -36,7 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.constants import COORDINATES, DEFAULT_DATA_ROOT, FRAME_RATE, MODEL_FILE
+from dataset.synthetic.opencap_model import MODEL_FILE
+from utils.constants import COORDINATES, DEFAULT_DATA_ROOT, FRAME_RATE
+from utils.device import torch_threads
 from utils.errors import UserError
 from utils.fileio import atomic_open, atomic_write_json, atomic_write_text
 from utils.motion_io import write_coordinates, write_mot, write_trc
@@ -207,8 +209,6 @@ def _write_split(root: Path, ids: list[str], seed: int) -> None:
 def build_session(root: str | os.PathLike, seed: int, index: int, n_reps: int) -> dict:
     """Generate every file of synthetic session ``index`` under ``root``;
     returns the session summary (also written to ``synthetic_session.json``)."""
-    from utils.device import torch_threads  # here: the parent process of the workers never imports torch
-
     with torch_threads(1):  # per-frame work is tiny; threads only add overhead
         return _build_session(Path(root), int(seed), int(index), int(n_reps))
 
