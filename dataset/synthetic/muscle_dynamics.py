@@ -11,10 +11,12 @@ Pipeline for one trial (:func:`simulate_trial`):
    reaction force ``F = m (a_com - g)``, its centre of pressure on the floor and
    the free moment about the vertical.
 3. The force is **shared between the feet** (by a weight-bearing fraction) and
-   applied under each foot as an OpenSim ``ExternalForce`` on ``calcn_r`` /
-   ``calcn_l`` at a centre of pressure inside that foot's contact area.
+   applied under each foot on ``calcn_r`` / ``calcn_l`` at a centre of
+   pressure inside that foot's contact area: added to the body forces OpenSim
+   applies (gravity) as an ``ExternalForce`` would add it, on the same loaded
+   model (:class:`DynamicsModel`).
 4. **Inverse dynamics** with OpenSim's ``InverseDynamicsSolver`` (muscles
-   and reserve actuators disabled; the coupled knee_angle_<s>_beta set from
+   and reserve actuators removed; the coupled knee_angle_<s>_beta set from
    the knee by its coupler) gives the net moment of every coordinate; the six pelvis
    residuals left after the ground reaction forces are reported.
 5. **Static optimisation** for every frame of a repetition: minimise the sum
