@@ -37,6 +37,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "render": [],
     "baselines": [],
     "simulation": ["--rounds", "3"],
+    "opensim_stages": ["--rounds", "3"],
 }
 """Benchmark name -> extra arguments of ``bench/bench_<name>.py``."""
 

@@ -57,12 +57,10 @@ _loaded: OrderedDict[tuple[str, int, int], tuple[Any, Any]] = OrderedDict()
 
 
 def _subject_models(model_path: str | os.PathLike) -> tuple[Any, Any]:
-    """``(MuscleModel, osim.Model)`` of one ``.osim`` file, loaded once per
-    process: the muscle model for static optimisation and a plain model for
-    the whole-body dynamics behind the ground reactions."""
-    import opensim as osim
-
-    from dataset.synthetic.muscle_dynamics import MuscleModel
+    """``(MuscleModel, DynamicsModel)`` of one ``.osim`` file, loaded once per
+    process: the muscle model for static optimisation and the model for the
+    ground reactions and inverse dynamics."""
+    from dataset.synthetic.muscle_dynamics import DynamicsModel, MuscleModel
 
     path = Path(model_path).resolve()
     st = path.stat()
@@ -70,7 +68,7 @@ def _subject_models(model_path: str | os.PathLike) -> tuple[Any, Any]:
     if key in _loaded:
         _loaded.move_to_end(key)
         return _loaded[key]
-    models = (MuscleModel(path), osim.Model(str(path)))
+    models = (MuscleModel(path), DynamicsModel(path))
     _loaded[key] = models
     while len(_loaded) > MODEL_CACHE_SIZE:
         _loaded.popitem(last=False)

@@ -7,15 +7,15 @@ import opensim as osim
 import pytest
 from scipy.optimize import lsq_linear
 
-from dataset.synthetic.muscle_dynamics import (ACTIVATION_FLOOR, SO_COORDINATES, MuscleModel, StateSetter, _moment_arms,
-                                               _path_lengths, _perturbed, _to_si, active_force_length,
-                                               coordinate_groups, force_velocity, inverse_dynamics,
-                                               passive_force_length, solve_so_qp, solve_so_qp_status,
-                                               static_optimization, tendon_stretch)
+from dataset.synthetic.muscle_dynamics import (ACTIVATION_FLOOR, SO_COORDINATES, DynamicsModel, MuscleModel,
+                                               StateSetter, _moment_arms, _path_lengths, _perturbed, _to_si,
+                                               active_force_length, coordinate_groups, foot_ground_force,
+                                               force_velocity, grf_storage, inverse_dynamics, passive_force_length,
+                                               solve_so_qp, solve_so_qp_status, static_optimization, tendon_stretch)
 from dataset.synthetic.opencap_model import OsimPoints, subject_model
 from dataset.synthetic.squat_kinematics import SquatStyle, generate_trial
 from tests.real_session import IK_FILE, scaled_model
-from utils.constants import COORDINATES
+from utils.constants import COORDINATES, FRAME_RATE
 from utils.motion_io import read_motion
 
 
@@ -155,6 +155,44 @@ def test_inverse_dynamics_balances_the_body_and_loads_the_knees(subject):
     bottom = int(np.argmax(depth))
     assert vasmed[bottom] > 2 * vasmed[0] + 0.1  # vasti work at the bottom, rest when standing
     assert soleus[bottom] > 0.1  # the plantarflexors hold the forward-leaning shank
+
+
+def test_ground_reactions_on_the_loaded_model_equal_external_forces_on_a_second_model(subject):
+    """The feet's body forces added on the one DynamicsModel give the generalised
+    forces OpenSim's ExternalForces give on a second model reading the ground
+    reactions from a Storage (the way inverse dynamics used to apply them)."""
+    path, trial = subject
+    base = DynamicsModel(path)
+    dyn = inverse_dynamics(str(path), trial.clean, base=base)
+    q = _to_si(dyn.coords_filtered)
+    times = np.arange(len(q)) / FRAME_RATE
+
+    model = osim.Model(str(path))
+    forces = model.updForceSet()
+    for i in range(forces.getSize()):
+        forces.get(i).set_appliesForce(False)
+    storage = grf_storage(times, dyn.grf)
+    for side in ("r", "l"):
+        ef = foot_ground_force(side)
+        ef.setDataSource(storage)
+        model.addForce(ef)
+    state = model.initSystem()
+    setter = StateSetter(model, state)
+    solver = osim.InverseDynamicsSolver(model)
+    ref = np.zeros_like(dyn.moments)
+    for k in range(len(q)):
+        state.setTime(float(times[k]))
+        setter.set(state, q[k], dyn.speeds[k])
+        tau = solver.solve(state, setter.accelerations(q[k], dyn.speeds[k], dyn.accelerations[k])).to_numpy()
+        ref[k] = setter.generalized_forces(q[k], tau)
+
+    weight = base.mass * 9.80665
+    assert np.abs(dyn.grf["total_force"][:, 1]).max() > 0.9 * weight  # the feet carry the body
+    assert np.abs(ref[:, COORDINATES.index("pelvis_ty")]).max() < 0.05 * weight  # so the pelvis residual is small
+    assert np.abs(dyn.moments - ref).max() < 1e-9 * np.abs(ref).max()
+    again = inverse_dynamics(str(path), trial.clean[::-1].copy(), base=base)  # another motion in between
+    assert again.moments.shape == dyn.moments.shape
+    np.testing.assert_array_equal(inverse_dynamics(str(path), trial.clean, base=base).moments, dyn.moments)
 
 
 def test_state_setter_rejects_nothing_it_cannot_place(subject):

@@ -31,7 +31,7 @@ from typing import Mapping, Sequence, Union
 from utils.errors import BigeError
 from utils.osim_log import opensim_quiet
 
-__all__ = ["GENERIC_HEIGHT_M", "GENERIC_MASS_KG", "ModelScaleError", "scale_model"]
+__all__ = ["GENERIC_HEIGHT_M", "GENERIC_MASS_KG", "ModelScaleError", "scale_model", "scaled_model"]
 
 GENERIC_HEIGHT_M: float = 1.70
 """Standing height represented by OpenCap's generic LaiUhlrich2022 model, metres."""
@@ -63,12 +63,12 @@ def _factor_vec(body: str, value: SegmentFactor, source: Path) -> tuple[float, f
     return values  # type: ignore[return-value]
 
 
-def scale_model(generic_path: str | os.PathLike, out_path: str | os.PathLike, height_m: float,
-                mass_kg: float, *, generic_height_m: float | None = None,
-                segment_factors: Mapping[str, SegmentFactor] | None = None) -> Path:
-    """Scale the model at ``generic_path`` to a subject of ``height_m`` metres and
-    ``mass_kg`` kilograms with OpenSim's ScaleTool; write it to ``out_path``
-    atomically (temporary sibling, then rename) and return ``out_path``.
+def scaled_model(generic_path: str | os.PathLike, height_m: float, mass_kg: float, *, name: str,
+                 generic_height_m: float | None = None,
+                 segment_factors: Mapping[str, SegmentFactor] | None = None):
+    """The model at ``generic_path`` scaled to a subject of ``height_m`` metres
+    and ``mass_kg`` kilograms with OpenSim's ScaleTool, in memory (an
+    ``opensim.Model`` named ``name``; :func:`scale_model` writes it).
 
     Every body is scaled by ``height_m / generic_height_m`` (default
     :data:`GENERIC_HEIGHT_M`) unless ``segment_factors`` maps its name to its
@@ -80,7 +80,6 @@ def scale_model(generic_path: str | os.PathLike, out_path: str | os.PathLike, he
     import opensim as osim
 
     generic_path = Path(generic_path)
-    out_path = Path(out_path)
     ref = GENERIC_HEIGHT_M if generic_height_m is None else float(generic_height_m)
     for label, value in (("height_m", height_m), ("mass_kg", mass_kg), ("generic_height_m", ref)):
         if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
@@ -91,7 +90,7 @@ def scale_model(generic_path: str | os.PathLike, out_path: str | os.PathLike, he
 
     with opensim_quiet():
         tool = osim.ScaleTool()
-        tool.setName(out_path.stem)
+        tool.setName(name)
         tool.setSubjectMass(float(mass_kg))
         tool.setSubjectHeight(float(height_m) * 1000.0)  # ScaleTool stores millimetres (informational)
         tool.getGenericModelMaker().setModelFileName(str(generic_path.resolve()))
@@ -130,16 +129,32 @@ def scale_model(generic_path: str | os.PathLike, out_path: str | os.PathLike, he
                                   f"{str(exc).strip().splitlines()[0]}") from None
         if not ok:
             raise ModelScaleError(f"{generic_path}: OpenSim's ScaleTool failed to scale the model")
-        model.setName(out_path.stem)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".osim", dir=out_path.parent)
-        os.close(fd)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the model the usual mode
-        try:
-            if not model.printToXML(tmp):
-                raise ModelScaleError(f"{out_path}: OpenSim could not write the scaled model")
-            os.replace(tmp, out_path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+        model.setName(name)
+    return model
+
+
+def scale_model(generic_path: str | os.PathLike, out_path: str | os.PathLike, height_m: float,
+                mass_kg: float, *, generic_height_m: float | None = None,
+                segment_factors: Mapping[str, SegmentFactor] | None = None) -> Path:
+    """Scale the model at ``generic_path`` to a subject of ``height_m`` metres and
+    ``mass_kg`` kilograms (:func:`scaled_model`, named after ``out_path``'s
+    stem) and write it to ``out_path`` atomically (temporary sibling, then
+    rename); returns ``out_path``. Raises :class:`ModelScaleError` as
+    :func:`scaled_model` does, or when the file cannot be written."""
+    out_path = Path(out_path)
+    model = scaled_model(generic_path, height_m, mass_kg, name=out_path.stem, generic_height_m=generic_height_m,
+                         segment_factors=segment_factors)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".osim", dir=out_path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the model the usual mode
+    try:
+        with opensim_quiet():
+            written = model.printToXML(tmp)
+        if not written:
+            raise ModelScaleError(f"{out_path}: OpenSim could not write the scaled model")
+        os.replace(tmp, out_path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
     return out_path

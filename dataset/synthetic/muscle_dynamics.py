@@ -11,10 +11,12 @@ Pipeline for one trial (:func:`simulate_trial`):
    reaction force ``F = m (a_com - g)``, its centre of pressure on the floor and
    the free moment about the vertical.
 3. The force is **shared between the feet** (by a weight-bearing fraction) and
-   applied under each foot as an OpenSim ``ExternalForce`` on ``calcn_r`` /
-   ``calcn_l`` at a centre of pressure inside that foot's contact area.
+   applied under each foot on ``calcn_r`` / ``calcn_l`` at a centre of
+   pressure inside that foot's contact area: added to the body forces OpenSim
+   applies (gravity) as an ``ExternalForce`` would add it, on the same loaded
+   model (:class:`DynamicsModel`).
 4. **Inverse dynamics** with OpenSim's ``InverseDynamicsSolver`` (muscles
-   and reserve actuators disabled; the coupled knee_angle_<s>_beta set from
+   and reserve actuators removed; the coupled knee_angle_<s>_beta set from
    the knee by its coupler) gives the net moment of every coordinate; the six pelvis
    residuals left after the ground reaction forces are reported.
 5. **Static optimisation** for every frame of a repetition: minimise the sum
@@ -43,8 +45,9 @@ from utils.constants import COORDINATES, FRAME_RATE, ROTATION_MASK
 from utils.kinematics import ForwardKinematics
 
 __all__ = [
-    "SO_COORDINATES", "PELVIS_DOFS", "DynamicsResult", "RepetitionActivations",
-    "filter_kinematics", "ground_reaction_forces", "inverse_dynamics", "static_optimization",
+    "SO_COORDINATES", "PELVIS_DOFS", "DynamicsResult", "RepetitionActivations", "DynamicsModel",
+    "filter_kinematics", "ground_reaction_forces", "grf_columns", "grf_storage", "foot_ground_force",
+    "inverse_dynamics", "static_optimization",
     "simulate_trial", "solve_so_qp", "MuscleModel", "StateSetter", "find_crossing", "coordinate_groups",
 ]
 
@@ -176,16 +179,28 @@ class StateSetter:
                 raise RuntimeError(f"coupler {cc.getName()}: only one canonical independent coordinate is supported")
             self.couplers.append((locate(cc.getDependentCoordinateName()), COORDINATES.index(indep.get(0)),
                                   cc.getFunction()))
+        self._arg = osim.Vector(1, 0.0)  # the coupler functions' argument, made once (evaluated every frame)
+        self._last: dict[tuple[int, int], tuple[float, float]] = {}  # (function, order) -> (x, value)
 
-    @staticmethod
-    def _f(f: osim.Function, x: float, order: int) -> float:
-        arg = osim.Vector(1, float(x))
+    def _f(self, f: osim.Function, x: float, order: int) -> float:
+        """``order``-th derivative (0: the value) of the one-argument function ``f`` at ``x``.
+        The last value of each function and order is kept: a frame's q sets the
+        state, the accelerations and the generalised forces with the same x."""
+        x = float(x)
+        key = (id(f), order)
+        last = self._last.get(key)
+        if last is not None and last[0] == x:
+            return last[1]
+        self._arg.set(0, x)
         if order == 0:
-            return f.calcValue(arg)
-        deriv = osim.StdVectorInt()
-        for _ in range(order):
-            deriv.push_back(0)
-        return f.calcDerivative(deriv, arg)
+            value = f.calcValue(self._arg)
+        else:
+            deriv = osim.StdVectorInt()  # made per call: swig warns of a leak if one outlives the interpreter
+            for _ in range(order):
+                deriv.push_back(0)
+            value = f.calcDerivative(deriv, self._arg)
+        self._last[key] = (x, value)
+        return value
 
     def set(self, state: osim.State, q: np.ndarray, u: np.ndarray | None = None) -> None:
         qv = np.zeros(self.nq)
@@ -218,8 +233,14 @@ class StateSetter:
         return out
 
 
-def _vec3(v) -> np.ndarray:
-    return np.array([v.get(0), v.get(1), v.get(2)])
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cross product of two (3,) vectors (``np.cross`` costs ~40 us of checks per call)."""
+    return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]])
+
+
+def _vec3(v: osim.Vec3) -> np.ndarray:
+    """An OpenSim ``Vec3`` as a (3,) array."""
+    return v.to_numpy()
 
 
 # ----------------------------------------------------------------------------- ground reaction forces
@@ -249,37 +270,91 @@ def foot_contacts(model: osim.Model, side: str) -> list:
     return out
 
 
-def ground_reaction_forces(model: osim.Model, q_si: np.ndarray, u_si: np.ndarray, fs: float,
+SIDES: tuple[str, str] = ("r", "l")
+
+
+class DynamicsModel:
+    """An OpenSim model loaded once for whole-body kinematics and dynamics: the
+    ground reactions (:func:`ground_reaction_forces`) and inverse dynamics
+    (:func:`inverse_dynamics`) of any number of motions, and the points and
+    centre of mass of :class:`dataset.synthetic.opencap_model.OsimPoints`.
+
+    The skeleton of the model only: bodies, joints, constraints and stations.
+    Its forces (muscles, reserve actuators; inverse dynamics applies none of
+    them, so gravity is the only force left), markers, controllers and probes
+    are removed before the system is built, which makes every realisation a
+    third cheaper (OpenSim visits each component at each stage). The state is
+    made once (``initSystem``) and reused; every frame sets all of q and u
+    first, so no result depends on an earlier motion."""
+
+    def __init__(self, model_path: str | Path) -> None:
+        self.path = str(model_path)
+        self.model = osim.Model(self.path)
+        for components in (self.model.updForceSet(), self.model.updMarkerSet(), self.model.updControllerSet(),
+                           self.model.updProbeSet()):
+            components.clearAndDestroy()
+        self.state = self.model.initSystem()
+        self.setter = StateSetter(self.model, self.state)
+        self.solver = osim.InverseDynamicsSolver(self.model)
+        self.mass = self.model.getTotalMass(self.state)
+        self.contacts = {s: foot_contacts(self.model, s) for s in SIDES}
+        self.hip_frames = {s: self.model.getJointSet().get(f"hip_{s}").getChildFrame() for s in SIDES}
+        self.feet = {s: self.model.getBodySet().get(f"calcn_{s}") for s in SIDES}
+        self.foot_index = {s: int(self.feet[s].getMobilizedBodyIndex()) for s in SIDES}
+
+    def generalized_forces(self, q: np.ndarray, u: np.ndarray, udot: np.ndarray,
+                           grf: dict[str, np.ndarray], k: int) -> np.ndarray:
+        """Net generalised forces (33,) in canonical order (N m, N) of one frame,
+        q, u, udot (33,) SI units, with frame ``k`` of the ground reactions
+        ``grf`` (:func:`ground_reaction_forces`) applied to ``calcn_<s>``.
+
+        The model's own applied forces (gravity) are read at the Dynamics stage;
+        each foot's force F at the ground point P, with its free torque T, is
+        added to its body's spatial force as OpenSim's ``ExternalForce`` adds it:
+        torque (P - origin) x F + T and force F, in the ground frame."""
+        self.setter.set(self.state, q, u)
+        self.model.realizeDynamics(self.state)
+        body_forces = osim.VectorOfSpatialVec(self.model.getRigidBodyForces(self.state))  # a copy
+        for s in SIDES:
+            force, point, torque = grf[f"force_{s}"][k], grf[f"point_{s}"][k], grf[f"torque_{s}"][k]
+            origin = _vec3(self.feet[s].getPositionInGround(self.state))
+            applied = body_forces.get(self.foot_index[s])
+            moment = _vec3(applied.get(0)) + _cross(point - origin, force) + torque
+            body_forces.set(self.foot_index[s], osim.SpatialVec(osim.Vec3(*moment),
+                                                                osim.Vec3(*(_vec3(applied.get(1)) + force))))
+        tau = self.solver.solve(self.state, self.setter.accelerations(q, u, udot),
+                                self.model.getMobilityForces(self.state), body_forces).to_numpy()
+        return self.setter.generalized_forces(q, tau)
+
+
+def ground_reaction_forces(model: DynamicsModel, q_si: np.ndarray, u_si: np.ndarray, fs: float,
                            right_share: np.ndarray) -> dict[str, np.ndarray]:
     """Ground reaction force, centre of pressure and free moment under each
     foot from the whole-body dynamics (OpenSim centre of mass and momentum).
 
-    ``right_share`` (T,) is the fraction of the load on the right foot. Returns
-    arrays (T, 3): ``force_r``, ``point_r``, ``torque_r``, ``force_l``,
-    ``point_l``, ``torque_l`` (ground frame, N / m / N m) and ``total_force``.
+    ``q_si``, ``u_si`` (T, 33) SI units; ``right_share`` (T,) is the fraction of
+    the load on the right foot. Returns arrays (T, 3): ``force_r``,
+    ``point_r``, ``torque_r``, ``force_l``, ``point_l``, ``torque_l`` (ground
+    frame, N / m / N m) and ``total_force``.
     """
-    state = model.initSystem()
-    setter = StateSetter(model, state)
-    matter = model.getMatterSubsystem()
+    state, setter = model.state, model.setter
+    matter = model.model.getMatterSubsystem()
     T = q_si.shape[0]
     com = np.zeros((T, 3))
     ang = np.zeros((T, 3))
-    contact = {s: foot_contacts(model, s) for s in ("r", "l")}
-    contact_pos = {s: np.zeros((T, 4, 3)) for s in ("r", "l")}
-    hip_frames = {s: model.getJointSet().get(f"hip_{s}").getChildFrame() for s in ("r", "l")}
-    hips = {s: np.zeros((T, 3)) for s in ("r", "l")}
+    contact_pos = {s: np.zeros((T, 4, 3)) for s in SIDES}
+    hips = {s: np.zeros((T, 3)) for s in SIDES}
     for k in range(T):
         setter.set(state, q_si[k], u_si[k])
-        model.realizeVelocity(state)
-        com[k] = _vec3(model.calcMassCenterPosition(state))
+        model.model.realizeVelocity(state)
+        com[k] = _vec3(model.model.calcMassCenterPosition(state))
         momentum = matter.calcSystemCentralMomentum(state)  # keep the SpatialVec alive while reading
         ang[k] = _vec3(momentum.get(0))
-        del momentum
-        for s in ("r", "l"):
-            hips[s][k] = _vec3(hip_frames[s].getPositionInGround(state))
-            for i, st in enumerate(contact[s]):
+        for s in SIDES:
+            hips[s][k] = _vec3(model.hip_frames[s].getPositionInGround(state))
+            for i, st in enumerate(model.contacts[s]):
                 contact_pos[s][k, i] = _vec3(st(state))
-    mass = model.getTotalMass(state)
+    mass = model.mass
     dt = 1.0 / fs
     acc = np.gradient(np.gradient(com, dt, axis=0, edge_order=2), dt, axis=0, edge_order=2)
     dH = np.gradient(ang, dt, axis=0, edge_order=2)
@@ -343,7 +418,10 @@ def grf_columns(grf: dict[str, np.ndarray]) -> tuple[list[str], np.ndarray]:
     return labels, np.hstack(blocks)
 
 
-def _grf_storage(times: np.ndarray, grf: dict[str, np.ndarray]) -> osim.Storage:
+def grf_storage(times: np.ndarray, grf: dict[str, np.ndarray]) -> osim.Storage:
+    """The ground reactions ``grf`` (:func:`ground_reaction_forces`) at ``times``
+    (T,) seconds as an OpenSim ``Storage``, the data source of the
+    :func:`foot_ground_force` s."""
     labels, data = grf_columns(grf)
     sto = osim.Storage()
     arr = osim.ArrayStr()
@@ -373,44 +451,24 @@ def foot_ground_force(side: str) -> osim.ExternalForce:
 
 
 def inverse_dynamics(model_path: str, coords: np.ndarray, fs: float = FRAME_RATE,
-                     right_share: np.ndarray | float = 0.5, base: osim.Model | None = None) -> DynamicsResult:
+                     right_share: np.ndarray | float = 0.5, base: DynamicsModel | None = None) -> DynamicsResult:
     """OpenSim inverse dynamics of a whole trial with ground reaction forces.
 
     ``coords`` (T, 33) degrees / metres in canonical order. ``base``, if given,
-    is the model of ``model_path`` already loaded, used for the whole-body
-    dynamics behind the ground reactions (a caller simulating many motions of
-    one subject loads it once)."""
+    is the :class:`DynamicsModel` of ``model_path`` already loaded (a caller
+    simulating many motions of one subject loads it once). The ground
+    reactions are applied as body forces on the feet of that one model, frame
+    by frame (:meth:`DynamicsModel.generalized_forces`): the same generalised
+    forces as OpenSim ``ExternalForce`` s reading them from a ``Storage``
+    (:func:`foot_ground_force`), to rounding, without a second model."""
     filtered, u, udot = filter_kinematics(coords, fs)
     q = _to_si(filtered)
     T = q.shape[0]
     share = np.broadcast_to(np.asarray(right_share, dtype=float), (T,)).copy()
     if base is None:
-        base = osim.Model(str(model_path))
+        base = DynamicsModel(model_path)
     grf = ground_reaction_forces(base, q, u, fs, share)
-    times = np.arange(T) / fs
-
-    model = osim.Model(str(model_path))
-    model_forces = model.updForceSet()  # muscles, reserve actuators: none applies force in inverse dynamics
-    for i in range(model_forces.getSize()):
-        model_forces.get(i).set_appliesForce(False)
-    storage = _grf_storage(times, grf)
-    forces = []
-    for s in ("r", "l"):
-        ef = foot_ground_force(s)
-        ef.setDataSource(storage)
-        model.addForce(ef)
-        forces.append(ef)
-    state = model.initSystem()
-    setter = StateSetter(model, state)
-    solver = osim.InverseDynamicsSolver(model)
-    moments = np.zeros((T, len(COORDINATES)))
-    for k in range(T):
-        state.setTime(float(times[k]))
-        setter.set(state, q[k], u[k])
-        model.realizeVelocity(state)
-        tau = solver.solve(state, setter.accelerations(q[k], u[k], udot[k])).to_numpy()
-        moments[k] = setter.generalized_forces(q[k], tau)
-    del storage, forces
+    moments = np.stack([base.generalized_forces(q[k], u[k], udot[k], grf, k) for k in range(T)])
     return DynamicsResult(moments, grf, filtered, u, udot)
 
 
@@ -546,10 +604,11 @@ def coordinate_groups(crossing: dict[int, np.ndarray]) -> list[tuple[int, ...]]:
     ``crossing``, so each muscle's length moves with at most one pair of its
     group (Lai/Rajagopal: hip flexion with ankle, hip adduction with
     subtalar, hip rotation with mtp, the knee alone)."""
+    spans = {j: set(np.asarray(crossing[j]).tolist()) for j in crossing}
     groups: list[list[int]] = []
     for j in sorted(crossing):
         for group in groups:
-            if not any(np.intersect1d(crossing[j], crossing[k]).size for k in group):
+            if all(spans[j].isdisjoint(spans[k]) for k in group):
                 group.append(j)
                 break
         else:
@@ -812,15 +871,18 @@ def static_optimization(model: str | Path | MuscleModel, dyn: DynamicsResult, st
 
 
 def simulate_trial(model_path: str, coords: np.ndarray, segments: list[tuple[int, int]],
-                   fs: float = FRAME_RATE, right_share: np.ndarray | float = 0.5
+                   fs: float = FRAME_RATE, right_share: np.ndarray | float = 0.5,
+                   base: DynamicsModel | None = None, muscles: MuscleModel | None = None
                    ) -> tuple[DynamicsResult, list[RepetitionActivations]]:
     """Inverse dynamics of the whole trial, then static optimisation of every
-    repetition ``coords[start:end]`` in ``segments``."""
+    repetition ``coords[start:end]`` in ``segments``. ``base`` and
+    ``muscles``, if given, are the models of ``model_path`` already loaded."""
     for k, (a, b) in enumerate(segments):
         if not (0 <= a < b <= coords.shape[0]):
             raise ValueError(f"segment {k + 1} ({a}, {b}) is outside the {coords.shape[0]} frames of the trial")
-    dyn = inverse_dynamics(model_path, coords, fs, right_share)
-    muscles = MuscleModel(model_path)
+    dyn = inverse_dynamics(model_path, coords, fs, right_share, base=base)
+    if muscles is None:
+        muscles = MuscleModel(model_path)
     reps = [static_optimization(muscles, dyn, a, b, fs) for a, b in segments]
     return dyn, reps
 

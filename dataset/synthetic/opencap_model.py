@@ -2,7 +2,7 @@
 
 :func:`subject_model` scales the shipped generic model
 (:data:`utils.constants.GENERIC_MODEL`) to a subject's height and mass with
-OpenSim's ``ScaleTool`` (:func:`utils.osim_scale.scale_model`), then adds what
+OpenSim's ``ScaleTool`` (:func:`utils.osim_scale.scaled_model`), then adds what
 the generic model lacks and the generator needs:
 
 * markers named like OpenCap's video markers (``r_knee_study``,
@@ -26,7 +26,7 @@ import opensim as osim
 import torch
 
 from utils.constants import COORDINATES, GENERIC_MODEL, TRANSLATIONS
-from utils.osim_scale import GENERIC_HEIGHT_M, scale_model
+from utils.osim_scale import GENERIC_HEIGHT_M, scaled_model
 
 __all__ = ["MODEL_FILE", "CONTACT_POINTS", "subject_model", "OsimPoints"]
 
@@ -82,15 +82,7 @@ def subject_model(out_path: str | os.PathLike, height_m: float, mass_kg: float, 
     ``out_path`` and return that path."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.stem}.unmarked.osim")
-    try:
-        scale_model(generic_path, tmp, height_m, mass_kg)
-        model = osim.Model(str(tmp))
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    if name:
-        model.setName(name)
+    model = scaled_model(generic_path, height_m, mass_kg, name=name or out_path.stem)  # in memory, not re-read
     s = float(height_m) / GENERIC_HEIGHT_M
     state = model.initSystem()  # default pose: standing, body frames aligned with ground
     bodies = model.getBodySet()
@@ -158,15 +150,18 @@ class OsimPoints:
     (n, P, 3) ground positions of :data:`CONTACT_POINTS`, metres. Calling the
     object or ``center_of_mass`` accepts numpy arrays or tensors and returns
     float64 tensors (the interface of :class:`utils.kinematics.ForwardKinematics`
-    that the trial generator uses)."""
+    that the trial generator uses).
+
+    The model is loaded as a :class:`dataset.synthetic.muscle_dynamics.DynamicsModel`
+    (its skeleton: the same points, cheaper realisations), kept in
+    ``dynamics`` for the inverse dynamics of the same subject."""
 
     def __init__(self, model_path: str | os.PathLike) -> None:
-        from dataset.synthetic.muscle_dynamics import StateSetter
+        from dataset.synthetic.muscle_dynamics import DynamicsModel
 
         self.path = str(model_path)
-        self.model = osim.Model(self.path)
-        self.state = self.model.initSystem()
-        self.setter = StateSetter(self.model, self.state)
+        self.dynamics = DynamicsModel(self.path)
+        self.model, self.state, self.setter = self.dynamics.model, self.dynamics.state, self.dynamics.setter
         try:
             self.stations = [osim.Station.safeDownCast(self.model.getComponent(f"/{n}")) for n in CONTACT_POINTS]
         except RuntimeError:
@@ -193,11 +188,9 @@ class OsimPoints:
         for k in range(q.shape[0]):
             self.setter.set(self.state, si[k])
             self.model.realizePosition(self.state)
-            c = self.model.calcMassCenterPosition(self.state)
-            com[k] = (c.get(0), c.get(1), c.get(2))
+            com[k] = self.model.calcMassCenterPosition(self.state).to_numpy()
             for j, st in enumerate(self.stations):
-                p = st.getLocationInGround(self.state)
-                pts[k, j] = (p.get(0), p.get(1), p.get(2))
+                pts[k, j] = st.getLocationInGround(self.state).to_numpy()
         self._cache = (q.copy(), pts, com)
         return pts, com
 

@@ -218,7 +218,7 @@ def _build_session(root: Path, seed: int, index: int, n_reps: int) -> dict:
 
     osim.Logger.setLevelString("error")  # OpenSim's per-model [info] lines would bury the progress bar
 
-    from dataset.synthetic.muscle_dynamics import SO_COORDINATES, StateSetter, simulate_trial
+    from dataset.synthetic.muscle_dynamics import SO_COORDINATES, MuscleModel, simulate_trial
     from dataset.synthetic.opencap_model import OsimPoints, subject_model
     from dataset.synthetic.squat_kinematics import generate_trial, sample_subject
 
@@ -229,8 +229,8 @@ def _build_session(root: Path, seed: int, index: int, n_reps: int) -> dict:
     sim = session / "OpenSimData"
 
     model_path = subject_model(sim / "Model" / MODEL_FILE, subject.height, subject.mass, name=f"synthetic_{sid[:8]}")
-    model = osim.Model(str(model_path))
-    fk = OsimPoints(model_path)
+    fk = OsimPoints(model_path)  # the skeleton, also for the inverse dynamics
+    muscles = MuscleModel(model_path)  # the whole model, also for the markers
     offset = (float(rng.uniform(-0.5, 0.5)), float(rng.uniform(-0.5, 0.5)))
     trial = generate_trial(fk, style, n_reps, rng, FRAME_RATE, lab_offset=offset)
     times = trial.times
@@ -239,10 +239,10 @@ def _build_session(root: Path, seed: int, index: int, n_reps: int) -> dict:
     write_coordinates(sim / "Kinematics" / f"{TRIAL}.mot", trial.coords, FRAME_RATE)
 
     # markers placed on the model, positions from OpenSim
-    state = model.initSystem()
-    setter = StateSetter(model, state)
-    markers = model.getMarkerSet()
-    names = [markers.get(i).getName() for i in range(markers.getSize())]
+    model, state, setter = muscles.model, muscles.state, muscles.setter
+    marker_set = model.getMarkerSet()
+    markers = [marker_set.get(i) for i in range(marker_set.getSize())]
+    names = [m.getName() for m in markers]
     q_si = np.array(trial.coords, copy=True)
     rot = [i for i, n in enumerate(COORDINATES) if n not in ("pelvis_tx", "pelvis_ty", "pelvis_tz")]
     q_si[:, rot] = np.deg2rad(q_si[:, rot])
@@ -250,9 +250,8 @@ def _build_session(root: Path, seed: int, index: int, n_reps: int) -> dict:
     for k in range(len(times)):
         setter.set(state, q_si[k])
         model.realizePosition(state)
-        for j in range(len(names)):
-            p = markers.get(j).getLocationInGround(state)
-            positions[k, j] = (p.get(0), p.get(1), p.get(2))
+        for j, marker in enumerate(markers):
+            positions[k, j] = marker.getLocationInGround(state).to_numpy()
     write_trc(session / "MarkerData" / f"{TRIAL}.trc", times, names, positions, units="m")
 
     # dynamics of every repetition from the noise-free motion: the real Dynamics
@@ -262,7 +261,8 @@ def _build_session(root: Path, seed: int, index: int, n_reps: int) -> dict:
     knee_r = trial.clean[:, COORDINATES.index("knee_angle_r")]
     knee_l = trial.clean[:, COORDINATES.index("knee_angle_l")]
     right_share = np.clip(0.5 + 0.004 * (knee_r - knee_l), 0.3, 0.7)
-    dyn, reps = simulate_trial(str(model_path), trial.clean, trial.segments, FRAME_RATE, right_share)
+    dyn, reps = simulate_trial(str(model_path), trial.clean, trial.segments, FRAME_RATE, right_share,
+                               base=fk.dynamics, muscles=muscles)
     coord_labels = []
     coords_set = model.getCoordinateSet()
     for name in COORDINATES:
