@@ -225,21 +225,6 @@ def config_jobs(variables: dict[str, str], path: str | os.PathLike) -> int:
     return int(value)
 
 
-def _run_stage(argv: list[str]) -> int:
-    """Run one stage's command and return its exit status. If the runner is
-    stopped, the stage gets up to :data:`STOP_GRACE_S` seconds to save its
-    state and exit before it is killed: a SIGTERM sent to the runner is passed
-    on to it; Ctrl-C in a terminal reaches it directly (the whole foreground
-    group gets SIGINT), so it is not sent twice (a trainer's second signal
-    means "stop now, without saving")."""
-    proc = subprocess.Popen(argv)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt as stop:
-        _stop_all([proc], isinstance(stop, Terminated))
-        raise
-
-
 def _load_times(times_file: Path | None) -> dict[str, float]:
     """Seconds per stage recorded by earlier runs (a damaged record is started afresh)."""
     if times_file is None or not times_file.is_file():
@@ -292,39 +277,39 @@ def run_stages(stages: list[Stage], only: list[str] | None = None, force: bool =
             print(f"[{stage.name}] done, outputs: {', '.join(map(str, stage.outputs))}", flush=True)
             continue
         todo.append(stage)
-    if jobs > 1 and len(todo) > 1 and not dry_run:
-        if log_dir is None:
-            log_dir = todo[0].marker.parent if todo[0].marker is not None else Path("output/.pipeline")
-        _run_side_by_side(todo, jobs, times, times_file, log_dir)
+    if dry_run:
+        for stage in todo:
+            print(f"[{stage.name}] {stage.description}\n  $ {' '.join(stage.argv()[1:])}", flush=True)
         return times
-    for stage in todo:
-        argv = stage.argv()
-        print(f"[{stage.name}] {stage.description}\n  $ {' '.join(argv[1:])}", flush=True)
-        if dry_run:
-            continue
-        start = time.perf_counter()
-        returncode = _run_stage(argv)
-        _finish(stage, argv, returncode, time.perf_counter() - start, times, times_file)
+    logs = None  # one stage at a time: its output goes to the terminal
+    if jobs > 1 and len(todo) > 1:
+        logs = log_dir or (todo[0].marker.parent if todo[0].marker is not None else Path("output/.pipeline"))
+    _schedule(todo, jobs, times, times_file, logs)
     return times
 
 
 @dataclass
 class _Running:
-    """A stage started by :func:`_run_side_by_side`."""
+    """A stage started by :func:`_schedule`."""
     stage: Stage
     argv: list[str]
     proc: subprocess.Popen
     start: float
-    log: Path
+    log: Path | None
 
 
-def _run_side_by_side(todo: list[Stage], jobs: int, times: dict[str, float], times_file: Path | None,
-                      log_dir: Path) -> None:
+def _schedule(todo: list[Stage], jobs: int, times: dict[str, float], times_file: Path | None,
+              log_dir: Path | None) -> None:
     """Run ``todo`` up to ``jobs`` at a time, each stage once its ``needs`` have
     finished (stages not in ``todo`` count as finished), ready stages in config
-    order. A failure stops new starts; the running stages finish, then the
-    failure is raised with the end of the stage's log."""
-    log_dir.mkdir(parents=True, exist_ok=True)
+    order; each stage's output goes to ``<log_dir>/<stage>.log``, or to the
+    terminal when ``log_dir`` is None. A failure stops new starts; the running
+    stages finish, then the failure is raised (after the end of the stage's
+    log, if it has one). If the runner is stopped, every running stage gets
+    up to :data:`STOP_GRACE_S` seconds to save its state and exit before it
+    is killed (:func:`_stop_all`)."""
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
     waiting = {s.name for s in todo}
     pending, running = list(todo), []
     failure: BaseException | None = None
@@ -348,7 +333,8 @@ def _run_side_by_side(todo: list[Stage], jobs: int, times: dict[str, float], tim
                             times_file)
                     waiting.discard(run.stage.name)
                 except PipelineError as err:
-                    _print_tail(run.log)
+                    if run.log is not None:
+                        _print_tail(run.log)
                     failure = failure or err
     except KeyboardInterrupt as stop:
         _stop_all([run.proc for run in running], isinstance(stop, (Terminated, StageStopped)))
@@ -359,9 +345,12 @@ def _run_side_by_side(todo: list[Stage], jobs: int, times: dict[str, float], tim
         raise failure
 
 
-def _start(stage: Stage, log_dir: Path) -> _Running:
-    """Start one stage with its output appended to ``<log_dir>/<stage>.log``."""
+def _start(stage: Stage, log_dir: Path | None) -> _Running:
+    """Start one stage, its output appended to ``<log_dir>/<stage>.log`` (the terminal when None)."""
     argv = stage.argv()
+    if log_dir is None:
+        print(f"[{stage.name}] {stage.description}\n  $ {' '.join(argv[1:])}", flush=True)
+        return _Running(stage, argv, subprocess.Popen(argv), time.perf_counter(), None)
     log = log_dir / f"{stage.name}.log"
     print(f"[{stage.name}] {stage.description}\n  $ {' '.join(argv[1:])}\n  log: {log}", flush=True)
     with open(log, "a", encoding="utf-8") as handle:
