@@ -39,8 +39,8 @@ from metrics.simulation import shutdown_workers, simulate_many
 from models import guidance_losses as L
 from models.guidance import (
     TERMS, GuidanceError, GuidanceObjective, GuidanceResult, Schedule, candidate_order,
-    estimate_floor, guide, initial_latents, latent_unit_scale, merge_results, order_by_peak, rank_samples,
-    rescore, subject_frame_rate,
+    estimate_floor, guide, initial_latents, latent_unit_scale, merge_results, order_by_peak, peaks_in_band,
+    rank_samples, rescore, subject_frame_rate,
 )
 from models.surrogate import load_surrogate
 from models.surrogate_refine import RefineConfig, RefineStats, peak_mad, refine_surrogate
@@ -88,8 +88,7 @@ class Verification:
 
     def in_band(self, low: float, high: float) -> np.ndarray:
         """Windowed simulated peaks all in ``[low, high]`` (False where the simulation failed). (K,)"""
-        p = self.peaks()
-        return ((p >= low) & (p <= high)).all(1) & self.ok()
+        return peaks_in_band(self.peaks(), low, high) & self.ok()
 
     def record(self, run: int, muscles: Sequence[str], low: float, high: float) -> dict[str, Any]:
         """What ``summary.json`` holds for one simulated run."""
@@ -186,13 +185,11 @@ def _predicted_in_band(todo: list[int], scored: GuidanceResult, objective: Guida
                        log: Callable[[str], None] | None) -> list[int]:
     """The runs of ``todo`` whose windowed peaks ``scored`` (the refined
     surrogate's prediction) puts in band, order kept; how many were dropped is logged."""
-    peaks = scored.peaks[todo]
-    inside = ((peaks >= objective.low) & (peaks <= objective.high)).all(1)
+    inside = peaks_in_band(scored.peaks[todo], objective.low, objective.high)
     kept = [r for r, ok in zip(todo, inside) if ok]
-    if len(kept) < len(todo):
-        if log is not None:
-            log(f"verify: the refined surrogate puts {len(todo) - len(kept)} of the {len(todo)} runs not yet "
-                f"simulated out of band; not simulating them" + ("" if kept else " (next round instead)"))
+    if len(kept) < len(todo) and log is not None:
+        log(f"verify: the refined surrogate puts {len(todo) - len(kept)} of the {len(todo)} runs not yet "
+            f"simulated out of band; not simulating them" + ("" if kept else " (next round instead)"))
     return kept
 
 
@@ -206,7 +203,7 @@ def round_records(ver: Verification, result: GuidanceResult, base: GuidanceObjec
     each run was picked, and of the last refined copy (``after``; on runs it
     was trained on)."""
     ok, sim_inb, window = ver.ok(), ver.in_band(low, high), ver.window
-    sur_inb = ((result.peaks >= low) & (result.peaks <= high)).all(1)
+    sur_inb = peaks_in_band(result.peaks, low, high)
     last = ver.objective
     out = []
     for r in range(1, ver.rounds + 1):

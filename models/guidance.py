@@ -456,6 +456,12 @@ def guide(objective: GuidanceObjective, z0: Tensor, weights: Mapping[str, float]
 # ----------------------------------------------------------------------------- ranking
 
 
+def peaks_in_band(peaks: np.ndarray, low: float, high: float) -> np.ndarray:
+    """True where every muscle's peak lies in ``[low, high]``. (R, M) -> (R,) bool"""
+    peaks = np.asarray(peaks)
+    return ((peaks >= low) & (peaks <= high)).all(1)
+
+
 def candidate_order(result: GuidanceResult, low: float, high: float,
                     weights: Mapping[str, float] | None = None) -> np.ndarray:
     """Every run, best first: smallest band violation (mean over muscles of
