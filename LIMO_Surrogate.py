@@ -480,7 +480,7 @@ def guide_subject(args: argparse.Namespace, prep: Prepared, session: Any,
     if args.verify:
         model_path = prep.model_paths[session.id]
         refine = refine_config(args)
-        prune = refine is not None and args.verify_prune  # only while another round is allowed:
+        prune = refine is not None and args.verify_prune  # and only while another round is allowed (below)
         duration = prep.durations.get(session.id)  # the time span write_results gives the motions
         cache = SimulationCache(args.sim_cache) if args.sim_cache else None
         verification = verify_runs(objective, result, model_path, args.min_samples, weights, args.workers,

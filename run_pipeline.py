@@ -63,7 +63,7 @@ LOG_TAIL_LINES = 30
 """Lines of a failed stage's log printed when stages run side by side."""
 
 POLL_S = 0.2
-"""Seconds between checks on the stages running side by side."""
+"""Seconds between checks on the running stages."""
 
 STOP_GRACE_S = 120.0
 """Seconds a stage gets to save its state after the runner forwards SIGINT/SIGTERM."""
@@ -279,7 +279,7 @@ def run_stages(stages: list[Stage], only: list[str] | None = None, force: bool =
         todo.append(stage)
     if dry_run:
         for stage in todo:
-            print(f"[{stage.name}] {stage.description}\n  $ {' '.join(stage.argv()[1:])}", flush=True)
+            print(_header(stage, stage.argv()), flush=True)
         return times
     logs = None  # one stage at a time: its output goes to the terminal
     if jobs > 1 and len(todo) > 1:
@@ -349,15 +349,20 @@ def _start(stage: Stage, log_dir: Path | None) -> _Running:
     """Start one stage, its output appended to ``<log_dir>/<stage>.log`` (the terminal when None)."""
     argv = stage.argv()
     if log_dir is None:
-        print(f"[{stage.name}] {stage.description}\n  $ {' '.join(argv[1:])}", flush=True)
+        print(_header(stage, argv), flush=True)
         return _Running(stage, argv, subprocess.Popen(argv), time.perf_counter(), None)
     log = log_dir / f"{stage.name}.log"
-    print(f"[{stage.name}] {stage.description}\n  $ {' '.join(argv[1:])}\n  log: {log}", flush=True)
+    print(f"{_header(stage, argv)}\n  log: {log}", flush=True)
     with open(log, "a", encoding="utf-8") as handle:
         handle.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} $ {' '.join(argv[1:])}\n")
         handle.flush()
         proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT)
     return _Running(stage, argv, proc, time.perf_counter(), log)
+
+
+def _header(stage: Stage, argv: list[str]) -> str:
+    """What the terminal shows when a stage starts: its name, description and command."""
+    return f"[{stage.name}] {stage.description}\n  $ {' '.join(argv[1:])}"
 
 
 def _print_tail(log: Path, lines: int = LOG_TAIL_LINES) -> None:
