@@ -398,10 +398,17 @@ class SubjectOutcome:
     """``(time stamp, message)`` of every line of the subject's ``run.log``, in order."""
 
 
+WORKER_PRELOAD = ("torch._dynamo", "dataset.synthetic.muscle_dynamics", "tqdm.auto")
+"""Imported once by the forkserver the subject workers are forked from, beside
+this script's own imports: what a worker would otherwise import itself (the
+first ``torch.optim`` optimiser imports ``torch._dynamo``, ~2 s; verification
+imports OpenSim)."""
+
+
 def guide_subjects(args: argparse.Namespace) -> dict[str, Path]:
     """Guide every subject of ``args``; returns ``{session id: results folder}``.
 
-    With ``--subject-workers N > 1`` the subjects are guided by N spawned
+    With ``--subject-workers N > 1`` the subjects are guided by N worker
     processes (:func:`utils.process_map.process_map`), each with its own
     ``--num-threads`` and simulation pool; every subject folder is written by
     its worker (atomically, under this process's ``exclusive_run`` lock) and
@@ -429,7 +436,7 @@ def guide_subjects(args: argparse.Namespace) -> dict[str, Path]:
         else:
             outcomes = process_map(_guide_in_worker, prep.sessions, processes, initializer=_start_worker,
                                    initargs=(args, prep), finalizer=shutdown_workers,
-                                   name="subject-worker")
+                                   name="subject-worker", preload=WORKER_PRELOAD)
             with contextlib.closing(outcomes):
                 for session, outcome in zip(prep.sessions, outcomes):
                     for stamp, msg in outcome.lines:

@@ -37,7 +37,7 @@ from metrics.sim_cache import SimulationCache
 from utils.constants import COORDINATES
 from utils.errors import UserError
 from utils.osim_log import opensim_quiet
-from utils.process_map import die_with_parent
+from utils.process_map import die_with
 
 __all__ = ["SimulationError", "shutdown_workers", "simulate_activations", "simulate_many"]
 
@@ -206,7 +206,7 @@ def _pool(workers: int) -> ProcessPoolExecutor:
         if size == workers and not getattr(pool, "_broken", False):
             return pool
         shutdown_workers()
-    _workers = (workers, ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent,
+    _workers = (workers, ProcessPoolExecutor(max_workers=workers, initializer=die_with,
                                              initargs=(os.getpid(), signal.SIGKILL)))
     return _workers[1]
 

@@ -126,3 +126,81 @@ def test_the_finalizer_stops_what_a_worker_started() -> None:
     out = list(process_map(_square_slowly, [1, 2], processes=2, initializer=_start_a_child, initargs=("",),
                            finalizer=_stop_the_child))
     assert out == [1, 4] and time.perf_counter() - start < 30
+
+
+_OWNER = """
+import os, sys, time
+sys.path.insert(0, {root!r})
+from utils.process_map import process_map
+
+def report(x):
+    with open({out!r} + f".{{x}}", "w") as f:
+        f.write(f"{{os.getpid()}} {{'xml.dom.minidom' in sys.modules}}")
+    time.sleep(float(x))
+    return x
+
+if __name__ == "__main__":
+    print(list(process_map(report, sys.argv[2:], processes=2, preload=["xml.dom.minidom"], context=sys.argv[1])))
+"""
+
+
+def _owner_script(tmp_path) -> tuple[str, str]:
+    import textwrap
+    from pathlib import Path
+
+    out = str(tmp_path / "seen")
+    script = tmp_path / "owner.py"
+    script.write_text(textwrap.dedent(_OWNER.format(root=str(Path(__file__).resolve().parents[1]), out=out)))
+    return str(script), out
+
+
+@pytest.mark.parametrize("context, preloaded", [("forkserver", "True"), ("spawn", "False")])
+def test_forkserver_workers_start_with_the_preloaded_modules(tmp_path, context, preloaded) -> None:
+    """Run in a new interpreter: the forkserver is one per process, and another
+    test may have started this one's with other modules."""
+    import subprocess
+    import sys
+
+    script, out = _owner_script(tmp_path)
+    done = subprocess.run([sys.executable, script, context, "0", "0.0"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['0', '0.0']"
+    pids = set()
+    for name in ("seen.0", "seen.0.0"):
+        pid, seen = (tmp_path / name).read_text().split()
+        assert seen == preloaded
+        pids.add(int(pid))
+    assert len(pids) == 2, "one worker per item"
+
+
+def test_forkserver_workers_die_with_their_owner(tmp_path) -> None:
+    """The owner killed without clean-up: its forkserver exits, and with it
+    (PR_SET_PDEATHSIG) the workers it forked."""
+    import signal
+    import subprocess
+    import sys
+
+    script, out = _owner_script(tmp_path)
+    owner = subprocess.Popen([sys.executable, script, "forkserver", "600", "601"])
+    try:
+        deadline = time.time() + 60
+        while not all((tmp_path / f"seen.{x}").exists() for x in ("600", "601")):
+            assert time.time() < deadline, "the workers never started"
+            time.sleep(0.1)
+        workers = [int((tmp_path / f"seen.{x}").read_text().split()[0]) for x in ("600", "601")]
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+        deadline = time.time() + 20
+        while any(_running(pid) for pid in workers):
+            assert time.time() < deadline, "a worker outlived its owner"
+            time.sleep(0.1)
+    finally:
+        owner.kill()
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False

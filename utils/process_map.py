@@ -1,13 +1,17 @@
-"""Map a function over items in spawned worker processes, results in item order.
+"""Map a function over items in worker processes, results in item order.
 
     for out in process_map(work, items, processes=2, initializer=setup, initargs=(big_state,)):
         ...  # out of items[0], then items[1], ...
 
-Built for work that holds torch / OpenMP thread pools: workers are started
-with the ``spawn`` context (a forked copy of a process whose OpenMP pool has
-run can hang), each runs ``initializer(*initargs)`` once (load the shared
-state there, not once per item) and then takes one item at a time from the
-parent, so a slow item never holds back a queue of others.
+Built for work that holds torch / OpenMP thread pools: a forked copy of a
+process whose OpenMP pool has run can hang, so workers are never forked from
+the caller. By default they are forked from multiprocessing's *forkserver*, a
+fresh process that has only imported the main module and the ``preload``
+modules (torch, OpenSim, ...: seconds of imports paid once, not once per
+worker) and never computed anything; ``context="spawn"`` starts each worker
+as a new interpreter instead. Each runs ``initializer(*initargs)`` once (load
+the shared state there, not once per item) and then takes one item at a time
+from the parent, so a slow item never holds back a queue of others.
 
 Errors and stopping:
 
@@ -26,16 +30,25 @@ Errors and stopping:
   after :data:`STOP_TIMEOUT_S`). Workers ignore SIGINT (Ctrl-C reaches the
   whole process group): the parent decides. On Linux a worker also gets
   SIGTERM when the parent dies without clean-up (:func:`die_with_parent`),
-  so no worker outlives it.
+  so no worker outlives it (a forkserver worker's parent is the server, so
+  a thread of it watches the owner instead: :func:`die_with`).
+
+The forkserver is one per process: the preload list of the first
+:func:`process_map` (or other forkserver user) that starts it is the one it
+keeps.
 """
 from __future__ import annotations
 
+import atexit
 import ctypes
 import multiprocessing as mp
 import os
 import pickle
+import select
 import signal
 import sys
+import threading
+import time
 import traceback
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterator, Sequence, TypeVar
@@ -79,6 +92,51 @@ def die_with_parent(parent_pid: int, sig: signal.Signals = signal.SIGTERM) -> No
         os._exit(1)
 
 
+def die_with(owner_pid: int, sig: signal.Signals = signal.SIGTERM) -> None:
+    """Get ``sig`` when the process ``owner_pid`` that asked for this one ends:
+    :func:`die_with_parent` when it is this process's parent (``fork``,
+    ``spawn``), else :func:`die_with_owner` (a ``forkserver`` child, whose
+    parent is the server: it lives on while any of its children hold its pipe,
+    so it cannot be what ends them)."""
+    if os.getppid() == owner_pid:
+        die_with_parent(owner_pid, sig)
+    else:
+        die_with_owner(owner_pid, sig)
+
+
+def die_with_owner(owner_pid: int, sig: signal.Signals = signal.SIGTERM) -> None:
+    """Send this process ``sig`` when the process ``owner_pid`` (not
+    necessarily its parent) ends: a daemon thread waits on a pidfd of it (or,
+    without pidfd support, checks every half second); exit at once if it has
+    already ended."""
+    try:
+        fd: int | None = os.pidfd_open(owner_pid)
+    except ProcessLookupError:
+        os._exit(1)
+    except (AttributeError, OSError):
+        fd = None
+
+    def wait() -> None:
+        if fd is not None:
+            select.select([fd], [], [])
+        else:
+            while _alive(owner_pid):
+                time.sleep(0.5)
+        os.kill(os.getpid(), sig)
+
+    threading.Thread(target=wait, name=f"watch-owner-{owner_pid}", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
 def _terminated(signum: int, frame: Any) -> None:
     """SIGTERM in a worker: unwind once as ``KeyboardInterrupt`` (clean-up runs);
     a second SIGTERM (the parent dying meanwhile) must not interrupt the clean-up."""
@@ -99,23 +157,29 @@ def _error_message(err: BaseException, what: str) -> tuple[str, Any]:
         return "error", f"{type(err).__name__}: {err}\n{tb}"
 
 
-def _serve(slot: int, conn: Connection, parent_pid: int, fn: Callable[[Any], Any],
+def _serve(slot: int, conn: Connection, owner_pid: int, fn: Callable[[Any], Any],
            initializer: Callable[..., None] | None, initargs: tuple,
-           finalizer: Callable[[], None] | None) -> None:
-    """Worker ``slot``: run ``initializer`` once, then ``fn`` on every ``(index, item)``
-    the parent sends until it sends None; answers ``("done", result)`` or
-    ``("error", payload)`` per item (and once for a failed initializer); runs
-    ``finalizer`` last, however it ends."""
+           finalizer: Callable[[], None] | None, forked: bool) -> None:
+    """Worker ``slot`` of the process ``owner_pid``: run ``initializer`` once,
+    then ``fn`` on every ``(index, item)`` the owner sends until it sends None;
+    answers ``("done", result)`` or ``("error", payload)`` per item (and once
+    for a failed initializer); runs ``finalizer`` last, however it ends, then
+    (``forked``) the ``atexit`` handlers."""
     global _slot
     _slot = slot
-    die_with_parent(parent_pid)
+    die_with(owner_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
     signal.signal(signal.SIGTERM, _terminated)
     try:
         _serve_items(conn, fn, initializer, initargs)
     finally:
-        if finalizer is not None:
-            finalizer()
+        try:
+            if finalizer is not None:
+                finalizer()
+        finally:
+            if forked:  # a forked worker ends in os._exit, which skips atexit: run the handlers
+                # here, so it cleans up as a spawned worker (a new interpreter) does at exit
+                atexit._run_exitfuncs()
 
 
 def _serve_items(conn: Connection, fn: Callable[[Any], Any], initializer: Callable[..., None] | None,
@@ -146,18 +210,25 @@ def _raise(payload: Any) -> None:
 
 def process_map(fn: Callable[[T], R], items: Sequence[T], processes: int,
                 initializer: Callable[..., None] | None = None, initargs: tuple = (),
-                finalizer: Callable[[], None] | None = None, name: str = "worker") -> Iterator[R]:
+                finalizer: Callable[[], None] | None = None, name: str = "worker",
+                preload: Sequence[str] = (), context: str = "forkserver") -> Iterator[R]:
     """``fn(item)`` for every item, computed in ``min(processes, len(items))``
-    spawned processes and yielded in item order (see the module docstring for
+    worker processes and yielded in item order (see the module docstring for
     errors and stopping). ``fn``, ``initializer``, ``initargs`` and
     ``finalizer`` must pickle (module-level functions). ``finalizer`` runs
     last in every worker, however it ends: stop there what the worker started
     (a process pool: multiprocessing joins a worker's child processes before
     ``atexit`` handlers run, so a pool stopped only at exit hangs the worker).
-    ``name`` names the processes."""
+    ``name`` names the processes. ``context`` is ``"forkserver"`` (workers
+    forked from a server that imported the main module and ``preload``) or
+    ``"spawn"`` (each worker a new interpreter; ``preload`` unused)."""
     if processes < 1:
         raise ValueError(f"need at least one process, got {processes}")
-    ctx = mp.get_context("spawn")
+    if context not in ("forkserver", "spawn"):
+        raise ValueError(f"context must be 'forkserver' or 'spawn', got {context!r}")
+    ctx = mp.get_context(context)
+    if context == "forkserver":
+        ctx.set_forkserver_preload(["__main__", *preload])
     workers: list[tuple[Any, Connection]] = []
     busy: dict[int, int] = {}          # worker slot -> index of the item it works on
     finished: dict[int, R] = {}        # results not yet yielded
@@ -174,7 +245,8 @@ def process_map(fn: Callable[[T], R], items: Sequence[T], processes: int,
     try:
         for slot in range(min(processes, len(items))):
             here, there = ctx.Pipe()
-            proc = ctx.Process(target=_serve, args=(slot, there, os.getpid(), fn, initializer, initargs, finalizer),
+            proc = ctx.Process(target=_serve, args=(slot, there, os.getpid(), fn, initializer, initargs, finalizer,
+                                                   context != "spawn"),
                                name=f"{name}-{slot}")
             proc.start()
             there.close()
