@@ -162,8 +162,9 @@ def verify_runs(objective: GuidanceObjective, result: GuidanceResult, model_path
                            np.concatenate([ver.predicted, scored.activations[chunk]]), ver.objective, ver.refinements)
         passed = int(ver.in_band(objective.low, objective.high).sum())
         if log is not None:
-            log(f"verify: {len(ver.runs)} runs simulated, {passed} in band by simulation"
-                + (f", {sum(bool(e) for e in errors)} failed" if any(errors) else "")
+            failed = sum(bool(e) for e in ver.errors)
+            log(f"verify: {len(ver.runs)} runs simulated" + (f" ({failed} of them failed)" if failed else "")
+                + f", {passed} in band by simulation"
                 + (f", {hits} of {len(chunk)} from the simulation cache" if hits else ""))
         if refine is not None and ver.ok().any() and passed < n:  # no refinement once enough passed
             current, stats = refine_on_simulated(objective, result, ver, refine)
@@ -432,7 +433,9 @@ def guide_subjects(args: argparse.Namespace) -> dict[str, Path]:
                 def echo(msg: str, sid: str = session.id) -> None:
                     exp_log.log(f"{sid}: {msg}")
 
-                out[session.id] = guide_subject(args, prep, session, echo).folder
+                outcome = guide_subject(args, prep, session, echo)
+                out[session.id] = outcome.folder
+                print(f"{session.id}: {outcome.lines[-1][1]} -> {outcome.folder}", flush=True)
         else:
             outcomes = process_map(_guide_in_worker, prep.sessions, processes, initializer=_start_worker,
                                    initargs=(args, prep), finalizer=shutdown_workers,
@@ -442,6 +445,7 @@ def guide_subjects(args: argparse.Namespace) -> dict[str, Path]:
                     for stamp, msg in outcome.lines:
                         exp_log.log(f"{session.id}: {msg}", stamp=stamp)
                     out[session.id] = outcome.folder
+                    print(f"{session.id}: {outcome.lines[-1][1]} -> {outcome.folder}", flush=True)
     finally:
         exp_log.close()
     return out

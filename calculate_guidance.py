@@ -36,7 +36,7 @@ from metrics.evaluate import (
     guidance_per_motion, guidance_rows, input_specs, load_surrogate_model, options_dict, output_location,
     published_guidance_rows, resolve_protocol, set_info, subject_models, surrogate_activations,
 )
-from metrics.guidance import lowpass_motions
+from metrics.guidance import floor_contact_warning, lowpass_motions
 from metrics.motion_sets import MotionSetError, load_motion_set
 from metrics.report import csv_text, output_paths, text_table, write_outputs
 from metrics.sim_cache import SimulationCache
@@ -192,6 +192,12 @@ def main(args) -> list[dict]:
                                          high=args.high, feet=feet, floor_height=args.floor_height,
                                          contact_height=args.contact_height, frame_rate=args.frame_rate,
                                          peak_window=args.peak_window, simulated=simulated)
+        if "foot_height_min_cm" in per_motion:
+            warning = floor_contact_warning(label, per_motion["foot_height_min_cm"], args.floor_height,
+                                            args.contact_height)
+            if warning is not None:
+                notes.append(warning)
+                print(warning)
         rows += guidance_rows(per_motion, mset.subjects, per_subject=not compare, label=label if compare else "all")
         infos.append(set_info(label, mset))
         for i in range(len(mset)):

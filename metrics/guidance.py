@@ -223,6 +223,25 @@ def foot_metrics(
     }
 
 
+def floor_contact_warning(label: str, foot_height_min_cm: np.ndarray, floor_height: float,
+                          contact_height: float) -> str | None:
+    """A warning when motions of a set never bring a foot point within
+    ``contact_height`` (m) of the floor at ``floor_height`` (m): their foot
+    sliding reads 0 because nothing was in contact, not because nothing slid
+    (typically feet from a model that is not the subject's, or a floor
+    elsewhere). ``foot_height_min_cm`` is :func:`foot_metrics`' (N,) column;
+    None when every motion touches the floor."""
+    low = np.asarray(foot_height_min_cm, dtype=np.float64)
+    above = low > contact_height * 100.0
+    if not above.any():
+        return None
+    return (f"{label}: WARNING {int(above.sum())} of {len(low)} motions never bring a foot point within "
+            f"{contact_height} m of the floor at y = {floor_height} m (lowest foot point "
+            f"{low[above].min():.1f}-{low[above].max():.1f} cm above it): their foot sliding reads 0 because "
+            "nothing is in contact; check that the feet come from the subject's scaled model, or set "
+            "--floor-height")
+
+
 def surrogate_simulation_agreement(surrogate: np.ndarray, simulated: np.ndarray) -> dict[str, float]:
     """How well the surrogate's peaks follow the simulation's over a set of
     motions. (N,), (N,) peak activations (NaN where not simulated) ->

@@ -229,7 +229,7 @@ def test_overwrite_on_a_subset_never_leaves_mixed_settings(trained, guided, tmp_
 VERIFY = ["--num-runs", "8", "--batch-size", "8", "--min-samples", "2", "--workers", "2"]
 
 
-def test_verify_keeps_only_samples_in_band_by_simulation(trained, tmp_path) -> None:
+def test_verify_keeps_only_samples_in_band_by_simulation(trained, tmp_path, capsys) -> None:
     """--verify: the kept samples are in band by OpenSim simulation of the written motion itself."""
     from metrics.simulation import simulate_activations
     from utils.motion_io import read_motion
@@ -238,6 +238,8 @@ def test_verify_keeps_only_samples_in_band_by_simulation(trained, tmp_path) -> N
     wide = ["--low", "0.05", "--high", "0.6", "--verify-rounds", "1"]
     folder = next(iter(main(_args(trained, tmp_path, "--exp-name", "ver", "--verify", *wide, *VERIFY)).values()))
     summary = _summary(folder)
+    said = capsys.readouterr().out.strip().splitlines()
+    assert said[-1].startswith(f"{subject.name}: 8 runs in ") and said[-1].endswith(f"kept in [0.05, 0.6] -> {folder}")
     ver = summary["verification"]
     assert ver["runs_simulated"] >= 2 and ver["simulations_failed"] == 0
     assert summary["verification"]["kept_in_band_by_simulation"] == len(summary["samples"]) >= 1
@@ -251,6 +253,29 @@ def test_verify_keeps_only_samples_in_band_by_simulation(trained, tmp_path) -> N
         vm = act[:, names.index("vasmed_r")]
         again = np.convolve(vm, np.ones(window) / window, mode="valid").max()
         assert again == pytest.approx(sim["peak_activation_windowed"]["vasmed_r"], abs=2e-3)  # .mot rounding
+
+
+def test_verify_counts_every_failed_simulation_and_stops_when_all_fail(trained, tmp_path) -> None:
+    """A session model that OpenSim loads but that lacks a coordinate of the
+    motion (mtp_angle_r renamed): every simulation fails; the log counts all of
+    them, not only the last chunk's, and --verify stops with the reason."""
+    root, vq, sur, subject = trained
+    copy = tmp_path / "root"
+    shutil.copytree(root, copy)
+    model = next((copy / "Data" / subject.name / "OpenSimData" / "Model").glob("*.osim"))
+    text = model.read_text()
+    assert text.count('Coordinate name="mtp_angle_r"') == 1
+    model.write_text(text.replace('Coordinate name="mtp_angle_r"', 'Coordinate name="mtp_angle_rx"'))
+    args = get_args_parser().parse_args([
+        "--vq-name", str(vq), "--surrogate", str(sur), "--subject", str(copy / "Data" / subject.name),
+        "--dataname", "mcs", "--out-dir", str(tmp_path / "out"), *GUIDE, "--exp-name", "bad", "--verify",
+        "--verify-rounds", "1", "--total-iter", "10", *VERIFY])
+    with pytest.raises(G.GuidanceError, match="every simulation failed.*mtp_angle_r"):
+        main(args)
+    lines = [ln for ln in (tmp_path / "out" / "bad" / "run.log").read_text().splitlines() if "runs simulated" in ln]
+    counts = [ln.split("verify: ")[1].split(",")[0] for ln in lines]
+    assert len(counts) >= 4 and counts == [f"{n} runs simulated ({n} of them failed)"
+                                           for n in range(2, 2 * len(counts) + 1, 2)]
 
 
 def test_verify_fills_the_simulation_cache_calculate_guidance_reads(trained, tmp_path) -> None:

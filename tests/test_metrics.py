@@ -16,7 +16,7 @@ from metrics.distribution import (
     wasserstein_1d,
 )
 from metrics.evaluate import foot_positions, load_forward_kinematics
-from metrics.guidance import activation_metrics, foot_metrics, kinematic_metrics, summarise
+from metrics.guidance import activation_metrics, floor_contact_warning, foot_metrics, kinematic_metrics, summarise
 from metrics.report import Column, csv_text, markdown_table, output_paths, text_table
 from utils.constants import COORD_INDEX, COORDINATES, FRAME_RATE
 from utils.fileio import OutputExistsError, atomic_save_npy
@@ -257,6 +257,20 @@ def test_foot_metrics_slide_only_while_in_contact_and_penetration() -> None:
     assert m["floor_penetration_cm"][0] == 0.0
     p[0, 5, 0, 1] = -0.012
     assert foot_metrics(p)["floor_penetration_cm"][0] == pytest.approx(1.2)
+
+
+def test_a_set_whose_feet_never_reach_the_floor_is_flagged() -> None:
+    p = np.zeros((3, 50, 2, 3))
+    p[..., 0] = np.linspace(0, 0.2, 50)[None, :, None]  # sliding 20 cm sideways
+    p[1:, :, :, 1] = [[[0.12]], [[0.151]]]  # two motions hover 12 and 15.1 cm up
+    m = foot_metrics(p, contact_height=0.03)
+    assert m["foot_slide_cm"].tolist() == pytest.approx([20.0, 0.0, 0.0])
+    warning = floor_contact_warning("MoCap", m["foot_height_min_cm"], 0.0, 0.03)
+    assert warning.startswith("MoCap: WARNING 2 of 3 motions never bring a foot point within 0.03 m of the "
+                              "floor at y = 0.0 m (lowest foot point 12.0-15.1 cm above it)")
+    assert floor_contact_warning("MoCap", m["foot_height_min_cm"][:1], 0.0, 0.03) is None
+    lifted = foot_metrics(p, floor_height=0.13, contact_height=0.03)
+    assert floor_contact_warning("MoCap", lifted["foot_height_min_cm"], 0.13, 0.03) is None
 
 
 def test_foot_metrics_from_forward_kinematics_of_the_model() -> None:

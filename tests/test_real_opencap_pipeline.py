@@ -202,6 +202,10 @@ def test_guidance_and_guidance_metrics_with_the_session_model(trained, real_root
     # feet through the session model (another subject's IK): their lowest point, relative to y = 0,
     # is what the forward kinematics above gives, 12-13 cm; no penetration
     assert 10.0 < row["foot_height_min_cm"] < 20.0 and row["floor_penetration_cm"] == 0.0
+    # so no foot point ever comes within --contact-height of y = 0: the foot sliding of 0 is flagged
+    notes = json.loads((tmp_path / "mocap" / "guidance.json").read_text())["notes"]
+    assert any("WARNING 5 of 5 motions never bring a foot point within 0.03 m of the floor at y = 0.0 m" in n
+               for n in notes), notes
     bige = json.loads((tmp_path / "bige" / "guidance.json").read_text())["rows"][0]
     assert bige["subject"] == "real03" and np.isfinite(bige["activation_peak"])
 
