@@ -128,9 +128,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "in band, fine-tune a per-subject copy of the surrogate (from the original weights) on every "
                         "run of this subject simulated so far (inputs: the guided motions as the surrogate sees "
                         "them; targets: their simulated activations of --muscles), re-rank the runs not yet "
-                        "simulated with it, and optimise the next round's latents against it. On by default: in the "
-                        "demo it doubled the share of simulated runs in band by simulation (13 %% -> 25 %%) with "
-                        "fewer rounds (models/surrogate_refine.py, docs/guidance.md); --no-verify-refine: every "
+                        "simulated with it, and optimise the next round's latents against it. On by default: in a "
+                        "demo run with the published VQ-VAE loss it doubled the share of simulated runs in band by "
+                        "simulation (13 %% -> 25 %%) with fewer rounds (models/surrogate_refine.py, "
+                        "docs/guidance.md); --no-verify-refine: every "
                         "round ranked and guided by the original surrogate")
     g.add_argument("--verify-prune", action=argparse.BooleanOptionalAction, default=True,
                    help="with --verify-refine (ignored without) and another round allowed (--verify-rounds): do not "
