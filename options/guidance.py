@@ -156,7 +156,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
     g = p.add_argument_group("subjects in parallel")
     g.add_argument("--subject-workers", type=int_at_least(1), default=1, metavar="N",
-                   help="guide N subjects at once, each in its own process (spawned) with --num-threads torch "
+                   help="guide N subjects at once, each in its own process (forked from a forkserver) with --num-threads torch "
                         "threads and, with --verify, its own pool of --workers simulation processes (so up to "
                         "N x (1 + --workers) processes); at most one per subject. Results are identical to N = 1: "
                         "every subject has its own random generator. Each subject folder is written when its "
