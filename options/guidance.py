@@ -128,9 +128,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "in band, fine-tune a per-subject copy of the surrogate (from the original weights) on every "
                         "run of this subject simulated so far (inputs: the guided motions as the surrogate sees "
                         "them; targets: their simulated activations of --muscles), re-rank the runs not yet "
-                        "simulated with it, and optimise the next round's latents against it. On by default: in the "
-                        "demo it doubled the share of simulated runs in band by simulation (13 %% -> 25 %%) with "
-                        "fewer rounds (models/surrogate_refine.py, docs/guidance.md); --no-verify-refine: every "
+                        "simulated with it, and optimise the next round's latents against it. On by default: in a "
+                        "demo run with the published VQ-VAE loss it doubled the share of simulated runs in band by "
+                        "simulation (13 %% -> 25 %%) with fewer rounds (models/surrogate_refine.py, "
+                        "docs/guidance.md); --no-verify-refine: every "
                         "round ranked and guided by the original surrogate")
     g.add_argument("--verify-prune", action=argparse.BooleanOptionalAction, default=True,
                    help="with --verify-refine (ignored without) and another round allowed (--verify-rounds): do not "
@@ -155,7 +156,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
     g = p.add_argument_group("subjects in parallel")
     g.add_argument("--subject-workers", type=int_at_least(1), default=1, metavar="N",
-                   help="guide N subjects at once, each in its own process (spawned) with --num-threads torch "
+                   help="guide N subjects at once, each in its own process (forked from a forkserver) with --num-threads torch "
                         "threads and, with --verify, its own pool of --workers simulation processes (so up to "
                         "N x (1 + --workers) processes); at most one per subject. Results are identical to N = 1: "
                         "every subject has its own random generator. Each subject folder is written when its "

@@ -166,7 +166,7 @@ def get_guidance_parser() -> argparse.ArgumentParser:
                    help="also run OpenSim inverse dynamics and static optimisation (metrics/simulation.py) on every "
                         "motion with its subject's scaled model and report the simulated peak activation (raw and "
                         "windowed), the fraction in band by simulation and the surrogate-simulation agreement; "
-                        "about 1-2 s per motion per worker (--workers)")
+                        "about 0.5 s per motion per worker (--workers; docs/PERFORMANCE.md)")
     g.add_argument("--sim-cache", default=None, metavar="DIR",
                    help="with --simulate: keep every simulated motion's activations in this folder, keyed by the "
                         "model file's bytes, the motion and the simulation code (metrics/sim_cache.py), and "
