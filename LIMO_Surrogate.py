@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import time
-import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -33,6 +32,7 @@ import torch
 from dataset.mcs import DatasetError, dataset_root
 from dataset.repetitions import load_repetitions
 from dataset.subjects import resolve_subjects, session_repetitions
+from engine.generation import subject_seed
 from metrics.motion_sets import as_written
 from metrics.sim_cache import SimulationCache
 from metrics.simulation import shutdown_workers, simulate_many
@@ -456,7 +456,7 @@ def guide_subject(args: argparse.Namespace, prep: Prepared, session: Any,
     """Guide one subject, optionally verify and refine (``--verify``), and write
     its results folder (:func:`write_results`, its ``run.log`` and tensorboard
     curves). ``echo`` also receives every line as it is noted. Uses only the
-    subject's own generator (``args.seed`` + CRC32 of the session id), no
+    subject's own generator (:func:`engine.generation.subject_seed` of ``args.seed`` and the session id), no
     global random state."""
     started = time.perf_counter()
     schedule, weights = schedule_from_args(args), weights_from_args(args)
@@ -480,7 +480,7 @@ def guide_subject(args: argparse.Namespace, prep: Prepared, session: Any,
                                   fs=fs, peak_window=args.peak_window, surrogate_lowpass=args.surrogate_lowpass,
                                   data_range=prep.data_range)
     sub_lat = prep.vqvae.encode_motions(motions, prep.normalizer)
-    gen = torch.Generator().manual_seed(args.seed + zlib.crc32(session.id.encode()))
+    gen = torch.Generator().manual_seed(subject_seed(args.seed, session.id))
     z0 = initial_latents(sub_lat, args.num_runs, tuple(args.init_noise), unit_scale, gen)
     note(f"{len(motions)} repetitions, model {prep.model_paths[session.id]}, floor {floor:.4f} m, "
          f"{fs:.2f} Hz real time, peak window {args.peak_window} s = {objective.window} frames")
