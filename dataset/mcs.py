@@ -4,7 +4,7 @@ marker files.
 
 Layout (``root`` may be the dataset root or its ``Data`` folder)::
 
-    <root>/Data/<session>/OpenSimData/Kinematics/<trial>.mot
+    <root>/Data/<session>/OpenSimData/Kinematics/<trial>.mot   (or <trial>.sto)
     <root>/Data/<session>/OpenSimData/Dynamics/<trial>_segment_<k>/kinematics_activations_<trial>_segment_<k>_muscle_driven.mot
     <root>/Data/<session>/OpenSimData/Model/*.osim
     <root>/Data/<session>/MarkerData/<trial>.trc
@@ -12,6 +12,11 @@ Layout (``root`` may be the dataset root or its ``Data`` folder)::
 
 The session id is the name of the session folder (never derived by counting
 path separators).
+
+A repetition comes from the segmentation when it names the trial (frames of
+the trial's Kinematics file, which must then exist: never replaced by a
+simulation), else from a Dynamics folder alone (the muscle-driven file is the
+repetition; sessions without segmentation).
 """
 from __future__ import annotations
 
@@ -32,6 +37,9 @@ class DatasetError(BigeError, ValueError):
 
 
 _DYNAMICS_DIR = re.compile(r"^(?P<trial>.+)_segment_(?P<k>\d+)$")
+
+KINEMATICS_SUFFIXES = (".mot", ".sto")
+"""A trial's inverse kinematics: ``<trial>.mot`` (OpenCap) or ``<trial>.sto`` (OpenSim's own writer)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,12 @@ class Session:
     segments: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     dynamics: dict[tuple[str, int], Path] = field(default_factory=dict)
     models: list[Path] = field(default_factory=list)
+    segmentation: Path | None = None
+    """The session's ``squat-segmentation-data/<id>.npy``, if present."""
+    kinematics_listing: list[str] = field(default_factory=list)
+    """Every file name in ``OpenSimData/Kinematics`` (for messages)."""
+    ambiguous: dict[str, list[Path]] = field(default_factory=dict)
+    """Squat trials with both a ``.mot`` and a ``.sto`` Kinematics file."""
 
     def repetitions(self) -> list[Repetition]:
         """All squat repetitions, from segmentation and/or Dynamics files."""
@@ -69,6 +83,30 @@ class Session:
         for (trial, k), path in self.dynamics.items():
             reps.setdefault((trial, k), Repetition(self.id, trial, k, None, None, path))
         return [reps[key] for key in sorted(reps)]
+
+    def trial_file(self, trial: str) -> Path:
+        """The Kinematics file of a segmented ``trial``: ``<trial>.mot`` or
+        ``<trial>.sto``. Raises :class:`DatasetError` naming the segmentation
+        file, the session, the trial, what was looked for and what the
+        Kinematics folder holds."""
+        kin = self.path / "OpenSimData" / "Kinematics"
+        if trial in self.ambiguous:
+            names = " and ".join(p.name for p in self.ambiguous[trial])
+            raise DatasetError(f"{kin}: {names} both hold trial {trial} of session {self.id}; keep one of them")
+        found = self.trials.get(trial)
+        if found is not None:
+            return found
+        where = self.segmentation if self.segmentation is not None else self.path
+        if not kin.is_dir():
+            holds = f"no OpenSimData/Kinematics folder in {self.path}"
+        elif not self.kinematics_listing:
+            holds = "Kinematics is empty"
+        else:
+            names = self.kinematics_listing
+            more = f" and {len(names) - 8} more" if len(names) > 8 else ""
+            holds = f"Kinematics holds: {', '.join(names[:8])}{more}"
+        raise DatasetError(f"{where}: trial {trial} of session {self.id} has no OpenSimData/Kinematics/{trial}.mot "
+                           f"or {trial}.sto ({holds})")
 
     @property
     def model(self) -> Path | None:
@@ -197,7 +235,16 @@ def find_session(path: str | os.PathLike) -> Session:
     kin = path / "OpenSimData" / "Kinematics"
     if kin.is_dir():
         for f in sorted(kin.iterdir()):
-            if f.suffix.lower() == ".mot" and is_squat(f.stem):
+            if f.name.startswith("."):
+                continue
+            session.kinematics_listing.append(f.name)
+            if f.suffix.lower() not in KINEMATICS_SUFFIXES or not is_squat(f.stem):
+                continue
+            if f.stem in session.ambiguous:
+                session.ambiguous[f.stem].append(f)
+            elif f.stem in session.trials:
+                session.ambiguous[f.stem] = [session.trials.pop(f.stem), f]
+            else:
                 session.trials[f.stem] = f
     dyn = path / "OpenSimData" / "Dynamics"
     if dyn.is_dir():
@@ -218,6 +265,7 @@ def find_session(path: str | os.PathLike) -> Session:
         session.models = sorted(model_dir.glob("*.osim"))
     seg_file = path.parent.parent / "squat-segmentation-data" / f"{session.id}.npy"
     if seg_file.is_file():
+        session.segmentation = seg_file
         session.segments = {t: b for t, b in load_segmentation(seg_file).items() if is_squat(t)}
     return session
 
