@@ -72,6 +72,9 @@ class Session:
     """Every file name in ``OpenSimData/Kinematics`` (for messages)."""
     ambiguous: dict[str, list[Path]] = field(default_factory=dict)
     """Squat trials with both a ``.mot`` and a ``.sto`` Kinematics file."""
+    other_trials: set[str] = field(default_factory=set)
+    """Trial names seen that are not squats (no ``sqt``): Kinematics files,
+    segmentation keys, Dynamics folders."""
 
     def repetitions(self) -> list[Repetition]:
         """All squat repetitions, from segmentation and/or Dynamics files."""
@@ -238,9 +241,11 @@ def find_session(path: str | os.PathLike) -> Session:
             if f.name.startswith("."):
                 continue
             session.kinematics_listing.append(f.name)
-            if f.suffix.lower() not in KINEMATICS_SUFFIXES or not is_squat(f.stem):
+            if f.suffix.lower() not in KINEMATICS_SUFFIXES:
                 continue
-            if f.stem in session.ambiguous:
+            if not is_squat(f.stem):
+                session.other_trials.add(f.stem)
+            elif f.stem in session.ambiguous:
                 session.ambiguous[f.stem].append(f)
             elif f.stem in session.trials:
                 session.ambiguous[f.stem] = [session.trials.pop(f.stem), f]
@@ -250,7 +255,10 @@ def find_session(path: str | os.PathLike) -> Session:
     if dyn.is_dir():
         for d in sorted(dyn.iterdir()):
             match = _DYNAMICS_DIR.match(d.name)
-            if not (d.is_dir() and match and is_squat(match["trial"])):
+            if not (d.is_dir() and match):
+                continue
+            if not is_squat(match["trial"]):
+                session.other_trials.add(match["trial"])
                 continue
             files = dynamics_files(d)
             if files:
@@ -266,7 +274,9 @@ def find_session(path: str | os.PathLike) -> Session:
     seg_file = path.parent.parent / "squat-segmentation-data" / f"{session.id}.npy"
     if seg_file.is_file():
         session.segmentation = seg_file
-        session.segments = {t: b for t, b in load_segmentation(seg_file).items() if is_squat(t)}
+        segments = load_segmentation(seg_file)
+        session.segments = {t: b for t, b in segments.items() if is_squat(t)}
+        session.other_trials.update(t for t in segments if not is_squat(t))
     return session
 
 
@@ -274,15 +284,37 @@ def discover(root: str | os.PathLike) -> list[Session]:
     """All sessions under ``root`` that have at least one squat repetition,
     sorted by id."""
     base = data_dir(root)
-    sessions = []
-    for d in sorted(base.iterdir()):
-        if d.is_dir() and not d.name.startswith("."):
-            session = find_session(d)
-            if session.repetitions():
-                sessions.append(session)
+    seen = [find_session(d) for d in sorted(base.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    sessions = [s for s in seen if s.repetitions()]
     if not sessions:
-        raise DatasetError(f"{base}: no session with squat repetitions found")
+        raise DatasetError(f"{base}: no session with squat repetitions found ({_why_no_repetitions(base, seen)})")
     return sessions
+
+
+def _why_no_repetitions(base: Path, seen: list[Session]) -> str:
+    """Why none of the session folders ``seen`` under ``base`` yields a squat
+    repetition, in a few words for the error message."""
+    if not seen:
+        return "no session folder in it; expected <root>/Data/<session>/OpenSimData/..."
+    n = len(seen)
+    reasons = [f"{n} session folder{'s' if n > 1 else ''}"]
+    seg_dir = base.parent / "squat-segmentation-data"
+    with_seg = [s for s in seen if s.segmentation is not None]
+    if not with_seg:
+        which = f"{seg_dir}/<session>.npy" if n > 1 else f"{seg_dir}/{seen[0].id}.npy"
+        reasons.append(f"{'none has' if n > 1 else 'no'} {which} or OpenSimData/Dynamics/<trial>_segment_<k>/ "
+                       "with a muscle-driven file")
+    other = sorted(set().union(*(s.other_trials for s in seen)))
+    listed = sorted(set().union(*(s.segments for s in with_seg)))  # squat trials segmented into nothing
+    files = "their segmentation files list" if len(with_seg) > 1 else "its segmentation file lists"
+    if listed:
+        reasons.append(f"{files} no repetition of {', '.join(listed[:6])}{' ...' if len(listed) > 6 else ''}")
+    elif with_seg and not other:
+        reasons.append(f"{files} no trial")
+    if other:
+        reasons.append(f"trials found: {', '.join(other[:6])}{' ...' if len(other) > 6 else ''} "
+                       "(a squat trial's name must contain 'sqt')")
+    return "; ".join(reasons)
 
 
 def session_model_for(path: str | os.PathLike) -> Path | None:

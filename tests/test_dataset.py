@@ -81,6 +81,31 @@ def test_discover_errors_name_the_path(tmp_path: Path) -> None:
         discover(tmp_path)
 
 
+def test_no_squat_repetitions_says_why(tmp_path: Path) -> None:
+    """'no session with squat repetitions found' says what was missing in the sessions seen."""
+    make_layout(tmp_path, with_dynamics=False)
+    seg = tmp_path / "squat-segmentation-data"
+    for f in seg.iterdir():
+        f.unlink()
+    with pytest.raises(DatasetError) as err:
+        discover(tmp_path)
+    assert str(err.value) == (f"{tmp_path / 'Data'}: no session with squat repetitions found (5 session folders; "
+                              f"none has {seg}/<session>.npy or OpenSimData/Dynamics/<trial>_segment_<k>/ with a "
+                              "muscle-driven file; trials found: Walk01 (a squat trial's name must contain 'sqt'))")
+    # a trial named freely ('squats1', as OpenCap users do): segmented, but not a squat by name
+    make_layout(tmp_path / "named", sessions=["only"], trial_name="squats1")
+    with pytest.raises(DatasetError) as err:
+        discover(tmp_path / "named")
+    assert str(err.value) == (f"{tmp_path / 'named' / 'Data'}: no session with squat repetitions found (1 session "
+                              "folder; trials found: Walk01, squats1 (a squat trial's name must contain 'sqt'))")
+    # a segmentation that lists no squat repetition
+    make_layout(tmp_path / "empty", sessions=["only"], with_dynamics=False)
+    np.save(tmp_path / "empty" / "squat-segmentation-data" / "only.npy", {"SQT01": []}, allow_pickle=True)
+    with pytest.raises(DatasetError, match=r"\(1 session folder; its segmentation file lists no repetition of SQT01; "
+                                           r"trials found: Walk01 "):
+        discover(tmp_path / "empty")
+
+
 @pytest.mark.parametrize("case, holds", [
     ("misnamed", "Kinematics holds: SQT1.mot, Walk01.mot"),
     ("empty", "Kinematics is empty"),

@@ -109,3 +109,15 @@ def test_session_with_only_a_dynamics_folder_reads_the_muscle_driven_file(tmp_pa
     np.testing.assert_allclose(reps.durations, sim.times[-1] - sim.times[0])
     assert 40 < reps.frame_rates[0] < 60  # OpenCap's ~50 Hz simulation mesh, not the 100 Hz IK
 
+
+def test_trial_named_without_sqt_says_why_nothing_was_found(tmp_path: Path) -> None:
+    """A real trial saved as 'squats1' (OpenCap users name trials freely) and
+    segmented under that name: the error says the name lacks 'sqt'."""
+    segments = {"squats1": segment_squats(read_motion(IK_FILE).column("knee_angle_r"))}
+    root = real_root(tmp_path, ik_name="squats1.mot", segments=segments)
+    shutil.rmtree(root / "Data" / "real00" / DYNAMICS.parents[0])
+    shutil.rmtree(root / "Data" / "real01" / DYNAMICS.parents[0])
+    with pytest.raises(DatasetError) as err:
+        load_repetitions(root, "all")
+    assert str(err.value) == (f"{root / 'Data'}: no session with squat repetitions found (2 session folders; "
+                              "trials found: squats1 (a squat trial's name must contain 'sqt'))")
