@@ -13,10 +13,10 @@ Layout (``root`` may be the dataset root or its ``Data`` folder)::
 The session id is the name of the session folder (never derived by counting
 path separators).
 
-A repetition comes from the segmentation when it names the trial (frames of
-the trial's Kinematics file, which must then exist: never replaced by a
-simulation), else from a Dynamics folder alone (the muscle-driven file is the
-repetition; sessions without segmentation).
+A repetition the segmentation lists is frames of its trial's Kinematics file,
+which must then exist (never replaced by a simulation); one it does not list
+(typically every one of a session without segmentation) is known from its
+Dynamics folder alone, whose muscle-driven file is the repetition.
 """
 from __future__ import annotations
 
