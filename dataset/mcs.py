@@ -4,7 +4,7 @@ marker files.
 
 Layout (``root`` may be the dataset root or its ``Data`` folder)::
 
-    <root>/Data/<session>/OpenSimData/Kinematics/<trial>.mot
+    <root>/Data/<session>/OpenSimData/Kinematics/<trial>.mot   (or <trial>.sto)
     <root>/Data/<session>/OpenSimData/Dynamics/<trial>_segment_<k>/kinematics_activations_<trial>_segment_<k>_muscle_driven.mot
     <root>/Data/<session>/OpenSimData/Model/*.osim
     <root>/Data/<session>/MarkerData/<trial>.trc
@@ -12,6 +12,11 @@ Layout (``root`` may be the dataset root or its ``Data`` folder)::
 
 The session id is the name of the session folder (never derived by counting
 path separators).
+
+A repetition the segmentation lists is frames of its trial's Kinematics file,
+which must then exist (never replaced by a simulation); one it does not list
+(typically every one of a session without segmentation) is known from its
+Dynamics folder alone, whose muscle-driven file is the repetition.
 """
 from __future__ import annotations
 
@@ -32,6 +37,9 @@ class DatasetError(BigeError, ValueError):
 
 
 _DYNAMICS_DIR = re.compile(r"^(?P<trial>.+)_segment_(?P<k>\d+)$")
+
+KINEMATICS_SUFFIXES = (".mot", ".sto")
+"""A trial's inverse kinematics: ``<trial>.mot`` (OpenCap) or ``<trial>.sto`` (OpenSim's own writer)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,15 @@ class Session:
     segments: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     dynamics: dict[tuple[str, int], Path] = field(default_factory=dict)
     models: list[Path] = field(default_factory=list)
+    segmentation: Path | None = None
+    """The session's ``squat-segmentation-data/<id>.npy``, if present."""
+    kinematics_listing: list[str] = field(default_factory=list)
+    """Every file name in ``OpenSimData/Kinematics`` (for messages)."""
+    ambiguous: dict[str, list[Path]] = field(default_factory=dict)
+    """Squat trials with both a ``.mot`` and a ``.sto`` Kinematics file."""
+    other_trials: set[str] = field(default_factory=set)
+    """Trial names seen that are not squats (no ``sqt``): Kinematics files,
+    segmentation keys, Dynamics folders."""
 
     def repetitions(self) -> list[Repetition]:
         """All squat repetitions, from segmentation and/or Dynamics files."""
@@ -69,6 +86,30 @@ class Session:
         for (trial, k), path in self.dynamics.items():
             reps.setdefault((trial, k), Repetition(self.id, trial, k, None, None, path))
         return [reps[key] for key in sorted(reps)]
+
+    def trial_file(self, trial: str) -> Path:
+        """The Kinematics file of a segmented ``trial``: ``<trial>.mot`` or
+        ``<trial>.sto``. Raises :class:`DatasetError` naming the segmentation
+        file, the session, the trial, what was looked for and what the
+        Kinematics folder holds."""
+        kin = self.path / "OpenSimData" / "Kinematics"
+        if trial in self.ambiguous:
+            names = " and ".join(p.name for p in self.ambiguous[trial])
+            raise DatasetError(f"{kin}: {names} both hold trial {trial} of session {self.id}; keep one of them")
+        found = self.trials.get(trial)
+        if found is not None:
+            return found
+        where = self.segmentation if self.segmentation is not None else self.path
+        if not kin.is_dir():
+            holds = f"no OpenSimData/Kinematics folder in {self.path}"
+        elif not self.kinematics_listing:
+            holds = "Kinematics is empty"
+        else:
+            names = self.kinematics_listing
+            more = f" and {len(names) - 8} more" if len(names) > 8 else ""
+            holds = f"Kinematics holds: {', '.join(names[:8])}{more}"
+        raise DatasetError(f"{where}: trial {trial} of session {self.id} has no OpenSimData/Kinematics/{trial}.mot "
+                           f"or {trial}.sto ({holds})")
 
     @property
     def model(self) -> Path | None:
@@ -197,13 +238,27 @@ def find_session(path: str | os.PathLike) -> Session:
     kin = path / "OpenSimData" / "Kinematics"
     if kin.is_dir():
         for f in sorted(kin.iterdir()):
-            if f.suffix.lower() == ".mot" and is_squat(f.stem):
+            if f.name.startswith("."):
+                continue
+            session.kinematics_listing.append(f.name)
+            if f.suffix.lower() not in KINEMATICS_SUFFIXES:
+                continue
+            if not is_squat(f.stem):
+                session.other_trials.add(f.stem)
+            elif f.stem in session.ambiguous:
+                session.ambiguous[f.stem].append(f)
+            elif f.stem in session.trials:
+                session.ambiguous[f.stem] = [session.trials.pop(f.stem), f]
+            else:
                 session.trials[f.stem] = f
     dyn = path / "OpenSimData" / "Dynamics"
     if dyn.is_dir():
         for d in sorted(dyn.iterdir()):
             match = _DYNAMICS_DIR.match(d.name)
-            if not (d.is_dir() and match and is_squat(match["trial"])):
+            if not (d.is_dir() and match):
+                continue
+            if not is_squat(match["trial"]):
+                session.other_trials.add(match["trial"])
                 continue
             files = dynamics_files(d)
             if files:
@@ -218,7 +273,10 @@ def find_session(path: str | os.PathLike) -> Session:
         session.models = sorted(model_dir.glob("*.osim"))
     seg_file = path.parent.parent / "squat-segmentation-data" / f"{session.id}.npy"
     if seg_file.is_file():
-        session.segments = {t: b for t, b in load_segmentation(seg_file).items() if is_squat(t)}
+        session.segmentation = seg_file
+        segments = load_segmentation(seg_file)
+        session.segments = {t: b for t, b in segments.items() if is_squat(t)}
+        session.other_trials.update(t for t in segments if not is_squat(t))
     return session
 
 
@@ -226,15 +284,37 @@ def discover(root: str | os.PathLike) -> list[Session]:
     """All sessions under ``root`` that have at least one squat repetition,
     sorted by id."""
     base = data_dir(root)
-    sessions = []
-    for d in sorted(base.iterdir()):
-        if d.is_dir() and not d.name.startswith("."):
-            session = find_session(d)
-            if session.repetitions():
-                sessions.append(session)
+    seen = [find_session(d) for d in sorted(base.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    sessions = [s for s in seen if s.repetitions()]
     if not sessions:
-        raise DatasetError(f"{base}: no session with squat repetitions found")
+        raise DatasetError(f"{base}: no session with squat repetitions found ({_why_no_repetitions(base, seen)})")
     return sessions
+
+
+def _why_no_repetitions(base: Path, seen: list[Session]) -> str:
+    """Why none of the session folders ``seen`` under ``base`` yields a squat
+    repetition, in a few words for the error message."""
+    if not seen:
+        return "no session folder in it; expected <root>/Data/<session>/OpenSimData/..."
+    n = len(seen)
+    reasons = [f"{n} session folder{'s' if n > 1 else ''}"]
+    seg_dir = base.parent / "squat-segmentation-data"
+    with_seg = [s for s in seen if s.segmentation is not None]
+    if not with_seg:
+        which = f"{seg_dir}/<session>.npy" if n > 1 else f"{seg_dir}/{seen[0].id}.npy"
+        reasons.append(f"{'none has' if n > 1 else 'no'} {which} or OpenSimData/Dynamics/<trial>_segment_<k>/ "
+                       "with a muscle-driven file")
+    other = sorted(set().union(*(s.other_trials for s in seen)))
+    listed = sorted(set().union(*(s.segments for s in with_seg)))  # squat trials segmented into nothing
+    files = "their segmentation files list" if len(with_seg) > 1 else "its segmentation file lists"
+    if listed:
+        reasons.append(f"{files} no repetition of {', '.join(listed[:6])}{' ...' if len(listed) > 6 else ''}")
+    elif with_seg and not other:
+        reasons.append(f"{files} no trial")
+    if other:
+        reasons.append(f"trials found: {', '.join(other[:6])}{' ...' if len(other) > 6 else ''} "
+                       "(a squat trial's name must contain 'sqt')")
+    return "; ".join(reasons)
 
 
 def session_model_for(path: str | os.PathLike) -> Path | None:

@@ -179,13 +179,15 @@ def load_repetitions(
 
 
 def _input_files(reps: list[Repetition], by_id: dict[str, Session], source: str) -> list[Path]:
+    """The file each repetition is read from. With ``source="kinematics"`` a
+    repetition the segmentation names comes from its trial's Kinematics file,
+    which must exist (:meth:`Session.trial_file` raises naming the
+    segmentation, never falling back to the simulated Dynamics file); only a
+    repetition known from a Dynamics folder alone (no segmentation of its
+    trial) is read from that muscle-driven file."""
     if source == "dynamics":
         return [r.dynamics for r in reps]
-    files = []
-    for r in reps:
-        trial_file = by_id[r.session].trials.get(r.trial)
-        files.append(trial_file if (trial_file is not None and r.start is not None) else r.dynamics)
-    return files
+    return [by_id[r.session].trial_file(r.trial) if r.start is not None else r.dynamics for r in reps]
 
 
 def _extract(reps: list[Repetition], by_id: dict[str, Session], source: str,
@@ -219,7 +221,7 @@ def _extract(reps: list[Repetition], by_id: dict[str, Session], source: str,
         if path not in checked:
             check_plausible(coords, path)
             checked.add(path)
-        if source == "kinematics" and r.start is not None and path != r.dynamics:
+        if source == "kinematics" and r.start is not None:
             if r.end > motion.n_frames:
                 raise DatasetError(
                     f"{path}: segmentation asks for frames {r.start}-{r.end} but the trial has {motion.n_frames}"

@@ -67,8 +67,10 @@ def load_reference(session_folder: str | os.PathLike, trial: str | None = None, 
     trial) of the session in ``session_folder``.
 
     ``source="kinematics"`` cuts the whole-trial inverse kinematics with the
-    segmentation (falling back to the Dynamics file when the trial has no
-    segmentation); ``"dynamics"`` reads the muscle-driven simulation file.
+    segmentation (a segmented trial without its Kinematics file is an error;
+    a repetition known only from a Dynamics folder, its trial not in the
+    segmentation, is read from that file); ``"dynamics"`` reads the
+    muscle-driven simulation file.
     The model is ``model`` or the subject's scaled model or the generic one.
     """
     folder = Path(session_folder)
@@ -92,10 +94,11 @@ def load_reference(session_folder: str | os.PathLike, trial: str | None = None, 
     fk = forward_kinematics(model or session.model)
     title = f"MoCap {session.id[:8]} {trial} #{rep}"
     try:
-        if source == "kinematics" and r.start is not None and trial in session.trials:
-            motion = read_motion(session.trials[trial])
+        if source == "kinematics" and r.start is not None:
+            trial_file = session.trial_file(trial)  # a segmented trial without IK is an error, not its simulation
+            motion = read_motion(trial_file)
             if r.end > motion.n_frames:
-                raise RenderError(f"{session.trials[trial]}: segmentation asks for frames {r.start}-{r.end} but "
+                raise RenderError(f"{trial_file}: segmentation asks for frames {r.start}-{r.end} but "
                                   f"the trial has {motion.n_frames}")
             coords = motion.coordinates(COORDINATES)[r.start:r.end]
             times = motion.times[r.start:r.end]
@@ -104,7 +107,7 @@ def load_reference(session_folder: str | os.PathLike, trial: str | None = None, 
             coords, times = motion.coordinates(COORDINATES), motion.times
         else:
             raise RenderError(f"{folder}: {trial} #{rep} has neither a segmented trial nor a Dynamics file")
-    except MotionFileError as err:
+    except (MotionFileError, DatasetError) as err:
         raise RenderError(str(err)) from None
     if len(coords) < 2:
         raise RenderError(f"{folder}: {trial} #{rep} has fewer than 2 frames")

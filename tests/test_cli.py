@@ -160,6 +160,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "kin_garbage": lambda r: (r / kin).write_text("this is not a motion file\n"),
         "kin_empty": lambda r: (r / kin).write_text(""),
         "kin_folder": lambda r: ((r / kin).unlink(), (r / kin).mkdir()),
+        "kin_missing": lambda r: (r / kin).unlink(),  # its Dynamics files remain: not a stand-in for the IK
         "dyn_missing_muscle": drop_muscle,
         "dyn_activation": overflow_activation,
         "no_data": lambda r: shutil.rmtree(r / "Data"),
@@ -234,6 +235,8 @@ DATA_CASES = [
     ("{kin_garbage}", ["SQT01.mot"]),
     ("{kin_empty}", ["SQT01.mot"]),
     ("{kin_folder}", ["SQT01.mot"]),
+    ("{kin_missing}", [f"{SESSIONS[0]}.npy: trial SQT01 of session {SESSIONS[0]} has no "
+                       "OpenSimData/Kinematics/SQT01.mot or SQT01.sto (Kinematics is empty)"]),
 ]
 TRAIN_FLAGS = {"train_vq.py": ["--total-iter", "2", "--no-progress"],
                "train_mdm.py": ["--total-iter", "2", "--no-progress"],
@@ -242,7 +245,7 @@ TRAINER_DATA_CASES = [(s, ["--data-root", root, "--out-dir", "{tmp}/out_" + s, *
                       for s, flags in TRAIN_FLAGS.items() for root, words in DATA_CASES
                       if not (s == "surrogate_training.py" and root in ("{radians}", "{millimetres}", "{huge_knee}",
                                                                        "{seg_beyond}", "{kin_garbage}", "{kin_empty}",
-                                                                       "{kin_folder}"))]
+                                                                       "{kin_folder}", "{kin_missing}"))]
 # the surrogate reads kinematics from the Dynamics files: its own broken cases
 SURROGATE_CASES = [
     ("surrogate_training.py", ["--data-root", "{dyn_missing_muscle}", "--out-dir", "{tmp}/o", "--epochs", "1"],

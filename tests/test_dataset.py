@@ -81,6 +81,93 @@ def test_discover_errors_name_the_path(tmp_path: Path) -> None:
         discover(tmp_path)
 
 
+def test_no_squat_repetitions_says_why(tmp_path: Path) -> None:
+    """'no session with squat repetitions found' says what was missing in the sessions seen."""
+    make_layout(tmp_path, with_dynamics=False)
+    seg = tmp_path / "squat-segmentation-data"
+    for f in seg.iterdir():
+        f.unlink()
+    with pytest.raises(DatasetError) as err:
+        discover(tmp_path)
+    assert str(err.value) == (f"{tmp_path / 'Data'}: no session with squat repetitions found (5 session folders; "
+                              f"none has {seg}/<session>.npy or OpenSimData/Dynamics/<trial>_segment_<k>/ with a "
+                              "muscle-driven file; trials found: Walk01 (a squat trial's name must contain 'sqt'))")
+    # a trial named freely ('squats1', as OpenCap users do): segmented, but not a squat by name
+    make_layout(tmp_path / "named", sessions=["only"], trial_name="squats1")
+    with pytest.raises(DatasetError) as err:
+        discover(tmp_path / "named")
+    assert str(err.value) == (f"{tmp_path / 'named' / 'Data'}: no session with squat repetitions found (1 session "
+                              "folder; trials found: Walk01, squats1 (a squat trial's name must contain 'sqt'))")
+    # a segmentation that lists no squat repetition
+    make_layout(tmp_path / "empty", sessions=["only"], with_dynamics=False)
+    np.save(tmp_path / "empty" / "squat-segmentation-data" / "only.npy", {"SQT01": []}, allow_pickle=True)
+    with pytest.raises(DatasetError, match=r"\(1 session folder; its segmentation file lists no repetition of SQT01; "
+                                           r"trials found: Walk01 "):
+        discover(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("case, holds", [
+    ("misnamed", "Kinematics holds: SQT1.mot, Walk01.mot"),
+    ("empty", "Kinematics is empty"),
+    ("no-folder", "no OpenSimData/Kinematics folder in {session}"),
+])
+def test_segmented_trial_without_its_kinematics_file_is_an_error_naming_what_was_looked_for(
+        tmp_path: Path, monkeypatch, case: str, holds: str) -> None:
+    """A trial the segmentation names needs its Kinematics file: the error names the
+    segmentation file, the session, the trial, the files looked for and what
+    Kinematics holds; the repetitions' simulated Dynamics files never stand in for it."""
+    monkeypatch.setenv("BIGE_CACHE_DIR", str(tmp_path / "cache"))
+    make_layout(tmp_path)  # every repetition also has a Dynamics file
+    session = tmp_path / "Data" / SESSIONS[1]
+    kin = session / "OpenSimData" / "Kinematics"
+    if case == "misnamed":
+        (kin / "SQT01.mot").rename(kin / "SQT1.mot")
+    else:
+        for f in kin.iterdir():
+            f.unlink()
+        if case == "no-folder":
+            kin.rmdir()
+    expected = (f"{tmp_path / 'squat-segmentation-data' / SESSIONS[1]}.npy: trial SQT01 of session {SESSIONS[1]} "
+                f"has no OpenSimData/Kinematics/SQT01.mot or SQT01.sto ({holds.format(session=session)})")
+    with pytest.raises(DatasetError) as err:
+        load_repetitions(tmp_path, "all")
+    assert str(err.value) == expected
+    # the simulations alone are still usable where they are what is asked for
+    assert len(load_repetitions(tmp_path, "all", source="dynamics")) == 15
+
+
+def test_kinematics_saved_as_sto_is_the_trial(tmp_path: Path, monkeypatch) -> None:
+    """OpenSim writes IK as .sto: Kinematics/SQT01.sto is trial SQT01, read like the .mot;
+    both at once is refused rather than one chosen silently."""
+    monkeypatch.setenv("BIGE_CACHE_DIR", str(tmp_path / "cache"))
+    make_layout(tmp_path, with_dynamics=False)
+    as_mot = load_repetitions(tmp_path, "all")
+    kin = tmp_path / "Data" / SESSIONS[3] / "OpenSimData" / "Kinematics"
+    (kin / "SQT01.mot").rename(kin / "SQT01.sto")
+    as_sto = load_repetitions(tmp_path, "all")
+    np.testing.assert_array_equal(as_sto.motions, as_mot.motions)
+    assert [Path(f).name for f in as_sto.files if SESSIONS[3] in f] == ["SQT01.sto"] * 3
+    (kin / "SQT01.mot").write_bytes((kin / "SQT01.sto").read_bytes())
+    with pytest.raises(DatasetError) as err:
+        load_repetitions(tmp_path, "all")
+    assert str(err.value) == (f"{kin}: SQT01.mot and SQT01.sto both hold trial SQT01 of session {SESSIONS[3]}; "
+                              "keep one of them")
+
+
+def test_repetitions_known_only_from_dynamics_folders_read_the_muscle_driven_files(tmp_path: Path,
+                                                                                   monkeypatch) -> None:
+    """A session without segmentation but with Dynamics folders: each muscle-driven
+    file is a repetition (the documented fallback), in kinematics too."""
+    monkeypatch.setenv("BIGE_CACHE_DIR", str(tmp_path / "cache"))
+    make_layout(tmp_path, sessions=["only"])
+    (tmp_path / "squat-segmentation-data" / "only.npy").unlink()
+    (tmp_path / "Data" / "only" / "OpenSimData" / "Kinematics" / "SQT01.mot").unlink()
+    reps = load_repetitions(tmp_path, "all")
+    assert [Path(f).name for f in reps.files] == [
+        f"kinematics_activations_SQT01_segment_{k}_muscle_driven.mot" for k in (1, 2, 3)]
+    assert reps.indices == [1, 2, 3]
+
+
 def test_bad_segmentation_file_is_reported(tmp_path: Path) -> None:
     path = tmp_path / "s.npy"
     np.save(path, {"SQT01": [(10, 5)]}, allow_pickle=True)

@@ -67,6 +67,21 @@ def test_trc_round_trip_and_opensim_load(tmp_path: Path) -> None:
     assert table.getNumRows() == 30 and list(table.getColumnLabels()) == ["RKnee", "LKnee", "C7"]
 
 
+def test_trc_time_error_names_the_file_line_after_a_blank_line(tmp_path: Path) -> None:
+    pos = np.random.default_rng(2).normal(size=(30, 2, 3))
+    path = write_trc(tmp_path / "m.trc", np.arange(30) / 60.0, ["RKnee", "LKnee"], pos)
+    lines = path.read_text().split("\n")
+    assert lines[5] == "" and lines[6].startswith("1\t")  # frame j is on file line 6 + j
+    fields = lines[6 + 20 - 1].split("\t")
+    fields[1] = lines[6 + 19 - 1].split("\t")[1]  # frame 20 repeats the time of frame 19
+    lines[6 + 20 - 1] = "\t".join(fields)
+    lines.insert(6 + 10, "")  # a blank line after frame 10: frame 20 is now on file line 27
+    path.write_text("\n".join(lines))
+    with pytest.raises(MotionFileError, match="time is not increasing") as err:
+        read_motion(path)
+    assert err.value.line == 27 and str(err.value).startswith(f"{path}:27:")
+
+
 def test_shuffled_columns_with_extras_load_in_canonical_order(tmp_path: Path) -> None:
     x = _coords()
     order = np.random.default_rng(2).permutation(len(COORDINATES))
@@ -120,8 +135,13 @@ def _write(tmp_path: Path, text: str, name: str = "bad.mot") -> Path:
         (HEADER.replace("nColumns=3", "nColumns=4") + "0\t1\t2\n0.1\t1\t2\n0.2\t1\t2\n", 7, "nColumns=4"),
         (HEADER.replace("time\ta\tb", "time\ta\ta") + "0\t1\t2\n0.1\t1\t2\n0.2\t1\t2\n", 7, "duplicate column label 'a'"),
         (HEADER + "0\t1\t2\n0.1\t1\t2\n0.05\t1\t2\n", 10, "time is not increasing"),
+        # a blank line inside the body is a file line: the error names the file's line, not the row
+        (HEADER + "0\t1\t2\n\n0.1\t1\t2\n0.05\t1\t2\n", 11, "time is not increasing (0.1 then 0.05)"),
+        ((HEADER + "0\t1\t2\n\n \t\n0.1\t1\t2\n0.1\t1\t2\n").replace("\n", "\r\n"), 12,
+         "time is not increasing (0.1 then 0.1)"),
     ],
-    ids=["empty", "no-endheader", "ragged", "non-numeric", "nan", "inf", "nrows", "ncolumns", "duplicate", "time"],
+    ids=["empty", "no-endheader", "ragged", "non-numeric", "nan", "inf", "nrows", "ncolumns", "duplicate", "time",
+         "time-after-blank-line", "time-after-blank-lines-crlf"],
 )
 def test_bad_file_error_names_file_and_line(tmp_path: Path, text: str, line: int, words: str) -> None:
     path = _write(tmp_path, text)

@@ -399,6 +399,29 @@ def test_reference_is_the_segmented_repetition_of_the_subject(mcs_session):
     assert ref.activations.shape[1] == 2 and 0 <= ref.activations.min() and ref.activations.max() <= 1
 
 
+def test_reference_of_a_segmented_trial_without_its_kinematics_is_an_error_not_its_simulation(tmp_path):
+    """The MoCap panel of a segmented trial comes from its Kinematics file; when that
+    file is missing (here misnamed), the error names it, and the repetition's
+    simulated Dynamics file is not drawn as MoCap in its place."""
+    from render.figures import load_reference
+
+    sess = tmp_path / "Data" / "s1"
+    x = squat_coordinates(40, 0.8)
+    write_coordinates(sess / "OpenSimData" / "Kinematics" / "SQT1.mot", x)
+    seg = tmp_path / "squat-segmentation-data" / "s1.npy"
+    seg.parent.mkdir()
+    np.save(seg, {"SQT01": [(0, 40)]}, allow_pickle=True)
+    knee = x[:, COORDINATES.index("knee_angle_r")]
+    write_coordinates(sess / "OpenSimData" / "Dynamics" / "SQT01_segment_1" /
+                      "kinematics_activations_SQT01_segment_1_muscle_driven.mot", x[::2],
+                      extra={"/forceset/vasmed_r/activation": knee[::2] / 250})
+    with pytest.raises(RenderError) as err:
+        load_reference(sess)
+    assert str(err.value) == (f"{seg}: trial SQT01 of session s1 has no OpenSimData/Kinematics/SQT01.mot or "
+                              "SQT01.sto (Kinematics holds: SQT1.mot)")
+    assert load_reference(sess, source="dynamics").track.n_frames == 20  # asked for: the simulation
+
+
 def _surrogate_checkpoint(path: Path) -> Path:
     """A small (untrained) surrogate saved the way surrogate_training.py does."""
     import torch

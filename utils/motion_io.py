@@ -19,7 +19,7 @@ import re
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -317,7 +317,7 @@ def read_storage(path: str | os.PathLike) -> Motion:
 
     data = _parse_body(path, raw, stop + 1, label_no + 1, len(labels), rows_hint=_header_rows(metadata))
     _check_counts(path, metadata, where, data.shape, label_no)
-    _check_time(path, data[:, 0], label_no + 1)
+    _check_time(path, data[:, 0], lambda row: _line_of_row(raw[stop + 1:].split(b"\n"), label_no + 1, row))
 
     values_labels = tuple(labels[1:])
     if "inDegrees" in metadata:
@@ -389,7 +389,7 @@ def read_trc(path: str | os.PathLike) -> Motion:
         times=data[:, 1], labels=labels, values=data[:, 2:], in_degrees=None,
         units=header["Units"], metadata=header, name=path.stem, source=path,
     )
-    _check_time(path, motion.times, body_start + 1)
+    _check_time(path, motion.times, lambda row: _line_of_row(lines[body_start:], body_start + 1, row))
     if abs(motion.frame_rate - rate) > 1e-3 * rate and motion.n_frames > 1:
         raise MotionFileError(path, f"DataRate={rate} but the time column runs at {motion.frame_rate:.3f} Hz", line=3)
     return motion
@@ -511,15 +511,17 @@ def _check_counts(path: Path, metadata: dict[str, str], where: dict[str, int],
                                       line=label_line)
 
 
-def _check_time(path: Path, times: np.ndarray, first_line: int) -> None:
-    """Times must increase; ``first_line`` is the file line of the first row."""
+def _check_time(path: Path, times: np.ndarray, line_of_row: Callable[[int], int]) -> None:
+    """Times must increase. ``line_of_row(k)`` is the file line of data row
+    ``k`` (blank lines in the body count as file lines); it is called only
+    when the check fails, so a good file pays nothing for it."""
     if len(times) > 1 and not (times[1:] > times[:-1]).all():
         steps = np.diff(times)
         bad = np.flatnonzero(steps <= 0)
         if bad.size:
             k = int(bad[0]) + 1
             raise MotionFileError(
-                path, f"time is not increasing ({times[k - 1]} then {times[k]})", line=first_line + k
+                path, f"time is not increasing ({times[k - 1]} then {times[k]})", line=line_of_row(k)
             )
 
 
