@@ -38,10 +38,22 @@ def check_plausible(coords: np.ndarray, path: str | os.PathLike, names: tuple[st
             raise MotionFileError(
                 path, f"column {names[i]} reaches {peak[i]:.4g} deg, over {MAX_ABS_ROTATION_DEG:g}: expected an angle "
                       "in degrees")
+    radians = radians_as_degrees(coords, names)
+    if radians is not None:
+        raise MotionFileError(path, f"{radians} (set inDegrees=no in the header)")
+
+
+def radians_as_degrees(coords: np.ndarray, names: tuple[str, ...] = COORDINATES) -> str | None:
+    """Why squat kinematics ``coords`` (T, 33, read as degrees / metres) look
+    like radians labelled as degrees (no rotation exceeds pi and the knees
+    move less than a squat's :data:`MIN_SQUAT_KNEE_RANGE_DEG`), else None."""
+    coords = np.asarray(coords, dtype=np.float64)
+    rot = [i for i, n in enumerate(names) if n not in TRANSLATIONS]
     knees = [names.index(k) for k in _KNEES if k in names]
-    if len(coords) > 1 and knees and peak[rot].max() <= math.pi + 1e-6:
-        knee_range = max(float(np.ptp(coords[:, k])) for k in knees)
-        if knee_range < MIN_SQUAT_KNEE_RANGE_DEG:
-            raise MotionFileError(
-                path, f"column {names[knees[0]]} spans {knee_range:.3g} deg and no angle exceeds pi: these are radians "
-                      "labelled as degrees (set inDegrees=no in the header)")
+    if len(coords) < 2 or not knees or not rot or np.abs(coords[:, rot]).max() > math.pi + 1e-6:
+        return None
+    knee_range = max(float(np.ptp(coords[:, k])) for k in knees)
+    if knee_range >= MIN_SQUAT_KNEE_RANGE_DEG:
+        return None
+    return (f"column {names[knees[0]]} spans {knee_range:.3g} deg and no angle exceeds pi: these are radians "
+            "labelled as degrees")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import math
 import os
 import tempfile
@@ -42,10 +43,13 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Polygon, Rectangle  # noqa: E402
 
 from dataset.mcs import session_model_for  # noqa: E402
+from dataset.plausibility import radians_as_degrees  # noqa: E402
 from utils.constants import COORDINATES, FRAME_RATE  # noqa: E402
 from utils.errors import BigeError  # noqa: E402
 from utils.kinematics import STICK_SEGMENTS, ForwardKinematics, ModelError
 from utils.motion_io import Motion, MotionFileError, read_motion  # noqa: E402
+
+_LOG = logging.getLogger(__name__)
 
 VIDEO_FORMATS = (".mp4", ".gif")
 """Output extensions :func:`render_animation` understands."""
@@ -313,6 +317,9 @@ def load_track(path: str | os.PathLike, model: str | os.PathLike | None = None, 
         coords = motion.coordinates(COORDINATES, degrees=True)
     except MotionFileError as err:
         raise RenderError(f"{err}; a kinematics .mot needs all {len(COORDINATES)} model coordinates") from None
+    radians = radians_as_degrees(coords)
+    if radians is not None:  # drawn as written (a renderer shows any motion), but not without saying so
+        _LOG.warning("%s: %s; drawn as written (set inDegrees=no in the header if they are)", path, radians)
     if model is None:
         model = session_model_for(path)
     return track_from_coordinates(coords, forward_kinematics(model), motion.times, title=title, source=path)

@@ -10,7 +10,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from utils.constants import COORDINATES
+from utils.constants import COORDINATES, TRANSLATIONS
 from utils.fileio import OutputExistsError
 from utils.motion_io import write_coordinates, write_mot, write_trc
 from render.animation import (
@@ -262,6 +262,23 @@ def test_long_titles_fit_on_two_lines_keeping_both_ends():
     lines = fit_title(long, 30).split("\n")
     assert len(lines) == 2 and all(len(line) <= 30 for line in lines)
     assert lines[0].startswith("6c763add") and lines[1].endswith("driven.mot") and "..." in "".join(lines)
+
+
+def test_radians_labelled_as_degrees_are_drawn_with_a_warning(tmp_path, caplog):
+    squat = squat_coordinates(60)
+    rot = [i for i, n in enumerate(COORDINATES) if n not in TRANSLATIONS]
+    squat[:, rot] = np.deg2rad(squat[:, rot])  # the numbers of radians, under inDegrees=yes
+    path = write_coordinates(tmp_path / "radians.mot", squat)
+    with caplog.at_level("WARNING", logger="render.animation"):
+        track = load_track(path)
+    assert len(track.times) == 60
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: column knee_angle_r spans 1.92 deg and no angle exceeds pi: these are radians labelled as "
+        "degrees; drawn as written (set inDegrees=no in the header if they are)"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="render.animation"):
+        load_track(write_coordinates(tmp_path / "degrees.mot", squat_coordinates(60)))
+    assert not caplog.records
 
 
 def test_mot_without_the_model_coordinates_is_refused_with_its_name(tmp_path):
