@@ -38,6 +38,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "baselines": [],
     "simulation": ["--rounds", "3"],
     "opensim_stages": ["--rounds", "3"],
+    "worker_start": ["--repeats", "3"],
 }
 """Benchmark name -> extra arguments of ``bench/bench_<name>.py``."""
 
