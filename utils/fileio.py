@@ -189,7 +189,7 @@ def staged_dir(folder: str | os.PathLike) -> Iterator[Path]:
     folder.parent.mkdir(parents=True, exist_ok=True)
     for stale in folder.parent.glob(f".{folder.name}.staging-*"):
         pid = stale.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
     staging = folder.parent / f".{folder.name}.staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -218,7 +218,7 @@ def exclusive_run(folder: str | os.PathLike, enabled: bool = True) -> Iterator[l
         yield remove_stale_temps(folder)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """True if a process with this id exists."""
     try:
         os.kill(pid, 0)

@@ -54,6 +54,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from utils.errors import EXIT_SIGNAL
+from utils.fileio import pid_alive
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -120,21 +121,11 @@ def die_with_owner(owner_pid: int, sig: signal.Signals = signal.SIGTERM) -> None
         if fd is not None:
             select.select([fd], [], [])
         else:
-            while _alive(owner_pid):
+            while pid_alive(owner_pid):
                 time.sleep(0.5)
         os.kill(os.getpid(), sig)
 
     threading.Thread(target=wait, name=f"watch-owner-{owner_pid}", daemon=True).start()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
 
 
 def _terminated(signum: int, frame: Any) -> None:
