@@ -359,7 +359,7 @@ class SubjectFeet:
         """Which models were used, in one line."""
         own = sum(1 for sid in self.used if sid in self.models)
         fallback = "the generic model" if self.fallback is None else str(self.fallback)
-        text = f"foot points by forward kinematics: {own} subject(s) with their own scaled model"
+        text = f"foot points by forward kinematics: {own} subject(s) with the model of their session's Model/ folder"
         if len(self.used) > own:
             text += f", {len(self.used) - own} with {fallback}"
         return text

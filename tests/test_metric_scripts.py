@@ -310,7 +310,7 @@ def test_metrics_on_the_synthetic_dataset(synthetic_root: Path, tmp_path: Path, 
     assert 10.0 < pooled["depth_cm"] < 80.0 and 45.0 < pooled["knee_flexion_peak_deg"] < 150.0
     assert pooled["floor_penetration_cm"] < 0.2  # feet on the floor by construction, with the subjects' models
     notes = json.loads((tmp_path / "g" / "guidance.json").read_text())["notes"]
-    assert any("4 subject(s) with their own scaled model" in n for n in notes)
+    assert any("4 subject(s) with the model of their session's Model/ folder" in n for n in notes)
 
     # generated folders named by session use that session's model from --data-root: same foot numbers
     export = tmp_path / "export"
