@@ -287,11 +287,11 @@ def discover(root: str | os.PathLike) -> list[Session]:
     seen = [find_session(d) for d in sorted(base.iterdir()) if d.is_dir() and not d.name.startswith(".")]
     sessions = [s for s in seen if s.repetitions()]
     if not sessions:
-        raise DatasetError(f"{base}: no session with squat repetitions found ({_why_no_repetitions(base, seen)})")
+        raise DatasetError(f"{base}: no session with squat repetitions found ({why_no_repetitions(base, seen)})")
     return sessions
 
 
-def _why_no_repetitions(base: Path, seen: list[Session]) -> str:
+def why_no_repetitions(base: Path, seen: list[Session]) -> str:
     """Why none of the session folders ``seen`` under ``base`` yields a squat
     repetition, in a few words for the error message."""
     if not seen:

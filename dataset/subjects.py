@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from dataset.mcs import DatasetError, Session, discover, find_session
+from dataset.mcs import DatasetError, Session, discover, find_session, why_no_repetitions
 from dataset.normalization import Normalizer
 from dataset.repetitions import RepetitionSet, load_repetitions, select_sessions
 from utils.constants import CLIP_LENGTH, N_COORDS
@@ -58,8 +58,8 @@ def resolve_subjects(
         if path.is_dir():
             session = find_session(path)
             if not session.repetitions():
-                raise DatasetError(f"{path}: session folder has no squat trial (no *sqt* kinematics "
-                                   "with segmentation, no squat Dynamics files)")
+                raise DatasetError(f"{path}: session folder has no squat repetition "
+                                   f"({why_no_repetitions(path.resolve().parent, [session])})")
         else:
             if os.sep in entry or entry.startswith("."):
                 raise DatasetError(f"{entry}: session folder does not exist")

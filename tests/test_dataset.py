@@ -104,6 +104,14 @@ def test_no_squat_repetitions_says_why(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"\(1 session folder; its segmentation file lists no repetition of SQT01; "
                                            r"trials found: Walk01 "):
         discover(tmp_path / "empty")
+    # the same reasons for a session folder named on its own (--subject <folder>)
+    from dataset.subjects import resolve_subjects
+
+    folder = tmp_path / "named" / "Data" / "only"
+    with pytest.raises(DatasetError) as err:
+        resolve_subjects(tmp_path / "named", [str(folder)])
+    assert str(err.value) == (f"{folder}: session folder has no squat repetition (1 session folder; trials found: "
+                              "Walk01, squats1 (a squat trial's name must contain 'sqt'))")
 
 
 @pytest.mark.parametrize("case, holds", [
