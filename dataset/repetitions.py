@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,8 @@ from utils.constants import CLIP_LENGTH, COORD_INDEX, COORDINATES, MUSCLES, READ
 from utils.errors import UserError
 from utils.fileio import atomic_save_npz
 from utils.motion_io import Motion, MotionFileError, read_motion
+
+_LOG = logging.getLogger(__name__)
 
 SOURCES = ("kinematics", "dynamics")
 SPLITS = ("train", "test", "all")
@@ -154,12 +157,14 @@ def load_repetitions(
         chosen = [s for s in found if s.id in wanted]
     else:
         chosen = select_sessions(found, split, root, split_file, seed)
+    by_id = {s.id: s for s in chosen}
     reps = [r for s in chosen for r in s.repetitions()]
     if source == "dynamics":
         reps = [r for r in reps if r.dynamics is not None]
+    else:
+        reps = _without_unsegmented_of_segmented_trials(reps, by_id)
     if not reps:
         raise DatasetError(f"{root}: no {source} repetitions in split {split!r}")
-    by_id = {s.id: s for s in chosen}
     inputs = sorted({str(p) for p in _input_files(reps, by_id, source)})
     key = _cache_key(inputs, source, length, clip_mode, _key_files(root, chosen, reps, split_file),
                      [s.id for s in chosen])
@@ -176,6 +181,19 @@ def load_repetitions(
         except OSError:
             pass
     return result
+
+
+def _without_unsegmented_of_segmented_trials(reps: list[Repetition], by_id: dict[str, Session]) -> list[Repetition]:
+    """``reps`` less the repetitions of a trial the segmentation cuts that only a
+    Dynamics folder knows (e.g. ``SQT01_segment_4`` where the segmentation
+    lists three): they have no motion-capture frames, and their muscle-driven
+    file is a simulation, not motion capture; a warning names them."""
+    stray = [r for r in reps if r.start is None and r.trial in by_id[r.session].segments]
+    if stray:
+        shown = ", ".join(str(r.dynamics) for r in stray[:3]) + (" ..." if len(stray) > 3 else "")
+        _LOG.warning("%d repetition(s) of segmented trials are in a Dynamics folder but not in their segmentation "
+                     "file, so they have no motion-capture frames; left out of the kinematics: %s", len(stray), shown)
+    return [r for r in reps if r not in stray]
 
 
 def _input_files(reps: list[Repetition], by_id: dict[str, Session], source: str) -> list[Path]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -174,6 +175,26 @@ def test_repetitions_known_only_from_dynamics_folders_read_the_muscle_driven_fil
     assert [Path(f).name for f in reps.files] == [
         f"kinematics_activations_SQT01_segment_{k}_muscle_driven.mot" for k in (1, 2, 3)]
     assert reps.indices == [1, 2, 3]
+
+
+def test_a_dynamics_repetition_the_segmentation_does_not_list_is_not_motion_capture(tmp_path: Path, monkeypatch,
+                                                                                    caplog) -> None:
+    """SQT01_segment_4 in Dynamics while the segmentation cuts SQT01 into three:
+    the kinematics leave it out (it has no motion-capture frames) and say so;
+    the dynamics source keeps it."""
+    monkeypatch.setenv("BIGE_CACHE_DIR", str(tmp_path / "cache"))
+    make_layout(tmp_path, sessions=["only"])
+    dyn = tmp_path / "Data" / "only" / "OpenSimData" / "Dynamics"
+    extra = dyn / "SQT01_segment_4" / "kinematics_activations_SQT01_segment_4_muscle_driven.mot"
+    extra.parent.mkdir()
+    shutil.copy(dyn / "SQT01_segment_3" / "kinematics_activations_SQT01_segment_3_muscle_driven.mot", extra)
+    with caplog.at_level("WARNING", logger="dataset.repetitions"):
+        kin = load_repetitions(tmp_path, "all")
+    assert kin.indices == [1, 2, 3] and all(Path(f).name == "SQT01.mot" for f in kin.files)
+    assert [r.getMessage() for r in caplog.records] == [
+        "1 repetition(s) of segmented trials are in a Dynamics folder but not in their segmentation file, so they "
+        f"have no motion-capture frames; left out of the kinematics: {extra}"]
+    assert load_repetitions(tmp_path, "all", source="dynamics").indices == [1, 2, 3, 4]
 
 
 def test_bad_segmentation_file_is_reported(tmp_path: Path) -> None:
