@@ -43,17 +43,20 @@ def check_plausible(coords: np.ndarray, path: str | os.PathLike, names: tuple[st
         raise MotionFileError(path, f"{radians} (set inDegrees=no in the header)")
 
 
-def radians_as_degrees(coords: np.ndarray, names: tuple[str, ...] = COORDINATES) -> str | None:
+def radians_as_degrees(coords: np.ndarray, names: tuple[str, ...] = COORDINATES,
+                       moving: bool = False) -> str | None:
     """Why squat kinematics ``coords`` (T, 33, read as degrees / metres) look
     like radians labelled as degrees (no rotation exceeds pi and the knees
-    move less than a squat's :data:`MIN_SQUAT_KNEE_RANGE_DEG`), else None."""
+    move less than a squat's :data:`MIN_SQUAT_KNEE_RANGE_DEG`), else None.
+    With ``moving`` (for any motion, not only squats: a pose held still says
+    nothing about units), only when the knees, read as radians, move that much."""
     coords = np.asarray(coords, dtype=np.float64)
     rot = [i for i, n in enumerate(names) if n not in TRANSLATIONS]
     knees = [names.index(k) for k in _KNEES if k in names]
     if len(coords) < 2 or not knees or not rot or np.abs(coords[:, rot]).max() > math.pi + 1e-6:
         return None
     knee_range = max(float(np.ptp(coords[:, k])) for k in knees)
-    if knee_range >= MIN_SQUAT_KNEE_RANGE_DEG:
+    if knee_range >= MIN_SQUAT_KNEE_RANGE_DEG or (moving and knee_range < math.radians(MIN_SQUAT_KNEE_RANGE_DEG)):
         return None
     return (f"column {names[knees[0]]} spans {knee_range:.3g} deg and no angle exceeds pi: these are radians "
             "labelled as degrees")

@@ -317,7 +317,7 @@ def load_track(path: str | os.PathLike, model: str | os.PathLike | None = None, 
         coords = motion.coordinates(COORDINATES, degrees=True)
     except MotionFileError as err:
         raise RenderError(f"{err}; a kinematics .mot needs all {len(COORDINATES)} model coordinates") from None
-    radians = radians_as_degrees(coords)
+    radians = radians_as_degrees(coords, moving=True)
     if radians is not None:  # drawn as written (a renderer shows any motion), but not without saying so
         _LOG.warning("%s: %s; drawn as written (set inDegrees=no in the header if they are)", path, radians)
     if model is None:

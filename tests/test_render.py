@@ -278,7 +278,8 @@ def test_radians_labelled_as_degrees_are_drawn_with_a_warning(tmp_path, caplog):
     caplog.clear()
     with caplog.at_level("WARNING", logger="render.animation"):
         load_track(write_coordinates(tmp_path / "degrees.mot", squat_coordinates(60)))
-    assert not caplog.records
+        load_track(write_coordinates(tmp_path / "still.mot", np.zeros((10, len(COORDINATES)))))
+    assert not caplog.records, "a squat in degrees, or a pose held still, is not flagged"
 
 
 def test_mot_without_the_model_coordinates_is_refused_with_its_name(tmp_path):
