@@ -196,7 +196,8 @@ def test_bad_input_is_refused_before_any_work(trained, tmp_path) -> None:
     empty = tmp_path / "layout" / "Data" / "walker"
     (empty / "OpenSimData" / "Kinematics").mkdir(parents=True)
     (empty / "OpenSimData" / "Kinematics" / "Walk01.mot").write_text("not a squat")
-    _refused(trained, tmp_path, DatasetError, "no squat trial", "--subject", str(empty))
+    _refused(trained, tmp_path, DatasetError, r"no squat repetition .*trials found: Walk01 \(a squat trial.s name "
+             r"must contain .sqt.\)", "--subject", str(empty))
     _refused(trained, tmp_path, G.GuidanceError, "low .* high", "--low", "0.5", "--high", "0.5")
     _refused(trained, tmp_path, G.GuidanceError, "--min-samples", "--min-samples", "50")
     _refused(trained, tmp_path, CheckpointError, "does not predict recfem_r", "--muscles", "recfem_r", "vasmed_r")
