@@ -31,12 +31,16 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
+from dataset.mcs import DatasetError
+from dataset.repetitions import load_repetitions
 from metrics.evaluate import (
     GUIDANCE_COLUMNS, PROTOCOL_TITLES, PUBLISHED_GUIDANCE_COLUMNS, UNITS, SubjectFeet,
     guidance_per_motion, guidance_rows, input_specs, load_surrogate_model, options_dict, output_location,
     published_guidance_rows, resolve_protocol, set_info, subject_models, surrogate_activations,
 )
-from metrics.guidance import floor_contact_warning, lowpass_motions
+from metrics.guidance import floor_contact_warning, lowpass_motions, subject_floors
 from metrics.motion_sets import MotionSetError, load_motion_set
 from metrics.report import csv_text, output_paths, text_table, write_outputs
 from metrics.sim_cache import SimulationCache
@@ -79,6 +83,36 @@ def simulate_set(mset, kind: str, folder: str, args, cache: SimulationCache | No
     dt = mset.frame_times() if args.frame_rate is None else 1.0 / args.frame_rate
     return simulate_many(paths, mset.motions, dt, args.muscles, workers=args.workers,
                          progress=not args.no_progress, cache=cache)
+
+
+def auto_floors(mset, feet, kind: str, folder: str, engine: SubjectFeet, args,
+                known: dict[str, dict[str, float]]) -> tuple[np.ndarray, str]:
+    """``--floor-height auto``: one floor height per motion of ``mset``, its
+    subject's, estimated from the subject's motion capture (the set itself
+    for a motion-capture root, ``--data-root``'s sessions for a generated
+    folder) through the same foot model; ``known`` caches them per root.
+    Returns the (N,) heights and a note."""
+    if kind == "mocap":
+        root = str(folder)
+        found = subject_floors(feet, mset.subjects)
+    else:
+        root = str(args.data_root)
+        missing = sorted(set(mset.subjects) - set(known.get(root, {})))
+        found = {}
+        if missing:
+            try:
+                reps = load_repetitions(root, "all", length=args.clip_length, clip_mode=args.clip_mode,
+                                        sessions=missing)
+            except DatasetError as err:
+                raise UserError(f"--floor-height auto for {folder} needs its subjects' motion capture in "
+                                f"--data-root: {err}") from None
+            found = subject_floors(engine.positions(reps.motions, reps.sessions), reps.sessions)
+    floors = known.setdefault(root, {})
+    floors.update(found)
+    heights = np.array([floors[sid] for sid in mset.subjects], dtype=np.float64)
+    note = ("floor per subject (--floor-height auto): the median lowest foot point of its motion capture in "
+            f"{root}, " + ", ".join(f"{sid} {floors[sid]:.3f} m" for sid in sorted(set(mset.subjects))))
+    return heights, note
 
 
 def main(args) -> list[dict]:
@@ -126,7 +160,8 @@ def main(args) -> list[dict]:
     if use_fk:
         if args.osim not in ("subject", "generic") and not Path(args.osim).is_file():
             raise UserError(f"--osim {args.osim}: no such model file")
-        notes.append(f"floor at y = {args.floor_height} m, contact within {args.contact_height} m of it")
+        notes.append((f"floor at y = {args.floor_height} m" if args.floor_height != "auto" else
+                      "floor per subject (--floor-height auto)") + f", contact within {args.contact_height} m of it")
     if args.lowpass < 0:
         raise UserError(f"--lowpass must be >= 0 Hz, got {args.lowpass}")
     if args.lowpass > 0:
@@ -142,7 +177,7 @@ def main(args) -> list[dict]:
     for note in notes:
         print(note)
 
-    rows, infos, motion_rows, fk_cache = [], [], [], {}
+    rows, infos, motion_rows, fk_cache, floors = [], [], [], {}, {}
     for label, folder, kind in specs:
         mset = load_motion_set(folder, kind, split=args.split, length=args.clip_length, clip_mode=args.clip_mode,
                                split_file=args.split_file, workers=args.workers, strict=args.strict,
@@ -161,7 +196,7 @@ def main(args) -> list[dict]:
             if missing:
                 raise MotionSetError(f"{folder}: the simulation files lack activations of {', '.join(missing)}")
             acts = mset.activations[..., [mset.muscles.index(m) for m in args.muscles]]
-        feet = None
+        feet, floor = None, args.floor_height
         if use_fk:
             if args.osim == "subject":
                 roots = [folder] if kind == "mocap" else [args.data_root]
@@ -171,6 +206,10 @@ def main(args) -> list[dict]:
             feet = engine.positions(mset.motions, mset.subjects)
             notes.append(f"{label}: {engine.note()}")
             print(notes[-1])
+            if floor == "auto":
+                floor, note = auto_floors(mset, feet, kind, folder, engine, args, floors)
+                notes.append(f"{label}: {note}")
+                print(notes[-1])
         if published:
             rows += published_guidance_rows(mset, label if compare else "all", per_folder_rows=not compare,
                                             activations=acts, low=args.low, high=args.high,
@@ -189,12 +228,12 @@ def main(args) -> list[dict]:
             print(notes[-1])
             simulated = simulated[0]
         per_motion = guidance_per_motion(mset, activations=acts, muscles=args.muscles, low=args.low,
-                                         high=args.high, feet=feet, floor_height=args.floor_height,
+                                         high=args.high, feet=feet, floor_height=floor,
                                          contact_height=args.contact_height, frame_rate=args.frame_rate,
                                          peak_window=args.peak_window, simulated=simulated)
         if "foot_height_min_cm" in per_motion:
-            warning = floor_contact_warning(label, per_motion["foot_height_min_cm"], args.floor_height,
-                                            args.contact_height)
+            where = "its subject's floor (--floor-height auto)" if args.floor_height == "auto" else args.floor_height
+            warning = floor_contact_warning(label, per_motion["foot_height_min_cm"], where, args.contact_height)
             if warning is not None:
                 notes.append(warning)
                 print(warning)

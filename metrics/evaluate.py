@@ -394,7 +394,8 @@ def foot_positions(motions: np.ndarray, fk: Any, chunk: int = 128, threads: int 
 
 def guidance_per_motion(
     mset: MotionSet, *, activations: np.ndarray | None = None, muscles: Sequence[str] = (),
-    low: float = 0.35, high: float = 0.45, feet: np.ndarray | None = None, floor_height: float = 0.0,
+    low: float = 0.35, high: float = 0.45, feet: np.ndarray | None = None,
+    floor_height: float | np.ndarray = 0.0,
     contact_height: float = 0.03, frame_rate: float | None = None, peak_window: float = 0.0,
     simulated: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:

@@ -190,11 +190,12 @@ def foot_point_indices(point_names: Sequence[str]) -> list[int]:
 
 
 def foot_metrics(
-    points: np.ndarray, floor_height: float = 0.0, contact_height: float = 0.03,
+    points: np.ndarray, floor_height: float | np.ndarray = 0.0, contact_height: float = 0.03,
     dt: float | np.ndarray = 1.0 / FRAME_RATE,
 ) -> dict[str, np.ndarray]:
     """Foot sliding and floor penetration. (N, T, P, 3) foot points, metres,
-    y up, ``dt`` seconds between frames (scalar or (N,)) -> {name: (N,)}
+    y up, the floor at ``floor_height`` metres (scalar or (N,), one per
+    motion), ``dt`` seconds between frames (scalar or (N,)) -> {name: (N,)}
 
     - ``foot_slide_cm``: horizontal (x-z) path length of a foot point over the
       frame steps where it stays within ``contact_height`` of the floor at both
@@ -207,7 +208,8 @@ def foot_metrics(
     p = np.asarray(points, dtype=np.float64)
     if p.ndim != 4 or p.shape[3] != 3:
         raise ValueError(f"expected foot points (N, T, P, 3), got shape {p.shape}")
-    height = p[..., 1] - floor_height  # (N, T, P)
+    floor = np.asarray(floor_height, dtype=np.float64)
+    height = p[..., 1] - (floor[:, None, None] if floor.ndim else floor)  # (N, T, P)
     near = height < contact_height
     contact = near[:, 1:] & near[:, :-1]  # (N, T-1, P)
     step = np.linalg.norm(np.diff(p[..., [0, 2]], axis=1), axis=-1)  # (N, T-1, P)
@@ -223,10 +225,20 @@ def foot_metrics(
     }
 
 
-def floor_contact_warning(label: str, foot_height_min_cm: np.ndarray, floor_height: float,
+def subject_floors(feet: np.ndarray, subjects: Sequence[str]) -> dict[str, float]:
+    """Floor height per subject (m): the median over all frames of its motions
+    of the lowest foot point, as guidance estimates a subject's floor (in a
+    squat the feet stay down). (N, T, P, 3) foot points, N subject ids."""
+    low = np.asarray(feet, dtype=np.float64)[..., 1].min(axis=-1)  # (N, T)
+    ids = np.asarray(list(subjects), dtype=object)
+    return {sid: float(np.median(low[ids == sid])) for sid in sorted(set(ids.tolist()))}
+
+
+def floor_contact_warning(label: str, foot_height_min_cm: np.ndarray, floor_height: float | str,
                           contact_height: float) -> str | None:
     """A warning when motions of a set never bring a foot point within
-    ``contact_height`` (m) of the floor at ``floor_height`` (m): their foot
+    ``contact_height`` (m) of the floor at ``floor_height`` (m, or words
+    saying where it is): their foot
     sliding reads 0 because nothing was in contact, not because nothing slid
     (typically feet from a model that is not the subject's, or a floor
     elsewhere). ``foot_height_min_cm`` is :func:`foot_metrics`' (N,) column;
@@ -235,8 +247,9 @@ def floor_contact_warning(label: str, foot_height_min_cm: np.ndarray, floor_heig
     above = low > contact_height * 100.0
     if not above.any():
         return None
+    where = floor_height if isinstance(floor_height, str) else f"the floor at y = {floor_height} m"
     return (f"{label}: WARNING {int(above.sum())} of {len(low)} motions never bring a foot point within "
-            f"{contact_height} m of the floor at y = {floor_height} m (lowest foot point "
+            f"{contact_height} m of {where} (lowest foot point "
             f"{low[above].min():.1f}-{low[above].max():.1f} cm above it): their foot sliding reads 0 because "
             "nothing is in contact; check that the feet come from the subject's scaled model, or set "
             "--floor-height")

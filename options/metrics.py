@@ -17,6 +17,16 @@ from utils.device import DEVICES
 SET_KINDS = ("auto", "mocap", "mot", "npy")
 
 
+def _floor_height(value: str) -> float | str:
+    """``--floor-height``: metres, or ``auto``."""
+    if value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected metres or 'auto', got {value!r}") from None
+
+
 def _input_args(parser: argparse.ArgumentParser, kinds: tuple[str, ...], default_kind: str,
                 compare: bool = True, folder_help: str | None = None) -> None:
     g = parser.add_argument_group("input")
@@ -191,7 +201,11 @@ def get_guidance_parser() -> argparse.ArgumentParser:
                         "all; or the path of one .osim file for all")
     add_data_root_arg(g, help="MCS root whose session models are used for generated folders with --osim subject")
     g.add_argument("--no-fk", action="store_true", help="skip foot sliding and floor penetration")
-    g.add_argument("--floor-height", type=float, default=0.0, help="height of the floor, metres (y up)")
+    g.add_argument("--floor-height", type=_floor_height, default=0.0, metavar="METRES|auto",
+                   help="height of the floor, metres (y up; 0 = OpenSim's ground, where OpenCap and the synthetic "
+                        "data stand), or 'auto': per subject, the median lowest foot point of the subject's motion "
+                        "capture through the same model (the set itself for a motion-capture root, --data-root's "
+                        "sessions for generated folders), as LIMO_Surrogate.py estimates the floor it guides on")
     g.add_argument("--contact-height", type=float, default=0.03,
                    help="a foot point closer than this to the floor (metres) is in contact")
     _output_args(p, "guidance")

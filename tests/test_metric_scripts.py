@@ -24,6 +24,7 @@ from models.surrogate import SurrogateModel
 from options.metrics import get_guidance_parser, get_wasserstein_mocap_parser, get_wasserstein_parser
 from utils.checkpoint import save_checkpoint
 from utils.constants import COORD_INDEX, COORDINATES, GUIDED_MUSCLES
+from utils.errors import UserError
 from utils.fileio import OutputExistsError, atomic_save_npy
 from utils.motion_io import write_coordinates
 from metrics.motion_sets import MotionSetError
@@ -169,6 +170,19 @@ def test_guidance_script_per_subject_with_surrogate_and_forward_kinematics(
     assert len(per_motion) == 9 and per_motion[0].startswith("set,subject,file,activation_peak,")
     out = json.loads((tmp_path / "guidance.json").read_text())
     assert any("surrogate" in n for n in out["notes"]) and len(out["rows"]) == 3
+
+
+def test_floor_height_auto_needs_the_subjects_motion_capture(generated: Path, tmp_path: Path) -> None:
+    parser = get_guidance_parser()
+    assert _args(parser, "--floor-height", "auto").floor_height == "auto"
+    assert _args(parser, "--floor-height", "0.12").floor_height == 0.12
+    with pytest.raises(SystemExit):
+        _args(parser, "--floor-height", "floor")
+    with pytest.raises(UserError, match="--floor-height auto for .* needs its subjects. motion capture in "
+                                        "--data-root: .*no-root"):
+        calculate_guidance.main(_args(parser, "--file_type", "mot", "--folder_path", generated, "--activations",
+                                      "none", "--floor-height", "auto", "--data-root", tmp_path / "no-root",
+                                      "--out", tmp_path, "--no-progress"))
 
 
 def test_guidance_without_surrogate_says_so_and_simulation_activations_on_mocap(

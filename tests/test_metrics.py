@@ -16,7 +16,8 @@ from metrics.distribution import (
     wasserstein_1d,
 )
 from metrics.evaluate import foot_positions, load_forward_kinematics
-from metrics.guidance import activation_metrics, floor_contact_warning, foot_metrics, kinematic_metrics, summarise
+from metrics.guidance import (activation_metrics, floor_contact_warning, foot_metrics, kinematic_metrics,
+                              subject_floors, summarise)
 from metrics.report import Column, csv_text, markdown_table, output_paths, text_table
 from utils.constants import COORD_INDEX, COORDINATES, FRAME_RATE
 from utils.fileio import OutputExistsError, atomic_save_npy
@@ -271,6 +272,19 @@ def test_a_set_whose_feet_never_reach_the_floor_is_flagged() -> None:
     assert floor_contact_warning("MoCap", m["foot_height_min_cm"][:1], 0.0, 0.03) is None
     lifted = foot_metrics(p, floor_height=0.13, contact_height=0.03)
     assert floor_contact_warning("MoCap", lifted["foot_height_min_cm"], 0.13, 0.03) is None
+
+
+def test_subject_floors_are_median_lowest_foot_points_and_feed_per_motion_floors() -> None:
+    p = np.zeros((3, 40, 2, 3))
+    p[0, :, 0, 1], p[0, :, 1, 1] = 0.20, 0.25                     # subject a: lowest point 0.20 throughout
+    p[1, :, :, 1] = np.r_[np.full(30, 0.22), np.full(10, 0.30)][:, None]  # a again: lowest 0.22 / 0.30
+    p[2, :, :, 1] = -0.05                                          # subject b: standing 5 cm below y = 0
+    floors = subject_floors(p, ["a", "a", "b"])
+    assert floors == {"a": pytest.approx(np.median(np.r_[np.full(40, 0.20), np.full(30, 0.22), np.full(10, 0.30)])),
+                      "b": pytest.approx(-0.05)}
+    m = foot_metrics(p, floor_height=np.array([floors["a"], floors["a"], floors["b"]]))
+    assert m["foot_height_min_cm"].tolist() == pytest.approx([-1.0, 1.0, 0.0])
+    assert m["floor_penetration_cm"].tolist() == pytest.approx([1.0, 0.0, 0.0])
 
 
 def test_foot_metrics_from_forward_kinematics_of_the_model() -> None:

@@ -209,6 +209,23 @@ def test_guidance_and_guidance_metrics_with_the_session_model(trained, real_root
     bige = json.loads((tmp_path / "bige" / "guidance.json").read_text())["rows"][0]
     assert bige["subject"] == "real03" and np.isfinite(bige["activation_peak"])
 
+    # --floor-height auto: the subject's floor from its motion capture, for the motion capture and for BIGE
+    # (from --data-root), the floor guidance estimated within a few mm (guidance: its 196-frame clips)
+    run("calculate_guidance.py", "--data-root", real_root, "--compare", real_root, out / "BIGE", "--labels",
+        "MoCap", "BIGE", "--activations", "none", "--floor-height", "auto", "--out", tmp_path / "auto",
+        "--no-progress")
+    result = json.loads((tmp_path / "auto" / "guidance_compare.json").read_text())
+    said = [n for n in result["notes"] if "--floor-height auto): the median lowest foot point" in n]
+    assert [n.split(":")[0] for n in said] == ["MoCap", "BIGE"] and not any("WARNING" in n for n in result["notes"])
+    floors = [float(n.rsplit("real03 ", 1)[1].split(" m")[0]) for n in said]
+    assert floors[0] == floors[1] == pytest.approx(summary["floor_height_m"], abs=0.005)
+    mocap_auto, bige_auto = result["rows"]
+    # the feet now reach the floor, so contact and sliding are measured (0 at y = 0 above); the floor is a
+    # median, and the feet of another subject's IK on this model rise and sink a few cm over the squat
+    assert mocap_auto["foot_slide_cm"] > 0.0 and 0.0 < mocap_auto["floor_penetration_cm"] < 6.0
+    # guidance put BIGE's feet on the floor it estimated, which is this one: nothing goes through it
+    assert bige_auto["floor_penetration_cm"] < 0.5 and bige_auto["foot_slide_cm"] > 0.0
+
 
 def test_rendering_real_files_with_the_real_model(trained, real_root, tmp_path):
     session = real_root / "Data" / "real03"
