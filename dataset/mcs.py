@@ -30,6 +30,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from utils.errors import BigeError
+from utils.fileio import atomic_open
 
 
 class DatasetError(BigeError, ValueError):
@@ -213,6 +214,16 @@ def load_segmentation(path: str | os.PathLike) -> dict[str, list[tuple[int, int]
             pairs.append((start, end))
         out[str(trial)] = pairs
     return out
+
+
+def save_segmentation(path: str | os.PathLike, segments: dict[str, list[tuple[int, int]]]) -> Path:
+    """Write a segmentation ``.npy`` (trial -> [(start, end), ...], frames of the
+    trial's Kinematics file, ``end`` exclusive) atomically, in the format
+    :func:`load_segmentation` reads."""
+    with atomic_open(path, "wb") as handle:
+        np.save(handle, {str(t): [(int(a), int(b)) for a, b in pairs] for t, pairs in segments.items()},
+                allow_pickle=True)
+    return Path(path)
 
 
 def dynamics_files(folder: Path) -> list[Path]:

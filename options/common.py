@@ -28,6 +28,16 @@ MIN_CLIP_LENGTH = 2
 """Fewest frames a clip may be brought to (velocities need two)."""
 
 
+def metres_or_auto(value: str) -> float | str:
+    """A height in metres, or ``auto`` (argparse ``type=`` of the floor flags)."""
+    if value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a height in metres, got {value!r}") from None
+
+
 def milestones(text: str) -> list[int]:
     """An argparse ``type``: ``"100000,200000"`` or ``"100000 200000"`` ->
     [100000, 200000], sorted; every step number >= 0."""

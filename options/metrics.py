@@ -10,21 +10,11 @@ import argparse
 
 from dataset.clips import CLIP_MODES
 from metrics.published import PROTOCOLS
-from options.common import MIN_CLIP_LENGTH, add_data_root_arg, int_at_least
+from options.common import MIN_CLIP_LENGTH, add_data_root_arg, int_at_least, metres_or_auto
 from utils.constants import CLIP_LENGTH, GUIDED_MUSCLES, PEAK_WINDOW_S
 from utils.device import DEVICES
 
 SET_KINDS = ("auto", "mocap", "mot", "npy")
-
-
-def _floor_height(value: str) -> float | str:
-    """``--floor-height``: metres, or ``auto``."""
-    if value == "auto":
-        return value
-    try:
-        return float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected metres or 'auto', got {value!r}") from None
 
 
 def _input_args(parser: argparse.ArgumentParser, kinds: tuple[str, ...], default_kind: str,
@@ -201,7 +191,7 @@ def get_guidance_parser() -> argparse.ArgumentParser:
                         "all; or the path of one .osim file for all")
     add_data_root_arg(g, help="MCS root whose session models are used for generated folders with --osim subject")
     g.add_argument("--no-fk", action="store_true", help="skip foot sliding and floor penetration")
-    g.add_argument("--floor-height", type=_floor_height, default=0.0, metavar="METRES|auto",
+    g.add_argument("--floor-height", type=metres_or_auto, default=0.0, metavar="METRES|auto",
                    help="height of the floor, metres (y up; 0 = OpenSim's ground, where OpenCap and the synthetic "
                         "data stand), or 'auto': per subject, the median lowest foot point of the subject's motion "
                         "capture through the same model (the set itself for a motion-capture root, --data-root's "

@@ -4,18 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from options.common import add_data_root_arg
+from options.common import add_data_root_arg, metres_or_auto
 from render.animation import ANGLE_CURVES, GIF_MAX_FPS
 from utils.constants import DEFAULT_DATA_ROOT
-
-
-def _floor(value: str) -> float | str:
-    if value == "auto":
-        return value
-    try:
-        return float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--floor must be 'auto' or a height in metres, got {value!r}") from None
 
 
 def _positive_int(value: str) -> int:
@@ -40,7 +31,7 @@ def add_camera_args(parser: argparse.ArgumentParser, azim: float = 55.0, elev: f
                         f"90 at the right side (default {azim:g})")
     g.add_argument("--elev", type=float, default=elev,
                    help=f"camera elevation above the horizon in degrees (default {elev:g})")
-    g.add_argument("--floor", type=_floor, default="auto",
+    g.add_argument("--floor", type=metres_or_auto, default="auto",
                    help="floor height in metres, or 'auto': the OpenSim ground (y = 0) unless a motion's lowest "
                         "point sits more than 15 cm away from it (e.g. marker data with another origin), then "
                         "that lowest point")

@@ -36,11 +36,12 @@ from pathlib import Path
 
 import numpy as np
 
+from dataset.mcs import save_segmentation
 from dataset.synthetic.opencap_model import MODEL_FILE
 from utils.constants import COORDINATES, DEFAULT_DATA_ROOT, FRAME_RATE
 from utils.device import torch_threads
 from utils.errors import UserError
-from utils.fileio import atomic_open, atomic_write_json, atomic_write_text
+from utils.fileio import atomic_write_json, atomic_write_text
 from utils.motion_io import write_coordinates, write_mot, write_trc
 
 __all__ = ["build_dataset", "session_uuid", "depth_quantile", "build_session", "get_args_parser", "main", "TRIAL", "MODEL_FILE"]
@@ -308,8 +309,7 @@ def _build_session(root: Path, seed: int, index: int, n_reps: int) -> dict:
 
     # segmentation (frames of SQT01.mot, end exclusive)
     seg_path = root / "squat-segmentation-data" / f"{sid}.npy"
-    with atomic_open(seg_path, "wb") as handle:
-        np.save(handle, {TRIAL: [(int(a), int(b)) for a, b in kept]}, allow_pickle=True)
+    save_segmentation(seg_path, {TRIAL: kept})
 
     summary = {
         "session": sid, "synthetic": True, "seed": seed, "index": index,
