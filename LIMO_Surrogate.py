@@ -427,15 +427,18 @@ def guide_subjects(args: argparse.Namespace) -> dict[str, Path]:
                 f"lr {args.lr} and init noise U{tuple(args.init_noise)} in units of {unit_scale:.4g}"
                 + (f", {processes} subject worker processes" if processes > 1 else ""))
     out: dict[str, Path] = {}
+
+    def done(session: Any, outcome: SubjectOutcome) -> None:
+        out[session.id] = outcome.folder
+        print(f"{session.id}: {outcome.lines[-1][1]} -> {outcome.folder}", flush=True)
+
     try:
         if processes <= 1:
             for session in prep.sessions:
                 def echo(msg: str, sid: str = session.id) -> None:
                     exp_log.log(f"{sid}: {msg}")
 
-                outcome = guide_subject(args, prep, session, echo)
-                out[session.id] = outcome.folder
-                print(f"{session.id}: {outcome.lines[-1][1]} -> {outcome.folder}", flush=True)
+                done(session, guide_subject(args, prep, session, echo))
         else:
             outcomes = process_map(_guide_in_worker, prep.sessions, processes, initializer=_start_worker,
                                    initargs=(args, prep), finalizer=shutdown_workers,
@@ -444,8 +447,7 @@ def guide_subjects(args: argparse.Namespace) -> dict[str, Path]:
                 for session, outcome in zip(prep.sessions, outcomes):
                     for stamp, msg in outcome.lines:
                         exp_log.log(f"{session.id}: {msg}", stamp=stamp)
-                    out[session.id] = outcome.folder
-                    print(f"{session.id}: {outcome.lines[-1][1]} -> {outcome.folder}", flush=True)
+                    done(session, outcome)
     finally:
         exp_log.close()
     return out

@@ -9,11 +9,10 @@ import os
 
 import numpy as np
 
-from utils.constants import (COORDINATES, MAX_ABS_ROTATION_DEG, MAX_ABS_TRANSLATION_M, MIN_SQUAT_KNEE_RANGE_DEG,
-                             TRANSLATIONS)
+from utils.constants import (COORDINATES, KNEE_COORDINATES, MAX_ABS_ROTATION_DEG, MAX_ABS_TRANSLATION_M,
+                             MIN_SQUAT_KNEE_RANGE_DEG, TRANSLATIONS)
 from utils.motion_io import MotionFileError
 
-_KNEES = ("knee_angle_r", "knee_angle_l")
 
 
 def check_plausible(coords: np.ndarray, path: str | os.PathLike, names: tuple[str, ...] = COORDINATES) -> None:
@@ -52,7 +51,7 @@ def radians_as_degrees(coords: np.ndarray, names: tuple[str, ...] = COORDINATES,
     nothing about units), only when the knees, read as radians, move that much."""
     coords = np.asarray(coords, dtype=np.float64)
     rot = [i for i, n in enumerate(names) if n not in TRANSLATIONS]
-    knees = [names.index(k) for k in _KNEES if k in names]
+    knees = [names.index(k) for k in KNEE_COORDINATES if k in names]
     if len(coords) < 2 or not knees or not rot or np.abs(coords[:, rot]).max() > math.pi + 1e-6:
         return None
     knee_range = max(float(np.ptp(coords[:, k])) for k in knees)

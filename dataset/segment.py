@@ -27,10 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from dataset.mcs import DatasetError, data_dir, find_session, save_segmentation
+from utils.constants import KNEE_COORDINATES
 from utils.errors import UserError
 from utils.motion_io import read_motion
-
-_KNEES = ("knee_angle_r", "knee_angle_l")
 
 
 @dataclass(frozen=True)
@@ -94,11 +93,13 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
 
 
-def segment_trial(path: str | Path, config: SegmentConfig = SegmentConfig()) -> list[tuple[int, int]]:
-    """:func:`find_repetitions` of an IK file (``.mot`` / ``.sto``; needs both knee angles)."""
+def segment_trial(path: str | Path, config: SegmentConfig = SegmentConfig()
+                  ) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """:func:`find_repetitions` of an IK file (``.mot`` / ``.sto``; needs both
+    knee angles), and the file's times (s)."""
     motion = read_motion(path)
-    knees = motion.coordinates(_KNEES, degrees=True)
-    return find_repetitions(knees.mean(axis=1), motion.times, config)
+    knees = motion.coordinates(KNEE_COORDINATES, degrees=True)
+    return find_repetitions(knees.mean(axis=1), motion.times, config), motion.times
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -131,27 +132,30 @@ def main(args: argparse.Namespace) -> dict[str, dict[str, list[tuple[int, int]]]
     base = data_dir(args.root)
     seg_dir = base.parent / "squat-segmentation-data"
     found: dict[str, dict[str, list[tuple[int, int]]]] = {}
+    kept = 0
     for folder in sorted(d for d in base.iterdir() if d.is_dir() and not d.name.startswith(".")):
         session = find_session(folder)
         target = seg_dir / f"{session.id}.npy"
         if target.exists() and not (args.overwrite or args.dry_run):
             print(f"{session.id}: {target} exists, kept (--overwrite replaces it)")
+            kept += 1
             continue
-        trials = {trial: segment_trial(path, config) for trial, path in sorted(session.trials.items())}
-        trials = {trial: reps for trial, reps in trials.items() if reps}
+        trials = {}
+        for trial, path in sorted(session.trials.items()):
+            reps, times = segment_trial(path, config)
+            if reps:
+                trials[trial] = reps
+                spans = ", ".join(f"{times[a]:.2f}-{times[b - 1]:.2f} s" for a, b in reps)
+                print(f"{session.id}: {trial}: {len(reps)} repetition(s): {spans}")
         if not trials:
             print(f"{session.id}: no squat repetition found in "
                   + (", ".join(p.name for p in session.trials.values()) or "no *sqt* Kinematics file"))
             continue
         found[session.id] = trials
-        for trial, reps in trials.items():
-            times = read_motion(session.trials[trial]).times
-            spans = ", ".join(f"{times[a]:.2f}-{times[b - 1]:.2f} s" for a, b in reps)
-            print(f"{session.id}: {trial}: {len(reps)} repetition(s): {spans}")
         if not args.dry_run:
             save_segmentation(target, trials)
             print(f"  wrote {target}")
-    if not found and not any((seg_dir / f"{d.name}.npy").exists() for d in base.iterdir() if d.is_dir()):
+    if not found and not kept:
         raise DatasetError(f"{base}: no squat repetition found in any session")
     return found
 

@@ -29,7 +29,7 @@ def test_synthetic_repetitions_are_found_where_the_generator_put_them(synthetic_
     for seg_file in sorted((Path(synthetic_root) / "squat-segmentation-data").glob("*.npy")):
         ik = Path(synthetic_root) / "Data" / seg_file.stem / "OpenSimData" / "Kinematics" / "SQT01.mot"
         times = read_motion(ik).times
-        found = segment_trial(ik)
+        found, _ = segment_trial(ik)
         for a, b in load_segmentation(seg_file)["SQT01"]:  # the repetitions the quality check kept
             hits = [(c, e) for c, e in found if c < b and e > a]
             assert len(hits) == 1, (seg_file.stem, (a, b), found)
@@ -41,7 +41,8 @@ def test_synthetic_repetitions_are_found_where_the_generator_put_them(synthetic_
 
 
 def test_the_real_squats_are_cut_as_by_hand() -> None:
-    found = segment_trial(IK_FILE)
+    found, times = segment_trial(IK_FILE)
+    assert len(times) == 801
     assert len(found) == 5
     for (c, e), (a, b) in zip(found, HAND_CUT):
         assert abs(c - a) <= 10 and abs(e - b) <= 10, (found, HAND_CUT)  # 0.1 s at 100 Hz
@@ -74,7 +75,7 @@ def test_the_command_writes_segmentation_the_loader_reads_and_never_overwrites(t
     main(get_args_parser().parse_args([str(root), "--dry-run"]))
     assert not target.exists()
     found = main(get_args_parser().parse_args([str(root)]))
-    assert list(found) == ["real"] and load_segmentation(target) == {"SQT01": segment_trial(IK_FILE)}
+    assert list(found) == ["real"] and load_segmentation(target) == {"SQT01": segment_trial(IK_FILE)[0]}
     said = capsys.readouterr().out
     assert "real: SQT01: 5 repetition(s): 0.06-1.62 s" in said and "still: no squat repetition found in SQT01.mot" in said
     reps = load_repetitions(root, "all", use_cache=False)

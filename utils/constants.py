@@ -72,6 +72,9 @@ MAX_ABS_TRANSLATION_M: float = 20.0
 """Largest plausible magnitude of a pelvis translation in a laboratory, metres
 (millimetres or centimetres read as metres exceed it)."""
 
+KNEE_COORDINATES: tuple[str, str] = ("knee_angle_r", "knee_angle_l")
+"""The two knee flexion coordinates (the squat's defining angle)."""
+
 MIN_SQUAT_KNEE_RANGE_DEG: float = 10.0
 """A squat bends the knees by more than this; a whole trial whose knee angles
 and every other rotation stay below ``pi`` in magnitude holds radians."""
