@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from run_pipeline import load_config
+from utils.pipeline_config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 

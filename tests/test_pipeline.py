@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from run_pipeline import PipelineError, load_config, run_stages
+from run_pipeline import run_stages
+from utils.pipeline_config import PipelineError, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -170,7 +171,7 @@ def _span(tmp: Path, name: str) -> tuple[float, float]:
 
 
 def test_needs_run_stages_side_by_side_and_in_dependency_order(tmp_path: Path) -> None:
-    from run_pipeline import config_jobs
+    from utils.pipeline_config import config_jobs
     variables, stages = load_config(_dag_config(tmp_path, jobs=2))
     assert config_jobs(variables, "dag.yaml") == 2
     assert [s.needs for s in stages] == [[], [], ["a", "b"], ["a", "b", "c"]]
@@ -199,7 +200,7 @@ def test_a_failed_stage_stops_what_needs_it_and_lets_the_others_finish(tmp_path:
 
 
 def test_bad_needs_and_jobs_are_named(tmp_path: Path) -> None:
-    from run_pipeline import config_jobs
+    from utils.pipeline_config import config_jobs
     cfg = tmp_path / "p.yaml"
     cfg.write_text("stages:\n  - {name: a, script: x.py, needs: [b]}\n  - {name: b, script: x.py}\n")
     with pytest.raises(PipelineError, match=r"p.yaml: stage 'a' needs 'b', which is not a stage before it"):
