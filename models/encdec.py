@@ -3,12 +3,15 @@
 The encoder shortens time by ``stride_t ** down_t`` (196 frames -> 49 latent
 steps with the defaults); the decoder mirrors it with nearest-neighbour
 upsampling. Both work channels-first: ``(B, C, T)``.
+The decoder's last layer computes in float32 also under bf16 autocast
+(:mod:`models.float32_layers`: its output is the motion).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from models.float32_layers import Float32Conv1d
 from models.resnet import Resnet1D, make_activation
 
 
@@ -50,7 +53,7 @@ class Decoder(nn.Module):
                 nn.Conv1d(width, width, 3, 1, 1),
             ]
         layers += [nn.Conv1d(width, width, 3, 1, 1), make_activation(activation),
-                   nn.Conv1d(width, n_features, 3, 1, 1)]
+                   Float32Conv1d(width, n_features, 3, 1, 1)]
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

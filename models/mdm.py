@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dataset.normalization import Normalizer
+from models.float32_layers import Float32Conv1d, Float32Linear
 from models.transformer import TransformerStack
 from utils.checkpoint import CheckpointError, check_compatible, check_kind, load_checkpoint
 from utils.constants import CLIP_LENGTH, COORDINATES, N_COORDS
@@ -99,14 +100,14 @@ class MotionDenoiser(nn.Module):
         self.register_buffer("pos", sinusoidal_embedding(torch.arange(config.n_frames // p + 1), d),
                              persistent=False)
         self.encoder = TransformerStack(d, config.layers, config.heads, config.ff_size, config.dropout)
-        self.output_proj = nn.Linear(d, config.n_features * p)
+        self.output_proj = Float32Linear(d, config.n_features * p)
         self.output_filter = None
         k = config.output_filter
         if k:
             if k < 0 or k % 2 == 0:
                 raise ValueError(f"output_filter must be 0 or an odd width, got {k}")
-            self.output_filter = nn.Conv1d(config.n_features, config.n_features, k, padding=k // 2,
-                                           groups=config.n_features, padding_mode="replicate")
+            self.output_filter = Float32Conv1d(config.n_features, config.n_features, k, padding=k // 2,
+                                                groups=config.n_features, padding_mode="replicate")
             with torch.no_grad():
                 binomial = torch.tensor([math.comb(k - 1, i) for i in range(k)], dtype=torch.float32)
                 self.output_filter.weight.copy_((binomial / binomial.sum()).expand_as(self.output_filter.weight))

@@ -205,6 +205,24 @@ def test_denoiser_conditions_on_the_subject_and_can_drop_it() -> None:
     torch.testing.assert_close(model(x, t, c1, dropped), model(x, t, c2, dropped))
 
 
+def test_denoiser_predicts_motion_in_float32_under_bf16_autocast() -> None:
+    """The output projection and filter compute in float32 (models.float32_layers):
+    the prediction equals those two layers applied in fp32 to the features the
+    bf16 transformer produced."""
+    torch.manual_seed(0)
+    model = MotionDenoiser(MDMConfig(n_frames=20, latent_dim=32, layers=1, heads=2, ff_size=64, dropout=0.0)).eval()
+    x, t = torch.randn(2, 20, 33), torch.tensor([3, 3])
+    seen = {}
+    model.output_proj.register_forward_hook(lambda m, inp, out: seen.update(features=inp[0]))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x, t)
+    assert out.dtype == torch.float32
+    with torch.no_grad():
+        proj = model.output_proj(seen["features"].float()).reshape(2, 20, 33)
+        expected = model.output_filter(proj.transpose(1, 2)).transpose(1, 2)
+    torch.testing.assert_close(out, expected)
+
+
 def _mdm_train_args(root: Path, out: Path, exp: str, total: int, *extra: str):
     return mdm_parser().parse_args([
         "--data-root", str(root), "--out-dir", str(out), "--exp-name", exp, "--device", "cpu", "--no-progress",

@@ -137,3 +137,34 @@ def test_load_vqvae_refuses_other_coordinate_orders_and_files(tmp_path) -> None:
         load_vqvae(tmp_path / "mismatch.pth")
     with pytest.raises(CheckpointError, match="does not exist"):
         load_vqvae(tmp_path / "missing.pth")
+
+
+def test_bf16_autocast_decodes_the_last_layer_in_float32() -> None:
+    """Under bf16 autocast the motion comes out in float32, computed by the last
+    layer in float32 from the (bf16) hidden features: frame differences of
+    the output are not differences of bf16-rounded values."""
+    model = _tiny().eval()
+    z_q = model.quantize(model.encode_latent(torch.randn(2, 196, 33)))[0]
+    decoder = model.decoder.model
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        hidden = decoder[:-1](z_q)
+        out = decoder(z_q)
+    assert hidden.dtype == torch.bfloat16 and out.dtype == torch.float32
+    with torch.no_grad():
+        expected = decoder[-1](hidden.float())            # the last layer, fp32, on the same features
+        rounded = expected.bfloat16().float()
+    assert torch.allclose(out, expected, rtol=1e-5, atol=1e-6)
+    # second differences: bf16 rounding of the output would have changed them by far more
+    acc = lambda x: x[..., 2:] - 2 * x[..., 1:-1] + x[..., :-2]  # noqa: E731
+    assert (acc(out) - acc(expected)).abs().max() < 1e-5 < (acc(rounded) - acc(expected)).abs().max()
+
+
+def test_float32_output_layer_loads_checkpoints_of_a_plain_conv() -> None:
+    from torch import nn
+
+    from models.float32_layers import Float32Conv1d
+
+    plain, fp32 = nn.Conv1d(8, 4, 3, 1, 1), Float32Conv1d(8, 4, 3, 1, 1)
+    fp32.load_state_dict(plain.state_dict())                # same keys and shapes
+    x = torch.randn(2, 8, 10)
+    assert torch.equal(fp32(x), plain(x))                   # outside autocast: the same layer
