@@ -2,7 +2,6 @@
 """VQ-VAE training throughput in fp32 and bf16, against the machine's peak.
 
     .venv/bin/python bench/bench_vq.py                 # paper size, batch 32, 196 frames
-    .venv/bin/python bench/bench_vq.py --quality-steps 300 --data-root data/mcs_synthetic
 
 Measures, in one run:
 
@@ -13,11 +12,9 @@ Measures, in one run:
    size (width 512, code dim 512, 512 codes, down_t 2, depth 3, 33 features,
    196 frames, batch 32) in fp32 and under bf16 autocast: median step time,
    clips/s, and the fraction of the same precision's peak reached (FLOPs
-   counted by torch.utils.flop_counter);
-3. with ``--quality-steps N`` and a dataset: the validation reconstruction
-   error (degrees) after N training steps of a smaller model in each
-   precision from the same initialisation, to check that bf16 does not cost
-   accuracy.
+   counted by torch.utils.flop_counter).
+
+Whether bf16 trains as well as fp32 is ``bench/bench_bf16_quality.py``.
 
 Prints machine information (CPU, cores, load average: numbers taken while
 other jobs share the CPU are noisy) and a markdown table.
@@ -92,23 +89,6 @@ def throughput(precision: str, batch: int, frames: int, repeats: int, config: di
     return {"step_s": t, "clips_s": batch / t, "gflops": flops / t / 1e9, "flops": flops}
 
 
-def quality(precision: str, steps: int, data_root: str, threads: int) -> float:
-    """Validation MAE (degrees) after ``steps`` steps of train_vq at a small size."""
-    import tempfile
-
-    from options.vq import get_args_parser
-    from train_vq import main
-
-    with tempfile.TemporaryDirectory() as out:
-        args = get_args_parser().parse_args([
-            "--data-root", data_root, "--out-dir", out, "--exp-name", precision, "--precision", precision,
-            "--width", "128", "--code-dim", "128", "--nb-code", "256", "--batch-size", "32",
-            "--window-size", "64", "--total-iter", str(steps), "--eval-iter", str(steps), "--lr", "1e-3",
-            "--warm-up-iter", "50", "--print-iter", "100", "--no-progress", "--device", "cpu", "--seed", "1",
-            "--num-threads", str(threads)])
-        return main(args).val["mae_deg"]
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch-size", type=int, default=32, help="clips per training step")
@@ -117,8 +97,6 @@ def main() -> None:
     p.add_argument("--bf16-repeats", type=int, default=3, help="timed steps for bf16 (slow on CPUs without bf16 units)")
     p.add_argument("--matmul-n", type=int, default=1024, help="size n of the peak matmuls (n and 2n are timed)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
-    p.add_argument("--quality-steps", type=int, default=0, help="also compare validation error after N steps")
-    p.add_argument("--data-root", default="data/mcs_synthetic", help="dataset for --quality-steps")
     args = p.parse_args()
     set_threads(args.threads)
     print(machine_info(), flush=True)
@@ -131,26 +109,17 @@ def main() -> None:
         rows[precision] = r
         print(f"{precision}: {r['step_s']:.3f} s/step, {r['clips_s']:.2f} clips/s, {r['gflops']:.1f} GFLOP/s "
               f"({r['flops'] / 1e9:.1f} GFLOP per step)", flush=True)
-    quality_row = {}
-    if args.quality_steps:
-        for precision in ("fp32", "bf16"):
-            quality_row[precision] = quality(precision, args.quality_steps, args.data_root, args.threads)
-            print(f"{precision}: validation MAE after {args.quality_steps} steps {quality_row[precision]:.3f} deg",
-                  flush=True)
     print()
     print(f"Machine: {machine_info()}")
     print(f"Paper-size VQ-VAE (18.7 M parameters), batch {args.batch_size} x {args.frames} frames x 33 features, "
           f"one AdamW training step; median of {args.repeats} (fp32) / {args.bf16_repeats} (bf16) steps.")
     print()
-    print("| precision | s/step | clips/s | GFLOP/s | peak GFLOP/s (kernel) | fraction of peak | speed vs fp32 |"
-          + (" val MAE (deg) |" if quality_row else ""))
-    print("|---|---|---|---|---|---|---|" + ("---|" if quality_row else ""))
+    print("| precision | s/step | clips/s | GFLOP/s | peak GFLOP/s (kernel) | fraction of peak | speed vs fp32 |")
+    print("|---|---|---|---|---|---|---|")
     for precision, r in rows.items():
         line = (f"| {precision} | {r['step_s']:.3f} | {r['clips_s']:.2f} | {r['gflops']:.1f} | "
                 f"{peak[precision]:.1f} ({measured[precision][1]}) | "
                 f"{r['gflops'] / peak[precision]:.0%} | {rows['fp32']['step_s'] / r['step_s']:.2f}x |")
-        if quality_row:
-            line += f" {quality_row[precision]:.3f} |"
         print(line)
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Run every benchmark in ``bench/`` one after another and keep their reports.
 
-    .venv/bin/python bench/run_all.py                  # all of them (about 20 min on 2 cores)
+    .venv/bin/python bench/run_all.py                  # all of them (about 25 min on 2 cores)
     .venv/bin/python bench/run_all.py --only motion_io vq
     .venv/bin/python bench/run_all.py --out bench/results
 
@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "guidance": ["--repeats", "3", "--batch", "32"],
     "guidance_step": ["--bank-clips", "100", "1000", "--rounds", "3"],
     "precision": [],
+    "bf16_quality": ["--seeds", "1", "2", "3", "4"],
     "metrics": ["--repeats", "3"],
     "render": [],
     "baselines": [],

@@ -1,0 +1,184 @@
+"""Does bf16 train the VQ-VAE as well as fp32? The demo's VQ-VAE stage
+(``configs/demo.yaml``, stage ``vq``: its flags, 600 steps), trained over
+``--seeds`` in fp32 and in bf16 autocast from this checkout, and in bf16 from
+other checkouts given with ``--variant`` (a checkout before a precision
+change, or a patched one, to measure which part of the bf16 path matters).
+
+    .venv/bin/python bench/bench_bf16_quality.py [--seeds 1 2 3 ...] [--jobs 2] \\
+        [--variant "label=/path/to/checkout"] [--data-root data/mcs_synthetic] [--out DIR]
+
+Each run is ``train_vq.py`` in its own process with one thread; ``--jobs``
+runs go side by side, seeds in turn and the variants of one seed together,
+so that a change in the machine's speed hits every variant alike. A run
+whose checkpoint in ``--out`` already reached the last step is read, not
+repeated (an interrupted benchmark continues). The validation error is
+``train_vq.py``'s own: the MAE in degrees of the rotational coordinates on
+the held-out training sessions, computed in the run's precision; "best" is
+the lowest of its validations (steps 200, 400, 600), "final" the last.
+
+This measures numerics, not speed. On a CPU without bf16 units PyTorch
+emulates bf16: operands and results are rounded to bf16 and products are
+accumulated in fp32, as bf16 units and GPU tensor cores do, so the errors
+match those of native hardware up to the order of the fp32 sums (which
+changes results as much as a different thread count does). The seconds per
+run are listed, but on such a CPU they are not bf16's speed.
+
+Seeds change the initial weights, the codebook's initialisation and the
+batches; at the demo's length their spread (several percent) is larger than
+the 2 % that decides whether ``--precision auto`` may pick bf16 (issue 18),
+so the table gives each variant's mean over the seeds, its ratio to fp32's
+mean and a 95 % bootstrap interval of that ratio (seeds resampled within
+each variant, 10,000 draws). A benchmark, not a test.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from bench.common import machine  # noqa: E402
+from utils.checkpoint import load_checkpoint  # noqa: E402
+from utils.device import bf16_support  # noqa: E402
+from utils.pipeline_config import load_config, stage_flags  # noqa: E402
+
+STAGE = "vq"
+"""The pipeline stage whose flags the runs use."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    checkout: Path
+    precision: str
+
+
+@dataclass
+class Result:
+    best: float
+    final: float
+    seconds: float | None
+
+
+def demo_vq_args(config: Path, data_root: str) -> dict:
+    """The ``vq`` stage's flags from the pipeline config, with its own data root,
+    without the flags a benchmark run sets itself."""
+    _, stages = load_config(config)
+    stage = next((s for s in stages if s.name == STAGE), None)
+    if stage is None:
+        raise SystemExit(f"{config}: no stage named {STAGE!r}")
+    args = dict(stage.args)
+    for key in ("out-dir", "exp-name", "num-threads", "snapshot-iter", "seed", "precision", "device"):
+        args.pop(key, None)
+    args["data-root"] = data_root
+    args["no-progress"] = True
+    return args
+
+
+def run_one(variant: Variant, seed: int, flags: list[str], out: Path, total: int) -> Result:
+    """One training run (or the result of an earlier one in ``out``)."""
+    name = f"{variant.label.replace(' ', '_').replace('/', '_')}-seed{seed}"
+    last = out / name / "net_last.pth"
+    seconds = None
+    if not (last.is_file() and load_checkpoint(last)["step"] >= total):
+        cmd = [sys.executable, str(variant.checkout / "train_vq.py"), *flags, "--out-dir", str(out),
+               "--exp-name", name, "--seed", str(seed), "--precision", variant.precision, "--device", "cpu",
+               "--num-threads", "1", "--overwrite"]
+        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(variant.checkout))
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=variant.checkout, env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise SystemExit(f"{variant.label}, seed {seed}: train_vq.py failed:\n{proc.stderr[-2000:]}")
+    state = load_checkpoint(last)
+    return Result(best=float(state["best"]), final=float(state["val"]["mae_deg"]), seconds=seconds)
+
+
+def ratio_interval(values: list[float], reference: list[float], draws: int = 10_000) -> tuple[float, float]:
+    """95 % bootstrap interval of mean(values) / mean(reference), each resampled on its own."""
+    rng = np.random.default_rng(0)
+    v, r = np.asarray(values), np.asarray(reference)
+    ratios = (rng.choice(v, (draws, len(v))).mean(1) / rng.choice(r, (draws, len(r))).mean(1))
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6, 7, 8],
+                   help="training seeds (each variant trains once per seed)")
+    p.add_argument("--variant", action="append", default=[], metavar="LABEL=PATH",
+                   help="also train in bf16 from the checkout PATH (repeatable), reported as LABEL")
+    p.add_argument("--jobs", type=int, default=2, help="training runs side by side (one thread each)")
+    p.add_argument("--config", type=Path, default=ROOT / "configs" / "demo.yaml",
+                   help=f"pipeline config whose {STAGE!r} stage gives the training flags")
+    p.add_argument("--data-root", default=str(ROOT / "data" / "mcs_synthetic"),
+                   help="dataset (make demo writes the embedded one here)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="keep the runs here (finished runs are reused); default: a temporary folder")
+    args = p.parse_args()
+    if not Path(args.data_root, "split.json").is_file() and not Path(args.data_root, "Data").is_dir():
+        raise SystemExit(f"{args.data_root}: no dataset there; run `make demo` first or pass --data-root")
+    variants = [Variant("fp32", ROOT, "fp32"), Variant("bf16", ROOT, "bf16")]
+    for item in args.variant:
+        label, sep, path = item.partition("=")
+        if not sep or not Path(path, "train_vq.py").is_file():
+            raise SystemExit(f"--variant {item!r}: expected LABEL=PATH with PATH a checkout holding train_vq.py")
+        variants.append(Variant(label, Path(path).resolve(), "bf16"))
+    vq = demo_vq_args(args.config, args.data_root)
+    total = int(vq["total-iter"])
+    flags = stage_flags(vq)
+
+    print(machine())
+    print(f"bf16: {bf16_support(torch.device('cpu'))[1]}; load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"train_vq.py {' '.join(flags)} --seed S --precision P --num-threads 1 ({args.config.name}, stage "
+          f"{STAGE!r}); seeds {args.seeds}; {args.jobs} runs side by side")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = args.out or Path(tmp)
+        out.mkdir(parents=True, exist_ok=True)
+        jobs = [(v, s) for s in args.seeds for v in variants]
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            done = list(pool.map(lambda job: run_one(job[0], job[1], flags, out, total), jobs))
+    results: dict[str, list[Result]] = {v.label: [] for v in variants}
+    for (v, _), r in zip(jobs, done):
+        results[v.label].append(r)
+    print(f"load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+    print(f"validation MAE (deg) after {total} steps, {len(args.seeds)} seeds; ratio = mean / fp32's mean "
+          "[95 % bootstrap interval]\n")
+    print("| variant | best: mean ± SD | best: ratio to fp32 | final: mean ± SD | final: ratio to fp32 | s per run "
+          "(median) |\n| --- | ---: | ---: | ---: | ---: | ---: |")
+    ref = results["fp32"]
+    for label, rs in results.items():
+        cells = [label]
+        for key in ("best", "final"):
+            values = [getattr(r, key) for r in rs]
+            sd = statistics.stdev(values) if len(values) > 1 else 0.0
+            cells.append(f"{statistics.mean(values):.3f} ± {sd:.3f}")
+            if label == "fp32":
+                cells.append("1")
+            else:
+                refs = [getattr(r, key) for r in ref]
+                low, high = ratio_interval(values, refs)
+                cells.append(f"{statistics.mean(values) / statistics.mean(refs):.3f} [{low:.3f}, {high:.3f}]")
+        secs = [r.seconds for r in rs if r.seconds is not None]
+        cells.append(f"{statistics.median(secs):.0f}" if secs else "(reused)")
+        print("| " + " | ".join(cells) + " |")
+    print("\nper seed (best / final):")
+    for label, rs in results.items():
+        print(f"  {label}: " + ", ".join(f"{s}: {r.best:.3f} / {r.final:.3f}" for s, r in zip(args.seeds, rs)))
+
+
+if __name__ == "__main__":
+    main()
