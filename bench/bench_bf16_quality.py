@@ -5,7 +5,8 @@ other checkouts given with ``--variant`` (a checkout before a precision
 change, or a patched one, to measure which part of the bf16 path matters).
 
     .venv/bin/python bench/bench_bf16_quality.py [--seeds 1 2 3 ...] [--jobs 2] \\
-        [--variant "label=/path/to/checkout"] [--data-root data/mcs_synthetic] [--out DIR]
+        [--variant "label=/path/to/checkout"] [--data-root data/mcs_synthetic] [--out DIR] \\
+        [--checkpoint output/demo/vqvae/net_best.pth]
 
 Each run is ``train_vq.py`` in its own process with one thread; ``--jobs``
 runs go side by side, seeds in turn and the variants of one seed together,
@@ -28,7 +29,16 @@ batches; at the demo's length their spread (several percent) is larger than
 the 2 % that decides whether ``--precision auto`` may pick bf16 (issue 18),
 so the table gives each variant's mean over the seeds, its ratio to fp32's
 mean and a 95 % bootstrap interval of that ratio (seeds resampled within
-each variant, 10,000 draws). A benchmark, not a test.
+each variant, 10,000 draws).
+
+A second table takes one trained VQ-VAE (``--checkpoint``, by default the
+demo's) and decodes the test split three ways: fp32, bf16 autocast as the
+project runs it (the decoder's last layer in fp32,
+:mod:`models.float32_layers`), and bf16 with that layer a plain ``Conv1d``
+(as before that module: the motion rounded to bf16). Besides the angle error
+it lists what frame differences see: the RMS difference from the fp32
+decoding of the angles, of their velocity and of their acceleration (60 Hz
+differences; rotational coordinates, degrees). A benchmark, not a test.
 """
 from __future__ import annotations
 
@@ -50,7 +60,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench.common import machine  # noqa: E402
+from dataset.repetitions import load_repetitions  # noqa: E402
+from metrics.reconstruction import coordinate_errors  # noqa: E402
+from models.vqvae import load_vqvae  # noqa: E402
 from utils.checkpoint import load_checkpoint  # noqa: E402
+from utils.constants import FRAME_RATE, ROTATION_MASK  # noqa: E402
 from utils.device import bf16_support  # noqa: E402
 from utils.pipeline_config import load_config, stage_flags  # noqa: E402
 
@@ -115,6 +129,39 @@ def ratio_interval(values: list[float], reference: list[float], draws: int = 10_
     return float(low), float(high)
 
 
+def decode_table(checkpoint: Path, data_root: str) -> None:
+    """Decode the test split with one model in fp32 and two bf16 ways (see the module text)."""
+    model, normalizer, ckpt = load_vqvae(checkpoint)
+    reps = load_repetitions(data_root, "test", split_file=ckpt.get("args", {}).get("split_file"))
+    last = model.decoder.model[-1]
+    plain = torch.nn.Conv1d(last.in_channels, last.out_channels, last.kernel_size, last.stride, last.padding)
+    plain.load_state_dict(last.state_dict())
+    decoded = {}
+    for label, layer, precision in (("fp32", last, "fp32"), ("bf16, output layer in fp32 (now)", last, "bf16"),
+                                    ("bf16, output layer in bf16 (before)", plain, "bf16")):
+        model.decoder.model[-1] = layer
+        decoded[label] = model.reconstruct(reps.motions, normalizer, batch_size=64, precision=precision)
+    model.decoder.model[-1] = last
+    rot = np.asarray(ROTATION_MASK, dtype=bool)
+
+    def rms(a: np.ndarray, b: np.ndarray, order: int) -> float:
+        d = np.diff(a[..., rot], order, axis=1) - np.diff(b[..., rot], order, axis=1) if order else a[..., rot] - b[..., rot]
+        return float(np.sqrt(np.mean(d ** 2)) * FRAME_RATE ** order)
+
+    print(f"\ndecoding the test split ({len(reps.motions)} clips) with {checkpoint} (trained in "
+          f"{ckpt.get('args', {}).get('precision', '?')}); RMS difference from the fp32 decoding, rotational "
+          "coordinates\n")
+    print("| decoding | test MAE (deg) | angle (deg) | velocity (deg/s) | acceleration (deg/s^2) |\n"
+          "| --- | ---: | ---: | ---: | ---: |")
+    ref = decoded["fp32"]
+    for label, motion in decoded.items():
+        mae = coordinate_errors(motion, reps.motions)["mae_deg"]
+        print(f"| {label} | {mae:.3f} | {rms(motion, ref, 0):.4f} | {rms(motion, ref, 1):.3f} | "
+              f"{rms(motion, ref, 2):.1f} |")
+    acc = np.diff(reps.motions[..., rot], 2, axis=1) * FRAME_RATE ** 2
+    print(f"\nfor scale: RMS acceleration of the motion capture itself {np.sqrt(np.mean(acc ** 2)):.1f} deg/s^2")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6, 7, 8],
@@ -126,6 +173,8 @@ def main() -> None:
                    help=f"pipeline config whose {STAGE!r} stage gives the training flags")
     p.add_argument("--data-root", default=str(ROOT / "data" / "mcs_synthetic"),
                    help="dataset (make demo writes the embedded one here)")
+    p.add_argument("--checkpoint", type=Path, default=ROOT / "output" / "demo" / "vqvae" / "net_best.pth",
+                   help="a trained VQ-VAE for the decoding table (skipped when the file is absent)")
     p.add_argument("--out", type=Path, default=None,
                    help="keep the runs here (finished runs are reused); default: a temporary folder")
     args = p.parse_args()
@@ -178,6 +227,10 @@ def main() -> None:
     print("\nper seed (best / final):")
     for label, rs in results.items():
         print(f"  {label}: " + ", ".join(f"{s}: {r.best:.3f} / {r.final:.3f}" for s, r in zip(args.seeds, rs)))
+    if args.checkpoint.is_file():
+        decode_table(args.checkpoint, args.data_root)
+    else:
+        print(f"\ndecoding table skipped: {args.checkpoint} does not exist (run `make demo` or pass --checkpoint)")
 
 
 if __name__ == "__main__":
