@@ -8,7 +8,8 @@ change, or a patched one, to measure which part of the bf16 path matters).
         [--variant "label=/path/to/checkout"] [--data-root data/mcs_synthetic] [--out DIR] \\
         [--checkpoint output/demo/vqvae/net_best.pth]
 
-Each run is ``train_vq.py`` in its own process with one thread; ``--jobs``
+Each run is ``train_vq.py`` in its own process with one thread (on
+``--device``, the CPU by default); ``--jobs``
 runs go side by side, seeds in turn and the variants of one seed together,
 so that a change in the machine's speed hits every variant alike. A run
 whose checkpoint in ``--out`` already reached the last step is read, not
@@ -101,14 +102,14 @@ def demo_vq_args(config: Path, data_root: str) -> dict:
     return args
 
 
-def run_one(variant: Variant, seed: int, flags: list[str], out: Path, total: int) -> Result:
+def run_one(variant: Variant, seed: int, flags: list[str], out: Path, total: int, device: str) -> Result:
     """One training run (or the result of an earlier one in ``out``)."""
     name = f"{variant.label.replace(' ', '_').replace('/', '_')}-seed{seed}"
     last = out / name / "net_last.pth"
     seconds = None
     if not (last.is_file() and load_checkpoint(last)["step"] >= total):
         cmd = [sys.executable, str(variant.checkout / "train_vq.py"), *flags, "--out-dir", str(out),
-               "--exp-name", name, "--seed", str(seed), "--precision", variant.precision, "--device", "cpu",
+               "--exp-name", name, "--seed", str(seed), "--precision", variant.precision, "--device", device,
                "--num-threads", "1", "--overwrite"]
         env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(variant.checkout))
         start = time.perf_counter()
@@ -169,6 +170,8 @@ def main() -> None:
     p.add_argument("--variant", action="append", default=[], metavar="LABEL=PATH",
                    help="also train in bf16 from the checkout PATH (repeatable), reported as LABEL")
     p.add_argument("--jobs", type=int, default=2, help="training runs side by side (one thread each)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where the runs train (cuda: bf16 as that GPU computes it)")
     p.add_argument("--config", type=Path, default=ROOT / "configs" / "demo.yaml",
                    help=f"pipeline config whose {STAGE!r} stage gives the training flags")
     p.add_argument("--data-root", default=str(ROOT / "data" / "mcs_synthetic"),
@@ -191,7 +194,7 @@ def main() -> None:
     flags = stage_flags(vq)
 
     print(machine())
-    print(f"bf16: {bf16_support(torch.device('cpu'))[1]}; load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"bf16: {bf16_support(torch.device(args.device))[1]}; load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"train_vq.py {' '.join(flags)} --seed S --precision P --num-threads 1 ({args.config.name}, stage "
           f"{STAGE!r}); seeds {args.seeds}; {args.jobs} runs side by side")
     with tempfile.TemporaryDirectory() as tmp:
@@ -199,13 +202,16 @@ def main() -> None:
         out.mkdir(parents=True, exist_ok=True)
         jobs = [(v, s) for s in args.seeds for v in variants]
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            done = list(pool.map(lambda job: run_one(job[0], job[1], flags, out, total), jobs))
+            done = list(pool.map(lambda job: run_one(job[0], job[1], flags, out, total, args.device), jobs))
     results: dict[str, list[Result]] = {v.label: [] for v in variants}
     for (v, _), r in zip(jobs, done):
         results[v.label].append(r)
     print(f"load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
     print(f"validation MAE (deg) after {total} steps, {len(args.seeds)} seeds; ratio = mean / fp32's mean "
           "[95 % bootstrap interval]\n")
+    if len(args.seeds) < 20:
+        print(f"(with {len(args.seeds)} seeds the bootstrap intervals are too narrow to trust: they only know the "
+              "spread of the seeds drawn)\n")
     print("| variant | best: mean ± SD | best: ratio to fp32 | final: mean ± SD | final: ratio to fp32 | s per run "
           "(median) |\n| --- | ---: | ---: | ---: | ---: | ---: |")
     ref = results["fp32"]
