@@ -21,9 +21,8 @@ the lowest of its validations (steps 200, 400, 600), "final" the last.
 This measures numerics, not speed. On a CPU without bf16 units PyTorch
 emulates bf16: operands and results are rounded to bf16 and products are
 accumulated in fp32, as bf16 units and GPU tensor cores do, so the errors
-match those of native hardware up to the order of the fp32 sums (which
-changes results as much as a different thread count does). The seconds per
-run are listed, but on such a CPU they are not bf16's speed.
+match those of native hardware up to the order of the fp32 sums. The
+seconds per run are listed, but on such a CPU they are not bf16's speed.
 
 Seeds change the initial weights, the codebook's initialisation and the
 batches; at the demo's length their spread (several percent) is larger than
