@@ -474,3 +474,18 @@ def test_subject_workers_must_be_at_least_one(trained, tmp_path) -> None:
     args.subject_workers = 0
     with pytest.raises(G.GuidanceError, match="--subject-workers"):
         main(args)
+
+
+def test_bf16_guidance_runs_end_to_end_and_writes_finite_motions(trained, tmp_path) -> None:
+    """--precision bf16 (decoder and surrogate under autocast, the decoder's last
+    layer, losses and search in fp32): the run finishes, says so in its log, and
+    writes finite motions and peaks."""
+    out = tmp_path / "bf16"
+    folders = main(_args(trained, out, "--exp-name", "bf16", "--precision", "bf16", "--total-iter", "20",
+                         "--num-runs", "4", "--batch-size", "4", "--min-samples", "2"))
+    folder = next(iter(folders.values()))
+    assert "precision bf16 (as asked)" in (out / "bf16" / "run.log").read_text()
+    peaks = np.asarray(_summary(folder)["all_runs"]["peak_activation_mean"], dtype=float)
+    assert len(peaks) == 4 and np.isfinite(peaks).all() and ((peaks >= 0) & (peaks <= 1)).all()
+    motions = sorted(folder.glob("entry_*.npy"))
+    assert motions and all(np.isfinite(np.load(m)).all() for m in motions)
