@@ -106,7 +106,8 @@ def run_one(variant: Variant, seed: int, flags: list[str], out: Path, total: int
     name = f"{variant.label.replace(' ', '_').replace('/', '_')}-seed{seed}"
     last = out / name / "net_last.pth"
     seconds = None
-    if not (last.is_file() and load_checkpoint(last)["step"] >= total):
+    state = load_checkpoint(last) if last.is_file() else None
+    if state is None or state["step"] < total:
         cmd = [sys.executable, str(variant.checkout / "train_vq.py"), *flags, "--out-dir", str(out),
                "--exp-name", name, "--seed", str(seed), "--precision", variant.precision, "--device", device,
                "--num-threads", "1", "--overwrite"]
@@ -116,7 +117,7 @@ def run_one(variant: Variant, seed: int, flags: list[str], out: Path, total: int
         seconds = time.perf_counter() - start
         if proc.returncode != 0:
             raise SystemExit(f"{variant.label}, seed {seed}: train_vq.py failed:\n{proc.stderr[-2000:]}")
-    state = load_checkpoint(last)
+        state = load_checkpoint(last)
     return Result(best=float(state["best"]), final=float(state["val"]["mae_deg"]), seconds=seconds)
 
 
@@ -145,7 +146,7 @@ def decode_table(checkpoint: Path, data_root: str) -> None:
     rot = np.asarray(ROTATION_MASK, dtype=bool)
 
     def rms(a: np.ndarray, b: np.ndarray, order: int) -> float:
-        d = np.diff(a[..., rot], order, axis=1) - np.diff(b[..., rot], order, axis=1) if order else a[..., rot] - b[..., rot]
+        d = np.diff(a[..., rot] - b[..., rot], order, axis=1)
         return float(np.sqrt(np.mean(d ** 2)) * FRAME_RATE ** order)
 
     print(f"\ndecoding the test split ({len(reps.motions)} clips) with {checkpoint} (trained in "
@@ -160,6 +161,10 @@ def decode_table(checkpoint: Path, data_root: str) -> None:
               f"{rms(motion, ref, 2):.1f} |")
     acc = np.diff(reps.motions[..., rot], 2, axis=1) * FRAME_RATE ** 2
     print(f"\nfor scale: RMS acceleration of the motion capture itself {np.sqrt(np.mean(acc ** 2)):.1f} deg/s^2")
+
+
+def _load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
@@ -193,7 +198,7 @@ def main() -> None:
     flags = stage_flags(vq)
 
     print(machine())
-    print(f"bf16: {bf16_support(torch.device(args.device))[1]}; load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"bf16: {bf16_support(torch.device(args.device))[1]}; load average at start {_load_average()}")
     print(f"train_vq.py {' '.join(flags)} --seed S --precision P --num-threads 1 ({args.config.name}, stage "
           f"{STAGE!r}); seeds {args.seeds}; {args.jobs} runs side by side")
     with tempfile.TemporaryDirectory() as tmp:
@@ -205,7 +210,7 @@ def main() -> None:
     results: dict[str, list[Result]] = {v.label: [] for v in variants}
     for (v, _), r in zip(jobs, done):
         results[v.label].append(r)
-    print(f"load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+    print(f"load average at end {_load_average()}\n")
     print(f"validation MAE (deg) after {total} steps, {len(args.seeds)} seeds; ratio = mean / fp32's mean "
           "[95 % bootstrap interval]\n")
     if len(args.seeds) < 20:

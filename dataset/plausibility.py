@@ -14,7 +14,6 @@ from utils.constants import (COORDINATES, KNEE_COORDINATES, MAX_ABS_ROTATION_DEG
 from utils.motion_io import MotionFileError
 
 
-
 def check_plausible(coords: np.ndarray, path: str | os.PathLike, names: tuple[str, ...] = COORDINATES) -> None:
     """Raise :class:`MotionFileError` naming ``path`` and the column when the
     squat kinematics ``coords`` (T, 33; degrees / metres, as read) are out of
