@@ -96,11 +96,18 @@ def add_centre_arg(group, what: str = "model") -> None:
                             "pelvis_tz, pelvis_rotation) instead of their values relative to the clip mean")
 
 
+def add_device_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup, what: str = "") -> None:
+    """``--device auto|cpu|cuda`` (auto = CUDA when available, else the CPU); ``what`` names
+    what runs there when it is not the whole script."""
+    where = f"device of {what}; " if what else ""
+    parser.add_argument("--device", default="auto", choices=DEVICES,
+                        help=f"{where}auto = CUDA when available, else CPU")
+
+
 def add_runtime_args(parser: argparse.ArgumentParser,
                      seed_help: str = "random seed (data order, initialisation)") -> None:
     g = parser.add_argument_group("runtime")
-    g.add_argument("--device", default="auto", choices=DEVICES,
-                   help="auto = CUDA when available, else CPU")
+    add_device_arg(g)
     g.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="bf16 runs matmuls and convolutions in bfloat16 autocast (weights, quantiser distances, "
                         "EMA updates and losses stay fp32); auto = fp32, or bf16 on hardware with native bf16 "

@@ -10,9 +10,8 @@ import argparse
 
 from dataset.clips import CLIP_MODES
 from metrics.published import PROTOCOLS
-from options.common import MIN_CLIP_LENGTH, add_data_root_arg, int_at_least, metres_or_auto
+from options.common import MIN_CLIP_LENGTH, add_data_root_arg, add_device_arg, int_at_least, metres_or_auto
 from utils.constants import CLIP_LENGTH, GUIDED_MUSCLES, PEAK_WINDOW_S
-from utils.device import DEVICES
 
 SET_KINDS = ("auto", "mocap", "mot", "npy")
 
@@ -172,7 +171,7 @@ def get_guidance_parser() -> argparse.ArgumentParser:
                         "model file's bytes, the motion and the simulation code (metrics/sim_cache.py), and "
                         "simulate only the motions it does not hold; the results are the same bit for bit. "
                         "Unset: no cache")
-    g.add_argument("--device", default="auto", choices=DEVICES, help="device of the surrogate")
+    add_device_arg(g, "the surrogate")
     g.add_argument("--batch-size", type=int_at_least(1), default=256, help="motions per surrogate batch")
     g = p.add_argument_group("kinematics")
     g.add_argument("--frame-rate", type=float, default=None,

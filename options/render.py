@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from options.common import add_data_root_arg, metres_or_auto
+from options.common import add_data_root_arg, add_device_arg, int_at_least, metres_or_auto
 from render.animation import ANGLE_CURVES, GIF_MAX_FPS
 from utils.constants import DEFAULT_DATA_ROOT
-
-
-def _positive_int(value: str) -> int:
-    n = int(value)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return n
 
 
 def _positive_float(value: str) -> float:
@@ -35,7 +28,7 @@ def add_camera_args(parser: argparse.ArgumentParser, azim: float = 55.0, elev: f
                    help="floor height in metres, or 'auto': the OpenSim ground (y = 0) unless a motion's lowest "
                         "point sits more than 15 cm away from it (e.g. marker data with another origin), then "
                         "that lowest point")
-    g.add_argument("--panel-height", type=_positive_int, default=panel_height,
+    g.add_argument("--panel-height", type=int_at_least(1), default=panel_height,
                    help=f"height of each stick-figure panel in pixels at 100 dpi (width follows the motion's "
                         f"extent; default {panel_height})")
 
@@ -45,7 +38,7 @@ def add_video_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--fps", type=_positive_float, default=None,
                    help="playback frames per second; default: real time (the data's rate, 60 Hz for MCS). "
                         f"GIF plays at most {GIF_MAX_FPS:g} fps and keeps every 2nd frame of 60 Hz data")
-    g.add_argument("--stride", type=_positive_int, default=None,
+    g.add_argument("--stride", type=int_at_least(1), default=None,
                    help="keep every N-th frame (default 1 for MP4; for GIF as needed to stay within "
                         f"{GIF_MAX_FPS:g} fps)")
     g.add_argument("--sync", choices=("phase", "time"), default="phase",
@@ -115,7 +108,7 @@ def compare_parser() -> argparse.ArgumentParser:
     p.add_argument("output", help="video to write (.mp4 or .gif)")
     g = p.add_argument_group("reference repetition")
     g.add_argument("--trial", default=None, help="squat trial of the subject (default: the first, e.g. SQT01)")
-    g.add_argument("--rep", type=_positive_int, default=1, help="1-based repetition of that trial (default 1)")
+    g.add_argument("--rep", type=int_at_least(1), default=1, help="1-based repetition of that trial (default 1)")
     g.add_argument("--source", choices=("kinematics", "dynamics"), default="kinematics",
                    help="take the repetition from the whole-trial inverse kinematics cut by the segmentation "
                         "(kinematics) or from the muscle-driven simulation file (dynamics)")
@@ -149,7 +142,7 @@ def samples_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None,
                    help="output path without or with extension (.png; a .pdf is written next to it); default "
                         "<folder>/<session>/qualitative.png (only with one session)")
-    p.add_argument("--max-samples", type=_positive_int, default=6,
+    p.add_argument("--max-samples", type=int_at_least(1), default=6,
                    help="samples drawn per figure; with more, evenly spaced ranks by peak activation are kept, "
                         "always the lowest and the highest")
     add_data_root_arg(p, default=None,
@@ -160,9 +153,8 @@ def samples_parser() -> argparse.ArgumentParser:
     p.add_argument("--surrogate", default=None,
                    help="surrogate checkpoint (surrogate_training.py) to draw the activation curves of the "
                         "samples and the reference")
-    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"),
-                   help="device for the surrogate (default cpu)")
-    p.add_argument("--dpi", type=_positive_int, default=150, help="resolution of the PNG")
+    add_device_arg(p, "the surrogate")
+    p.add_argument("--dpi", type=int_at_least(1), default=150, help="resolution of the PNG")
     add_pose_model_args(p, "the samples and the reference (default: the reference subject's scaled model)")
     add_camera_args(p, azim=70.0, elev=0.0, panel_height=330)
     p.add_argument("--overwrite", action="store_true", help="replace existing figures")
