@@ -357,7 +357,7 @@ def prepare(args: argparse.Namespace) -> Prepared:
 
     check_args(args)
     device = resolve_device(args.device)
-    precision_note = apply_precision(args, device)
+    precision_note = apply_precision(args, device, "guidance")
     root = resolve_data_root(args)
     sessions = resolve_subjects(root, args.subject, args.split_file, args.seed)
     exp_dir = Path(args.out_dir) / args.exp_name

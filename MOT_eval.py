@@ -38,7 +38,7 @@ def main(args) -> dict:
     folder = Path(args.out_dir) / args.exp_name / f"reconstruction_{args.split}"
     ensure_writable(folder, args.overwrite)
     device = resolve_device(args.device)
-    print(apply_precision(args, device))
+    print(apply_precision(args, device, "vq_evaluation"))
     with torch_threads(args.num_threads):
         return _evaluate(args, folder, device)
 

@@ -186,7 +186,7 @@ def _load_for_evaluation(checkpoint: str | Path, args: argparse.Namespace,
                          logger: RunLogger | None) -> SurrogateModel:
     """The checkpoint's surrogate on ``--device``, ``--precision`` resolved and logged."""
     device = resolve_device(args.device)
-    precision_note = apply_precision(args, device)
+    precision_note = apply_precision(args, device, "surrogate_evaluation")
     if logger is not None:
         logger.log(f"evaluation: {precision_note}")
     return load_surrogate(checkpoint, device=device)
@@ -261,7 +261,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                                   f"(kind={ckpt.get('kind')!r}); train again, or use it with --eval-only")
         muscles = list(ckpt["muscles"])
     device = resolve_device(args.device)
-    precision_note = apply_precision(args, device)
+    precision_note = apply_precision(args, device, "surrogate_training")
     seed_everything(args.seed)
 
     data = load_training_data(args, muscles, val_sessions=None if ckpt is None else ckpt["val_sessions"])

@@ -90,7 +90,7 @@ def validation_mse(model: torch.nn.Module, diffusion: GaussianDiffusion, x: torc
 
 def _train(args: argparse.Namespace, dist_info) -> dict[str, float]:
     device, exp_dir, ckpt = start_run(args, dist_info)
-    precision_note = apply_precision(args, device)
+    precision_note = apply_precision(args, device, "mdm_training")
     seed_everything(args.seed + dist_info.rank)
 
     train_reps = load_repetitions(args.data_root, "train", length=args.clip_length, clip_mode=args.clip_mode,

@@ -96,7 +96,7 @@ def code_histogram(codes: torch.Tensor, nb_code: int) -> list[int]:
 
 def _train(args: argparse.Namespace, dist_info) -> dict[str, float]:
     device, exp_dir, ckpt = start_run(args, dist_info)
-    precision_note = apply_precision(args, device)
+    precision_note = apply_precision(args, device, "t2m_training")
     vq, normalizer, vq_ckpt = load_vqvae(args.vq_name, device)
     if ckpt is not None and ckpt.get("vq_config") != vq.config:
         raise CheckpointError(f"{args.resume}: trained on a VQ-VAE with options {ckpt.get('vq_config')}, "

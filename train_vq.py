@@ -292,7 +292,7 @@ def train(args: argparse.Namespace) -> TrainResult:
 
 
 def _train(args: argparse.Namespace, info: DistInfo, device: torch.device, deepspeed) -> TrainResult:
-    precision_note = apply_precision(args, device)
+    precision_note = apply_precision(args, device, "vq_training")
     folder = check_run_dir(Path(args.out_dir) / args.exp_name, args.resume, args.overwrite)
     ckpt = None
     if args.resume is not None:

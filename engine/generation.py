@@ -68,7 +68,7 @@ def generate_for_subjects(args: argparse.Namespace, dist_info: DistInfo, subject
     """Run ``sampler`` for this rank's share of ``subjects`` and write the
     results; ``info`` goes into every ``summary.json``. Returns the subject
     folders written by this rank."""
-    precision_note = apply_precision(args, device)  # the samplers read args.precision when they run
+    precision_note = apply_precision(args, device, "generation")  # the samplers read args.precision when they run
     logger = RunLogger(exp_dir, args, enabled=dist_info.is_main, tensorboard=False)
     mine = subjects[dist_info.rank::dist_info.world_size]
     logger.log(f"generating {args.num_samples} samples for each of {len(subjects)} subject(s) "

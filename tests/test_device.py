@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -51,26 +53,42 @@ def test_auto_is_fp32_without_native_bf16_whatever_the_switch(tmp_path, monkeypa
 def test_auto_on_native_bf16_follows_validation_and_the_switch(tmp_path, monkeypatch) -> None:
     info = _cpuinfo(tmp_path, "avx512f avx512_bf16")
     monkeypatch.delenv(D.AUTO_BF16_ENV, raising=False)
-    monkeypatch.setattr(D, "BF16_VALIDATED", False)
-    precision, note = D.resolve_precision("auto", CPU, info)
-    assert precision == "fp32" and "not yet shown to train within 2 %" in note
+    monkeypatch.setattr(D, "BF16_VALIDATED", frozenset())
+    precision, note = D.resolve_precision("auto", CPU, info, stage="vq_training")
+    assert precision == "fp32" and "not yet shown to be within 2 % of fp32 for vq_training" in note
     monkeypatch.setenv(D.AUTO_BF16_ENV, "1")
+    assert D.resolve_precision("auto", CPU, info, stage="guidance")[0] == "bf16"
     assert D.resolve_precision("auto", CPU, info)[0] == "bf16"
-    monkeypatch.setattr(D, "BF16_VALIDATED", True)
+    monkeypatch.setattr(D, "BF16_VALIDATED", frozenset({"vq_training"}))
     monkeypatch.setenv(D.AUTO_BF16_ENV, "0")
-    assert D.resolve_precision("auto", CPU, info)[0] == "fp32"
+    assert D.resolve_precision("auto", CPU, info, stage="vq_training")[0] == "fp32"
     monkeypatch.delenv(D.AUTO_BF16_ENV)
-    assert D.resolve_precision("auto", CPU, info) == ("bf16", "precision auto -> bf16: CPU lists avx512_bf16 in "
-                                                      f"{info}; bf16 validated within 2 % of fp32")
+    assert D.resolve_precision("auto", CPU, info, stage="vq_training") == (
+        "bf16", f"precision auto -> bf16: CPU lists avx512_bf16 in {info}; bf16 validated within 2 % of fp32 "
+                "for vq_training")
+    # validated for one stage says nothing of the others, nor of a caller naming no stage
+    for stage in ("guidance", "generation", "t2m_training", None):
+        assert D.resolve_precision("auto", CPU, info, stage=stage)[0] == "fp32"
+    with pytest.raises(ValueError, match="unknown precision stage 'vq'"):
+        D.resolve_precision("auto", CPU, info, stage="vq")
     monkeypatch.setenv(D.AUTO_BF16_ENV, "yes")
     with pytest.raises(ValueError, match=D.AUTO_BF16_ENV):
-        D.resolve_precision("auto", CPU, info)
+        D.resolve_precision("auto", CPU, info, stage="vq_training")
+
+
+def test_every_script_resolves_auto_for_its_own_stage() -> None:
+    """Each ``apply_precision`` call names a stage of PRECISION_STAGES, and every stage has its caller."""
+    root = Path(__file__).resolve().parents[1]
+    named = set()
+    for path in [*root.glob("*.py"), *root.glob("engine/*.py")]:
+        named |= set(re.findall(r'apply_precision\(args, device, "(\w+)"\)', path.read_text()))
+    assert named == set(D.PRECISION_STAGES)
 
 
 def test_apply_precision_records_the_resolved_choice_in_the_options(monkeypatch) -> None:
     monkeypatch.setenv(D.AUTO_BF16_ENV, "0")
     args = argparse.Namespace(precision="auto")
-    note = D.apply_precision(args, CPU)
+    note = D.apply_precision(args, CPU, "vq_training")
     assert args.precision == "fp32" and note.startswith("precision auto -> fp32")
 
 

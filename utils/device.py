@@ -18,12 +18,18 @@ CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 AUTO_BF16_ENV = "BIGE_AUTO_BF16"
 """Environment switch for ``--precision auto`` on native-bf16 hardware: ``1``
 lets it choose bf16, ``0`` keeps fp32; unset follows :data:`BF16_VALIDATED`."""
-BF16_VALIDATED = False
-"""Whether bf16 training has been shown, on runs of at least the demo's
-length, to reach a validation error within 2 % of fp32
+PRECISION_STAGES = ("vq_training", "vq_evaluation", "surrogate_training", "surrogate_evaluation",
+                    "t2m_training", "mdm_training", "generation", "guidance")
+"""What a script does when it resolves ``--precision auto``; bf16 is validated
+per stage, since what it does to one model's training says nothing of another
+model or of the motions a generator writes."""
+BF16_VALIDATED: frozenset[str] = frozenset()
+"""The stages (of :data:`PRECISION_STAGES`) where bf16 has been shown, on runs
+of at least the demo's length, to reach a validation error within 2 % of fp32
 (``bench/bench_bf16_quality.py``; ``docs/PERFORMANCE.md``, "Does bf16 train
-as well as fp32?": over 59 seeds ratio 1.00 [0.97, 1.04], the seeds'
-spread being 8-10 %). Until it has, ``auto`` resolves to fp32 everywhere
+as well as fp32?"). Empty: the VQ-VAE's training, the only stage measured,
+gave over 59 seeds ratio 1.00 [0.98, 1.02] (paired bootstrap; the seeds'
+spread being 8-10 %), not yet within 2 %. Elsewhere ``auto`` resolves to fp32
 unless ``BIGE_AUTO_BF16=1``."""
 
 
@@ -73,16 +79,21 @@ def bf16_support(device: torch.device, cpuinfo: str | Path = "/proc/cpuinfo") ->
     return False, f"CPU lists neither {' nor '.join(CPU_BF16_FLAGS)} in {cpuinfo} (bf16 would be emulated)"
 
 
-def resolve_precision(precision: str, device: torch.device, cpuinfo: str | Path = "/proc/cpuinfo") -> tuple[str, str]:
+def resolve_precision(precision: str, device: torch.device, cpuinfo: str | Path = "/proc/cpuinfo",
+                      stage: str | None = None) -> tuple[str, str]:
     """``fp32`` or ``bf16`` for ``--precision``, and why.
 
     ``fp32`` and ``bf16`` stand. ``auto`` picks bf16 only where the device has
-    native bf16 *and* bf16 is cleared for use: :data:`BF16_VALIDATED`, or the
-    environment switch ``BIGE_AUTO_BF16=1`` (``0`` keeps fp32 regardless).
-    Everywhere else ``auto`` is fp32.
+    native bf16 *and* bf16 is cleared for use in ``stage`` (one of
+    :data:`PRECISION_STAGES`; ``None``: no stage, never cleared): the stage is
+    in :data:`BF16_VALIDATED`, or the environment switch ``BIGE_AUTO_BF16=1``
+    clears every stage (``0`` keeps fp32 regardless). Everywhere else ``auto``
+    is fp32.
     """
     if precision not in PRECISIONS:
         raise UserError(f"--precision {precision}: unknown; expected one of {', '.join(PRECISIONS)}")
+    if stage is not None and stage not in PRECISION_STAGES:
+        raise ValueError(f"unknown precision stage {stage!r}; expected one of {', '.join(PRECISION_STAGES)}")
     if precision != "auto":
         return precision, f"precision {precision} (as asked)"
     native, why = bf16_support(device, cpuinfo)
@@ -91,18 +102,20 @@ def resolve_precision(precision: str, device: torch.device, cpuinfo: str | Path 
     switch = os.environ.get(AUTO_BF16_ENV, "").strip()
     if switch not in ("", "0", "1"):
         raise UserError(f"{AUTO_BF16_ENV}={switch!r}: expected 0 or 1")
-    if switch == "1" or (switch == "" and BF16_VALIDATED):
-        source = f"{AUTO_BF16_ENV}=1" if switch == "1" else "bf16 validated within 2 % of fp32"
+    where = f" for {stage}" if stage else ""
+    if switch == "1" or (switch == "" and stage in BF16_VALIDATED):
+        source = f"{AUTO_BF16_ENV}=1" if switch == "1" else f"bf16 validated within 2 % of fp32{where}"
         return "bf16", f"precision auto -> bf16: {why}; {source}"
     reason = (f"{AUTO_BF16_ENV}=0" if switch == "0" else
-              f"bf16 not yet shown to train within 2 % of fp32 (set {AUTO_BF16_ENV}=1 to use it)")
+              f"bf16 not yet shown to be within 2 % of fp32{where} (set {AUTO_BF16_ENV}=1 to use it)")
     return "fp32", f"precision auto -> fp32: {why}, but {reason}"
 
 
-def apply_precision(args: argparse.Namespace, device: torch.device) -> str:
-    """Resolve ``args.precision`` in place (``auto`` becomes fp32 or bf16, so
-    that checkpoints and logs record what ran); returns the line to log."""
-    args.precision, note = resolve_precision(args.precision, device)
+def apply_precision(args: argparse.Namespace, device: torch.device, stage: str) -> str:
+    """Resolve ``args.precision`` in place for ``stage`` (one of
+    :data:`PRECISION_STAGES`; ``auto`` becomes fp32 or bf16, so that
+    checkpoints and logs record what ran); returns the line to log."""
+    args.precision, note = resolve_precision(args.precision, device, stage=stage)
     return note
 
 
