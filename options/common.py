@@ -96,12 +96,20 @@ def add_centre_arg(group, what: str = "model") -> None:
                             "pelvis_tz, pelvis_rotation) instead of their values relative to the clip mean")
 
 
+def device_name(value: str) -> str:
+    """An argparse ``type``: ``auto``, ``cpu``, ``cuda`` or ``cuda:<index>``."""
+    head, sep, index = value.partition(":")
+    if value in DEVICES or (head == "cuda" and sep and index.isdigit()):
+        return value
+    raise argparse.ArgumentTypeError(f"expected one of {', '.join(DEVICES)} or cuda:<index>, got {value!r}")
+
+
 def add_device_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup, what: str = "") -> None:
-    """``--device auto|cpu|cuda`` (auto = CUDA when available, else the CPU); ``what`` names
-    what runs there when it is not the whole script."""
+    """``--device auto|cpu|cuda|cuda:N`` (auto = CUDA when available, else the CPU);
+    ``what`` names what runs there when it is not the whole script."""
     where = f"device of {what}; " if what else ""
-    parser.add_argument("--device", default="auto", choices=DEVICES,
-                        help=f"{where}auto = CUDA when available, else CPU")
+    parser.add_argument("--device", default="auto", type=device_name, metavar="{auto,cpu,cuda,cuda:N}",
+                        help=f"{where}auto = CUDA when available, else CPU; cuda:N picks GPU N")
 
 
 def add_runtime_args(parser: argparse.ArgumentParser,

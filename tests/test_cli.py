@@ -213,7 +213,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 COMMON_CASES = [(s, ["--no-such-flag"], ["arguments"]) for s in SCRIPTS] + [
     (s, ["--device", "cuda"] + (["--resume-pth", "{garbage_pth}"] if s == "MOT_eval.py" else [])
      + (["--vq-name", "{garbage_pth}", "--surrogate", "{garbage_pth}"] if s == "LIMO_Surrogate.py" else []),
-     ["--device cuda", "no CUDA device"]) for s in WITH_DEVICE if not torch.cuda.is_available()]
+     ["--device cuda", "no CUDA device"]) for s in WITH_DEVICE if not torch.cuda.is_available()] + [
+    ("train_vq.py", ["--device", "gpu"], ["--device", "cuda:<index>", "'gpu'"]),
+    ("calculate_guidance.py", ["--device", "cuda:"], ["--device", "cuda:<index>", "'cuda:'"]),
+] + [("train_vq.py", ["--device", "cuda:1"], ["--device cuda:1", "no CUDA device"])] * (not torch.cuda.is_available())
 
 DATA_CASES = [
     ("{root_missing}", ["does not exist"]),
