@@ -3,8 +3,9 @@
 the paper's evaluation protocol (:mod:`metrics.published`), result tables (:mod:`metrics.report`) and the glue
 the metric scripts use (:mod:`metrics.evaluate`), motion sets read from folders
 (:mod:`metrics.motion_sets`), reconstruction errors (:mod:`metrics.reconstruction`),
-surrogate accuracy (:mod:`metrics.surrogate`) and the OpenSim simulation that
-judges guidance (:mod:`metrics.simulation`). See ``docs/metrics.md``.
+surrogate accuracy (:mod:`metrics.surrogate`), the OpenSim simulation that
+judges guidance (:mod:`metrics.simulation`) and guidance's runs verified with
+it (:mod:`metrics.verification`). See ``docs/metrics.md``.
 
 Floor: imports engine, render, models, dataset and utils; never options or a script.
 """
