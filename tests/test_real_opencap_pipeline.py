@@ -75,7 +75,7 @@ def test_acceleration_target_refuses_a_dynamics_file_of_another_motion(trained, 
     """The test root's Dynamics file is a real muscle-driven repetition of another subject's squat
     (peak knee ~103 deg against the IK's ~88): paired by index with the IK's first repetition, it
     must not become that repetition's acceleration target."""
-    from train_vq import PAIR_TOLERANCE_DEG, paired_dynamics
+    from dataset.paired_dynamics import PAIR_TOLERANCE_DEG, paired_dynamics
     from utils.constants import ROTATION_MASK
 
     train = load_repetitions(real_root, "train")

@@ -16,15 +16,17 @@ import pytest
 import torch
 
 from dataset.mcs import DatasetError
+from dataset.paired_dynamics import paired_dynamics
 from dataset.repetitions import load_repetitions
+from engine.training import lr_factor
+from models.vq_losses import FootSlideTerm, acceleration_loss, depth_loss, recons_loss_fn, vq_loss
 from options.vq import get_args_parser, get_eval_parser
 from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.constants import COORDINATES
 from utils.fileio import OutputExistsError
 from utils.motion_io import read_motion
 from MOT_eval import main as evaluate_checkpoint
-from engine.training import lr_factor
-from train_vq import FootSlideTerm, acceleration_loss, depth_loss, main, paired_dynamics, recons_loss_fn, vq_loss
+from train_vq import main
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--width", "32", "--code-dim", "16", "--nb-code", "32", "--depth", "2", "--batch-size", "8",
