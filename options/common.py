@@ -120,7 +120,8 @@ def add_runtime_args(parser: argparse.ArgumentParser,
                    help="bf16 runs matmuls and convolutions in bfloat16 autocast (weights, quantiser distances, "
                         "EMA updates and losses stay fp32); auto = fp32, or bf16 on hardware with native bf16 "
                         "(CUDA compute capability >= 8, CPUs with avx512_bf16 / amx_bf16) once bf16 is validated "
-                        "or BIGE_AUTO_BF16=1 (docs/PERFORMANCE.md); the choice is logged")
+                        "for the script's stage (utils.device.BF16_VALIDATED) or BIGE_AUTO_BF16=1 "
+                        "(docs/PERFORMANCE.md); the choice is logged")
     g.add_argument("--seed", type=int, default=123, help=seed_help)
     g.add_argument("--num-workers", type=int_at_least(0), default=0,
                    help="worker processes for file parsing; batches come from memory")
