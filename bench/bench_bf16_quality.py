@@ -36,7 +36,13 @@ lists Pearson's r with fp32), and resampling the variants independently, as
 this benchmark did up to 59 seeds, ignored that and gave intervals about
 1.6x wider.
 
-A second table takes one trained VQ-VAE (``--checkpoint``, by default the
+A second table checks the trained models by other means than the
+validation error they were selected on: every run's ``net_best.pth`` decodes
+the test split in fp32, and the table gives each variant's test angle error
+and the RMS acceleration of its decodings (the smoothness of what generation
+and guidance decode), with the same paired ratios.
+
+A third table takes one trained VQ-VAE (``--checkpoint``, by default the
 demo's) and decodes the test split three ways: fp32, bf16 autocast as the
 project runs it (the decoder's last layer in fp32,
 :mod:`models.float32_layers`), and bf16 with that layer a plain ``Conv1d``
@@ -89,6 +95,7 @@ class Result:
     best: float
     final: float
     seconds: float | None
+    folder: Path
 
 
 def demo_vq_args(config: Path, data_root: str) -> dict:
@@ -123,7 +130,8 @@ def run_one(variant: Variant, seed: int, flags: list[str], out: Path, total: int
         if proc.returncode != 0:
             raise SystemExit(f"{variant.label}, seed {seed}: train_vq.py failed:\n{proc.stderr[-2000:]}")
         state = load_checkpoint(last)
-    return Result(best=float(state["best"]), final=float(state["val"]["mae_deg"]), seconds=seconds)
+    return Result(best=float(state["best"]), final=float(state["val"]["mae_deg"]), seconds=seconds,
+                  folder=out / name)
 
 
 def ratio_interval(values: list[float], reference: list[float], draws: int = 10_000) -> tuple[float, float]:
@@ -137,6 +145,50 @@ def ratio_interval(values: list[float], reference: list[float], draws: int = 10_
     ratios = v[seeds].mean(1) / r[seeds].mean(1)
     low, high = np.percentile(ratios, [2.5, 97.5])
     return float(low), float(high)
+
+
+def ratio_cells(values: list[float], refs: list[float] | None, digits: int = 3) -> list[str]:
+    """``mean ± SD`` of ``values`` and, against the paired ``refs`` (None for the
+    reference itself), the ratio of the means with its paired bootstrap interval."""
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    cells = [f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"]
+    if refs is None:
+        return cells + ["1"]
+    low, high = ratio_interval(values, refs)
+    return cells + [f"{statistics.mean(values) / statistics.mean(refs):.3f} [{low:.3f}, {high:.3f}]"]
+
+
+def rms_acceleration(motions: np.ndarray) -> float:
+    """RMS second difference of the rotational coordinates, deg/s^2 at :data:`FRAME_RATE`."""
+    acc = np.diff(motions[..., np.asarray(ROTATION_MASK, dtype=bool)], 2, axis=1) * FRAME_RATE ** 2
+    return float(np.sqrt(np.mean(acc ** 2)))
+
+
+def test_split_table(results: dict[str, list[Result]], data_root: str) -> None:
+    """Every run's ``net_best.pth`` decoding the test split in fp32: its angle
+    error and the RMS acceleration of what it decodes (how smooth the motion
+    that generation and guidance start from is), each variant against fp32."""
+    first = load_checkpoint(results["fp32"][0].folder / "net_best.pth")
+    reps = load_repetitions(data_root, "test", split_file=first.get("args", {}).get("split_file"))
+    scores: dict[str, dict[str, list[float]]] = {}
+    for label, rs in results.items():
+        scores[label] = {"mae": [], "acc": []}
+        for r in rs:
+            model, normalizer, _ = load_vqvae(r.folder / "net_best.pth")
+            decoded = model.reconstruct(reps.motions, normalizer, batch_size=64, precision="fp32")
+            scores[label]["mae"].append(coordinate_errors(decoded, reps.motions)["mae_deg"])
+            scores[label]["acc"].append(rms_acceleration(decoded))
+    print(f"\neach run's net_best.pth decoding the test split ({len(reps.motions)} clips) in fp32; ratio = mean / "
+          "fp32's mean [95 % paired bootstrap interval]\n")
+    print("| variant | test MAE (deg) | ratio to fp32 | RMS acceleration (deg/s^2) | ratio to fp32 |\n"
+          "| --- | ---: | ---: | ---: | ---: |")
+    ref = scores["fp32"]
+    for label, sc in scores.items():
+        refs = None if label == "fp32" else ref
+        cells = [label, *ratio_cells(sc["mae"], refs and refs["mae"]), *ratio_cells(sc["acc"], refs and refs["acc"], 1)]
+        print("| " + " | ".join(cells) + " |")
+    print(f"\nfor scale: RMS acceleration of the test split's motion capture {rms_acceleration(reps.motions):.1f} "
+          "deg/s^2")
 
 
 def decode_table(checkpoint: Path, data_root: str) -> None:
@@ -168,8 +220,7 @@ def decode_table(checkpoint: Path, data_root: str) -> None:
         mae = coordinate_errors(motion, reps.motions)["mae_deg"]
         print(f"| {label} | {mae:.3f} | {rms(motion, ref, 0):.4f} | {rms(motion, ref, 1):.3f} | "
               f"{rms(motion, ref, 2):.1f} |")
-    acc = np.diff(reps.motions[..., rot], 2, axis=1) * FRAME_RATE ** 2
-    print(f"\nfor scale: RMS acceleration of the motion capture itself {np.sqrt(np.mean(acc ** 2)):.1f} deg/s^2")
+    print(f"\nfor scale: RMS acceleration of the motion capture itself {rms_acceleration(reps.motions):.1f} deg/s^2")
 
 
 def _load_average() -> str:
@@ -232,23 +283,18 @@ def main() -> None:
         cells, correlations = [label], []
         for key in ("best", "final"):
             values = [getattr(r, key) for r in rs]
-            sd = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{statistics.mean(values):.3f} ± {sd:.3f}")
-            if label == "fp32":
-                cells.append("1")
-            else:
-                refs = [getattr(r, key) for r in ref]
-                low, high = ratio_interval(values, refs)
-                cells.append(f"{statistics.mean(values) / statistics.mean(refs):.3f} [{low:.3f}, {high:.3f}]")
-                if len(values) > 2:
-                    correlations.append(f"{statistics.correlation(values, refs):.2f}")
-        cells.append(" / ".join(correlations) or "")
+            refs = None if label == "fp32" else [getattr(r, key) for r in ref]
+            cells += ratio_cells(values, refs)
+            if refs is not None and len(values) > 2:
+                correlations.append(f"{statistics.correlation(values, refs):.2f}")
+        cells.append(" / ".join(correlations))
         secs = [r.seconds for r in rs if r.seconds is not None]
         cells.append(f"{statistics.median(secs):.0f}" if secs else "(reused)")
         print("| " + " | ".join(cells) + " |")
     print("\nper seed (best / final):")
     for label, rs in results.items():
         print(f"  {label}: " + ", ".join(f"{s}: {r.best:.3f} / {r.final:.3f}" for s, r in zip(args.seeds, rs)))
+    test_split_table(results, args.data_root)
     if args.checkpoint.is_file():
         decode_table(args.checkpoint, args.data_root)
     else:
