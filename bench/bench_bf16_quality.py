@@ -223,6 +223,33 @@ def decode_table(checkpoint: Path, data_root: str) -> None:
     print(f"\nfor scale: RMS acceleration of the motion capture itself {rms_acceleration(reps.motions):.1f} deg/s^2")
 
 
+def validation_table(results: dict[str, list[Result]], total: int, seeds: list[int]) -> None:
+    """Each variant's best and final validation error against fp32's, and every seed's."""
+    print(f"validation MAE (deg) after {total} steps, {len(seeds)} seeds; ratio = mean / fp32's mean "
+          "[95 % paired bootstrap interval]; r = Pearson's r with fp32 over the seeds\n")
+    if len(seeds) < 20:
+        print(f"(with {len(seeds)} seeds the bootstrap intervals are too narrow to trust: they only know the "
+              "spread of the seeds drawn)\n")
+    print("| variant | best: mean ± SD | best: ratio to fp32 | final: mean ± SD | final: ratio to fp32 | r (best / final) "
+          "| s per run (median) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    ref = results["fp32"]
+    for label, rs in results.items():
+        cells, correlations = [label], []
+        for key in ("best", "final"):
+            values = [getattr(r, key) for r in rs]
+            refs = None if label == "fp32" else [getattr(r, key) for r in ref]
+            cells += ratio_cells(values, refs)
+            if refs is not None and len(values) > 2:
+                correlations.append(f"{statistics.correlation(values, refs):.2f}")
+        cells.append(" / ".join(correlations))
+        secs = [r.seconds for r in rs if r.seconds is not None]
+        cells.append(f"{statistics.median(secs):.0f}" if secs else "(reused)")
+        print("| " + " | ".join(cells) + " |")
+    print("\nper seed (best / final):")
+    for label, rs in results.items():
+        print(f"  {label}: " + ", ".join(f"{s}: {r.best:.3f} / {r.final:.3f}" for s, r in zip(seeds, rs)))
+
+
 def _load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -267,34 +294,12 @@ def main() -> None:
         jobs = [(v, s) for s in args.seeds for v in variants]
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             done = list(pool.map(lambda job: run_one(job[0], job[1], flags, out, total, args.device), jobs))
-    results: dict[str, list[Result]] = {v.label: [] for v in variants}
-    for (v, _), r in zip(jobs, done):
-        results[v.label].append(r)
-    print(f"load average at end {_load_average()}\n")
-    print(f"validation MAE (deg) after {total} steps, {len(args.seeds)} seeds; ratio = mean / fp32's mean "
-          "[95 % paired bootstrap interval]; r = Pearson's r with fp32 over the seeds\n")
-    if len(args.seeds) < 20:
-        print(f"(with {len(args.seeds)} seeds the bootstrap intervals are too narrow to trust: they only know the "
-              "spread of the seeds drawn)\n")
-    print("| variant | best: mean ± SD | best: ratio to fp32 | final: mean ± SD | final: ratio to fp32 | r (best / final) "
-          "| s per run (median) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    ref = results["fp32"]
-    for label, rs in results.items():
-        cells, correlations = [label], []
-        for key in ("best", "final"):
-            values = [getattr(r, key) for r in rs]
-            refs = None if label == "fp32" else [getattr(r, key) for r in ref]
-            cells += ratio_cells(values, refs)
-            if refs is not None and len(values) > 2:
-                correlations.append(f"{statistics.correlation(values, refs):.2f}")
-        cells.append(" / ".join(correlations))
-        secs = [r.seconds for r in rs if r.seconds is not None]
-        cells.append(f"{statistics.median(secs):.0f}" if secs else "(reused)")
-        print("| " + " | ".join(cells) + " |")
-    print("\nper seed (best / final):")
-    for label, rs in results.items():
-        print(f"  {label}: " + ", ".join(f"{s}: {r.best:.3f} / {r.final:.3f}" for s, r in zip(args.seeds, rs)))
-    test_split_table(results, args.data_root)
+        results: dict[str, list[Result]] = {v.label: [] for v in variants}
+        for (v, _), r in zip(jobs, done):
+            results[v.label].append(r)
+        print(f"load average at end {_load_average()}\n")
+        validation_table(results, total, args.seeds)
+        test_split_table(results, args.data_root)  # reads the runs' checkpoints: before ``tmp`` goes
     if args.checkpoint.is_file():
         decode_table(args.checkpoint, args.data_root)
     else:
