@@ -158,10 +158,11 @@ def ratio_cells(values: list[float], refs: list[float] | None, digits: int = 3) 
     return cells + [f"{statistics.mean(values) / statistics.mean(refs):.3f} [{low:.3f}, {high:.3f}]"]
 
 
-def rms_acceleration(motions: np.ndarray) -> float:
-    """RMS second difference of the rotational coordinates, deg/s^2 at :data:`FRAME_RATE`."""
-    acc = np.diff(motions[..., np.asarray(ROTATION_MASK, dtype=bool)], 2, axis=1) * FRAME_RATE ** 2
-    return float(np.sqrt(np.mean(acc ** 2)))
+def rms_rate(motions: np.ndarray, order: int) -> float:
+    """RMS of the ``order``-th frame difference of the rotational coordinates of
+    ``motions`` (N, T, 33), in deg/s^order at :data:`FRAME_RATE` (order 2: acceleration)."""
+    d = np.diff(motions[..., np.asarray(ROTATION_MASK, dtype=bool)], order, axis=1)
+    return float(np.sqrt(np.mean(d ** 2)) * FRAME_RATE ** order)
 
 
 def test_split_table(results: dict[str, list[Result]], data_root: str) -> None:
@@ -177,7 +178,7 @@ def test_split_table(results: dict[str, list[Result]], data_root: str) -> None:
             model, normalizer, _ = load_vqvae(r.folder / "net_best.pth")
             decoded = model.reconstruct(reps.motions, normalizer, batch_size=64, precision="fp32")
             scores[label]["mae"].append(coordinate_errors(decoded, reps.motions)["mae_deg"])
-            scores[label]["acc"].append(rms_acceleration(decoded))
+            scores[label]["acc"].append(rms_rate(decoded, 2))
     print(f"\neach run's net_best.pth decoding the test split ({len(reps.motions)} clips) in fp32; ratio = mean / "
           "fp32's mean [95 % paired bootstrap interval]\n")
     print("| variant | test MAE (deg) | ratio to fp32 | RMS acceleration (deg/s^2) | ratio to fp32 |\n"
@@ -187,7 +188,7 @@ def test_split_table(results: dict[str, list[Result]], data_root: str) -> None:
         refs = None if label == "fp32" else ref
         cells = [label, *ratio_cells(sc["mae"], refs and refs["mae"]), *ratio_cells(sc["acc"], refs and refs["acc"], 1)]
         print("| " + " | ".join(cells) + " |")
-    print(f"\nfor scale: RMS acceleration of the test split's motion capture {rms_acceleration(reps.motions):.1f} "
+    print(f"\nfor scale: RMS acceleration of the test split's motion capture {rms_rate(reps.motions, 2):.1f} "
           "deg/s^2")
 
 
@@ -204,11 +205,6 @@ def decode_table(checkpoint: Path, data_root: str) -> None:
         model.decoder.model[-1] = layer
         decoded[label] = model.reconstruct(reps.motions, normalizer, batch_size=64, precision=precision)
     model.decoder.model[-1] = last
-    rot = np.asarray(ROTATION_MASK, dtype=bool)
-
-    def rms(a: np.ndarray, b: np.ndarray, order: int) -> float:
-        d = np.diff(a[..., rot] - b[..., rot], order, axis=1)
-        return float(np.sqrt(np.mean(d ** 2)) * FRAME_RATE ** order)
 
     print(f"\ndecoding the test split ({len(reps.motions)} clips) with {checkpoint} (trained in "
           f"{ckpt.get('args', {}).get('precision', '?')}); RMS difference from the fp32 decoding, rotational "
@@ -218,9 +214,9 @@ def decode_table(checkpoint: Path, data_root: str) -> None:
     ref = decoded["fp32"]
     for label, motion in decoded.items():
         mae = coordinate_errors(motion, reps.motions)["mae_deg"]
-        print(f"| {label} | {mae:.3f} | {rms(motion, ref, 0):.4f} | {rms(motion, ref, 1):.3f} | "
-              f"{rms(motion, ref, 2):.1f} |")
-    print(f"\nfor scale: RMS acceleration of the motion capture itself {rms_acceleration(reps.motions):.1f} deg/s^2")
+        print(f"| {label} | {mae:.3f} | {rms_rate(motion - ref, 0):.4f} | {rms_rate(motion - ref, 1):.3f} | "
+              f"{rms_rate(motion - ref, 2):.1f} |")
+    print(f"\nfor scale: RMS acceleration of the motion capture itself {rms_rate(reps.motions, 2):.1f} deg/s^2")
 
 
 def validation_table(results: dict[str, list[Result]], total: int, seeds: list[int]) -> None:
