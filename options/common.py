@@ -5,7 +5,7 @@ import argparse
 
 from dataset.clips import CLIP_MODES
 from utils.constants import CLIP_LENGTH, DEFAULT_DATA_ROOT
-from utils.device import DEVICES, PRECISIONS
+from utils.device import DEVICES, PRECISIONS, is_device_name
 
 
 def int_at_least(minimum: int):
@@ -97,9 +97,8 @@ def add_centre_arg(group, what: str = "model") -> None:
 
 
 def device_name(value: str) -> str:
-    """An argparse ``type``: ``auto``, ``cpu``, ``cuda`` or ``cuda:<index>``."""
-    head, sep, index = value.partition(":")
-    if value in DEVICES or (head == "cuda" and sep and index.isdigit()):
+    """An argparse ``type``: ``auto``, ``cpu``, ``cuda`` or ``cuda:<index>`` (:func:`utils.device.is_device_name`)."""
+    if is_device_name(value):
         return value
     raise argparse.ArgumentTypeError(f"expected one of {', '.join(DEVICES)} or cuda:<index>, got {value!r}")
 

@@ -131,3 +131,12 @@ def test_one_thread_setter_applies_the_count_and_gives_it_back(monkeypatch) -> N
     previous = set_threads(1)
     assert torch.get_num_threads() == 1
     torch.set_num_threads(previous)
+
+
+def test_device_names_are_checked_once_for_the_parser_and_resolve_device() -> None:
+    for good in ("auto", "cpu", "cuda", "cuda:0", "cuda:12"):
+        assert D.is_device_name(good)
+    for bad in ("gpu", "cuda:", "cuda:x", "cpu:0", "CUDA"):
+        assert not D.is_device_name(bad)
+        with pytest.raises(ValueError, match=f"--device {bad}: unknown device"):
+            D.resolve_device(bad)

@@ -34,9 +34,15 @@ decode motions 1.5 % rougher [-0.9 %, +3.9 %], not within 2 %. Until a
 stage is listed, ``auto`` resolves to fp32 there unless ``BIGE_AUTO_BF16=1``."""
 
 
+def is_device_name(name: str) -> bool:
+    """Whether ``name`` is a ``--device`` value: one of :data:`DEVICES` or ``cuda:<index>``."""
+    head, sep, index = name.partition(":")
+    return name in DEVICES or (head == "cuda" and bool(sep) and index.isdigit())
+
+
 def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
     """``auto`` -> CUDA if available else CPU; ``cuda`` picks ``cuda:<local_rank>``."""
-    if name not in DEVICES and not name.startswith("cuda:"):
+    if not is_device_name(name):
         raise UserError(f"--device {name}: unknown device; expected one of {', '.join(DEVICES)} or cuda:<index>")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
