@@ -29,6 +29,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
+from dataset.body_mass import subject_mass
 from dataset.mcs import DatasetError, dataset_root
 from dataset.repetitions import load_repetitions
 from dataset.subjects import resolve_subjects, session_repetitions
@@ -171,6 +172,8 @@ class Prepared:
     durations: dict[str, float] = field(default_factory=dict)
     """Mean real duration (s) of each subject's repetitions: the time span
     written into its guided ``.mot`` files, so rates are in real time."""
+    masses: dict[str, float] = field(default_factory=dict)
+    """Each subject's body mass (kg), for a surrogate that takes it (empty otherwise)."""
 
 
 def prepare(args: argparse.Namespace) -> Prepared:
@@ -210,12 +213,13 @@ def prepare(args: argparse.Namespace) -> Prepared:
         subject_motions[session.id] = reps.motions
         durations[session.id] = reps.mean_duration(session.id)
         model_paths[session.id] = session.model if session.model is not None else default_model_path()
+    masses = {s.id: subject_mass(s.path) for s in sessions} if surrogate.uses_body_mass else {}
     train = load_repetitions(root, "train", length=frames, clip_mode=args.clip_mode, split_file=args.split_file)
     bank = L.LatentBank(vqvae.encode_motions(train.motions, normalizer), unit=args.proximity_unit)
     train_norm = np.asarray(normalizer.normalize(np.asarray(train.motions, dtype=np.float64)))
     data_range = (train_norm.min(axis=(0, 1)), train_norm.max(axis=(0, 1)))
     return Prepared(device, vqvae, normalizer, surrogate, bank, sessions, subject_motions, model_paths,
-                    frames, root, exp_dir, precision_note, data_range, durations)
+                    frames, root, exp_dir, precision_note, data_range, durations, masses)
 
 
 @dataclass
@@ -302,7 +306,8 @@ def guide_subject(args: argparse.Namespace, prep: Prepared, session: Any,
     fk = ForwardKinematics.from_osim(prep.model_paths[session.id])
     floor = args.floor_height if args.floor_height is not None else estimate_floor(fk, motions)
     fs = subject_frame_rate(prep.durations.get(session.id), prep.frames)
-    objective = GuidanceObjective(prep.vqvae, prep.normalizer, prep.surrogate, args.muscles, fk, prep.bank,
+    surrogate = prep.surrogate.for_subject(prep.masses.get(session.id))
+    objective = GuidanceObjective(prep.vqvae, prep.normalizer, surrogate, args.muscles, fk, prep.bank,
                                   args.low, args.high, floor, precision=args.precision,
                                   contact_tol=args.contact_tol, contact_stride=args.contact_stride,
                                   floor_align=args.floor_align, band_margin=args.band_margin,
@@ -312,7 +317,8 @@ def guide_subject(args: argparse.Namespace, prep: Prepared, session: Any,
     sub_lat = prep.vqvae.encode_motions(motions, prep.normalizer)
     gen = torch.Generator().manual_seed(subject_seed(args.seed, session.id))
     z0 = initial_latents(sub_lat, args.num_runs, tuple(args.init_noise), unit_scale, gen)
-    note(f"{len(motions)} repetitions, model {prep.model_paths[session.id]}, floor {floor:.4f} m, "
+    mass = f", body mass {prep.masses[session.id]:.1f} kg" if session.id in prep.masses else ""
+    note(f"{len(motions)} repetitions, model {prep.model_paths[session.id]}{mass}, floor {floor:.4f} m, "
          f"{fs:.2f} Hz real time, peak window {args.peak_window} s = {objective.window} frames")
     progress = {"progress": not args.no_progress, "desc": session.id[:12], "position": _progress_position}
     result = guide(objective, z0, weights, schedule, lr=args.lr * unit_scale, batch_size=args.batch_size,

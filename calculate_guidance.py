@@ -38,7 +38,7 @@ from dataset.repetitions import load_repetitions
 from metrics.evaluate import (
     GUIDANCE_COLUMNS, PROTOCOL_TITLES, PUBLISHED_GUIDANCE_COLUMNS, UNITS, SubjectFeet,
     guidance_per_motion, guidance_rows, input_specs, load_surrogate_model, options_dict, output_location,
-    published_guidance_rows, resolve_protocol, set_info, subject_models, surrogate_activations,
+    published_guidance_rows, resolve_protocol, set_info, subject_masses, subject_models, surrogate_activations,
 )
 from metrics.guidance import floor_contact_warning, lowpass_motions, subject_floors
 from metrics.motion_sets import MotionSetError, load_motion_set
@@ -70,14 +70,19 @@ def find_surrogate(explicit: str | os.PathLike | None) -> tuple[Path | None, str
                   + ": activation columns (peak act., in band, violation, tilt@peak) skipped")
 
 
+def subject_roots(kind: str, folder: str, args) -> list:
+    """Where the subjects of a motion set are sessions: the set's own root for
+    motion capture, else ``--data_root``."""
+    return [folder] if kind == "mocap" else [args.data_root]
+
+
 def simulate_set(mset, kind: str, folder: str, args, cache: SimulationCache | None = None) -> tuple:
     """Simulated activations of ``args.muscles`` for every motion of ``mset``
     with its subject's scaled model (generic where none is known), through
     ``cache`` if given: ``((N, T, G) with NaN rows where a simulation failed, errors)``."""
     from dataset.synthetic.osim_model import default_model_path
 
-    roots = [folder] if kind == "mocap" else [args.data_root]
-    models = subject_models(mset.subjects, roots)
+    models = subject_models(mset.subjects, subject_roots(kind, folder, args))
     generic = str(default_model_path())
     paths = [str(models.get(sid, generic)) for sid in mset.subjects]
     dt = mset.frame_times() if args.frame_rate is None else 1.0 / args.frame_rate
@@ -189,8 +194,10 @@ def main(args) -> list[dict]:
             mset.motions = lowpass_motions(mset.motions, dt, args.lowpass).astype(mset.motions.dtype)
         acts = None
         if model is not None:
+            masses = (subject_masses(mset.subjects, subject_roots(kind, folder, args))
+                      if model.uses_body_mass else None)
             acts = surrogate_activations(mset.motions, model, args.muscles, args.batch_size,
-                                         progress=not args.no_progress)
+                                         progress=not args.no_progress, body_mass=masses)
         elif args.activations == "simulation":
             missing = [m for m in args.muscles if m not in mset.muscles]
             if missing:
@@ -199,7 +206,7 @@ def main(args) -> list[dict]:
         feet, floor = None, args.floor_height
         if use_fk:
             if args.osim == "subject":
-                roots = [folder] if kind == "mocap" else [args.data_root]
+                roots = subject_roots(kind, folder, args)
                 engine = SubjectFeet(subject_models(mset.subjects, roots), None, fk_cache)
             else:
                 engine = SubjectFeet({}, None if args.osim == "generic" else args.osim, fk_cache)

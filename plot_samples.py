@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from dataset.body_mass import subject_mass
 from models.surrogate import load_surrogate
 from options.render import samples_parser
 from render.animation import Camera, RenderError
@@ -54,13 +55,26 @@ def main(args: argparse.Namespace) -> list[Path]:
             print(f"{session.folder}: reference subject {session.session} not found (pass --data-root or "
                   "--reference); drawing the samples alone", file=sys.stderr)
         written += samples_figure_for_session(
-            session, out, reference, max_samples=args.max_samples, model=args.model, surrogate=surrogate,
+            session, out, reference, max_samples=args.max_samples, model=args.model,
+            surrogate=subject_surrogate(surrogate, folder, session.folder),
             camera=Camera(args.azim, args.elev), floor=args.floor, dpi=args.dpi,
             panel_height_in=args.panel_height / 100.0,
         )
     for path in written:
         print(f"wrote {path}")
     return written
+
+
+def subject_surrogate(surrogate, folder: Path | None, where: Path):
+    """``surrogate`` bound to the body mass of the subject in ``folder`` when it
+    takes one (None, with a note, when that subject was not found)."""
+    if surrogate is None or not surrogate.uses_body_mass:
+        return surrogate
+    if folder is None:
+        print(f"{where}: no activation curves: the surrogate takes the subject's body mass and the subject was "
+              "not found", file=sys.stderr)
+        return None
+    return surrogate.for_subject(subject_mass(folder))
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dataset.body_mass import file_masses
 from dataset.normalization import Normalizer, static_features
 from dataset.repetitions import (
     RepetitionSet, concat_repetitions, load_dynamics_files, load_repetitions, mirror_repetitions, select_muscles,
@@ -147,10 +148,33 @@ def surrogate_loss(pred: torch.Tensor, target: torch.Tensor, beta: float) -> tor
     return F.smooth_l1_loss(pred.float(), target.float(), beta=beta)
 
 
-def validation_loss(model: SurrogateModel, reps: RepetitionSet, beta: float, precision: str = "fp32") -> float:
-    """Mean smooth-L1 over every frame of ``reps``."""
-    pred = torch.as_tensor(model.predict(reps.motions, precision=precision))
+def validation_loss(model: SurrogateModel, reps: RepetitionSet, beta: float, precision: str = "fp32",
+                    body_mass: np.ndarray | None = None) -> float:
+    """Mean smooth-L1 over every frame of ``reps`` (``body_mass`` (N,) kg for a model that takes it)."""
+    pred = torch.as_tensor(model.predict(reps.motions, precision=precision, body_mass=body_mass))
     return float(surrogate_loss(pred, torch.as_tensor(reps.activations), beta))
+
+
+def clip_masses(model: SurrogateModel, reps: RepetitionSet, given: float | None = None) -> np.ndarray | None:
+    """Body mass (kg) of the subject of each repetition for a model that takes
+    it (``given`` for all, else from each file's session: :func:`dataset.body_mass.file_masses`);
+    None for a model that does not."""
+    if not model.uses_body_mass:
+        return None
+    if given is not None:
+        if not (np.isfinite(given) and given > 0):
+            raise UserError(f"--eval-body-mass must be a positive number of kg, got {given}")
+        return np.full(len(reps), given, dtype=np.float32)
+    return file_masses(reps.files)
+
+
+def mass_normalisation(masses: np.ndarray, sessions: Sequence[str]) -> tuple[float, float]:
+    """Mean and standard deviation (kg) of the subjects' body masses, one value
+    per subject (std at least 1 kg, so that one subject or identical masses
+    still give a usable scale)."""
+    per_subject = {sid: float(m) for sid, m in zip(sessions, masses)}
+    values = np.array(list(per_subject.values()))
+    return float(values.mean()), float(max(values.std(), 1.0))
 
 
 # ----------------------------------------------------------------------------- metrics and reports
@@ -179,7 +203,8 @@ def evaluate_files(checkpoint: str | Path, args: argparse.Namespace, folder: str
     reps = load_dynamics_files(args.eval_data, length=args.clip_length, clip_mode=args.clip_mode)
     info = {"checkpoint": str(checkpoint), "eval_data": [str(p) for p in args.eval_data], "files": reps.files}
     return evaluate_repetitions(model, reps, f"eval_{args.eval_name}", info, args, folder, logger,
-                                what=f"files of {', '.join(map(str, args.eval_data))}")
+                                what=f"files of {', '.join(map(str, args.eval_data))}",
+                                body_mass=args.eval_body_mass)
 
 
 def _load_for_evaluation(checkpoint: str | Path, args: argparse.Namespace,
@@ -194,10 +219,11 @@ def _load_for_evaluation(checkpoint: str | Path, args: argparse.Namespace,
 
 def evaluate_repetitions(model: SurrogateModel, reps: RepetitionSet, name: str, info: dict[str, Any],
                          args: argparse.Namespace, folder: str | Path, logger: RunLogger | None,
-                         what: str) -> dict[str, Any]:
-    """Predict ``reps``, write ``<name>.csv/.json`` and ``<name>.png`` into ``folder``, print the table."""
+                         what: str, body_mass: float | None = None) -> dict[str, Any]:
+    """Predict ``reps``, write ``<name>.csv/.json`` and ``<name>.png`` into ``folder``, print the table.
+    ``body_mass`` (kg): the subject's, for every repetition (default: from each file's session)."""
     reps = select_muscles(reps, resolve_muscles(model.muscles, reps.muscles, what))
-    pred = model.predict(reps.motions, precision=args.precision)
+    pred = model.predict(reps.motions, precision=args.precision, body_mass=clip_masses(model, reps, body_mass))
     rows = surrogate_accuracy(pred, reps.activations, reps.muscles)
     info = {**info, "arch": model.arch, "n_repetitions": len(reps), "sessions": sorted(set(reps.sessions))}
     paths = write_evaluation(folder, name, rows, info)
@@ -268,8 +294,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     if ckpt is None:
         inputs = centre_horizontal(data.train.motions) if args.centre else data.train.motions
         norm = Normalizer.fit(inputs, COORDINATES)
+        mass_norm = (mass_normalisation(file_masses(data.train.files), data.train.sessions)
+                     if args.body_mass else None)
         model = SurrogateModel(args.arch, data.muscles, norm.mean, norm.std, centre=args.centre,
-                               static=static_features(inputs, COORDINATES), **model_config_from_args(args))
+                               static=static_features(inputs, COORDINATES), body_mass=mass_norm,
+                               **model_config_from_args(args))
     else:
         check_compatible(ckpt, args.resume, "muscles", data.muscles)
         norm = Normalizer.from_state_dict(ckpt["normalizer"])
@@ -279,7 +308,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
     x_train = torch.as_tensor(data.train.motions, device=device)
     y_train = torch.as_tensor(data.train.activations, device=device)
-    batches = EpochBatches(x_train, y_train, batch_size=args.batch_size, seed=args.seed)
+    train_mass, val_mass = clip_masses(model, data.train), clip_masses(model, data.val)
+    extra = () if train_mass is None else (torch.as_tensor(train_mass, device=device),)
+    batches = EpochBatches(x_train, y_train, *extra, batch_size=args.batch_size, seed=args.seed)
     per_epoch = batches.steps_per_epoch
     total_steps = args.epochs * per_epoch
     warmup = min(args.warmup_epochs * per_epoch, max(1, total_steps // 2))
@@ -296,13 +327,16 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                f"{len(data.val)} validation repetitions from {len(data.val_sessions)} subjects "
                f"({', '.join(data.val_sessions)}); {len(data.muscles)} muscles")
     n_params = sum(p.numel() for p in model.parameters())
-    logger.log(f"model: {model.arch} {model.config}, {n_params} parameters, device {device}, {precision_note}")
+    mass_note = ("kinematics only (--no-body-mass)" if train_mass is None else
+                 f"body mass as an input (training subjects {train_mass.min():.1f}-{train_mass.max():.1f} kg)")
+    logger.log(f"model: {model.arch} {model.config}, {mass_note}, {n_params} parameters, device {device}, "
+               f"{precision_note}")
 
-    def loss_fn(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
-        x, y = batch
+    def loss_fn(batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        x, y, *mass = batch
         if args.noise > 0:  # drawn from the sampler's generator: one state for all the randomness
             x = x + args.noise * model.x_std * torch.randn(x.shape, generator=batches.generator).to(device)
-        return {"loss": surrogate_loss(model(x), y, args.loss_beta)}
+        return {"loss": surrogate_loss(model(x, mass[0] if mass else None), y, args.loss_beta)}
 
     save = checkpoint_writer(kind=CHECKPOINT_KIND, model=model, model_config=model.model_config(),
                              normalizer=norm.state_dict(), optimizer=optimizer, scheduler=scheduler, args=args,
@@ -312,7 +346,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                                       "print_iter": per_epoch, "snapshot_iter": 0, "grad_clip": 0.0})
     start_time = time.perf_counter()
     result = run_loop(loop_args, model=model, optimizer=optimizer, scheduler=scheduler, batches=batches,
-                      loss_fn=loss_fn, val_fn=lambda: validation_loss(model, data.val, args.loss_beta, args.precision),
+                      loss_fn=loss_fn,
+                      val_fn=lambda: validation_loss(model, data.val, args.loss_beta, args.precision, val_mass),
                       logger=logger, dist_info=SINGLE_PROCESS, device=device, exp_dir=folder, state=state,
                       save=save, desc=f"surrogate {model.arch}", patience=args.patience,
                       stop_step=None if args.stop_at is None else args.stop_at * per_epoch,

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from dataset.body_mass import subject_mass
 from dataset.mcs import DatasetError, data_dir, is_mcs_root
 from metrics.distribution import compare_sets, published_entropy
 from metrics.guidance import (
@@ -274,10 +275,34 @@ def per_coordinate_columns(rows: Sequence[dict]) -> tuple[list[dict], list[Colum
 
 def surrogate_activations(
     motions: np.ndarray, model: Any, muscles: Sequence[str], batch_size: int = 256, progress: bool = True,
+    body_mass: np.ndarray | None = None,
 ) -> np.ndarray:
     """Activations of ``muscles`` predicted by a loaded surrogate.
-    (N, T, 33) degrees / metres -> (N, T, G) in [0, 1], float32."""
-    return model.predict(motions, muscles, batch_size=batch_size, progress=progress)
+    (N, T, 33) degrees / metres -> (N, T, G) in [0, 1], float32; ``body_mass``
+    (N,) kg for a surrogate that takes it (:func:`subject_masses`)."""
+    return model.predict(motions, muscles, batch_size=batch_size, progress=progress, body_mass=body_mass)
+
+
+def subject_masses(subjects: Sequence[str], roots: Sequence[str | os.PathLike]) -> np.ndarray:
+    """Body mass (kg) of the subject of each motion: ``subjects`` are session
+    ids of one of the MCS ``roots`` (first root wins); the mass comes from the
+    session's scaled model, else its ``sessionMetadata.yaml``
+    (:func:`dataset.body_mass.subject_mass`). (N,) float32"""
+    found: dict[str, float] = {}
+    for sid in sorted(set(subjects)):
+        for root in roots:
+            try:
+                folder = data_dir(root) / sid
+            except DatasetError:
+                continue
+            if folder.is_dir():
+                found[sid] = subject_mass(folder)
+                break
+        else:
+            raise MotionSetError(f"subject {sid}: no session folder of that name under "
+                                 f"{', '.join(map(str, roots))}, so its body mass is unknown; the surrogate takes "
+                                 "the subject's body mass (trained with --body-mass)")
+    return np.array([found[s] for s in subjects], dtype=np.float32)
 
 
 def load_surrogate_model(path: Path, device: str, muscles: Sequence[str]) -> Any:

@@ -20,12 +20,20 @@ the heading (``pelvis_rotation``) enter relative to their mean over the clip
 (:func:`centre_horizontal`); everything else enters as is. Outputs are
 activations in [0, 1] (sigmoid).
 
+A surrogate trained with the subjects' body mass (``body_mass`` given: the
+mean and standard deviation, kg, of the training subjects' masses) takes it
+as one more input channel, constant over the clip: the same squat asks more
+of a heavier subject's muscles, and kinematics do not show mass
+(:mod:`dataset.body_mass`). Give the mass per call (``body_mass=``) or bind
+one subject's once with :meth:`SurrogateModel.for_subject`.
+
 A checkpoint written by ``surrogate_training.py`` holds the weights, the
 architecture options (``model_config``), the coordinate order and the muscle
 names; :func:`load_surrogate` checks both before building the model.
 """
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any, Sequence
 
@@ -156,7 +164,8 @@ class SurrogateModel(nn.Module):
     def __init__(self, arch: str = "mlp", muscles: Sequence[str] = MUSCLES,
                  mean: Sequence[float] | Tensor | None = None, std: Sequence[float] | Tensor | None = None,
                  coordinates: Sequence[str] = COORDINATES, centre: bool = True,
-                 static: Sequence[bool] | Tensor | None = None, **config: Any):
+                 static: Sequence[bool] | Tensor | None = None,
+                 body_mass: Sequence[float] | None = None, **config: Any):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"unknown surrogate architecture {arch!r}; expected one of {ARCHS}")
@@ -185,6 +194,15 @@ class SurrogateModel(nn.Module):
         active = _vector(None, n_in, 1.0, "mask") if static is None else \
             1.0 - _vector(torch.as_tensor(static, dtype=torch.float32), n_in, 0.0, "static mask")
         self.register_buffer("x_active", active)
+        self.body_mass: tuple[float, float] | None = None
+        if body_mass is not None:
+            mass_mean, mass_std = (float(v) for v in body_mass)
+            if not (np.isfinite(mass_mean) and np.isfinite(mass_std) and mass_std > 0):
+                raise ValueError(f"body-mass normalisation must be (mean, std > 0) in kg, got {list(body_mass)}")
+            self.body_mass = (mass_mean, mass_std)
+            n_in += 1
+        self.subject_mass: float | None = None
+        """The body mass (kg) bound by :meth:`for_subject`, used when a call gives none."""
         if arch == "mlp":
             self.net: nn.Module = WindowMLP(n_in, len(muscles), **self.config)
         else:
@@ -193,20 +211,54 @@ class SurrogateModel(nn.Module):
     def model_config(self) -> dict[str, Any]:
         """Constructor arguments (without statistics) that rebuild this architecture."""
         return {"arch": self.arch, "muscles": list(self.muscles), "coordinates": list(self.coordinates),
-                "centre": self.centre, **self.config}
+                "centre": self.centre, "body_mass": None if self.body_mass is None else list(self.body_mass),
+                **self.config}
 
-    def logits(self, x_deg: Tensor) -> Tensor:
-        """Pre-sigmoid outputs. (B, T, 33) degrees / metres -> (B, T, M)."""
+    @property
+    def uses_body_mass(self) -> bool:
+        """True when the model takes the subject's body mass as an input."""
+        return self.body_mass is not None
+
+    def for_subject(self, mass_kg: float | None) -> "SurrogateModel":
+        """This model with one subject's body mass bound (kg): a shallow copy
+        sharing every weight, so calls without ``body_mass=`` use it. A model
+        that does not take body mass is returned as it is."""
+        if not self.uses_body_mass:
+            return self
+        if mass_kg is None or not np.isfinite(mass_kg) or mass_kg <= 0:
+            raise ValueError(f"body mass must be a positive number of kg, got {mass_kg}")
+        bound = copy.copy(self)
+        bound.subject_mass = float(mass_kg)
+        return bound
+
+    def _mass_channel(self, x: Tensor, body_mass: Tensor | float | None) -> Tensor:
+        """The normalised body mass as a (B, T, 1) channel beside ``x`` (B, T, C)."""
+        mass = self.subject_mass if body_mass is None else body_mass
+        if mass is None:
+            raise ValueError("this surrogate was trained with the subjects' body mass: give body_mass= (kg) or "
+                             "bind a subject with for_subject(kg)")
+        mass = torch.as_tensor(mass, dtype=x.dtype, device=x.device).reshape(-1)
+        if mass.numel() not in (1, x.shape[0]):
+            raise ValueError(f"body_mass has {mass.numel()} values for a batch of {x.shape[0]} motions")
+        mean, std = self.body_mass
+        return ((mass - mean) / std).reshape(-1, 1, 1).expand(x.shape[0], x.shape[1], 1)
+
+    def logits(self, x_deg: Tensor, body_mass: Tensor | float | None = None) -> Tensor:
+        """Pre-sigmoid outputs. (B, T, 33) degrees / metres -> (B, T, M);
+        ``body_mass`` (B,) or one value, kg, for a model that takes it."""
         if x_deg.ndim != 3 or x_deg.shape[-1] != len(self.coordinates):
             raise ValueError(f"surrogate expects (batch, frames, {len(self.coordinates)}) coordinates, "
                              f"got shape {tuple(x_deg.shape)}")
         if self.centre:
             x_deg = centre_horizontal(x_deg, self.coordinates)
-        return self.net((x_deg - self.x_mean) / self.x_std * self.x_active)
+        x = (x_deg - self.x_mean) / self.x_std * self.x_active
+        if self.body_mass is not None:
+            x = torch.cat([x, self._mass_channel(x, body_mass)], dim=-1)
+        return self.net(x)
 
-    def forward(self, x_deg: Tensor) -> Tensor:
+    def forward(self, x_deg: Tensor, body_mass: Tensor | float | None = None) -> Tensor:
         """Activations in [0, 1]. (B, T, 33) degrees / metres -> (B, T, M)."""
-        return torch.sigmoid(self.logits(x_deg))
+        return torch.sigmoid(self.logits(x_deg, body_mass))
 
     def restrict_to(self, names: Sequence[str]) -> "SurrogateModel":
         """Drop every output but ``names`` (in that order), in place; returns self.
@@ -230,13 +282,18 @@ class SurrogateModel(nn.Module):
 
     @torch.no_grad()
     def predict(self, motions: np.ndarray | Tensor, muscles: Sequence[str] | None = None, batch_size: int = 64,
-                precision: str = "fp32", progress: bool = False) -> np.ndarray:
+                precision: str = "fp32", progress: bool = False,
+                body_mass: np.ndarray | Sequence[float] | float | None = None) -> np.ndarray:
         """Batched inference: activations of ``muscles`` (default: all) for
         (N, T, 33) motions in degrees / metres -> (N, T, M) float32 numpy, on
-        the model's device, in eval mode (the training mode is given back)."""
+        the model's device, in eval mode (the training mode is given back).
+        ``body_mass``: (N,) or one value, kg (default: the bound subject's)."""
         cols = None if muscles is None else self.muscle_indices(list(muscles))
         device = next(self.buffers()).device
         x = torch.as_tensor(np.asarray(motions) if not torch.is_tensor(motions) else motions, dtype=torch.float32)
+        masses = None if body_mass is None else torch.as_tensor(np.asarray(body_mass, dtype=np.float32)).reshape(-1)
+        if masses is not None and masses.numel() not in (1, len(x)):
+            raise ValueError(f"body_mass has {masses.numel()} values for {len(x)} motions")
         starts = range(0, len(x), batch_size)
         if progress and len(x) > 4 * batch_size:
             starts = tqdm(starts, desc="surrogate", unit="batch", leave=False)
@@ -245,8 +302,9 @@ class SurrogateModel(nn.Module):
         out = []
         try:
             for i in starts:
+                mass = None if masses is None else masses if masses.numel() == 1 else masses[i:i + batch_size]
                 with autocast(device, precision):
-                    y = self(x[i:i + batch_size].to(device)).float()
+                    y = self(x[i:i + batch_size].to(device), mass).float()
                 out.append((y if cols is None else y[..., cols]).cpu())
         finally:
             self.train(was_training)

@@ -47,6 +47,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help=f"dropout (default: {_MLP['dropout']} for mlp, {_TF['dropout']} for the transformer)")
 
     add_centre_arg(g, "surrogate")
+    g.add_argument("--body-mass", dest="body_mass", action=argparse.BooleanOptionalAction, default=True,
+                   help="give the model each subject's body mass (kg, from the session's scaled model, else its "
+                        "sessionMetadata.yaml) as an input beside the kinematics: the same squat asks more of a "
+                        "heavier subject's muscles. --no-body-mass: kinematics only, as published")
 
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, default=120, help="maximum passes over the training clips")
@@ -89,6 +93,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "(searched recursively for .mot/.sto), e.g. real OpenCap kinematics_activations*.mot; "
                         "each file is one repetition resampled by its time column. Reports per-muscle R^2, RMSE, "
                         "temporal correlation and peak error as eval_<--eval-name>.csv/.json/.png")
+    g.add_argument("--eval-body-mass", type=float, default=None, metavar="KG",
+                   help="body mass of the subject of every --eval-data file, for a surrogate trained with "
+                        "--body-mass (default: each file's session model or sessionMetadata.yaml)")
     g.add_argument("--eval-name", default=None,
                    help="name of the --eval-data reports (default: the first path's stem)")
     g.add_argument("--plot-reps", type=int, default=4,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 import torch
 from torch import Tensor
 
+from dataset.body_mass import BodyMassError
 from dataset.mcs import DatasetError
 import LIMO_Surrogate as LIMO
 from LIMO_Surrogate import main
@@ -449,13 +451,15 @@ def test_subject_workers_give_results_identical_to_one_process(trained, tmp_path
 
 
 def test_an_error_in_a_subject_worker_names_the_subject(trained, tmp_path) -> None:
-    """A subject whose model file is broken fails with the same error and
-    message in a worker process as in one process, naming the file."""
+    """A subject whose model OpenSim cannot load (its bodies and masses are
+    intact, a joint names a frame that does not exist) fails with the same
+    error and message in a worker process as in one process, naming the file."""
     first, second = _two_subjects(trained)
     broken = tmp_path / "broken" / "Data" / Path(second).name
     shutil.copytree(second, broken)
     for model in (broken / "OpenSimData" / "Model").glob("*.osim"):
-        model.write_text("<OpenSimDocument>not a model")
+        model.write_text(re.sub(r"<socket_parent_frame>[^<]*</socket_parent_frame>",
+                                "<socket_parent_frame>no_such_frame</socket_parent_frame>", model.read_text(), count=1))
     extra = ["--subject", first, str(broken), "--no-plot"]
     errors = []
     for workers in ("1", "2"):
@@ -465,6 +469,20 @@ def test_an_error_in_a_subject_worker_names_the_subject(trained, tmp_path) -> No
     assert type(errors[0]) is type(errors[1]) and str(errors[0]) == str(errors[1])
     assert str(broken) in str(errors[1])
     assert (tmp_path / "err2" / Path(first).name / "summary.json").exists(), "the subject before it was written"
+
+
+def test_a_model_that_is_not_xml_fails_before_any_subject_is_guided(trained, tmp_path) -> None:
+    """The surrogate takes each subject's body mass, read from its model
+    before any work: an unreadable model stops the run there, naming the file
+    and line, and no subject is written."""
+    first, second = _two_subjects(trained)
+    broken = tmp_path / "broken" / "Data" / Path(second).name
+    shutil.copytree(second, broken)
+    for model in (broken / "OpenSimData" / "Model").glob("*.osim"):
+        model.write_text("<OpenSimDocument>not a model")
+    with pytest.raises(BodyMassError, match=re.escape(str(broken)) + r".*\.osim, line 1, column \d+: not an OpenSim"):
+        main(_args(trained, tmp_path, "--exp-name", "early", "--subject", first, str(broken), "--no-plot"))
+    assert not (tmp_path / "early" / Path(first).name).exists()
 
 
 def test_subject_workers_must_be_at_least_one(trained, tmp_path) -> None:

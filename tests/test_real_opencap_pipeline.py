@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from dataset.repetitions import load_repetitions
-from tests.real_session import MUSCLE_DRIVEN_FILE, build_real_root
+from tests.real_session import MUSCLE_DRIVEN_FILE, SUBJECT_MASS_KG, build_real_root
 from utils.motion_io import read_motion
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,8 +53,19 @@ def trained(real_root, tmp_path_factory) -> dict[str, Path]:
     run("surrogate_training.py", "--data-root", real_root, "--out-dir", out, "--exp-name", "sur",
         "--muscles", "vasmed_r", "vasmed_l", "--hidden", "32", "--epochs", "20", "--batch-size", "2",
         "--val-fraction", "0.34", "--plot-reps", "1", "--device", "cpu", "--eval-data", MUSCLE_DRIVEN_FILE,
-        "--eval-name", "real", *THREADS)
+        "--eval-name", "real", "--eval-body-mass", str(SUBJECT_MASS_KG), *THREADS)
     return {"out": out, "vq": out / "vq" / "net_best.pth", "sur": out / "sur" / "net_best.pth"}
+
+
+def test_the_surrogate_takes_the_mass_of_the_sessions_scaled_model(trained):
+    """Every session holds the generic model scaled by OpenSim's ScaleTool to
+    the real subject's 72 kg: the surrogate's mass input was fitted on that."""
+    from models.surrogate import load_surrogate
+
+    model = load_surrogate(trained["sur"])
+    assert model.uses_body_mass
+    mean, std = model.body_mass
+    assert mean == pytest.approx(SUBJECT_MASS_KG, rel=1e-9) and std == 1.0  # one mass: the 1 kg floor
 
 
 def test_vq_trains_and_reconstructs_the_real_test_session(trained, real_root):

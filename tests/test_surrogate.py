@@ -238,3 +238,56 @@ def test_all_80_muscles_by_default():
     model = SurrogateModel("mlp")
     assert model.muscles == MUSCLES
     assert model(torch.zeros(1, 10, 33)).shape == (1, 10, 80)
+
+
+# ----------------------------------------------------------------------------- body mass as an input
+
+
+@pytest.mark.parametrize("arch", ["mlp", "transformer"])
+def test_body_mass_is_an_input_given_per_call_or_bound_per_subject(arch, tmp_path):
+    model = fitted(arch, body_mass=(70.0, 10.0)).eval()
+    assert model.uses_body_mass and not fitted(arch).uses_body_mass
+    x = squat_like(3, 40)
+    light, heavy = model(x, 55.0), model(x, 90.0)
+    assert float((light - heavy).abs().max()) > 1e-4  # the mass changes the prediction
+    per_motion = model(x, torch.tensor([55.0, 90.0, 55.0]))
+    torch.testing.assert_close(per_motion[0], light[0])
+    torch.testing.assert_close(per_motion[1], heavy[1])
+    bound = model.for_subject(90.0)
+    torch.testing.assert_close(bound(x), heavy)
+    assert bound.net is model.net and model.subject_mass is None  # a view sharing the weights
+    with pytest.raises(ValueError, match="give body_mass= .* for_subject"):
+        model(x)
+    with pytest.raises(ValueError, match="2 values for a batch of 3"):
+        model(x, torch.tensor([60.0, 70.0]))
+    with pytest.raises(ValueError, match="positive number of kg"):
+        model.for_subject(-3.0)
+    # predict: per-motion masses in batches, or the bound subject's
+    many = squat_like(5, 40, seed=4)
+    masses = [50.0, 60.0, 70.0, 80.0, 90.0]
+    rows = model.predict(many, batch_size=2, body_mass=masses)
+    for i, m in enumerate(masses):
+        torch.testing.assert_close(torch.as_tensor(rows[i]), model(many[i:i + 1], m)[0])
+    torch.testing.assert_close(torch.as_tensor(bound.predict(many)), model(many, 90.0))
+    # the checkpoint keeps the mass normalisation; a loaded model still needs a mass
+    loaded = load_surrogate(write_checkpoint(tmp_path / "m.pth", model))
+    assert loaded.body_mass == (70.0, 10.0)
+    torch.testing.assert_close(loaded(x, 55.0), light)
+    # gradients still reach the kinematics through a bound model (guidance)
+    xg = x.clone().requires_grad_(True)
+    loaded.for_subject(72.0)(xg)[..., 0].amax(1).sum().backward()
+    assert float(xg.grad.abs().sum()) > 0
+
+
+def test_a_model_without_body_mass_ignores_the_subject(tmp_path):
+    model = fitted("mlp").eval()
+    assert model.for_subject(80.0) is model
+    x = squat_like(2, 40)
+    torch.testing.assert_close(model(x, 80.0), model(x))
+    assert model.model_config()["body_mass"] is None
+    config = {k: v for k, v in model.model_config().items() if k != "body_mass"}  # written before body mass
+    loaded = load_surrogate(write_checkpoint(tmp_path / "old.pth", model, model_config=config))
+    assert not loaded.uses_body_mass
+    torch.testing.assert_close(loaded(x), model(x))
+    with pytest.raises(ValueError, match="body-mass normalisation"):
+        fitted("mlp", body_mass=(70.0, 0.0))

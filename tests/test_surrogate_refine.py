@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from dataset.body_mass import subject_mass
 from dataset.repetitions import load_repetitions
 from models.surrogate import load_surrogate
 from models.surrogate_refine import RefineConfig, peak_mad, refine_surrogate
@@ -24,7 +25,7 @@ def subject(trained):
     reps = load_repetitions(root, source="dynamics", sessions=[session.name])
     cols = [reps.muscles.index(m) for m in ("vasmed_r", "vasmed_l")]
     torch.set_num_threads(1)
-    return load_surrogate(sur, "cpu"), reps.motions, reps.activations[..., cols]
+    return load_surrogate(sur, "cpu").for_subject(subject_mass(session)), reps.motions, reps.activations[..., cols]
 
 
 def test_refined_surrogate_fits_the_simulated_runs_and_leaves_the_original_alone(subject) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from dataset.body_mass import BodyMassError, file_masses, subject_mass
 from dataset.split import split_sessions
 from models.surrogate import load_surrogate
 from options.surrogate import get_args_parser, parse_muscles
@@ -154,7 +155,7 @@ def test_training_writes_checkpoints_logs_and_reports(trained, synthetic_root):
     best = load_checkpoint(folder / "net_best.pth")
     assert best["best_step"] == best["step"]
     losses = val_losses(folder / "run.log")
-    assert best["best"] == pytest.approx(min(losses), rel=1e-5)
+    assert best["best"] == pytest.approx(min(losses), abs=5e-7)  # the log prints 6 decimals
     assert best["best"] < 0.8 * losses[0]  # learning generalises to the held-out subject
 
 
@@ -186,13 +187,14 @@ def test_trained_surrogate_fits_its_training_subjects_and_loads_for_guidance(tra
     ckpt = load_checkpoint(folder / "net_last.pth")
     seen = load_repetitions(synthetic_root, split="train", source="dynamics").of_sessions(ckpt["train_sessions"])
     model = load_surrogate(folder / "net_last.pth")
-    pred = model.predict(seen.motions)
+    assert model.uses_body_mass  # the default: each subject's mass from its scaled model
+    pred = model.predict(seen.motions, body_mass=file_masses(seen.files))
     rows = surrogate_accuracy(pred, seen.activations[..., [seen.muscles.index(m) for m in VASTI]], VASTI)
     assert summarise_accuracy(rows)["vasti_mean_r2"] > 0.7, rows  # capacity: it learns the subjects it sees
 
     model = load_surrogate(folder / "net_best.pth", muscles=list(GUIDED_MUSCLES))
     x = torch.as_tensor(seen.motions[:2]).requires_grad_(True)
-    model(x).amax(1).sum().backward()
+    model.for_subject(subject_mass(seen.files[0]))(x).amax(1).sum().backward()
     assert model.muscles == GUIDED_MUSCLES and float(x.grad.abs().sum()) > 0
 
 
@@ -206,8 +208,8 @@ def test_prediction_agrees_on_the_trial_kinematics_and_the_dynamics_files(traine
     trial = load_repetitions(synthetic_root, split="test", source="kinematics")
     dyn = load_repetitions(synthetic_root, split="test", source="dynamics")
     assert trial.sessions == dyn.sessions and trial.indices == dyn.indices
-    peak_trial = model.predict(trial.motions).max(1)
-    peak_dyn = model.predict(dyn.motions).max(1)
+    peak_trial = model.predict(trial.motions, body_mass=file_masses(trial.files)).max(1)
+    peak_dyn = model.predict(dyn.motions, body_mass=file_masses(dyn.files)).max(1)
     assert np.abs(peak_trial - peak_dyn).mean() < 0.05, (peak_trial, peak_dyn)
     assert peak_trial.max() < 0.95
 
@@ -316,7 +318,8 @@ def test_eval_data_scores_a_real_opencap_muscle_driven_file(trained, tmp_path):
     every muscle of the model with finite numbers computed against the file."""
     folder, _ = trained
     args = make_args(tmp_path / "no_such_root", folder.parent, "--exp-name", "mlp", "--eval-only",
-                     "--eval-data", str(REAL_MUSCLE_DRIVEN.parent), "--eval-name", "real", "--plot-reps", "1")
+                     "--eval-data", str(REAL_MUSCLE_DRIVEN.parent), "--eval-name", "real", "--plot-reps", "1",
+                     "--eval-body-mass", "72")  # the subject's mass in OpenCap's metadata.yaml beside the file
     result = main(args)
     report = json.loads((folder / "eval_real.json").read_text())
     assert (folder / "eval_real.png").is_file() and (folder / "eval_real.csv").is_file()
@@ -367,5 +370,9 @@ def test_eval_data_folder_passes_over_files_without_activations(trained, tmp_pat
     out = tmp_path / "out"
     args = make_args(tmp_path, out, "--exp-name", "mlp", "--eval-only", "--checkpoint",
                      str(folder / "net_best.pth"), "--eval-data", str(dynamics), "--eval-name", "dyn")
+    with pytest.raises(BodyMassError, match=r"squat_muscle_driven\.mot: not inside an MCS session folder.*--eval-body"):
+        main(args)  # a surrogate that takes body mass needs the subject's
+    (tmp_path / "OpenSimData").mkdir()  # now the folder is an OpenCap session: mass from its metadata
+    (tmp_path / "sessionMetadata.yaml").write_bytes((REAL_MUSCLE_DRIVEN.parent / "metadata.yaml").read_bytes())
     report = main(args)
     assert report["n_repetitions"] == 1 and report["files"] == [str(dynamics / "squat_muscle_driven.mot")]
