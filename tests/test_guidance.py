@@ -166,6 +166,13 @@ def test_outputs_load_in_opensim_and_are_complete(trained, guided) -> None:
     assert (folder / "samples_guided.png").stat().st_size > 10_000
     first = (folder / "run.log").read_text().splitlines()[0]
     assert " options {" in first and '"exp_name": "guided"' in first
+    # the surrogate was bound to the subject's body mass, that of its scaled model
+    from dataset.body_mass import subject_mass
+    from models.surrogate import load_surrogate
+
+    kg = subject_mass(trained[3])
+    mean, std = load_surrogate(trained[2]).body_mass
+    assert f"body mass {kg:.1f} kg ({(kg - mean) / std:+.1f} SD from" in (folder / "run.log").read_text()
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(folder / "tensorboard"))
