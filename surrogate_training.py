@@ -162,8 +162,6 @@ def clip_masses(model: SurrogateModel, reps: RepetitionSet, given: float | None 
     if not model.uses_body_mass:
         return None
     if given is not None:
-        if not (np.isfinite(given) and given > 0):
-            raise UserError(f"--eval-body-mass must be a positive number of kg, got {given}")
         return np.full(len(reps), given, dtype=np.float32)
     return file_masses(reps.files)
 

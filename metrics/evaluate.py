@@ -288,21 +288,29 @@ def subject_masses(subjects: Sequence[str], roots: Sequence[str | os.PathLike]) 
     ids of one of the MCS ``roots`` (first root wins); the mass comes from the
     session's scaled model, else its ``sessionMetadata.yaml``
     (:func:`dataset.body_mass.subject_mass`). (N,) float32"""
-    found: dict[str, float] = {}
-    for sid in sorted(set(subjects)):
-        for root in roots:
-            try:
-                folder = data_dir(root) / sid
-            except DatasetError:
-                continue
-            if folder.is_dir():
-                found[sid] = subject_mass(folder)
-                break
-        else:
-            raise MotionSetError(f"subject {sid}: no session folder of that name under "
-                                 f"{', '.join(map(str, roots))}, so its body mass is unknown; the surrogate takes "
-                                 "the subject's body mass (trained with --body-mass)")
+    folders = session_folders(subjects, roots)
+    missing = sorted(set(subjects) - set(folders))
+    if missing:
+        raise MotionSetError(f"subject(s) {', '.join(missing)}: no session folder of that name under "
+                             f"{', '.join(map(str, roots))}, so the body mass is unknown; the surrogate takes "
+                             "the subject's body mass (trained with --body-mass)")
+    found = {sid: subject_mass(folder) for sid, folder in folders.items()}
     return np.array([found[s] for s in subjects], dtype=np.float32)
+
+
+def session_folders(subjects: Sequence[str], roots: Sequence[str | os.PathLike]) -> dict[str, Path]:
+    """The session folder of every subject that is a session of one of the
+    MCS ``roots`` (first root wins). {subject: folder}"""
+    found: dict[str, Path] = {}
+    for root in roots:
+        try:
+            base = data_dir(root)
+        except DatasetError:
+            continue
+        for sid in sorted(set(subjects) - set(found)):
+            if (base / sid).is_dir():
+                found[sid] = base / sid
+    return found
 
 
 def load_surrogate_model(path: Path, device: str, muscles: Sequence[str]) -> Any:
@@ -327,15 +335,10 @@ def subject_models(subjects: Sequence[str], roots: Sequence[str | os.PathLike]) 
     """The scaled model (``OpenSimData/Model/*.osim``) of every subject that is
     a session of one of the MCS ``roots`` (first root wins). {subject: path}"""
     found: dict[str, Path] = {}
-    for root in roots:
-        try:
-            base = data_dir(root)
-        except DatasetError:
-            continue
-        for sid in sorted(set(subjects) - set(found)):
-            models = sorted((base / sid / "OpenSimData" / "Model").glob("*.osim"))
-            if models:
-                found[sid] = models[0]
+    for sid, folder in session_folders(subjects, roots).items():
+        models = sorted((folder / "OpenSimData" / "Model").glob("*.osim"))
+        if models:
+            found[sid] = models[0]
     return found
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from dataset.clips import CLIP_MODES
 from utils.constants import CLIP_LENGTH, DEFAULT_DATA_ROOT
@@ -23,6 +24,20 @@ def int_at_least(minimum: int):
     parse.__name__ = f"integer >= {minimum}"
     return parse
 
+
+def positive_float(value: str) -> float:
+    """An argparse ``type``: a finite number > 0; anything else is a one-line
+    usage error naming the flag."""
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value!r}") from None
+    if not math.isfinite(x) or x <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {value}")
+    return x
+
+
+positive_float.__name__ = "number > 0"
 
 MIN_CLIP_LENGTH = 2
 """Fewest frames a clip may be brought to (velocities need two)."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 
 from models.surrogate import ARCHS, DEFAULT_CONFIG
-from options.common import add_centre_arg, add_data_args, add_output_args, add_runtime_args, int_at_least
+from options.common import (
+    add_centre_arg, add_data_args, add_output_args, add_runtime_args, int_at_least, positive_float,
+)
 from utils.errors import UserError
 
 _MLP = DEFAULT_CONFIG["mlp"]
@@ -93,7 +95,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "(searched recursively for .mot/.sto), e.g. real OpenCap kinematics_activations*.mot; "
                         "each file is one repetition resampled by its time column. Reports per-muscle R^2, RMSE, "
                         "temporal correlation and peak error as eval_<--eval-name>.csv/.json/.png")
-    g.add_argument("--eval-body-mass", type=float, default=None, metavar="KG",
+    g.add_argument("--eval-body-mass", type=positive_float, default=None, metavar="KG",
                    help="body mass of the subject of every --eval-data file, for a surrogate trained with "
                         "--body-mass (default: each file's session model or sessionMetadata.yaml)")
     g.add_argument("--eval-name", default=None,

@@ -263,6 +263,10 @@ SURROGATE_CASES = [
     ("surrogate_training.py", ["--data-root", "{root}", "--resume", "{garbage_pth}", "--out-dir", "{tmp}/o"],
      ["garbage.pth", "cannot read checkpoint"]),
     ("surrogate_training.py", ["--data-root", "{root}", "--epochs", "0", "--out-dir", "{tmp}/o"], ["--epochs"]),
+    ("surrogate_training.py", ["--eval-only", "--eval-data", "{root}", "--eval-body-mass", "-72", "--out-dir",
+                               "{tmp}/o"], ["--eval-body-mass", "expected a finite number > 0, got -72"]),
+    ("surrogate_training.py", ["--eval-only", "--eval-data", "{root}", "--eval-body-mass", "heavy", "--out-dir",
+                               "{tmp}/o"], ["--eval-body-mass", "expected a number > 0, got 'heavy'"]),
 ]
 CHECKPOINT_CASES = [
     ("{tmp}/none.pth", ["none.pth", "does not exist"]),
