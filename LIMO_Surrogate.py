@@ -319,8 +319,8 @@ def guide_subject(args: argparse.Namespace, prep: Prepared, session: Any,
     z0 = initial_latents(sub_lat, args.num_runs, tuple(args.init_noise), unit_scale, gen)
     mass = ""
     if session.id in prep.masses:  # how far from the training subjects' masses the surrogate reaches
-        kg, (mean, std) = prep.masses[session.id], prep.surrogate.body_mass
-        mass = f", body mass {kg:.1f} kg ({(kg - mean) / std:+.1f} SD from the surrogate's training subjects)"
+        kg = prep.masses[session.id]
+        mass = f", body mass {kg:.1f} kg ({prep.surrogate.mass_z(kg):+.1f} SD from the surrogate's training subjects)"
     note(f"{len(motions)} repetitions, model {prep.model_paths[session.id]}{mass}, floor {floor:.4f} m, "
          f"{fs:.2f} Hz real time, peak window {args.peak_window} s = {objective.window} frames")
     progress = {"progress": not args.no_progress, "desc": session.id[:12], "position": _progress_position}

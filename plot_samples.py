@@ -42,12 +42,13 @@ def main(args: argparse.Namespace) -> list[Path]:
     for out in outs:  # refuse before drawing anything
         for ext in (".png", ".pdf"):
             ensure_writable(out.with_suffix(ext), args.overwrite)
+    subject_dirs = [reference_folder(session, args.data_root, args.reference) for session in sessions]
     surrogate = None
     if args.surrogate:
         surrogate = load_surrogate(args.surrogate, args.device)
+    surrogates = [subject_surrogate(surrogate, d, session.folder) for session, d in zip(sessions, subject_dirs)]
     written = []
-    for session, out in zip(sessions, outs):
-        folder = reference_folder(session, args.data_root, args.reference)
+    for session, out, folder, bound in zip(sessions, outs, subject_dirs, surrogates):
         reference = None
         if folder is not None:
             reference = load_reference(folder, model=args.model, muscles=session.muscles)
@@ -55,8 +56,7 @@ def main(args: argparse.Namespace) -> list[Path]:
             print(f"{session.folder}: reference subject {session.session} not found (pass --data-root or "
                   "--reference); drawing the samples alone", file=sys.stderr)
         written += samples_figure_for_session(
-            session, out, reference, max_samples=args.max_samples, model=args.model,
-            surrogate=subject_surrogate(surrogate, folder, session.folder),
+            session, out, reference, max_samples=args.max_samples, model=args.model, surrogate=bound,
             camera=Camera(args.azim, args.elev), floor=args.floor, dpi=args.dpi,
             panel_height_in=args.panel_height / 100.0,
         )

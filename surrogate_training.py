@@ -292,8 +292,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     if ckpt is None:
         inputs = centre_horizontal(data.train.motions) if args.centre else data.train.motions
         norm = Normalizer.fit(inputs, COORDINATES)
-        mass_norm = (mass_normalisation(file_masses(data.train.files), data.train.sessions)
-                     if args.body_mass else None)
+        train_masses = file_masses(data.train.files) if args.body_mass else None
+        mass_norm = None if train_masses is None else mass_normalisation(train_masses, data.train.sessions)
         model = SurrogateModel(args.arch, data.muscles, norm.mean, norm.std, centre=args.centre,
                                static=static_features(inputs, COORDINATES), body_mass=mass_norm,
                                **model_config_from_args(args))
@@ -306,7 +306,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
     x_train = torch.as_tensor(data.train.motions, device=device)
     y_train = torch.as_tensor(data.train.activations, device=device)
-    train_mass, val_mass = clip_masses(model, data.train), clip_masses(model, data.val)
+    train_mass = clip_masses(model, data.train) if ckpt is not None or train_masses is None else train_masses
+    val_mass = clip_masses(model, data.val)
     extra = () if train_mass is None else (torch.as_tensor(train_mass, device=device),)
     batches = EpochBatches(x_train, y_train, *extra, batch_size=args.batch_size, seed=args.seed)
     per_epoch = batches.steps_per_epoch
@@ -369,6 +370,27 @@ def main(args: argparse.Namespace) -> dict[str, Any] | None:
         return _run(args)
 
 
+def check_body_mass_args(args: argparse.Namespace, checkpoint: str | Path | None, training: bool) -> None:
+    """Flags that will not act are said. ``checkpoint``: the model evaluated
+    or resumed (None: the one ``--body-mass`` is about to train). Before a
+    training run, the ``--eval-data`` files evaluated after it are read and,
+    for a model that takes body mass, every file's subject must have one (or
+    ``--eval-body-mass``): a bad file fails now, not after the training."""
+    uses_mass = args.body_mass
+    if checkpoint is not None:
+        uses_mass = build_from_checkpoint(load_checkpoint(checkpoint), checkpoint).uses_body_mass
+        if args.resume and uses_mass != args.body_mass:
+            print(f"note: {checkpoint} was trained {'with' if uses_mass else 'without'} body mass; "
+                  f"--{'' if args.body_mass else 'no-'}body-mass does not change a resumed run")
+    if args.eval_body_mass is not None and not (uses_mass and args.eval_data):
+        print("note: --eval-body-mass is not used "
+              + ("(the model does not take body mass)" if not uses_mass else "(no --eval-data)"))
+    if training and args.eval_data:
+        files = load_dynamics_files(args.eval_data, length=args.clip_length, clip_mode=args.clip_mode).files
+        if uses_mass and args.eval_body_mass is None:
+            file_masses(files)
+
+
 def _run(args: argparse.Namespace) -> dict[str, Any] | None:
     folder = Path(args.out_dir) / args.exp_name
     if args.eval_data and not args.eval_name:
@@ -376,6 +398,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any] | None:
     if args.eval_only:
         checkpoint = Path(args.checkpoint) if args.checkpoint else folder / BEST_NAME
         load_surrogate(checkpoint)  # fail on a bad checkpoint before reading data
+        check_body_mass_args(args, checkpoint, training=False)
         logger = RunLogger(folder, args, tensorboard=False)
         try:
             if args.eval_data:  # only the named files: the data root may not even exist
@@ -383,6 +406,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any] | None:
             return evaluate_checkpoint(checkpoint, args, folder, logger)
         finally:
             logger.close()
+    check_body_mass_args(args, args.resume, training=True)
     result = train(args)
     if not result["finished"]:  # --stop-at or a signal: evaluate when the run is complete
         return {"stopped": True} if result["stopped"] else None

@@ -112,8 +112,8 @@ def subject_mass(path: str | os.PathLike) -> float:
     folder = session_folder(path)
     if folder is None:
         raise BodyMassError(f"{path}: not inside an MCS session folder (<session>/OpenSimData/...), so the "
-                            "subject's body mass is unknown; give it (--eval-body-mass) or use a surrogate "
-                            "trained with --no-body-mass")
+                            "subject's body mass is unknown; give it (surrogate_training.py --eval-body-mass) or "
+                            "use a surrogate trained with --no-body-mass")
     models = sorted((folder / "OpenSimData" / "Model").glob("*.osim"))
     if models:
         return model_mass(models[0])

@@ -293,7 +293,9 @@ def subject_masses(subjects: Sequence[str], roots: Sequence[str | os.PathLike]) 
     if missing:
         raise MotionSetError(f"subject(s) {', '.join(missing)}: no session folder of that name under "
                              f"{', '.join(map(str, roots))}, so the body mass is unknown; the surrogate takes "
-                             "the subject's body mass (trained with --body-mass)")
+                             "the subject's body mass (trained with --body-mass): point --data-root at the "
+                             "subjects' MCS root, or use --activations none or a surrogate trained with "
+                             "--no-body-mass")
     found = {sid: subject_mass(folder) for sid, folder in folders.items()}
     return np.array([found[s] for s in subjects], dtype=np.float32)
 

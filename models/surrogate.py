@@ -221,8 +221,9 @@ class SurrogateModel(nn.Module):
 
     def for_subject(self, mass_kg: float | None) -> "SurrogateModel":
         """This model with one subject's body mass bound (kg): a shallow copy
-        sharing every weight, so calls without ``body_mass=`` use it. A model
-        that does not take body mass is returned as it is."""
+        sharing every weight, buffer and submodule (so also ``.eval()`` /
+        ``.train()`` of the network), so calls without ``body_mass=`` use it.
+        A model that does not take body mass is returned as it is."""
         if not self.uses_body_mass:
             return self
         if mass_kg is None or not np.isfinite(mass_kg) or mass_kg <= 0:
@@ -230,6 +231,12 @@ class SurrogateModel(nn.Module):
         bound = copy.copy(self)
         bound.subject_mass = float(mass_kg)
         return bound
+
+    def mass_z(self, mass_kg):
+        """Body mass in standard deviations of the training subjects' masses
+        (what the model sees); works on floats, arrays and tensors."""
+        mean, std = self.body_mass
+        return (mass_kg - mean) / std
 
     def _mass_channel(self, x: Tensor, body_mass: Tensor | float | None) -> Tensor:
         """The normalised body mass as a (B, T, 1) channel beside ``x`` (B, T, C)."""
@@ -240,8 +247,7 @@ class SurrogateModel(nn.Module):
         mass = torch.as_tensor(mass, dtype=x.dtype, device=x.device).reshape(-1)
         if mass.numel() not in (1, x.shape[0]):
             raise ValueError(f"body_mass has {mass.numel()} values for a batch of {x.shape[0]} motions")
-        mean, std = self.body_mass
-        return ((mass - mean) / std).reshape(-1, 1, 1).expand(x.shape[0], x.shape[1], 1)
+        return self.mass_z(mass).reshape(-1, 1, 1).expand(x.shape[0], x.shape[1], 1)
 
     def logits(self, x_deg: Tensor, body_mass: Tensor | float | None = None) -> Tensor:
         """Pre-sigmoid outputs. (B, T, 33) degrees / metres -> (B, T, M);
@@ -266,6 +272,9 @@ class SurrogateModel(nn.Module):
         The remaining outputs are computed exactly as before; only the last
         layer shrinks, which makes forward and backward cheaper.
         """
+        if self.subject_mass is not None:
+            raise ValueError("restrict_to on a model bound by for_subject would change the weights it shares with "
+                             "the unbound model; restrict first, then bind")
         rows = self.muscle_indices(names)
         self.net.restrict_outputs(rows)
         self.muscles = tuple(names)

@@ -188,7 +188,8 @@ def get_guidance_parser() -> argparse.ArgumentParser:
                         "--data-root for generated folders), the generic model for subjects without one; "
                         "'generic' = the project's generic model (dataset.synthetic.osim_model.default_model_path()) for "
                         "all; or the path of one .osim file for all")
-    add_data_root_arg(g, help="MCS root whose session models are used for generated folders with --osim subject")
+    add_data_root_arg(g, help="MCS root whose session models are used for generated folders: their feet with "
+                              "--osim subject, and each subject's body mass for a surrogate that takes it")
     g.add_argument("--no-fk", action="store_true", help="skip foot sliding and floor penetration")
     g.add_argument("--floor-height", type=metres_or_auto, default=0.0, metavar="METRES|auto",
                    help="height of the floor, metres (y up; 0 = OpenSim's ground, where OpenCap and the synthetic "

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from options.common import add_data_root_arg, add_device_arg, int_at_least, metres_or_auto
+from options.common import add_data_root_arg, add_device_arg, int_at_least, metres_or_auto, positive_float
 from render.animation import ANGLE_CURVES, GIF_MAX_FPS
 from utils.constants import DEFAULT_DATA_ROOT
-
-
-def _positive_float(value: str) -> float:
-    x = float(value)
-    if x <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
-    return x
 
 
 def add_camera_args(parser: argparse.ArgumentParser, azim: float = 55.0, elev: float = 12.0,
@@ -35,7 +28,7 @@ def add_camera_args(parser: argparse.ArgumentParser, azim: float = 55.0, elev: f
 
 def add_video_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("video")
-    g.add_argument("--fps", type=_positive_float, default=None,
+    g.add_argument("--fps", type=positive_float, default=None,
                    help="playback frames per second; default: real time (the data's rate, 60 Hz for MCS). "
                         f"GIF plays at most {GIF_MAX_FPS:g} fps and keeps every 2nd frame of 60 Hz data")
     g.add_argument("--stride", type=int_at_least(1), default=None,

@@ -166,13 +166,15 @@ def test_outputs_load_in_opensim_and_are_complete(trained, guided) -> None:
     assert (folder / "samples_guided.png").stat().st_size > 10_000
     first = (folder / "run.log").read_text().splitlines()[0]
     assert " options {" in first and '"exp_name": "guided"' in first
-    # the surrogate was bound to the subject's body mass, that of its scaled model
-    from dataset.body_mass import subject_mass
-    from models.surrogate import load_surrogate
-
-    kg = subject_mass(trained[3])
-    mean, std = load_surrogate(trained[2]).body_mass
-    assert f"body mass {kg:.1f} kg ({(kg - mean) / std:+.1f} SD from" in (folder / "run.log").read_text()
+    # the surrogate was bound to the subject's body mass: the one the generator recorded, placed among the
+    # masses of the subjects the surrogate trained on (their own records, one per subject, std at least 1 kg)
+    records = {p.parent.name: json.loads(p.read_text())["subject"]["mass_kg"]
+               for p in Path(trained[0]).glob("Data/*/synthetic_session.json")}
+    trained_on = [records[sid] for sid in load_checkpoint(trained[2])["train_sessions"]]
+    kg = records[Path(trained[3]).name]
+    z = (kg - np.mean(trained_on)) / max(np.std(trained_on), 1.0)
+    assert f"body mass {kg:.1f} kg ({z:+.1f} SD from the surrogate's training subjects)" in \
+        (folder / "run.log").read_text()
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(folder / "tensorboard"))

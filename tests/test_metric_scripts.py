@@ -338,6 +338,24 @@ def test_metrics_on_the_synthetic_dataset(synthetic_root: Path, tmp_path: Path, 
     for key in ("foot_slide_cm", "floor_penetration_cm", "depth_cm", "asymmetry_deg"):
         assert copy[key] == pytest.approx(mocap[key], rel=1e-4, abs=1e-4), key
 
+    # a surrogate that takes body mass gets each generated motion's subject's mass from --data-root:
+    # the mean peak equals the prediction with the masses the generator recorded for those subjects
+    torch.manual_seed(1)
+    model = SurrogateModel("mlp", muscles=GUIDED_MUSCLES, hidden=16, layers=2, body_mass=(65.0, 10.0)).eval()
+    ckpt = tmp_path / "mass.pth"
+    save_checkpoint(ckpt, model=model.state_dict(), model_config=model.model_config(),
+                    coordinates=list(COORDINATES), muscles=list(model.muscles))
+    with_mass = calculate_guidance.main(_args(get_guidance_parser(), "--folder_path", export, "--data-root",
+                                              synthetic_root, "--surrogate", ckpt, "--no-fk", "--out",
+                                              tmp_path / "mass", "--no-progress"))[-1]
+    records = {sid: json.loads((synthetic_root / "Data" / sid / "synthetic_session.json").read_text())
+               ["subject"]["mass_kg"] for sid in set(test_reps.sessions)}
+    expected = model.predict(test_reps.motions, body_mass=[records[s] for s in test_reps.sessions]).max(1).mean()
+    assert with_mass["activation_peak"] == pytest.approx(float(expected), rel=1e-4)
+    with pytest.raises(MotionSetError, match="no session folder of that name under .*point --data-root"):
+        calculate_guidance.main(_args(get_guidance_parser(), "--folder_path", export, "--data-root", tmp_path,
+                                      "--surrogate", ckpt, "--no-fk", "--out", tmp_path / "none", "--no-progress"))
+
 
 def test_a_folder_mixing_generation_settings_is_refused(generated: Path, tmp_path: Path) -> None:
     mixed = tmp_path / "mixed"

@@ -273,6 +273,9 @@ def test_body_mass_is_an_input_given_per_call_or_bound_per_subject(arch, tmp_pat
     loaded = load_surrogate(write_checkpoint(tmp_path / "m.pth", model))
     assert loaded.body_mass == (70.0, 10.0)
     torch.testing.assert_close(loaded(x, 55.0), light)
+    with pytest.raises(ValueError, match="restrict first, then bind"):
+        bound.restrict_to(["vasmed_r"])  # would shrink the weights the unbound model shares
+    assert model.muscles == tuple(VASTI) and model(x, 55.0).shape[-1] == len(VASTI)
     # gradients still reach the kinematics through a bound model (guidance)
     xg = x.clone().requires_grad_(True)
     loaded.for_subject(72.0)(xg)[..., 0].amax(1).sum().backward()

@@ -326,6 +326,10 @@ def test_eval_data_scores_a_real_opencap_muscle_driven_file(trained, tmp_path):
     assert report["files"] == [str(REAL_MUSCLE_DRIVEN)] and report["n_repetitions"] == 1
     assert [r["muscle"] for r in report["muscles"]] == list(VASTI)
     by_muscle = {r["muscle"]: r for r in report["muscles"]}
+    heavier = main(make_args(tmp_path / "no_such_root", tmp_path / "heavy", "--exp-name", "mlp", "--eval-only",
+                             "--checkpoint", str(folder / "net_best.pth"), "--eval-data", str(REAL_MUSCLE_DRIVEN),
+                             "--eval-name", "real", "--plot-reps", "0", "--eval-body-mass", "95"))
+    assert heavier["muscles"][0]["pred_peak"] != pytest.approx(report["muscles"][0]["pred_peak"], abs=1e-4)
     from utils.motion_io import read_motion
     real = read_motion(REAL_MUSCLE_DRIVEN)
     # the simulated peak in the report is the file's own peak (resampling by time keeps it within 1 %)
