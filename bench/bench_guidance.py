@@ -74,7 +74,7 @@ def build(size: str, precision: str, batch: int, bank_clips: int, seed: int = 0)
     norm.mean[COORD_INDEX["pelvis_ty"]] = 0.95
     norm.std[:] = 10.0
     norm.std[[COORD_INDEX[c] for c in ("pelvis_tx", "pelvis_ty", "pelvis_tz")]] = 0.05
-    sur = SurrogateModel("mlp", muscles=MUSCLES).eval()
+    sur = SurrogateModel("mlp", muscles=MUSCLES, body_mass=(70.0, 10.0)).eval().for_subject(72.0)  # as trained by default
     fk = ForwardKinematics.from_osim(default_model_path())
     code_dim = SIZES[size]["code_dim"]
     bank = L.LatentBank(torch.randn(bank_clips, code_dim, 49))

@@ -76,7 +76,8 @@ def decoder_step(size: dict, batch: int, precision: str):
 def surrogate_step(arch: str, muscles, batch: int, precision: str, **config):
     """A closure running surrogate forward + backward to the input coordinates once."""
     torch.manual_seed(0)
-    model = SurrogateModel(arch, muscles, **config).eval().requires_grad_(False)
+    model = SurrogateModel(arch, muscles, body_mass=(70.0, 10.0), **config).eval().requires_grad_(False)
+    model = model.for_subject(72.0)  # the default surrogate takes the subject's body mass
     idx = model.muscle_indices(list(GUIDED_MUSCLES))
     x = (torch.randn(batch, CLIP_LENGTH, 33) * 20.0).requires_grad_(True)
     device = torch.device("cpu")
