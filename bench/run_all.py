@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "surrogate": [],
     "guidance": ["--repeats", "3", "--batch", "32"],
     "guidance_step": ["--bank-clips", "100", "1000", "--rounds", "3"],
+    "decoder_ceiling": ["--rounds", "5"],
     "precision": [],
     "bf16_quality": ["--seeds", "1", "2", "3", "4"],
     "metrics": ["--repeats", "3"],
