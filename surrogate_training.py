@@ -221,9 +221,11 @@ def evaluate_repetitions(model: SurrogateModel, reps: RepetitionSet, name: str, 
     """Predict ``reps``, write ``<name>.csv/.json`` and ``<name>.png`` into ``folder``, print the table.
     ``body_mass`` (kg): the subject's, for every repetition (default: from each file's session)."""
     reps = select_muscles(reps, resolve_muscles(model.muscles, reps.muscles, what))
-    pred = model.predict(reps.motions, precision=args.precision, body_mass=clip_masses(model, reps, body_mass))
+    masses = clip_masses(model, reps, body_mass)
+    pred = model.predict(reps.motions, precision=args.precision, body_mass=masses)
     rows = surrogate_accuracy(pred, reps.activations, reps.muscles)
-    info = {**info, "arch": model.arch, "n_repetitions": len(reps), "sessions": sorted(set(reps.sessions))}
+    info = {**info, "arch": model.arch, "n_repetitions": len(reps), "sessions": sorted(set(reps.sessions)),
+            "body_mass_kg": None if masses is None else [float(m) for m in masses]}
     paths = write_evaluation(folder, name, rows, info)
     show = [m for m in GUIDED_MUSCLES if m in reps.muscles] or list(reps.muscles[:2])
     n_plot = min(args.plot_reps, len(reps))

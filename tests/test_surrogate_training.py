@@ -214,6 +214,24 @@ def test_prediction_agrees_on_the_trial_kinematics_and_the_dynamics_files(traine
     assert peak_trial.max() < 0.95
 
 
+def test_no_body_mass_trains_the_kinematics_only_model(synthetic_root, tmp_path):
+    """--no-body-mass: no mass input, nothing asks for a mass (not even a file
+    outside any session), and the report says no mass was used; the default
+    model's report lists the mass of every test repetition's subject."""
+    args = make_args(synthetic_root, tmp_path, "--exp-name", "kin", "--muscles", "vasmed_r,vasmed_l", "--epochs", "3",
+                     "--plot-reps", "0", "--no-body-mass", "--eval-data", str(REAL_MUSCLE_DRIVEN))
+    result = main(args)
+    model = load_surrogate(tmp_path / "kin" / "net_best.pth")
+    assert not model.uses_body_mass and load_checkpoint(tmp_path / "kin" / "net_best.pth")[
+        "model_config"]["body_mass"] is None
+    assert result["body_mass_kg"] is None and result["eval_data"]["body_mass_kg"] is None
+    with_mass = main(make_args(synthetic_root, tmp_path, "--exp-name", "mass", "--muscles", "vasmed_r,vasmed_l",
+                               "--epochs", "3", "--plot-reps", "0"))
+    test = load_repetitions(synthetic_root, split="test", source="dynamics")
+    assert with_mass["body_mass_kg"] == pytest.approx(list(file_masses(test.files)))
+    assert len(set(with_mass["body_mass_kg"])) == len(set(test.sessions))  # one mass per subject
+
+
 def test_mirror_swaps_sides_and_is_its_own_inverse(synthetic_root):
     reps = load_repetitions(synthetic_root, split="train", source="dynamics")
     mirrored = mirror_repetitions(reps)
