@@ -294,8 +294,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     if ckpt is None:
         inputs = centre_horizontal(data.train.motions) if args.centre else data.train.motions
         norm = Normalizer.fit(inputs, COORDINATES)
-        train_masses = file_masses(data.train.files) if args.body_mass else None
-        mass_norm = None if train_masses is None else mass_normalisation(train_masses, data.train.sessions)
+        train_mass = file_masses(data.train.files) if args.body_mass else None
+        mass_norm = None if train_mass is None else mass_normalisation(train_mass, data.train.sessions)
         model = SurrogateModel(args.arch, data.muscles, norm.mean, norm.std, centre=args.centre,
                                static=static_features(inputs, COORDINATES), body_mass=mass_norm,
                                **model_config_from_args(args))
@@ -303,12 +303,12 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         check_compatible(ckpt, args.resume, "muscles", data.muscles)
         norm = Normalizer.from_state_dict(ckpt["normalizer"])
         model = build_from_checkpoint(ckpt, args.resume)
+        train_mass = clip_masses(model, data.train)
     model.to(device).train()
     clear_run_dir(folder, args.resume, args.overwrite, also=("eval_*",))
 
     x_train = torch.as_tensor(data.train.motions, device=device)
     y_train = torch.as_tensor(data.train.activations, device=device)
-    train_mass = clip_masses(model, data.train) if ckpt is not None or train_masses is None else train_masses
     val_mass = clip_masses(model, data.val)
     extra = () if train_mass is None else (torch.as_tensor(train_mass, device=device),)
     batches = EpochBatches(x_train, y_train, *extra, batch_size=args.batch_size, seed=args.seed)
@@ -372,18 +372,15 @@ def main(args: argparse.Namespace) -> dict[str, Any] | None:
         return _run(args)
 
 
-def check_body_mass_args(args: argparse.Namespace, checkpoint: str | Path | None, training: bool) -> None:
-    """Flags that will not act are said. ``checkpoint``: the model evaluated
-    or resumed (None: the one ``--body-mass`` is about to train). Before a
+def check_body_mass_args(args: argparse.Namespace, uses_mass: bool, training: bool) -> None:
+    """Flags that will not act are said; ``uses_mass``: whether the model
+    evaluated, resumed or about to be trained takes body mass. Before a
     training run, the ``--eval-data`` files evaluated after it are read and,
     for a model that takes body mass, every file's subject must have one (or
     ``--eval-body-mass``): a bad file fails now, not after the training."""
-    uses_mass = args.body_mass
-    if checkpoint is not None:
-        uses_mass = build_from_checkpoint(load_checkpoint(checkpoint), checkpoint).uses_body_mass
-        if args.resume and uses_mass != args.body_mass:
-            print(f"note: {checkpoint} was trained {'with' if uses_mass else 'without'} body mass; "
-                  f"--{'' if args.body_mass else 'no-'}body-mass does not change a resumed run")
+    if args.resume and uses_mass != args.body_mass:
+        print(f"note: {args.resume} was trained {'with' if uses_mass else 'without'} body mass; "
+              f"--{'' if args.body_mass else 'no-'}body-mass does not change a resumed run")
     if args.eval_body_mass is not None and not (uses_mass and args.eval_data):
         print("note: --eval-body-mass is not used "
               + ("(the model does not take body mass)" if not uses_mass else "(no --eval-data)"))
@@ -399,8 +396,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any] | None:
         args.eval_name = Path(args.eval_data[0]).stem
     if args.eval_only:
         checkpoint = Path(args.checkpoint) if args.checkpoint else folder / BEST_NAME
-        load_surrogate(checkpoint)  # fail on a bad checkpoint before reading data
-        check_body_mass_args(args, checkpoint, training=False)
+        model = load_surrogate(checkpoint)  # fail on a bad checkpoint before reading data
+        check_body_mass_args(args, model.uses_body_mass, training=False)
         logger = RunLogger(folder, args, tensorboard=False)
         try:
             if args.eval_data:  # only the named files: the data root may not even exist
@@ -408,7 +405,9 @@ def _run(args: argparse.Namespace) -> dict[str, Any] | None:
             return evaluate_checkpoint(checkpoint, args, folder, logger)
         finally:
             logger.close()
-    check_body_mass_args(args, args.resume, training=True)
+    uses_mass = (build_from_checkpoint(load_checkpoint(args.resume), args.resume).uses_body_mass if args.resume
+                 else args.body_mass)
+    check_body_mass_args(args, uses_mass, training=True)
     result = train(args)
     if not result["finished"]:  # --stop-at or a signal: evaluate when the run is complete
         return {"stopped": True} if result["stopped"] else None

@@ -27,6 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
+from dataset.mcs import session_folder, session_model
 from utils.errors import BigeError
 
 METADATA_NAME = "sessionMetadata.yaml"
@@ -96,16 +97,6 @@ def metadata_mass(path: str | os.PathLike) -> float:
     raise BodyMassError(f"{path}: no top-level 'mass_kg:' line")
 
 
-def session_folder(path: str | os.PathLike) -> Path | None:
-    """The MCS session folder (the one holding ``OpenSimData``) that ``path``
-    is or lies in, or None."""
-    path = Path(path).resolve()
-    for folder in (path, *path.parents):
-        if (folder / "OpenSimData").is_dir():
-            return folder
-    return None
-
-
 def subject_mass(path: str | os.PathLike) -> float:
     """Body mass (kg) of the subject of a session folder or of a file inside
     one: its scaled model's, else its ``sessionMetadata.yaml``'s."""
@@ -114,9 +105,9 @@ def subject_mass(path: str | os.PathLike) -> float:
         raise BodyMassError(f"{path}: not inside an MCS session folder (<session>/OpenSimData/...), so the "
                             "subject's body mass is unknown; give it (surrogate_training.py --eval-body-mass) or "
                             "use a surrogate trained with --no-body-mass")
-    models = sorted((folder / "OpenSimData" / "Model").glob("*.osim"))
-    if models:
-        return model_mass(models[0])
+    model = session_model(folder)
+    if model is not None:
+        return model_mass(model)
     metadata = folder / METADATA_NAME
     if metadata.is_file():
         return metadata_mass(metadata)

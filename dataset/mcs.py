@@ -328,15 +328,28 @@ def why_no_repetitions(base: Path, seen: list[Session]) -> str:
     return "; ".join(reasons)
 
 
+def session_folder(path: str | os.PathLike) -> Path | None:
+    """The MCS session folder (the one holding ``OpenSimData``) that ``path``
+    is or lies in, or None."""
+    path = Path(path).resolve()
+    for folder in (path, *path.parents):
+        if (folder / "OpenSimData").is_dir():
+            return folder
+    return None
+
+
+def session_model(folder: str | os.PathLike) -> Path | None:
+    """The scaled model of the session in ``folder`` (the first
+    ``OpenSimData/Model/*.osim`` by name), or None."""
+    models = sorted((Path(folder) / "OpenSimData" / "Model").glob("*.osim"))
+    return models[0] if models else None
+
+
 def session_model_for(path: str | os.PathLike) -> Path | None:
     """The scaled model of the MCS session a motion file lives in
     (``<session>/OpenSimData/Model/*.osim``), if the file is inside one."""
-    for parent in Path(path).resolve().parents:
-        model_dir = parent / "OpenSimData" / "Model"
-        if model_dir.is_dir():
-            models = sorted(model_dir.glob("*.osim"))
-            return models[0] if models else None
-    return None
+    folder = session_folder(path)
+    return None if folder is None else session_model(folder)
 
 
 def is_mcs_root(path: str | os.PathLike) -> bool:

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from dataset.body_mass import subject_mass
-from dataset.mcs import DatasetError, data_dir, is_mcs_root
+from dataset.mcs import DatasetError, data_dir, is_mcs_root, session_model
 from metrics.distribution import compare_sets, published_entropy
 from metrics.guidance import (
     activation_metrics, foot_metrics, foot_point_indices, kinematic_metrics, peak_activation_frame, pelvis_tilt_at,
@@ -338,9 +338,9 @@ def subject_models(subjects: Sequence[str], roots: Sequence[str | os.PathLike]) 
     a session of one of the MCS ``roots`` (first root wins). {subject: path}"""
     found: dict[str, Path] = {}
     for sid, folder in session_folders(subjects, roots).items():
-        models = sorted((folder / "OpenSimData" / "Model").glob("*.osim"))
-        if models:
-            found[sid] = models[0]
+        model = session_model(folder)
+        if model is not None:
+            found[sid] = model
     return found
 
 

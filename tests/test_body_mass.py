@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dataset.body_mass import (
-    BodyMassError, file_masses, metadata_mass, model_mass, session_folder, subject_mass,
-)
+from dataset.body_mass import BodyMassError, file_masses, metadata_mass, model_mass, subject_mass
+from dataset.mcs import session_folder
 from tests.real_session import MUSCLE_DRIVEN_FILE, REAL, SUBJECT_MASS_KG, scaled_model
 from utils.constants import GENERIC_MODEL
 
