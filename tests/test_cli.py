@@ -501,6 +501,7 @@ def test_signal_stops_a_trainer_with_130_and_a_resumable_checkpoint(world, tmp_p
     deadline = time.time() + 120
     while time.time() < deadline and not (log.exists() and "step 2:" in log.read_text()):
         time.sleep(0.2)
+    assert proc.poll() is None and "step 2:" in log.read_text(), "the trainer did not reach step 2 in 120 s"
     # a second writer into the same run folder is refused while the first lives
     second = _run([*argv, "--overwrite"], tmp_path)  # --overwrite would delete a live run's folder
     assert second.returncode == 2 and "another process" in second.stderr, second.stderr[-800:]

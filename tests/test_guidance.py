@@ -368,8 +368,8 @@ def test_verify_refine_refits_the_surrogate_and_records_every_round(trained, tmp
     # the last copy, on the round-1 runs it was refined on, is closer than the original. Only closer: with the
     # default, smooth decoder the original is already within 0.02 here and the copy is held near it (drift
     # penalty), so the margin depends on the draw (0.88x with engine.generation.subject_seed's, below 0.7x with
-    # the CRC32 seed used before)
-    assert rounds[0]["surrogate_sim_peak_mad_after"] < 0.95 * rounds[0]["surrogate_sim_peak_mad_original"]
+    # the CRC32 seed used before) and on the CPU's float kernels, which change the guided latents; hence no margin
+    assert rounds[0]["surrogate_sim_peak_mad_after"] < rounds[0]["surrogate_sim_peak_mad_original"]
     data = np.load(folder / "verification.npz")
     assert data["motions"].shape == (16, 196, 33) and data["simulated"].shape == (16, 196, 2)
     assert list(np.bincount(data["round"])[1:]) == [8, 8] and set(data["runs"]) == set(range(16))

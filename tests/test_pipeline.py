@@ -84,9 +84,10 @@ def test_interrupted_run_resumes_and_leaves_no_partial_output(tmp_path: Path) ->
     cmd = [sys.executable, str(REPO / "run_pipeline.py"), "--config", str(cfg)]
     proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True)
     ckpt = tmp_path / "result.txt.ckpt"
-    deadline = time.time() + 30
+    deadline = time.time() + 120
     while not ckpt.exists() and time.time() < deadline:
         time.sleep(0.05)
+    assert ckpt.exists(), "the stage wrote no checkpoint in 120 s"
     time.sleep(0.3)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -120,9 +121,10 @@ def test_one_runner_per_output_folder_and_a_stopped_runner_stops_its_stage(tmp_p
     cmd = [sys.executable, str(REPO / "run_pipeline.py"), "--config", str(cfg)]
     first = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ckpt = tmp_path / "result.txt.ckpt"
-    deadline = time.time() + 30
+    deadline = time.time() + 120
     while not ckpt.exists() and time.time() < deadline:
         time.sleep(0.05)
+    assert ckpt.exists(), "the stage wrote no checkpoint in 120 s"
     second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert second.returncode == 2, second.stderr
     assert second.stderr.startswith("run_pipeline.py: error: ") and "another process" in second.stderr
@@ -140,22 +142,35 @@ SPAN = textwrap.dedent("""
     import argparse, json, os, sys, time
     p = argparse.ArgumentParser()
     p.add_argument("--out"); p.add_argument("--sleep", type=float); p.add_argument("--fail", action="store_true")
+    p.add_argument("--peer", default="")
     a = p.parse_args()
-    start = time.time(); print("working on", a.out, flush=True); time.sleep(a.sleep)
+    start = time.monotonic(); print("working on", a.out, flush=True)
+    saw_peer = False
+    if a.peer:  # meet the stage that should run beside this one: each sees the other start while it runs
+        open(a.out + ".started", "w").close()
+        deadline = start + 60
+        while not (saw_peer := os.path.exists(a.peer + ".started")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    time.sleep(a.sleep)
     if a.fail:
         print("bad input in line 7", flush=True); sys.exit(4)
-    tmp = a.out + ".tmp"; json.dump([start, time.time()], open(tmp, "w")); os.replace(tmp, a.out)
+    tmp = a.out + ".tmp"; json.dump([start, time.monotonic(), saw_peer], open(tmp, "w")); os.replace(tmp, a.out)
 """)
 
 
-def _dag_config(tmp: Path, fail_a: bool = False, jobs: int | None = None) -> Path:
-    """Stages a and b independent (1 s each), c needs both, d (no needs) waits for all before it."""
+def _dag_config(tmp: Path, fail_a: bool = False, jobs: int | None = None, meet: bool = False) -> Path:
+    """Stages a and b independent, c needs both, d (no needs) waits for all
+    before it. With ``meet``, a and b each wait (up to 60 s) for the other to
+    start, which proves that they ran side by side without timing either."""
     (tmp / "span.py").write_text(SPAN)
 
     def stage(name: str, needs: list[str] | None, fail: bool = False) -> str:
-        sleep = 1.0 if name in "ab" else 0.1
-        lines = [f"  - name: {name}", f"    script: {tmp / 'span.py'}",
-                 f'    args: {{out: "{{out_dir}}/{name}.json", sleep: {sleep}, fail: {str(fail).lower()}}}',
+        peer = {"a": "b", "b": "a"}.get(name) if meet else None
+        sleep = 0.3 if name in "ab" else 0.1
+        args = f'out: "{{out_dir}}/{name}.json", sleep: {sleep}, fail: {str(fail).lower()}'
+        if peer:
+            args += f', peer: "{{out_dir}}/{peer}.json"'
+        lines = [f"  - name: {name}", f"    script: {tmp / 'span.py'}", f"    args: {{{args}}}",
                  f'    outputs: ["{tmp}/{name}.json"]']
         return "\n".join(lines + ([f"    needs: {needs}"] if needs is not None else [])) + "\n"
     cfg = tmp / "dag.yaml"
@@ -164,26 +179,28 @@ def _dag_config(tmp: Path, fail_a: bool = False, jobs: int | None = None) -> Pat
     return cfg
 
 
-def _span(tmp: Path, name: str) -> tuple[float, float]:
+def _span(tmp: Path, name: str) -> tuple[float, float, bool]:
+    """(start, end, saw its peer start) of a stage, on the system-wide monotonic clock."""
     import json
-    start, end = json.loads((tmp / f"{name}.json").read_text())
-    return start, end
+    start, end, saw_peer = json.loads((tmp / f"{name}.json").read_text())
+    return start, end, saw_peer
 
 
 def test_needs_run_stages_side_by_side_and_in_dependency_order(tmp_path: Path) -> None:
     from utils.pipeline_config import config_jobs
-    variables, stages = load_config(_dag_config(tmp_path, jobs=2))
+    variables, stages = load_config(_dag_config(tmp_path, jobs=2, meet=True))
     assert config_jobs(variables, "dag.yaml") == 2
     assert [s.needs for s in stages] == [[], [], ["a", "b"], ["a", "b", "c"]]
     times = run_stages(stages, jobs=2, times_file=tmp_path / "times.json")
     a, b, c, d = (_span(tmp_path, n) for n in "abcd")
-    assert b[0] < a[1] and a[0] < b[1], "a and b ran at the same time"
+    assert a[2] and b[2], "a and b ran at the same time (each saw the other start)"
     assert c[0] >= max(a[1], b[1]) and d[0] >= c[1], "c waited for a and b, d for c"
     assert set(times) == set("abcd") and all((tmp_path / ".pipeline" / f"{n}.done").is_file() for n in "abcd")
     assert "working on" in (tmp_path / ".pipeline" / "a.log").read_text()
     # one at a time: a finishes before b starts
     for n in "abcd":
         (tmp_path / ".pipeline" / f"{n}.done").unlink()
+    _, stages = load_config(_dag_config(tmp_path, jobs=2))  # a and b no longer wait for each other
     run_stages(stages, jobs=1)
     a, b = _span(tmp_path, "a"), _span(tmp_path, "b")
     assert a[1] <= b[0]

@@ -134,8 +134,10 @@ sys.path.insert(0, {root!r})
 from utils.process_map import process_map
 
 def report(x):
-    with open({out!r} + f".{{x}}", "w") as f:
+    path = {out!r} + f".{{x}}"
+    with open(path + ".tmp", "w") as f:  # renamed when written: the test polls for the file
         f.write(f"{{os.getpid()}} {{'xml.dom.minidom' in sys.modules}}")
+    os.replace(path + ".tmp", path)
     time.sleep(float(x))
     return x
 

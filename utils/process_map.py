@@ -271,7 +271,7 @@ def process_map(fn: Callable[[T], R], items: Sequence[T], processes: int,
                     dispatch(slot)
                     continue
                 if kind == "died":
-                    proc.join(1.0)
+                    proc.join(STOP_TIMEOUT_S)  # a forkserver child's exit code arrives once the forkserver reaps it
                     payload = (f"{proc.name} (pid {proc.pid}) died with exit code {proc.exitcode} while working "
                                f"on item {index} ({items[index]!r})")
                 if failure is None or index < failure[0]:
