@@ -14,12 +14,16 @@ Where the mass comes from, for a motion file inside an MCS session folder
    OpenSim's ``Model.getTotalMass``, checked in ``tests/test_body_mass.py``);
 2. else the session's ``sessionMetadata.yaml`` (OpenCap writes ``mass_kg``).
 
+Where a session has both and they differ by more than :data:`MASS_AGREEMENT`,
+a warning names both files; the model's mass is used.
+
 Anything else raises :class:`BodyMassError` naming the file and what was
 looked for.
 """
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -32,6 +36,13 @@ from utils.errors import BigeError
 
 METADATA_NAME = "sessionMetadata.yaml"
 """OpenCap's per-session metadata file (``mass_kg``, ``height_m``, ...)."""
+
+MASS_AGREEMENT = 0.02
+"""Relative gap between a session's metadata ``mass_kg`` and its scaled
+model's mass above which :func:`subject_mass` warns (OpenCap's scaled models
+weigh exactly ``mass_kg``)."""
+
+_LOG = logging.getLogger(__name__)
 
 
 class BodyMassError(BigeError, ValueError):
@@ -106,13 +117,32 @@ def subject_mass(path: str | os.PathLike) -> float:
                             "subject's body mass is unknown; give it (surrogate_training.py --eval-body-mass) or "
                             "use a surrogate trained with --no-body-mass")
     model = session_model(folder)
-    if model is not None:
-        return model_mass(model)
     metadata = folder / METADATA_NAME
+    if model is not None:
+        mass = model_mass(model)
+        if metadata.is_file():
+            _check_agreement(mass, model, metadata)
+        return mass
     if metadata.is_file():
         return metadata_mass(metadata)
     raise BodyMassError(f"{folder}: no OpenSimData/Model/*.osim and no {METADATA_NAME}, so the subject's body mass "
                         "is unknown; expected the session's scaled model")
+
+
+def _check_agreement(mass: float, model: Path, metadata: Path) -> None:
+    """Log a warning when the session's metadata names another mass than its
+    scaled model has (OpenCap scales the model to ``mass_kg``; a gap points to
+    a model or metadata file from another session). The model's mass is used:
+    the activations were simulated with it."""
+    try:
+        stated = metadata_mass(metadata)
+    except BodyMassError as err:
+        _LOG.warning("%s; the body mass is taken from %s", err, model)
+        return
+    if abs(mass - stated) > MASS_AGREEMENT * stated:
+        _LOG.warning("%s: mass_kg is %.1f kg but the scaled model %s weighs %.1f kg (more than %.0f %% apart; "
+                     "files from different sessions?); using the model's %.1f kg", metadata, stated, model, mass,
+                     100 * MASS_AGREEMENT, mass)
 
 
 def file_masses(files: Sequence[str | os.PathLike]) -> np.ndarray:

@@ -3,6 +3,8 @@ checked against OpenSim's own total mass and the synthetic subjects' records."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 from pathlib import Path
 
@@ -48,9 +50,11 @@ def test_synthetic_subjects_mass_is_what_the_generator_recorded(synthetic_root):
         assert subject_mass(folder) == pytest.approx(recorded, rel=1e-9)
         kinematics = next((folder / "OpenSimData" / "Kinematics").iterdir())
         assert subject_mass(kinematics) == pytest.approx(recorded, rel=1e-9)  # a file inside the session
+        # the session's OpenCap-style metadata states the same subject
+        assert metadata_mass(folder / "sessionMetadata.yaml") == pytest.approx(recorded, abs=1e-4)
 
 
-def test_opencap_metadata_gives_the_real_subjects_mass(tmp_path):
+def test_opencap_metadata_gives_the_real_subjects_mass(tmp_path, caplog):
     assert metadata_mass(REAL_METADATA) == 72.0
     session = tmp_path / "Data" / "sub1"
     (session / "OpenSimData" / "Dynamics" / "SQT01_segment_1").mkdir(parents=True)
@@ -63,8 +67,28 @@ def test_opencap_metadata_gives_the_real_subjects_mass(tmp_path):
     assert session_folder(motion) == session.resolve()
     (session / "OpenSimData" / "Model").mkdir()
     shutil.copyfile(GENERIC_MODEL, session / "OpenSimData" / "Model" / "generic.osim")  # the model wins
-    assert subject_mass(motion) == pytest.approx(75.337, abs=1e-6)
+    with caplog.at_level("WARNING", logger="dataset.body_mass"):
+        assert subject_mass(motion) == pytest.approx(75.337, abs=1e-6)
+    # ... with a warning: the unscaled model weighs 4.6 % more than the metadata says
+    assert len(caplog.records) == 1
+    assert re.search(r"sessionMetadata.yaml: mass_kg is 72.0 kg but the scaled model .*generic.osim weighs 75.3 kg",
+                     caplog.text)
     assert np.allclose(file_masses([motion, motion]), [75.337, 75.337])
+
+
+def test_a_model_scaled_to_the_metadata_mass_agrees_silently(tmp_path, real_scaled, caplog):
+    """OpenCap's case: the ScaleTool-scaled model weighs the metadata's 72 kg."""
+    session = tmp_path / "sub1"
+    (session / "OpenSimData" / "Model").mkdir(parents=True)
+    shutil.copyfile(real_scaled, session / "OpenSimData" / "Model" / "subject_scaled.osim")
+    shutil.copyfile(REAL_METADATA, session / "sessionMetadata.yaml")
+    with caplog.at_level("WARNING", logger="dataset.body_mass"):
+        assert subject_mass(session) == pytest.approx(SUBJECT_MASS_KG, rel=1e-9)
+    assert not caplog.records
+    (session / "sessionMetadata.yaml").write_text("mass_kg: n/a\n")  # unreadable: a warning, the model's mass
+    with caplog.at_level("WARNING", logger="dataset.body_mass"):
+        assert subject_mass(session) == pytest.approx(SUBJECT_MASS_KG, rel=1e-9)
+    assert "line 1: mass_kg is 'n/a'" in caplog.text and "taken from" in caplog.text
 
 
 def test_bad_files_name_the_file_and_what_was_expected(tmp_path):
@@ -105,3 +129,7 @@ def test_an_edited_model_is_read_again(tmp_path):
     path.write_text(f"<OpenSimDocument><Model><BodySet><objects>{body.format(20)}{body.format(1.5)}</objects>"
                     "</BodySet></Model></OpenSimDocument>")
     assert model_mass(path) == 21.5
+    before = path.stat()
+    path.write_text(path.read_text().replace("1.5", "2.5"))  # same size: the modification time tells
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))
+    assert path.stat().st_size == before.st_size and model_mass(path) == 22.5

@@ -13,6 +13,7 @@ activations. Layout under ``--out``::
         kinematics_activations_SQT01_segment_<k>_muscle_driven.mot
         inverse_dynamics_SQT01_segment_<k>.sto      (moments, reserves, residuals)
     Data/<session-uuid>/MarkerData/SQT01.trc
+    Data/<session-uuid>/sessionMetadata.yaml       (mass_kg, height_m, sex, as OpenCap writes it)
     Data/<session-uuid>/synthetic_session.json     (parameters and checks; written last)
     squat-segmentation-data/<session-uuid>.npy
     split.json, README.txt, synthetic_quality.json  (every repetition's checks; failing ones are not written)
@@ -36,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dataset.body_mass import METADATA_NAME
 from dataset.mcs import save_segmentation
 from dataset.synthetic.opencap_model import MODEL_FILE
 from utils.constants import COORDINATES, DEFAULT_DATA_ROOT, FRAME_RATE
@@ -230,6 +232,7 @@ def _build_session(root: Path, seed: int, index: int, n_reps: int) -> dict:
     sim = session / "OpenSimData"
 
     model_path = subject_model(sim / "Model" / MODEL_FILE, subject.height, subject.mass, name=f"synthetic_{sid[:8]}")
+    _write_session_metadata(session, sid, subject)
     fk = OsimPoints(model_path)  # the skeleton, also for the inverse dynamics
     muscles = MuscleModel(model_path)  # the whole model, also for the markers
     offset = (float(rng.uniform(-0.5, 0.5)), float(rng.uniform(-0.5, 0.5)))
@@ -325,6 +328,19 @@ def _build_session(root: Path, seed: int, index: int, n_reps: int) -> dict:
     }
     atomic_write_json(session / SESSION_DONE, summary)
     return summary
+
+
+def _write_session_metadata(session: Path, sid: str, subject) -> None:
+    """``<session>/sessionMetadata.yaml`` with the keys OpenCap writes for the
+    subject (``mass_kg``, ``height_m``, ``sex``, ``openSimModel``, ``subjectID``),
+    in its alphabetical order."""
+    lines = ["# synthetic session written by dataset.synthetic (not measured)",
+             f"height_m: {subject.height:.4f}",
+             f"mass_kg: {subject.mass:.4f}",
+             f"openSimModel: {MODEL_FILE.removesuffix('_scaled.osim')}",
+             f"sex: {subject.sex[0]}",
+             f"subjectID: synthetic_{sid[:8]}"]
+    atomic_write_text(session / METADATA_NAME, "\n".join(lines) + "\n")
 
 
 # ----------------------------------------------------------------------------- command line
