@@ -35,8 +35,8 @@ TRAIN, TEST = SESSIONS[:4], SESSIONS[4:]
 SCRIPTS = ("train_vq.py", "MOT_eval.py", "surrogate_training.py", "LIMO_Surrogate.py", "generate_vq.py",
            "train_t2m_trans.py", "generate_t2m.py", "train_mdm.py", "generate_mdm.py", "calculate_wasserstein.py",
            "wasserstein_mocap.py", "calculate_guidance.py", "plot_3.py", "render_compare.py", "plot_samples.py",
-           "run_pipeline.py", "dataset.synthetic")
-"""Every entry point: the 16 root scripts and ``python -m dataset.synthetic``."""
+           "run_pipeline.py", "dataset.synthetic", "dataset.segment")
+"""Every entry point: the 16 root scripts, ``python -m dataset.synthetic`` and ``python -m dataset.segment``."""
 
 WITH_DEVICE = ("train_vq.py", "MOT_eval.py", "surrogate_training.py", "LIMO_Surrogate.py", "generate_vq.py",
                "train_t2m_trans.py", "generate_t2m.py", "train_mdm.py", "generate_mdm.py")
@@ -355,6 +355,10 @@ OTHER_CASES = [
     # the synthetic data generator
     ("dataset.synthetic", ["--out", "{tmp}/syn", "--subjects", "0"], ["n_subjects"]),
     ("dataset.synthetic", ["--out", "{file}/syn", "--subjects", "1", "--no-progress"], ["a_file.txt"]),
+    # the repetition segmenter
+    ("dataset.segment", ["{tmp}/nowhere"], ["nowhere", "does not exist"]),
+    ("dataset.segment", ["{file}"], ["a_file.txt", "no 'Data' folder"]),
+    ("dataset.segment", ["{root}", "--min-depth", "-5", "--dry-run"], ["min depth > 0", "min_depth_deg=-5.0"]),
     # training and guidance options
     ("train_vq.py", ["--data-root", "{root}", "--clip-length", "97", "--out-dir", "{tmp}/o"], ["--clip-length 97"]),
     ("train_vq.py", ["--data-root", "{root}", "--lr", "0", "--out-dir", "{tmp}/o"], ["--lr"]),
@@ -446,8 +450,10 @@ def test_every_root_script_goes_through_the_door() -> None:
     for script in SCRIPTS:
         if script.endswith(".py"):
             main_block = (REPO / script).read_text().split('if __name__ == "__main__":')[-1]
-        else:  # a package run with -m: its __main__.py is the door
+        elif (REPO / script.replace(".", "/")).is_dir():  # a package run with -m: its __main__.py is the door
             main_block = (REPO / script.replace(".", "/") / "__main__.py").read_text()
+        else:  # a module run with -m
+            main_block = (REPO / f"{script.replace('.', '/')}.py").read_text().split('if __name__ == "__main__":')[-1]
         assert "run(" in main_block or "run_cli(" in main_block, f"{script}: __main__ does not use utils.cli.run"
 
 
