@@ -15,7 +15,7 @@ import numpy as np
 
 from dataset.body_mass import subject_mass
 from dataset.mcs import DatasetError, data_dir, is_mcs_root, session_model
-from metrics.distribution import compare_sets, published_entropy
+from metrics.distribution import compare_sets, emd_w2, published_entropy, relative_horizontal
 from metrics.guidance import (
     activation_metrics, foot_metrics, foot_point_indices, kinematic_metrics, peak_activation_frame, pelvis_tilt_at,
     summarise, surrogate_simulation_agreement,
@@ -255,6 +255,54 @@ def distribution_row(
             row[f"{name}_n"] = f"{d['n_a']}x{d['n_b']}"
     row.update({f"w1_{c}": v for c, v in res["w1"].items()})
     row.update({"skipped": len(mset.skipped), "refitted": len(mset.refitted), "source": mset.source})
+    return row
+
+
+OWN_SUBJECT_COLUMNS = (
+    Column("label", "set", ""),
+    Column("own_subjects", "subjects", "d"),
+    Column("own_w2sq", "Gaussian W2^2", ".4f", std=True),
+    Column("own_w1_rot_deg", "W1 rot (deg)", ".3f", std=True),
+    Column("own_emd_w2", "EMD W2 (deg/cm)", ".2f", std=True),
+)
+"""The ``--own-subject`` table: each subject folder against the subject's own
+motion capture, mean ± std over subjects."""
+
+OWN_SUBJECT_NOTE = (
+    "each subject folder of a set against that subject's own motion-capture repetitions in the data root (any "
+    "split); same distances as above (EMD without bootstrap), mean ± population std over the subjects that have "
+    "repetitions; per-subject values as own_*_<subject> in the CSV/JSON")
+
+
+def own_subject_row(mset: MotionSet, own: MotionSet, *, ot_samples: int = 300, seed: int = 0,
+                    horizontal: str = "relative") -> dict[str, Any]:
+    """How far each subject folder of ``mset`` lies from the same subject's
+    own motion capture (``own``, the root's repetitions of every split):
+    Gaussian W2^2 (pooled, as stored), mean W1 of the rotations and EMD W2
+    without bootstrap (as :func:`metrics.distribution.compare_sets`), each as the mean and
+    population std over subjects, plus ``own_<measure>_<subject>``. Subjects
+    with no repetitions in ``own`` are listed in ``own_missing``."""
+    if mset.motions.shape[1] != own.motions.shape[1]:
+        raise UserError(f"{mset.source}: motions have {mset.motions.shape[1]} frames, the motion capture "
+                        f"{own.motions.shape[1]}; load both with the same --clip-length")
+    per: dict[str, dict[str, float]] = {}
+    missing = []
+    for subject in sorted(set(mset.subjects)):
+        reference = own.motions[[s == subject for s in own.subjects]]
+        if not len(reference):
+            missing.append(subject)
+            continue
+        motions = mset.motions[[s == subject for s in mset.subjects]]
+        res = compare_sets(motions, reference, multivariate=False, horizontal=horizontal)
+        pair = (motions, reference) if horizontal == "absolute" else map(relative_horizontal, (motions, reference))
+        per[subject] = {"w2sq": res["gaussian_w2sq"], "w1_rot_deg": res["w1_mean_rot_deg"],
+                        "emd_w2": emd_w2(*pair, max_samples=ot_samples, bootstrap=0, seed=seed).value}
+    row: dict[str, Any] = {"own_subjects": len(per), "own_missing": " ".join(missing)}
+    for measure in ("w2sq", "w1_rot_deg", "emd_w2"):
+        values = np.array([p[measure] for p in per.values()])
+        row[f"own_{measure}"] = float(values.mean()) if len(values) else float("nan")
+        row[f"own_{measure}_std"] = float(values.std()) if len(values) else float("nan")
+        row.update({f"own_{measure}_{s}": p[measure] for s, p in per.items()})
     return row
 
 
@@ -572,6 +620,11 @@ def write_distribution_tables(args, paths, rows, reference, infos, script: str, 
                "units": UNITS, "seconds": round(time.time() - started, 2)}
     notes = [f"reference: {reference.describe()} [{reference_label(args)}]",
              *(PUBLISHED_DISTRIBUTION_NOTES if published else DISTRIBUTION_NOTES)]
+    if any("own_subjects" in r for r in rows):
+        own_table = markdown_table(rows, OWN_SUBJECT_COLUMNS)
+        print("\nagainst each subject's own motion capture (--own-subject)")
+        print(text_table(rows, OWN_SUBJECT_COLUMNS))
+        extra_md = f"## Against each subject's own motion capture\n\n{own_table}\n\n- {OWN_SUBJECT_NOTE}\n\n{extra_md}"
     write_outputs(paths, rows, columns, payload, f"{title}: {PROTOCOL_TITLES[args.protocol]}",
                   notes=notes, extra_md=extra_md)
     print(f"\nwrote {', '.join(str(p) for p in paths.values())}")

@@ -111,6 +111,10 @@ def get_wasserstein_parser() -> argparse.ArgumentParser:
                    help="which sessions of --data-root form the reference set; unset: train (project protocol), "
                         "test (published protocol, their Dynamics kinematics)")
     g.add_argument("--dataname", default="mcs", choices=["mcs"], help="dataset kind (kept for the published commands)")
+    g.add_argument("--own-subject", action="store_true",
+                   help="also measure each subject folder against that subject's own motion-capture repetitions "
+                        "in --data-root (any split): Gaussian W2^2, W1 of the rotations and EMD W2, mean ± std "
+                        "over subjects, in a second table (--protocol project only)")
     _distance_args(p)
     _output_args(p, "wasserstein")
     return p

@@ -142,6 +142,43 @@ def test_compare_mode_builds_one_row_per_folder_and_never_overwrites(
     assert "emd_w2" not in json.loads((tmp_path / "wasserstein_compare.json").read_text())["rows"][0]
 
 
+def test_own_subject_measures_each_folder_against_its_subjects_motion_capture(mcs_root: Path, tmp_path: Path) -> None:
+    """--own-subject: a subject's own repetitions are at 0; the same shifted by
+    5 deg in one coordinate are at W1 5/30 deg, EMD 5 and the Gaussian W2^2 of
+    the pooled values; a subject without motion capture is listed, not scored."""
+    reps = load_repetitions(mcs_root, split="test")
+    same, shifted = tmp_path / "same", tmp_path / "shifted"
+    for k, (sid, motion) in enumerate(zip(reps.sessions, reps.motions)):
+        write_coordinates(same / sid / f"entry_{k}_mocap.mot", motion)
+        moved = motion.copy()
+        if sid == TEST[0]:
+            moved[:, COORD_INDEX["knee_angle_r"]] += 5.0
+        write_coordinates(shifted / sid / f"entry_{k}_mocap.mot", moved)
+    stranger = "ffffffff-1111-4222-8333-ffffffffffff"
+    write_coordinates(shifted / stranger / "entry_0_mocap.mot", reps.motions[0])
+    argv = ["--compare", same, shifted, "--labels", "same", "shifted", "--data-root", mcs_root, "--own-subject",
+            "--out", tmp_path / "o", *FAST]
+    rows = calculate_wasserstein.main(_args(get_wasserstein_parser(), *argv))
+    assert rows[0]["own_subjects"] == 2 and rows[0]["own_missing"] == ""
+    for key in ("own_w2sq", "own_w1_rot_deg", "own_emd_w2"):
+        assert rows[0][key] == pytest.approx(0.0, abs=1e-3), key
+    first = [m for m, s in zip(reps.motions, reps.sessions) if s == TEST[0]]
+    own, moved = np.stack(first).astype(np.float64), np.stack(first).astype(np.float64)
+    moved[:, :, COORD_INDEX["knee_angle_r"]] += 5.0
+    w2sq = (moved.mean() - own.mean()) ** 2 + (moved.std() - own.std()) ** 2
+    r = rows[1]
+    assert r["own_subjects"] == 2 and r["own_missing"] == stranger
+    assert r[f"own_w1_rot_deg_{TEST[0]}"] == pytest.approx(5.0 / 30, abs=1e-3)
+    assert r[f"own_emd_w2_{TEST[0]}"] == pytest.approx(5.0, abs=1e-3)
+    assert r[f"own_w2sq_{TEST[0]}"] == pytest.approx(w2sq, rel=1e-3)
+    assert r[f"own_emd_w2_{TEST[1]}"] == pytest.approx(0.0, abs=1e-3)
+    assert r["own_emd_w2"] == pytest.approx(2.5, abs=1e-3) and r["own_emd_w2_std"] == pytest.approx(2.5, abs=1e-3)
+    md = (tmp_path / "o" / "wasserstein_compare.md").read_text()
+    assert "## Against each subject's own motion capture" in md and "| set | subjects | Gaussian W2^2 |" in md
+    with pytest.raises(MotionSetError, match="--own-subject is a measure of the project protocol"):
+        calculate_wasserstein.main(_args(get_wasserstein_parser(), *argv, "--protocol", "published", "--overwrite"))
+
+
 @pytest.fixture(scope="module")
 def surrogate_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small (untrained) surrogate checkpoint in the format surrogate training writes."""
