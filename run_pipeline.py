@@ -87,7 +87,8 @@ def _finish(stage: Stage, argv: list[str], returncode: int, elapsed: float, time
         raise PipelineError(f"stage {stage.name!r} finished but did not write {missing}")
     times[stage.name] = round(elapsed, 1)
     if stage.marker is not None:
-        atomic_write_json(stage.marker, {"seconds": round(elapsed, 1), "command": argv[1:]})
+        atomic_write_json(stage.marker, {"seconds": round(elapsed, 1), "command": argv[1:],
+                                         "configured": stage.configured_argv()[1:]})
     print(f"[{stage.name}] finished in {elapsed:.0f} s; outputs: {', '.join(map(str, stage.outputs))}", flush=True)
     if times_file is not None:
         atomic_write_json(times_file, times)
@@ -112,6 +113,11 @@ def run_stages(stages: list[Stage], only: list[str] | None = None, force: bool =
             continue
         if stage.done() and not force:
             print(f"[{stage.name}] done, outputs: {', '.join(map(str, stage.outputs))}", flush=True)
+            changed = stage.changed_since_done()
+            if changed:
+                print(f"[{stage.name}] warning: its command changed since it ran ({' '.join(changed)}); not run "
+                      f"again: use --stage {stage.name} --force (stages that need it are not redone either)",
+                      flush=True)
             continue
         todo.append(stage)
     if dry_run:

@@ -206,6 +206,25 @@ def test_needs_run_stages_side_by_side_and_in_dependency_order(tmp_path: Path) -
     assert a[1] <= b[0]
 
 
+def test_a_done_stage_whose_command_changed_is_named_not_silently_skipped(tmp_path: Path, capsys) -> None:
+    cfg = _dag_config(tmp_path)
+    _, stages = load_config(cfg)
+    run_stages(stages, jobs=1)
+    first = (tmp_path / "a.json").read_text()
+    cfg.write_text(cfg.read_text().replace("a.json\", sleep: 0.3", "a.json\", sleep: 0.2", 1))
+    _, stages = load_config(cfg)
+    capsys.readouterr()
+    run_stages(stages, jobs=1)
+    out = capsys.readouterr().out
+    assert "[a] warning: its command changed since it ran (0.2 (no longer 0.3)); not run again: use --stage a " \
+           "--force" in out
+    assert "[b] warning" not in out and (tmp_path / "a.json").read_text() == first, "a was not run again"
+    run_stages(stages, only=["a"], force=True)
+    capsys.readouterr()
+    run_stages(stages, jobs=1)
+    assert "warning" not in capsys.readouterr().out, "the forced run recorded the new command"
+
+
 def test_a_failed_stage_stops_what_needs_it_and_lets_the_others_finish(tmp_path: Path, capsys) -> None:
     _, stages = load_config(_dag_config(tmp_path, fail_a=True))
     with pytest.raises(PipelineError, match=r"stage 'a' failed \(exit 4\)"):

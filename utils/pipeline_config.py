@@ -10,6 +10,7 @@ the demo does.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import sys
@@ -49,12 +50,32 @@ class Stage:
             return False
         return bool(self.outputs or self.marker) and all(p.exists() for p in self.outputs)
 
+    def configured_argv(self) -> list[str]:
+        """The command as the config gives it (positional patterns matched),
+        before the runner adds ``--resume`` or ``--overwrite``."""
+        return list(self.command) + [_first_match(p) for p in self.positional]
+
+    def changed_since_done(self) -> list[str] | None:
+        """The arguments of the configured command that differ from the run
+        recorded in the marker (``None`` when they agree or the marker, from
+        an older runner, does not record them)."""
+        if self.marker is None or not self.marker.is_file():
+            return None
+        try:
+            recorded = json.loads(self.marker.read_text()).get("configured")
+        except (OSError, ValueError, AttributeError):
+            return None
+        now = self.configured_argv()[1:]
+        if not isinstance(recorded, list) or recorded == now:
+            return None
+        return [a for a in now if a not in recorded] + [f"(no longer {a})" for a in recorded if a not in now]
+
     def argv(self) -> list[str]:
         """The command: with ``--resume <checkpoint>`` when the stage's checkpoint
         exists; with ``--overwrite`` when it does not but its folder holds files
         (a training killed before its first checkpoint has nothing to continue,
         so it restarts) or when ``overwrite_partial`` is set."""
-        argv = list(self.command) + [_first_match(p) for p in self.positional]
+        argv = self.configured_argv()
         if self.resume is not None and self.resume.is_file():
             argv += ["--resume", str(self.resume)]
         elif self.overwrite_partial or (self.resume is not None and _has_files(self.resume.parent)):
