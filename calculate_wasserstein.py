@@ -55,6 +55,7 @@ def main(args) -> list[dict]:
     print(f"{PROTOCOL_TITLES[protocol]}")
     print(f"reference: {reference.describe()} [{reference_label(args)}]")
     rows, infos = [], []
+    horizontal = "absolute" if args.absolute_horizontal else "relative"
     for label, folder, kind in specs:
         mset = load_motion_set(folder, kind, split=args.split, length=args.clip_length, clip_mode=args.clip_mode,
                                split_file=args.split_file, workers=args.workers, strict=args.strict,
@@ -68,11 +69,11 @@ def main(args) -> list[dict]:
                                          bootstrap=args.bootstrap, projections=args.projections,
                                          confidence=args.confidence, seed=args.seed,
                                          multivariate=not args.no_multivariate,
-                                         horizontal="absolute" if args.absolute_horizontal else "relative"))
+                                         horizontal=horizontal))
             rows[-1]["protocol"] = "project"
             if own is not None:
                 rows[-1].update(own_subject_row(mset, own, ot_samples=args.ot_samples, seed=args.seed,
-                                                horizontal="absolute" if args.absolute_horizontal else "relative"))
+                                                horizontal=horizontal))
         infos.append(set_info(label, mset))
     write_distribution_tables(args, paths, rows, reference, infos, "calculate_wasserstein.py", started,
                               "Distribution metrics")

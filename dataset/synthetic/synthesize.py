@@ -34,6 +34,7 @@ import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -45,6 +46,9 @@ from utils.device import torch_threads
 from utils.errors import UserError
 from utils.fileio import atomic_write_json, atomic_write_text
 from utils.motion_io import write_coordinates, write_mot, write_trc
+
+if TYPE_CHECKING:  # imported where OpenSim is loaded, in the worker
+    from dataset.synthetic.squat_kinematics import SubjectParams
 
 __all__ = ["build_dataset", "session_uuid", "depth_quantile", "build_session", "get_args_parser", "main", "TRIAL", "MODEL_FILE"]
 
@@ -330,7 +334,7 @@ def _build_session(root: Path, seed: int, index: int, n_reps: int) -> dict:
     return summary
 
 
-def _write_session_metadata(session: Path, sid: str, subject) -> None:
+def _write_session_metadata(session: Path, sid: str, subject: "SubjectParams") -> None:
     """``<session>/sessionMetadata.yaml`` with the keys OpenCap writes for the
     subject (``mass_kg``, ``height_m``, ``sex``, ``openSimModel``, ``subjectID``),
     in its alphabetical order."""
