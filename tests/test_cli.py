@@ -403,6 +403,7 @@ def _drive(script: str, argv: list[str], cwd: Path) -> tuple[int, str, str]:
     threads = torch.get_num_threads()
     sys.argv = [script if script.endswith(".py") else f"python -m {script}", *argv]
     os.chdir(cwd)
+    imported = None if script.endswith(".py") else sys.modules.pop(script, None)  # run it afresh, as -m does
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
@@ -414,6 +415,8 @@ def _drive(script: str, argv: list[str], cwd: Path) -> tuple[int, str, str]:
             except SystemExit as stop:
                 code = stop.code if isinstance(stop.code, int) else 1
     finally:
+        if imported is not None:
+            sys.modules[script] = imported
         sys.argv = old_argv
         os.chdir(old_cwd)
         signal.signal(signal.SIGTERM, old_term)
