@@ -279,13 +279,16 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     check_muscle_names(muscles)
     folder = check_run_dir(Path(args.out_dir) / args.exp_name, args.resume, args.overwrite)
     ckpt = None
+    uses_mass = args.body_mass
     if args.resume:
         ckpt = load_checkpoint(args.resume)
-        build_from_checkpoint(ckpt, args.resume)  # validates the checkpoint before any data is read
+        # validates the checkpoint before any data is read
+        uses_mass = build_from_checkpoint(ckpt, args.resume).uses_body_mass
         if ckpt.get("kind") != CHECKPOINT_KIND or "val_sessions" not in ckpt:
             raise CheckpointError(f"{args.resume}: not a surrogate training checkpoint of this version "
                                   f"(kind={ckpt.get('kind')!r}); train again, or use it with --eval-only")
         muscles = list(ckpt["muscles"])
+    check_body_mass_args(args, uses_mass, training=True)
     device = resolve_device(args.device)
     precision_note = apply_precision(args, device, "surrogate_training")
     seed_everything(args.seed)
@@ -405,9 +408,6 @@ def _run(args: argparse.Namespace) -> dict[str, Any] | None:
             return evaluate_checkpoint(checkpoint, args, folder, logger)
         finally:
             logger.close()
-    uses_mass = (build_from_checkpoint(load_checkpoint(args.resume), args.resume).uses_body_mass if args.resume
-                 else args.body_mass)
-    check_body_mass_args(args, uses_mass, training=True)
     result = train(args)
     if not result["finished"]:  # --stop-at or a signal: evaluate when the run is complete
         return {"stopped": True} if result["stopped"] else None
