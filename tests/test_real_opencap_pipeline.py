@@ -119,12 +119,16 @@ def test_generation_and_distribution_metrics_on_the_real_root(trained, real_root
     run("wasserstein_mocap.py", "--file_type", "mot", "--folder_path", real_root / "Data", "--out", tmp_path / "ref",
         "--bootstrap", "5", "--projections", "16", "--no-progress")
     run("calculate_wasserstein.py", "--file_type", "mot", "--folder_path", out / "VQVAE", "--data-root", real_root,
-        "--out", tmp_path / "gen", "--bootstrap", "5", "--projections", "16", "--no-progress")
+        "--out", tmp_path / "gen", "--bootstrap", "5", "--projections", "16", "--no-progress", "--own-subject")
     for folder in (tmp_path / "ref", tmp_path / "gen"):
         tables = list(folder.glob("*.json"))
         assert tables, folder
         text = tables[0].read_text()
         assert "NaN" not in text and "Infinity" not in text
+    # the samples against the real subject's own motion capture: one subject, found, at a finite distance
+    row = json.loads((tmp_path / "gen" / "wasserstein.json").read_text())["rows"][0]
+    assert row["own_subjects"] == 1 and row["own_missing"] == ""
+    assert row["own_w1_rot_deg_real03"] == row["own_w1_rot_deg"] > 0 and row["own_emd_w2"] > 0
 
 
 def test_real_feet_stay_on_the_floor_through_the_project_fk(real_root):
